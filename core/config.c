@@ -1,0 +1,628 @@
+/*
+ * config.c - reads squall.ini (with inih) into a struct sqc_config: the
+ * [server] keys through one table of parsers, and one [route PATH] section
+ * per route whose keys are kept, with their line numbers, for the plugin.
+ * It does not log: errors come back as a message naming file:line and key.
+ * Loop thread (or before the loop starts).
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "core.h"
+
+struct parse_state {
+	struct sqc_config *c;
+	FILE		*fp;
+	int		 line;
+	int		 too_long;	/* line number of an over-long line */
+	char		*err;
+	size_t		 errlen;
+	int		 failed;
+	unsigned	 seen;		/* bit per [server] key, for repeats */
+	struct sqc_route_conf *route;	/* section being read, or NULL */
+	int		 in_server;
+	char		*section;	/* last section name seen */
+};
+
+static int fail(struct parse_state *ps, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+fail(struct parse_state *ps, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (ps->failed)
+		return 0;
+	ps->failed = 1;
+	n = snprintf(ps->err, ps->errlen, "%s:%d: ", ps->c->file, ps->line);
+	if (n < 0 || (size_t)n >= ps->errlen)
+		return 0;
+	va_start(ap, fmt);
+	vsnprintf(ps->err + n, ps->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return 0;
+}
+
+/* ---- value parsers, shared with the plugin option getters ------------ */
+
+/* Parses a decimal integer in [min, max]; -EINVAL or -ERANGE. */
+int
+sqc_parse_int(const char *s, long long min, long long max, long long *out)
+{
+	char *end;
+	long long v;
+
+	if (s == NULL || *s == '\0')
+		return -EINVAL;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return -EINVAL;
+	if (v < min || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+/* Parses a byte count with an optional K, M or G suffix. */
+int
+sqc_parse_size(const char *s, size_t *out)
+{
+	unsigned long long v, mul = 1;
+	char *end;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return -EINVAL;
+	switch (*end) {
+	case 'k': case 'K': mul = 1ULL << 10; end++; break;
+	case 'm': case 'M': mul = 1ULL << 20; end++; break;
+	case 'g': case 'G': mul = 1ULL << 30; end++; break;
+	}
+	if (*end != '\0')
+		return -EINVAL;
+	if (v > SIZE_MAX / mul)
+		return -ERANGE;
+	*out = (size_t)(v * mul);
+	return 0;
+}
+
+/* on/off, yes/no, true/false, 1/0. */
+int
+sqc_parse_bool(const char *s, int *out)
+{
+	static const char *yes[] = { "on", "yes", "true", "1" };
+	static const char *no[] = { "off", "no", "false", "0" };
+
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*out = 1;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*out = 0;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* host:port or [v6]:port, numeric addresses only; port 0 picks one. */
+int
+sqc_parse_listen(const char *s, struct sqc_listen *out)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+	const char *colon, *hs, *he;
+	long long port;
+	char host[INET6_ADDRSTRLEN];
+	size_t hl;
+
+	if (s[0] == '[') {
+		hs = s + 1;
+		if ((he = strchr(hs, ']')) == NULL || he[1] != ':')
+			return -EINVAL;
+		colon = he + 1;
+	} else {
+		if ((colon = strrchr(s, ':')) == NULL)
+			return -EINVAL;
+		hs = s;
+		he = colon;
+	}
+	hl = (size_t)(he - hs);
+	if (hl == 0 || hl >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, hs, hl);
+	host[hl] = '\0';
+	if (inet_pton(s[0] == '[' ? AF_INET6 : AF_INET, host, buf) != 1)
+		return -EINVAL;
+	if (sqc_parse_int(colon + 1, 0, 65535, &port) != 0)
+		return -EINVAL;
+	out->host = strdup(host);
+	out->port = (int)port;
+	return out->host ? 0 : -ENOMEM;
+}
+
+/* Joins a relative path to dir; returns a malloc'ed string. */
+char *
+sqc_path_resolve(const char *dir, const char *path)
+{
+	char *out;
+
+	if (path[0] == '/' || dir == NULL)
+		return strdup(path);
+	if (asprintf(&out, "%s/%s", dir, path) < 0)
+		return NULL;
+	return out;
+}
+
+/* ---- the [server] table ---------------------------------------------- */
+
+enum kind { K_STR, K_PATH, K_INT, K_SIZE, K_BOOL, K_LEVEL, K_LOG, K_LISTEN };
+
+struct key {
+	const char	*name;
+	enum kind	 kind;
+	size_t		 off;
+	long long	 min, max;
+	const char	*def;
+};
+
+#define OFF(f) offsetof(struct sqc_config, f)
+static const struct key server_keys[] = {
+	{ "listen",		K_LISTEN, 0,			0, 0,
+	    "127.0.0.1:8888" },
+	{ "plugin_dir",		K_PATH,	OFF(plugin_dir),	0, 0,	"." },
+	{ "workers",		K_INT,	OFF(workers),		1, 256,	"1" },
+	{ "user",		K_STR,	OFF(user),		0, 0,	"" },
+	{ "pid_file",		K_PATH,	OFF(pid_file),		0, 0,	"" },
+	{ "access_log",		K_LOG,	OFF(access_log),	0, 0,	"-" },
+	{ "error_log",		K_LOG,	OFF(error_log),		0, 0,	"-" },
+	{ "log_level",		K_LEVEL, OFF(log_level),	0, 0,	"info" },
+	{ "max_connections",	K_INT,	OFF(max_connections),	1, 1000000,
+	    "10000" },
+	{ "max_header_size",	K_SIZE,	OFF(max_header_size),	256, 1 << 20,
+	    "8192" },
+	{ "max_body_size",	K_SIZE,	OFF(max_body_size),	0, 1LL << 32,
+	    "1048576" },
+	{ "request_timeout",	K_INT,	OFF(request_timeout),	1, 86400, "30" },
+	{ "shutdown_timeout",	K_INT,	OFF(shutdown_timeout),	0, 86400, "10" },
+	{ "xheaders",		K_BOOL,	OFF(xheaders),		0, 0,	"off" },
+	{ "trusted_proxies",	K_STR,	OFF(trusted_proxies),	0, 0,
+	    "127.0.0.1 ::1" },
+};
+#define NKEYS (sizeof(server_keys) / sizeof(server_keys[0]))
+
+static int
+set_str(char **dst, const char *v)
+{
+	char *s = strdup(v);
+
+	if (s == NULL)
+		return -ENOMEM;
+	free(*dst);
+	*dst = s;
+	return 0;
+}
+
+/* Applies one [server] value; returns 0 or fills a message in why. */
+static int
+apply_key(struct sqc_config *c, const struct key *k, const char *v,
+    char *why, size_t whylen)
+{
+	char *base = (char *)c;
+	long long n;
+	size_t sz;
+	int b, rc;
+
+	switch (k->kind) {
+	case K_STR:
+		return set_str((char **)(base + k->off), v);
+	case K_PATH:
+		if (*v == '\0')
+			return set_str((char **)(base + k->off), v);
+		free(*(char **)(base + k->off));
+		*(char **)(base + k->off) = sqc_path_resolve(c->dir, v);
+		return *(char **)(base + k->off) ? 0 : -ENOMEM;
+	case K_LOG:
+		if (strcmp(v, "-") == 0 || strcmp(v, "off") == 0)
+			return set_str((char **)(base + k->off), v);
+		if (*v == '\0') {
+			snprintf(why, whylen, "a path, \"-\" or \"off\"");
+			return -EINVAL;
+		}
+		free(*(char **)(base + k->off));
+		*(char **)(base + k->off) = sqc_path_resolve(c->dir, v);
+		return *(char **)(base + k->off) ? 0 : -ENOMEM;
+	case K_INT:
+		if ((rc = sqc_parse_int(v, k->min, k->max, &n)) != 0) {
+			snprintf(why, whylen, "an integer from %lld to %lld",
+			    k->min, k->max);
+			return rc;
+		}
+		*(long long *)(base + k->off) = n;
+		return 0;
+	case K_SIZE:
+		if (sqc_parse_size(v, &sz) != 0 || (long long)sz < k->min ||
+		    (long long)sz > k->max) {
+			snprintf(why, whylen, "a size from %lld to %lld bytes "
+			    "(K, M and G suffixes allowed)", k->min, k->max);
+			return -EINVAL;
+		}
+		*(size_t *)(base + k->off) = sz;
+		return 0;
+	case K_BOOL:
+		if (sqc_parse_bool(v, &b) != 0) {
+			snprintf(why, whylen, "on or off");
+			return -EINVAL;
+		}
+		*(int *)(base + k->off) = b;
+		return 0;
+	case K_LEVEL:
+		if ((b = sqc_log_level_parse(v)) < 0) {
+			snprintf(why, whylen, "error, warn, info or debug");
+			return -EINVAL;
+		}
+		*(int *)(base + k->off) = b;
+		return 0;
+	case K_LISTEN: {
+		struct sqc_listen l, *nl;
+
+		if (sqc_parse_listen(v, &l) != 0) {
+			snprintf(why, whylen, "host:port or [ipv6]:port with a "
+			    "numeric address");
+			return -EINVAL;
+		}
+		nl = realloc(c->listen, (c->nlisten + 1) * sizeof(*nl));
+		if (nl == NULL) {
+			free(l.host);
+			return -ENOMEM;
+		}
+		c->listen = nl;
+		c->listen[c->nlisten++] = l;
+		return 0;
+	}
+	}
+	return -EINVAL;
+}
+
+static int
+server_key(struct parse_state *ps, const char *name, const char *value)
+{
+	char why[160] = "";
+	size_t i;
+	int rc;
+
+	for (i = 0; i < NKEYS; i++)
+		if (strcmp(server_keys[i].name, name) == 0)
+			break;
+	if (i == NKEYS)
+		return fail(ps, "unknown key '%s' in [server]", name);
+	if (server_keys[i].kind != K_LISTEN && (ps->seen & (1u << i)))
+		return fail(ps, "key '%s' given twice in [server]", name);
+	ps->seen |= 1u << i;
+	rc = apply_key(ps->c, &server_keys[i], value, why, sizeof(why));
+	if (rc == -ENOMEM)
+		return fail(ps, "out of memory");
+	if (rc != 0)
+		return fail(ps, "bad value '%s' for '%s': expected %s", value,
+		    name, why);
+	return 1;
+}
+
+/* ---- routes ---------------------------------------------------------- */
+
+static int
+valid_route_path(const char *p)
+{
+	if (p[0] != '/')
+		return 0;
+	for (; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+
+		if (ch <= 0x20 || ch >= 0x7f || ch == '?' || ch == '#' ||
+		    ch == '%')
+			return 0;
+		if (ch == '*' && p[1] != '\0')
+			return 0;
+	}
+	return 1;
+}
+
+static int
+new_route(struct parse_state *ps, const char *spec)
+{
+	struct sqc_config *c = ps->c;
+	struct sqc_route_conf *r, *nr;
+	size_t len;
+
+	while (*spec == ' ' || *spec == '\t')
+		spec++;
+	if (!valid_route_path(spec))
+		return fail(ps, "bad route '%s': a path starting with '/', "
+		    "with an optional trailing '*'", spec);
+	len = strlen(spec);
+	for (size_t i = 0; i < c->nroutes; i++) {
+		r = &c->routes[i];
+		if (strlen(r->path) + (size_t)r->prefix == len &&
+		    strncmp(r->path, spec, strlen(r->path)) == 0 &&
+		    (spec[len - 1] == '*') == r->prefix)
+			return fail(ps, "duplicate route '%s' (first at "
+			    "line %d)", spec, r->line);
+	}
+	nr = realloc(c->routes, (c->nroutes + 1) * sizeof(*nr));
+	if (nr == NULL)
+		return fail(ps, "out of memory");
+	c->routes = nr;
+	r = &c->routes[c->nroutes++];
+	memset(r, 0, sizeof(*r));
+	r->line = ps->line;
+	r->prefix = spec[len - 1] == '*';
+	r->path = strndup(spec, len - (size_t)r->prefix);
+	if (r->path == NULL)
+		return fail(ps, "out of memory");
+	ps->route = r;
+	return 1;
+}
+
+static int
+route_key(struct parse_state *ps, const char *name, const char *value)
+{
+	struct sqc_route_conf *r = ps->route;
+	struct sqc_opt *o;
+
+	if (strcmp(name, "plugin") == 0) {
+		if (r->plugin)
+			return fail(ps, "key 'plugin' given twice in route "
+			    "'%s'", r->path);
+		if (*value == '\0')
+			return fail(ps, "empty 'plugin' in route '%s'",
+			    r->path);
+		/* resolved once plugin_dir is known, after the parse */
+		r->plugin = strdup(value);
+		return r->plugin ? 1 : fail(ps, "out of memory");
+	}
+	o = realloc(r->opts, (r->nopts + 1) * sizeof(*o));
+	if (o == NULL)
+		return fail(ps, "out of memory");
+	r->opts = o;
+	o = &r->opts[r->nopts++];
+	o->key = strdup(name);
+	o->value = strdup(value);
+	o->line = ps->line;
+	o->used = 0;
+	if (o->key == NULL || o->value == NULL)
+		return fail(ps, "out of memory");
+	return 1;
+}
+
+static int
+on_entry(void *user, const char *section, const char *name,
+    const char *value)
+{
+	struct parse_state *ps = user;
+
+	if (ps->failed)
+		return 0;
+	if (ps->section == NULL || strcmp(ps->section, section) != 0) {
+		free(ps->section);
+		ps->section = strdup(section);
+		ps->route = NULL;
+		ps->in_server = 0;
+		if (strcmp(section, "server") == 0) {
+			if (ps->seen & (1u << 31))
+				return fail(ps, "section [server] given "
+				    "twice");
+			ps->seen |= 1u << 31;
+			ps->in_server = 1;
+		} else if (strncmp(section, "route ", 6) == 0 ||
+		    strncmp(section, "route\t", 6) == 0) {
+			if (!new_route(ps, section + 6))
+				return 0;
+		} else if (section[0] == '\0')
+			return fail(ps, "key '%s' outside any section", name);
+		else
+			return fail(ps, "unknown section [%s]: expected "
+			    "[server] or [route PATH]", section);
+	}
+	if (ps->in_server)
+		return server_key(ps, name, value);
+	return route_key(ps, name, value);
+}
+
+/* An fgets that counts lines and notices lines inih would cut. */
+static char *
+reader(char *str, int num, void *stream)
+{
+	struct parse_state *ps = stream;
+	char *s = fgets(str, num, ps->fp);
+	size_t len;
+
+	if (s == NULL)
+		return NULL;
+	ps->line++;
+	len = strlen(s);
+	if (len == (size_t)num - 1 && s[len - 1] != '\n' && !feof(ps->fp)) {
+		int ch;
+
+		if (!ps->too_long)
+			ps->too_long = ps->line;
+		while ((ch = fgetc(ps->fp)) != EOF && ch != '\n')
+			;
+		s[0] = '\0';
+	}
+	return s;
+}
+
+/* "hello" is plugin_dir/hello.so; a value with a '/' is a path. */
+static int
+resolve_plugin(struct sqc_config *c, struct sqc_route_conf *r)
+{
+	char *path;
+
+	if (strchr(r->plugin, '/') != NULL)
+		path = sqc_path_resolve(c->dir, r->plugin);
+	else if (asprintf(&path, "%s/%s.so", c->plugin_dir, r->plugin) < 0)
+		path = NULL;
+	if (path == NULL)
+		return -ENOMEM;
+	free(r->plugin);
+	r->plugin = path;
+	return 0;
+}
+
+static char *
+folder_of(const char *file)
+{
+	char *abs, *slash;
+
+	if (file[0] == '/')
+		abs = strdup(file);
+	else {
+		char cwd[PATH_MAX];
+
+		if (getcwd(cwd, sizeof(cwd)) == NULL)
+			return NULL;
+		if (asprintf(&abs, "%s/%s", cwd, file) < 0)
+			return NULL;
+	}
+	if (abs == NULL)
+		return NULL;
+	slash = strrchr(abs, '/');
+	if (slash == abs)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	return abs;
+}
+
+static int
+set_defaults(struct sqc_config *c)
+{
+	char why[160];
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (server_keys[i].kind == K_LISTEN)
+			continue;
+		if (apply_key(c, &server_keys[i], server_keys[i].def, why,
+		    sizeof(why)) != 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * Reads file into a new configuration. Returns NULL and fills err with
+ * "file:line: what is wrong" on any error.
+ */
+struct sqc_config *
+sqc_config_load(const char *file, char *err, size_t errlen)
+{
+	struct parse_state ps;
+	struct sqc_config *c;
+	int rc;
+
+	memset(&ps, 0, sizeof(ps));
+	if ((c = calloc(1, sizeof(*c))) == NULL ||
+	    (c->file = strdup(file)) == NULL ||
+	    (c->dir = folder_of(file)) == NULL || set_defaults(c) != 0) {
+		snprintf(err, errlen, "%s: out of memory", file);
+		sqc_config_free(c);
+		return NULL;
+	}
+	if ((ps.fp = fopen(file, "r")) == NULL) {
+		snprintf(err, errlen, "%s: %s", file, strerror(errno));
+		sqc_config_free(c);
+		return NULL;
+	}
+	ps.c = c;
+	ps.err = err;
+	ps.errlen = errlen;
+	rc = ini_parse_stream(reader, &ps, on_entry, &ps);
+	fclose(ps.fp);
+	free(ps.section);
+	if (!ps.failed && ps.too_long) {
+		ps.line = ps.too_long;
+		fail(&ps, "line longer than %d characters", INI_MAX_LINE - 2);
+	}
+	if (!ps.failed && rc > 0) {
+		ps.line = rc;
+		fail(&ps, "syntax error (expected [section], key = value "
+		    "or a comment)");
+	}
+	if (!ps.failed && rc < 0) {
+		snprintf(err, errlen, "%s: cannot read", file);
+		ps.failed = 1;
+	}
+	for (size_t i = 0; !ps.failed && i < c->nroutes; i++) {
+		struct sqc_route_conf *r = &c->routes[i];
+
+		if (r->plugin == NULL) {
+			ps.line = r->line;
+			fail(&ps, "route '%s%s' has no 'plugin' key",
+			    r->path, r->prefix ? "*" : "");
+		} else if (resolve_plugin(c, r) != 0) {
+			snprintf(err, errlen, "%s: out of memory", file);
+			ps.failed = 1;
+		}
+	}
+	if (!ps.failed && c->nlisten == 0) {
+		char why[160];
+
+		if (apply_key(c, &server_keys[0], server_keys[0].def, why,
+		    sizeof(why)) != 0) {
+			snprintf(err, errlen, "%s: out of memory", file);
+			ps.failed = 1;
+		}
+	}
+	if (ps.failed) {
+		sqc_config_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void
+sqc_config_free(struct sqc_config *c)
+{
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < c->nlisten; i++)
+		free(c->listen[i].host);
+	free(c->listen);
+	for (size_t i = 0; i < c->nroutes; i++) {
+		struct sqc_route_conf *r = &c->routes[i];
+
+		for (size_t j = 0; j < r->nopts; j++) {
+			free(r->opts[j].key);
+			free(r->opts[j].value);
+		}
+		free(r->opts);
+		free(r->path);
+		free(r->plugin);
+	}
+	free(c->routes);
+	free(c->file);
+	free(c->dir);
+	free(c->plugin_dir);
+	free(c->pid_file);
+	free(c->access_log);
+	free(c->error_log);
+	free(c->user);
+	free(c->trusted_proxies);
+	free(c);
+}

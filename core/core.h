@@ -1,0 +1,172 @@
+/*
+ * core.h - what crosses files inside squalld. Private to core/: plugins
+ * see only squall/plugin.h. Everything here runs on the loop thread.
+ */
+#ifndef SQUALL_CORE_H
+#define SQUALL_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "squall/plugin.h"
+
+#define SQC_ERRLEN 512
+
+struct event_base;
+
+/* ---- log.c ------------------------------------------------------------ */
+
+extern int sqc_log_level;
+
+int	 sqc_log_open(const char *error_log, const char *access_log,
+	    char *err, size_t errlen);
+int	 sqc_log_reopen(void);
+void	 sqc_log_close(void);
+void	 sqc_log(enum sq_log_level level, const char *who, const char *fmt,
+	    ...) __attribute__((format(printf, 3, 4)));
+void	 sqc_vlog(enum sq_log_level level, const char *who, const char *fmt,
+	    va_list ap);
+void	 sqc_access_log(const char *client, const char *method,
+	    const char *uri, int major, int minor, int status, size_t bytes,
+	    const char *referer, const char *agent);
+int	 sqc_log_level_parse(const char *s);
+const char *sqc_log_level_name(int level);
+
+/* ---- config.c --------------------------------------------------------- */
+
+struct sqc_opt {
+	char		*key;
+	char		*value;
+	int		 line;
+	int		 used;
+};
+
+struct sqc_route_conf {
+	char		*path;		/* "/hello" or "/static/" + prefix */
+	int		 prefix;	/* route ended in "*" */
+	char		*plugin;	/* resolved .so path */
+	int		 line;		/* of the [route] header */
+	struct sqc_opt	*opts;
+	size_t		 nopts;
+};
+
+struct sqc_listen {
+	char		*host;		/* numeric address, no brackets */
+	int		 port;
+};
+
+struct sqc_config {
+	char		*file;		/* as given */
+	char		*dir;		/* absolute folder of file */
+
+	struct sqc_listen *listen;
+	size_t		 nlisten;
+	char		*plugin_dir;
+	char		*pid_file;
+	char		*access_log;	/* path, "-" or "off" */
+	char		*error_log;	/* path or "-" */
+	int		 log_level;
+	long long	 workers;
+	char		*user;
+	long long	 max_connections;
+	size_t		 max_header_size;
+	size_t		 max_body_size;
+	long long	 request_timeout;
+	long long	 shutdown_timeout;
+	int		 xheaders;
+	char		*trusted_proxies;
+
+	struct sqc_route_conf *routes;
+	size_t		 nroutes;
+};
+
+struct sqc_config *sqc_config_load(const char *file, char *err,
+	    size_t errlen);
+void	 sqc_config_free(struct sqc_config *c);
+char	*sqc_path_resolve(const char *dir, const char *path);
+int	 sqc_parse_size(const char *s, size_t *out);
+int	 sqc_parse_int(const char *s, long long min, long long max,
+	    long long *out);
+int	 sqc_parse_bool(const char *s, int *out);
+int	 sqc_parse_listen(const char *s, struct sqc_listen *out);
+
+/* ---- router.c --------------------------------------------------------- */
+
+struct sqc_router;
+
+struct sqc_router *sqc_router_new(void);
+void	 sqc_router_free(struct sqc_router *r);
+/* Adds a route; -EEXIST if the same route is there already. */
+int	 sqc_router_add(struct sqc_router *r, const char *path, int prefix,
+	    void *data);
+/* Longest match; *rest gets the part after a prefix route's prefix. */
+void	*sqc_router_match(const struct sqc_router *r, const char *path,
+	    const char **rest);
+/* Percent-decodes and normalises a request path in place. */
+int	 sqc_path_normalize(char *path);
+
+/* ---- plugin.c --------------------------------------------------------- */
+
+struct sqc_module;
+struct sqc_gen;
+
+struct sq_inst {
+	char		*route;
+	struct sqc_module *mod;
+	const struct sq_plugin *desc;
+	void		*state;
+	unsigned	 refs;
+	/* identity for reuse across reloads */
+	struct sqc_opt	*opts;
+	size_t		 nopts;
+};
+
+int	 sqc_plugin_init(char *err, size_t errlen);
+void	 sqc_plugin_shutdown(void);
+/* Load every plugin and create every instance of c's routes. */
+struct sqc_gen *sqc_gen_build(struct sqc_config *c, const struct sqc_gen *old,
+	    char *err, size_t errlen);
+void	 sqc_gen_release(struct sqc_gen *g);
+struct sq_inst *sqc_gen_route(struct sqc_gen *g, const char *path,
+	    const char **rest);
+size_t	 sqc_gen_count(const struct sqc_gen *g, size_t *reused);
+void	 sqc_inst_ref(struct sq_inst *inst);
+void	 sqc_inst_unref(struct sq_inst *inst);
+unsigned sqc_module_count(void);
+
+/* ---- http.c ----------------------------------------------------------- */
+
+struct sqc_server;
+
+struct sqc_server *sqc_http_new(struct event_base *base);
+int	 sqc_http_listen(struct sqc_server *s, const struct sqc_config *c,
+	    int port_override, char *err, size_t errlen);
+void	 sqc_http_apply(struct sqc_server *s, const struct sqc_config *c,
+	    struct sqc_gen *gen);
+void	 sqc_http_stop_accepting(struct sqc_server *s);
+size_t	 sqc_http_inflight(const struct sqc_server *s);
+void	 sqc_http_abort_all(struct sqc_server *s);
+void	 sqc_http_free(struct sqc_server *s);
+
+/* ---- timer.c ---------------------------------------------------------- */
+
+void	 sqc_timer_init(struct event_base *base);
+void	 sqc_timer_cancel_all(void);
+size_t	 sqc_timer_pending(void);
+
+/* ---- signals.c -------------------------------------------------------- */
+
+enum sqc_sig { SQC_SIG_RELOAD, SQC_SIG_REOPEN, SQC_SIG_STOP };
+
+int	 sqc_signals_init(struct event_base *base,
+	    void (*cb)(enum sqc_sig sig, void *arg), void *arg);
+void	 sqc_signals_free(void);
+int	 sqc_signal_send(const char *pid_file, const char *what, char *err,
+	    size_t errlen);
+
+/* ---- main.c ----------------------------------------------------------- */
+
+struct event_base *sqc_base(void);
+
+#endif /* SQUALL_CORE_H */

@@ -1,0 +1,881 @@
+/*
+ * http.c - the HTTP server: listening sockets, evhttp glue, the request
+ * object plugins see (struct sq_req and the sq_req_* / sq_resp_*
+ * functions), limits, the access log line, and abort notification when a
+ * client leaves before its response. Loop thread only.
+ *
+ * Lifetimes: a struct sq_req wraps one evhttp_request and holds a
+ * reference on its instance. It lives until the response is sent, or
+ * until the client has gone and the plugin's abort callback has run.
+ * Connections are tracked (struct conn) from their first request, to
+ * notice a client that leaves while its request is pending and to count
+ * connections against max_connections.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/http_struct.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <json-c/json.h>
+
+#include "core.h"
+
+struct conn {
+	struct evhttp_connection *evcon;
+	struct sqc_server *srv;
+	struct sq_req	*req;		/* pending request, or NULL */
+	struct event	*watch;		/* EOF watch while req is pending */
+	struct conn	*hnext;		/* hash chain */
+};
+
+struct sq_req {
+	struct evhttp_request *ev;	/* NULL once the client is gone */
+	struct sqc_server *srv;
+	struct conn	*conn;
+	struct sq_inst	*inst;
+	char		*path;
+	const char	*subpath;
+	struct evkeyvalq args;
+	int		 args_parsed;
+	char		*body;
+	size_t		 body_len;
+	char		 client[INET6_ADDRSTRLEN];
+	void		(*abort_cb)(struct sq_req *, void *);
+	void		*abort_arg;
+	int		 in_abort;	/* inside the abort callback */
+	struct sq_req	*prev, *next;	/* in-flight list */
+};
+
+struct sqc_server {
+	struct event_base *base;
+	struct evhttp	*http;
+	struct sqc_gen	*gen;		/* borrowed: main.c owns it */
+	size_t		 max_header_size;
+	size_t		 max_connections;
+	struct evhttp_bound_socket **bound;
+	size_t		 nbound;
+	struct sq_req	*dispatching;	/* inside .handle, not yet answered */
+	int		 stopping;
+	int		 paused;	/* listeners off: too many connections */
+
+	struct sq_req	*inflight;
+	size_t		 ninflight;
+
+	struct conn	**conns;	/* hash by evcon */
+	size_t		 nconns, conns_size;
+};
+
+/* ---- connections ----------------------------------------------------- */
+
+static size_t
+conn_slot(const struct sqc_server *s, const void *evcon)
+{
+	uintptr_t p = (uintptr_t)evcon;
+
+	p ^= p >> 17;
+	p *= 0x9e3779b97f4a7c15ULL;
+	return (size_t)(p >> 20) & (s->conns_size - 1);
+}
+
+static struct conn *
+conn_find(struct sqc_server *s, struct evhttp_connection *evcon)
+{
+	struct conn *c;
+
+	if (s->conns_size == 0)
+		return NULL;
+	for (c = s->conns[conn_slot(s, evcon)]; c; c = c->hnext)
+		if (c->evcon == evcon)
+			return c;
+	return NULL;
+}
+
+static int
+conn_grow(struct sqc_server *s)
+{
+	size_t nsize = s->conns_size ? s->conns_size * 2 : 256;
+	struct conn **old = s->conns, **nt;
+	size_t osize = s->conns_size;
+
+	if ((nt = calloc(nsize, sizeof(*nt))) == NULL)
+		return -ENOMEM;
+	s->conns = nt;
+	s->conns_size = nsize;
+	for (size_t i = 0; i < osize; i++) {
+		struct conn *c, *next;
+
+		for (c = old[i]; c; c = next) {
+			size_t slot = conn_slot(s, c->evcon);
+
+			next = c->hnext;
+			c->hnext = nt[slot];
+			nt[slot] = c;
+		}
+	}
+	free(old);
+	return 0;
+}
+
+static void
+set_accepting(struct sqc_server *s, int on)
+{
+	for (size_t i = 0; i < s->nbound; i++) {
+		struct evconnlistener *l;
+
+		l = evhttp_bound_socket_get_listener(s->bound[i]);
+		if (on)
+			evconnlistener_enable(l);
+		else
+			evconnlistener_disable(l);
+	}
+}
+
+static void req_gone(struct sq_req *req);
+
+/* evhttp is freeing the connection: the client left or it timed out. */
+static void
+conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+	struct conn *c = arg, **pp;
+	struct sqc_server *s = c->srv;
+
+	if (c->req)
+		req_gone(c->req);
+	if (c->watch)
+		event_free(c->watch);
+	for (pp = &s->conns[conn_slot(s, evcon)]; *pp; pp = &(*pp)->hnext)
+		if (*pp == c) {
+			*pp = c->hnext;
+			break;
+		}
+	s->nconns--;
+	free(c);
+	if (s->paused && !s->stopping && s->nconns < s->max_connections) {
+		s->paused = 0;
+		set_accepting(s, 1);
+	}
+}
+
+static struct conn *
+conn_get(struct sqc_server *s, struct evhttp_connection *evcon)
+{
+	struct conn *c = conn_find(s, evcon);
+	size_t slot;
+
+	if (c)
+		return c;
+	if (s->nconns >= s->conns_size && conn_grow(s) != 0)
+		return NULL;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	c->evcon = evcon;
+	c->srv = s;
+	slot = conn_slot(s, evcon);
+	c->hnext = s->conns[slot];
+	s->conns[slot] = c;
+	s->nconns++;
+	evhttp_connection_set_closecb(evcon, conn_closed, c);
+	if (s->nconns >= s->max_connections && !s->paused) {
+		s->paused = 1;
+		set_accepting(s, 0);
+		sqc_log(SQ_LOG_WARN, NULL, "max_connections (%zu) reached: "
+		    "not accepting until a connection closes",
+		    s->max_connections);
+	}
+	return c;
+}
+
+/* ---- requests -------------------------------------------------------- */
+
+static const char *
+method_name(enum evhttp_cmd_type cmd)
+{
+	switch (cmd) {
+	case EVHTTP_REQ_GET:		return "GET";
+	case EVHTTP_REQ_POST:		return "POST";
+	case EVHTTP_REQ_HEAD:		return "HEAD";
+	case EVHTTP_REQ_PUT:		return "PUT";
+	case EVHTTP_REQ_DELETE:		return "DELETE";
+	case EVHTTP_REQ_OPTIONS:	return "OPTIONS";
+	case EVHTTP_REQ_TRACE:		return "TRACE";
+	case EVHTTP_REQ_CONNECT:	return "CONNECT";
+	case EVHTTP_REQ_PATCH:		return "PATCH";
+	}
+	return "?";
+}
+
+static void
+client_addr(struct evhttp_request *ev, char *out, size_t len)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
+	char *host = NULL;
+	ev_uint16_t port;
+
+	out[0] = '\0';
+	if (evcon)
+		evhttp_connection_get_peer(evcon, &host, &port);
+	snprintf(out, len, "%s", host ? host : "-");
+}
+
+static void
+log_access(struct evhttp_request *ev, const char *client, int status,
+    size_t bytes)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
+	const char *uri = evhttp_request_get_uri(ev);
+
+	sqc_access_log(client, method_name(evhttp_request_get_command(ev)),
+	    uri ? uri : "-", ev->major, ev->minor, status, bytes,
+	    evhttp_find_header(h, "Referer"),
+	    evhttp_find_header(h, "User-Agent"));
+}
+
+/* Answers a request that never reached a plugin. */
+static void
+reply_plain(struct evhttp_request *ev, int status, const char *extra_hdr,
+    const char *extra_val)
+{
+	struct evbuffer *b = evbuffer_new();
+	struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
+	char client[INET6_ADDRSTRLEN];
+	const char *reason;
+	size_t len;
+
+	client_addr(ev, client, sizeof(client));
+	reason = NULL;
+	switch (status) {
+	case 400: reason = "Bad Request"; break;
+	case 404: reason = "Not Found"; break;
+	case 405: reason = "Method Not Allowed"; break;
+	case 431: reason = "Request Header Fields Too Large"; break;
+	case 501: reason = "Not Implemented"; break;
+	case 503: reason = "Service Unavailable"; break;
+	}
+	evhttp_add_header(out, "Content-Type", "text/plain; charset=utf-8");
+	if (extra_hdr)
+		evhttp_add_header(out, extra_hdr, extra_val);
+	if (b)
+		evbuffer_add_printf(b, "%d %s\n", status,
+		    reason ? reason : "Error");
+	len = b ? evbuffer_get_length(b) : 0;
+	log_access(ev, client, status, len);
+	evhttp_send_reply(ev, status, reason, b);
+	if (b)
+		evbuffer_free(b);
+}
+
+static size_t
+headers_size(struct evhttp_request *ev)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
+	const char *uri = evhttp_request_get_uri(ev);
+	struct evkeyval *kv;
+	size_t n = uri ? strlen(uri) + 16 : 16;
+
+	TAILQ_FOREACH(kv, h, next)
+		n += strlen(kv->key) + strlen(kv->value) + 4;
+	return n;
+}
+
+static int
+is_upgrade(struct evhttp_request *ev)
+{
+	const char *u;
+
+	u = evhttp_find_header(evhttp_request_get_input_headers(ev),
+	    "Upgrade");
+	return u && strcasecmp(u, "websocket") == 0;
+}
+
+static void
+req_free(struct sq_req *req)
+{
+	struct sqc_server *s = req->srv;
+
+	if (req->prev)
+		req->prev->next = req->next;
+	else
+		s->inflight = req->next;
+	if (req->next)
+		req->next->prev = req->prev;
+	s->ninflight--;
+	if (s->dispatching == req)
+		s->dispatching = NULL;
+	if (req->conn) {
+		req->conn->req = NULL;
+		if (req->conn->watch)
+			event_del(req->conn->watch);
+	}
+	if (req->args_parsed)
+		evhttp_clear_headers(&req->args);
+	sqc_inst_unref(req->inst);
+	free(req->body);
+	free(req->path);
+	free(req);
+}
+
+/*
+ * The client left before the response. evhttp has either detached the
+ * request (we must free it) or is about to free it with the connection.
+ * With an abort callback, the plugin hears of it and req ends here;
+ * without one, req lives on until the plugin responds (a no-op send).
+ */
+static void
+req_gone(struct sq_req *req)
+{
+	struct evhttp_request *ev = req->ev;
+
+	req->ev = NULL;
+	req->conn = NULL;
+	if (ev) {
+		/* nginx's 499: the client closed the connection */
+		log_access(ev, req->client, 499, 0);
+		if (evhttp_request_get_connection(ev) == NULL)
+			evhttp_request_free(ev);
+	}
+	sqc_log(SQ_LOG_DEBUG, req->inst->route, "client %s left before the "
+	    "response", req->client);
+	if (req->abort_cb) {
+		req->in_abort = 1;
+		req->abort_cb(req, req->abort_arg);
+		req_free(req);
+	}
+}
+
+/*
+ * While a request waits for its plugin, evhttp does not read from the
+ * connection, so it would not notice the client leaving. A read event
+ * of our own peeks: end of stream or an error means the client is gone,
+ * and freeing the connection runs conn_closed, which aborts the request.
+ * Bytes (a pipelined request) end the watch: evhttp reads them later.
+ */
+static void
+watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	char byte;
+	ssize_t n;
+
+	n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n > 0) {
+		event_del(c->watch);
+		return;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	evhttp_connection_free(c->evcon);
+}
+
+static void
+watch_start(struct conn *c)
+{
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(c->evcon);
+	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+
+	if (fd < 0)
+		return;
+	if (c->watch == NULL &&
+	    (c->watch = event_new(c->srv->base, fd, EV_READ | EV_PERSIST,
+	    watch_cb, c)) == NULL)
+		return;
+	event_add(c->watch, NULL);
+}
+
+static void
+dispatch(struct evhttp_request *ev, void *arg)
+{
+	struct sqc_server *s = arg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
+	const char *raw, *rest;
+	struct evhttp_connection *evcon;
+	struct sq_inst *inst;
+	struct sq_req *req;
+	char *path;
+
+	if (s->stopping) {
+		reply_plain(ev, 503, "Connection", "close");
+		return;
+	}
+	if (headers_size(ev) > s->max_header_size) {
+		reply_plain(ev, 431, "Connection", "close");
+		return;
+	}
+	raw = uri ? evhttp_uri_get_path(uri) : NULL;
+	if (raw == NULL || *raw != '/' || (path = strdup(raw)) == NULL) {
+		reply_plain(ev, 400, "Connection", "close");
+		return;
+	}
+	if (sqc_path_normalize(path) != 0) {
+		free(path);
+		reply_plain(ev, 400, NULL, NULL);
+		return;
+	}
+	if (s->gen == NULL ||
+	    (inst = sqc_gen_route(s->gen, path, &rest)) == NULL) {
+		free(path);
+		reply_plain(ev, 404, NULL, NULL);
+		return;
+	}
+	if (is_upgrade(ev)) {
+		free(path);
+		/* the WebSocket bridge is not part of this build yet */
+		reply_plain(ev, inst->desc->ws_open ? 501 : 400, NULL, NULL);
+		return;
+	}
+	if (inst->desc->handle == NULL) {
+		free(path);
+		reply_plain(ev, 400, NULL, NULL);
+		return;
+	}
+	evcon = evhttp_request_get_connection(ev);
+	if ((req = calloc(1, sizeof(*req))) == NULL) {
+		free(path);
+		reply_plain(ev, 503, NULL, NULL);
+		return;
+	}
+	req->ev = ev;
+	req->srv = s;
+	req->path = path;
+	req->subpath = rest;
+	req->inst = inst;
+	sqc_inst_ref(inst);
+	client_addr(ev, req->client, sizeof(req->client));
+	req->next = s->inflight;
+	if (s->inflight)
+		s->inflight->prev = req;
+	s->inflight = req;
+	s->ninflight++;
+	if (evcon && (req->conn = conn_get(s, evcon)) != NULL)
+		req->conn->req = req;
+	s->dispatching = req;
+	inst->desc->handle(inst->state, req);
+	if (s->dispatching == req) {
+		/* answered later: notice if the client leaves meanwhile */
+		s->dispatching = NULL;
+		if (req->conn)
+			watch_start(req->conn);
+	}
+}
+
+/* ---- the plugin-facing request API ----------------------------------- */
+
+const char *
+sq_req_method(struct sq_req *req)
+{
+	return req->ev ? method_name(evhttp_request_get_command(req->ev)) : "";
+}
+
+const char *
+sq_req_path(struct sq_req *req)
+{
+	return req->path;
+}
+
+const char *
+sq_req_subpath(struct sq_req *req)
+{
+	return req->subpath;
+}
+
+const char *
+sq_req_query(struct sq_req *req)
+{
+	const struct evhttp_uri *u;
+	const char *q;
+
+	if (req->ev == NULL)
+		return "";
+	u = evhttp_request_get_evhttp_uri(req->ev);
+	q = u ? evhttp_uri_get_query(u) : NULL;
+	return q ? q : "";
+}
+
+const char *
+sq_req_arg(struct sq_req *req, const char *name)
+{
+	if (!req->args_parsed) {
+		TAILQ_INIT(&req->args);
+		req->args_parsed = 1;
+		evhttp_parse_query_str(sq_req_query(req), &req->args);
+	}
+	return evhttp_find_header(&req->args, name);
+}
+
+const char *
+sq_req_header(struct sq_req *req, const char *name)
+{
+	if (req->ev == NULL)
+		return NULL;
+	return evhttp_find_header(evhttp_request_get_input_headers(req->ev),
+	    name);
+}
+
+const void *
+sq_req_body(struct sq_req *req, size_t *len)
+{
+	struct evbuffer *b;
+
+	if (req->body == NULL && req->ev) {
+		b = evhttp_request_get_input_buffer(req->ev);
+		req->body_len = evbuffer_get_length(b);
+		if ((req->body = malloc(req->body_len + 1)) == NULL)
+			req->body_len = 0;
+		else {
+			evbuffer_copyout(b, req->body, req->body_len);
+			req->body[req->body_len] = '\0';
+		}
+	}
+	if (len)
+		*len = req->body_len;
+	return req->body ? req->body : "";
+}
+
+const char *
+sq_req_client_ip(struct sq_req *req)
+{
+	return req->client;
+}
+
+struct sq_inst *
+sq_req_inst(struct sq_req *req)
+{
+	return req->inst;
+}
+
+void
+sq_req_on_abort(struct sq_req *req, void (*cb)(struct sq_req *, void *),
+    void *arg)
+{
+	req->abort_cb = cb;
+	req->abort_arg = arg;
+}
+
+int
+sq_resp_header(struct sq_req *req, const char *name, const char *value)
+{
+	if (req->ev == NULL)
+		return 0;
+	if (evhttp_add_header(evhttp_request_get_output_headers(req->ev),
+	    name, value) != 0)
+		return -EINVAL;
+	return 0;
+}
+
+/* Sends the reply with buf as its body (NULL: none) and ends req. */
+static int
+finish(struct sq_req *req, int status, struct evbuffer *buf)
+{
+	size_t bytes = buf ? evbuffer_get_length(buf) : 0;
+
+	if (req->in_abort)
+		return 0;	/* the caller ends req after the callback */
+	if (req->ev) {
+		struct evkeyvalq *out;
+
+		out = evhttp_request_get_output_headers(req->ev);
+		if (evhttp_find_header(out, "Content-Type") == NULL)
+			evhttp_add_header(out, "Content-Type",
+			    "text/plain; charset=utf-8");
+		if (req->inst && evhttp_request_get_command(req->ev) ==
+		    EVHTTP_REQ_HEAD)
+			bytes = 0;
+		log_access(req->ev, req->client, status, bytes);
+		evhttp_send_reply(req->ev, status, NULL, buf);
+		req->ev = NULL;
+	}
+	req_free(req);
+	return 0;
+}
+
+int
+sq_resp_send(struct sq_req *req, int status, const void *body, size_t len)
+{
+	struct evbuffer *b;
+	int rc;
+
+	if (status < 100 || status > 999)
+		status = 500;
+	if (req->ev == NULL || len == 0)
+		return finish(req, status, NULL);
+	if ((b = evbuffer_new()) == NULL || evbuffer_add(b, body, len) != 0) {
+		if (b)
+			evbuffer_free(b);
+		finish(req, 500, NULL);
+		return -ENOMEM;
+	}
+	rc = finish(req, status, b);
+	evbuffer_free(b);
+	return rc;
+}
+
+int
+sq_resp_printf(struct sq_req *req, int status, const char *fmt, ...)
+{
+	char *s;
+	va_list ap;
+	int n, rc;
+
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return sq_resp_send(req, 500, NULL, 0) ? -ENOMEM : -ENOMEM;
+	rc = sq_resp_send(req, status, s, (size_t)n);
+	free(s);
+	return rc;
+}
+
+int
+sq_resp_json(struct sq_req *req, int status, struct json_object *obj)
+{
+	const char *s;
+	size_t len;
+
+	s = json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN,
+	    &len);
+	if (s == NULL)
+		return sq_resp_send(req, 500, NULL, 0);
+	sq_resp_header(req, "Content-Type", "application/json");
+	return sq_resp_send(req, status, s, len);
+}
+
+int
+sq_resp_file_take(struct sq_req *req, int status, int fd, int64_t offset,
+    int64_t len)
+{
+	struct evbuffer *b;
+	int rc;
+
+	if (req->ev == NULL || len <= 0) {
+		close(fd);
+		return finish(req, status, NULL);
+	}
+	if ((b = evbuffer_new()) == NULL) {
+		close(fd);
+		finish(req, 500, NULL);
+		return -ENOMEM;
+	}
+	/* evbuffer_add_file owns fd from here, even on failure */
+	if (evbuffer_add_file(b, fd, offset, len) != 0) {
+		evbuffer_free(b);
+		finish(req, 500, NULL);
+		return -EIO;
+	}
+	rc = finish(req, status, b);
+	evbuffer_free(b);
+	return rc;
+}
+
+int
+sq_resp_error(struct sq_req *req, int status)
+{
+	const char *reason = "Error";
+
+	switch (status) {
+	case 400: reason = "Bad Request"; break;
+	case 403: reason = "Forbidden"; break;
+	case 404: reason = "Not Found"; break;
+	case 405: reason = "Method Not Allowed"; break;
+	case 413: reason = "Payload Too Large"; break;
+	case 416: reason = "Range Not Satisfiable"; break;
+	case 500: reason = "Internal Server Error"; break;
+	case 502: reason = "Bad Gateway"; break;
+	case 503: reason = "Service Unavailable"; break;
+	case 504: reason = "Gateway Timeout"; break;
+	}
+	return sq_resp_printf(req, status, "%d %s\n", status, reason);
+}
+
+/* ---- the server ------------------------------------------------------ */
+
+/* Creates the evhttp server on base; listening comes later. */
+struct sqc_server *
+sqc_http_new(struct event_base *base)
+{
+	struct sqc_server *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return NULL;
+	s->base = base;
+	if ((s->http = evhttp_new(base)) == NULL) {
+		free(s);
+		return NULL;
+	}
+	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+	    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+	evhttp_set_gencb(s->http, dispatch, s);
+	return s;
+}
+
+static int
+bind_one(struct sqc_server *s, const struct sqc_listen *l, int port,
+    char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	struct evhttp_bound_socket *b, **nb;
+	socklen_t sl;
+	char name[INET6_ADDRSTRLEN + 8];
+	int fd, one = 1, v6 = strchr(l->host, ':') != NULL;
+
+	memset(&ss, 0, sizeof(ss));
+	if (v6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons((uint16_t)port);
+		inet_pton(AF_INET6, l->host, &a->sin6_addr);
+		sl = sizeof(*a);
+		snprintf(name, sizeof(name), "[%s]:%d", l->host, port);
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+		a->sin_family = AF_INET;
+		a->sin_port = htons((uint16_t)port);
+		inet_pton(AF_INET, l->host, &a->sin_addr);
+		sl = sizeof(*a);
+		snprintf(name, sizeof(name), "%s:%d", l->host, port);
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", name,
+		    strerror(errno));
+		return -errno;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (v6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, sl) != 0 ||
+	    listen(fd, 1024) != 0) {
+		int e = errno;
+
+		snprintf(err, errlen, "cannot listen on %s: %s", name,
+		    strerror(e));
+		close(fd);
+		return -e;
+	}
+	sl = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+		port = ntohs(v6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
+		    ((struct sockaddr_in *)&ss)->sin_port);
+	nb = realloc(s->bound, (s->nbound + 1) * sizeof(*nb));
+	if (nb == NULL ||
+	    (b = evhttp_accept_socket_with_handle(s->http, fd)) == NULL) {
+		s->bound = nb ? nb : s->bound;
+		snprintf(err, errlen, "cannot listen on %s: out of memory",
+		    name);
+		close(fd);
+		return -ENOMEM;
+	}
+	s->bound = nb;
+	s->bound[s->nbound++] = b;
+	if (v6)
+		sqc_log(SQ_LOG_INFO, NULL, "listening on [%s]:%d", l->host,
+		    port);
+	else
+		sqc_log(SQ_LOG_INFO, NULL, "listening on %s:%d", l->host, port);
+	return 0;
+}
+
+/*
+ * Binds every listen address of c (with port_override when > 0). On error
+ * err names the address; nothing stays bound.
+ */
+int
+sqc_http_listen(struct sqc_server *s, const struct sqc_config *c,
+    int port_override, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < c->nlisten; i++) {
+		int port = port_override > 0 ? port_override :
+		    c->listen[i].port;
+		int rc = bind_one(s, &c->listen[i], port, err, errlen);
+
+		if (rc != 0) {
+			sqc_http_stop_accepting(s);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+/* Takes the limits of c and routes requests to gen from now on. */
+void
+sqc_http_apply(struct sqc_server *s, const struct sqc_config *c,
+    struct sqc_gen *gen)
+{
+	s->gen = gen;
+	s->max_header_size = c->max_header_size;
+	s->max_connections = (size_t)c->max_connections;
+	/*
+	 * evhttp answers 413 itself past its limit; ours, checked in
+	 * dispatch, answers 431. Its limit is a backstop for memory.
+	 */
+	evhttp_set_max_headers_size(s->http, (ev_ssize_t)
+	    (c->max_header_size * 4 + 4096));
+	evhttp_set_max_body_size(s->http, (ev_ssize_t)c->max_body_size);
+	evhttp_set_timeout(s->http, (int)c->request_timeout);
+}
+
+/* Closes the listening sockets; open connections carry on. */
+void
+sqc_http_stop_accepting(struct sqc_server *s)
+{
+	s->stopping = 1;
+	for (size_t i = 0; i < s->nbound; i++)
+		evhttp_del_accept_socket(s->http, s->bound[i]);
+	free(s->bound);
+	s->bound = NULL;
+	s->nbound = 0;
+}
+
+size_t
+sqc_http_inflight(const struct sqc_server *s)
+{
+	return s->ninflight;
+}
+
+/* Ends every pending request (at shutdown, once the grace time is over). */
+void
+sqc_http_abort_all(struct sqc_server *s)
+{
+	while (s->inflight) {
+		struct sq_req *req = s->inflight;
+
+		if (req->abort_cb) {
+			req->in_abort = 1;
+			req->abort_cb(req, req->abort_arg);
+			req->in_abort = 0;
+		}
+		finish(req, 503, NULL);
+	}
+}
+
+void
+sqc_http_free(struct sqc_server *s)
+{
+	if (s == NULL)
+		return;
+	sqc_http_abort_all(s);
+	evhttp_free(s->http);
+	free(s->bound);
+	free(s->conns);
+	free(s);
+}

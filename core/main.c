@@ -1,0 +1,411 @@
+/*
+ * main.c - squalld: the command line, start-up, the reload that swaps
+ * generations, and graceful shutdown. Owns the event base, the current
+ * configuration and the current generation. Loop thread.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "core.h"
+
+#ifndef SQ_DEFAULT_CONFIG
+#define SQ_DEFAULT_CONFIG "/etc/squall/squall.ini"
+#endif
+
+static struct event_base *base;
+static struct sqc_server *server;
+static struct sqc_config *conf;
+static struct sqc_gen *gen;
+static struct event *drain_ev;
+static struct timespec stop_deadline;
+static int port_override;
+static const char *config_file = SQ_DEFAULT_CONFIG;
+
+struct event_base *
+sqc_base(void)
+{
+	return base;
+}
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: squalld [-c FILE] [-p PORT] [-t] [-s SIGNAL] [-V] [-h]\n"
+	    "  -c, --config FILE   configuration (default: %s)\n"
+	    "  -p, --port PORT     override the port of every listen address\n"
+	    "  -t, --check-config  check the configuration and its plugins, "
+	    "then exit\n"
+	    "  -s, --signal SIG    send reload, reopen or stop to the running "
+	    "server\n"
+	    "  -V, --version       print the version and plugin ABI version\n"
+	    "  -h, --help          print this help\n", SQ_DEFAULT_CONFIG);
+}
+
+static int
+write_pid_file(const char *path)
+{
+	FILE *fp;
+
+	if (path == NULL || *path == '\0')
+		return 0;
+	if ((fp = fopen(path, "w")) == NULL) {
+		sqc_log(SQ_LOG_ERROR, NULL, "cannot write pid_file %s: %s",
+		    path, strerror(errno));
+		return -errno;
+	}
+	fprintf(fp, "%d\n", (int)getpid());
+	fclose(fp);
+	return 0;
+}
+
+static int
+same_listen(const struct sqc_config *a, const struct sqc_config *b)
+{
+	if (a->nlisten != b->nlisten)
+		return 0;
+	for (size_t i = 0; i < a->nlisten; i++)
+		if (a->listen[i].port != b->listen[i].port ||
+		    strcmp(a->listen[i].host, b->listen[i].host) != 0)
+			return 0;
+	return 1;
+}
+
+static int
+str_eq(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/* SIGHUP: all or nothing; on failure the running configuration stays. */
+static void
+reload(void)
+{
+	char err[SQC_ERRLEN];
+	struct sqc_config *nc;
+	struct sqc_gen *ng;
+	size_t n, kept;
+
+	sqc_log(SQ_LOG_INFO, NULL, "reloading %s", config_file);
+	if ((nc = sqc_config_load(config_file, err, sizeof(err))) == NULL) {
+		sqc_log(SQ_LOG_ERROR, NULL, "reload failed, keeping the "
+		    "running configuration: %s", err);
+		return;
+	}
+	if ((ng = sqc_gen_build(nc, gen, err, sizeof(err))) == NULL) {
+		sqc_log(SQ_LOG_ERROR, NULL, "reload failed, keeping the "
+		    "running configuration: %s", err);
+		sqc_config_free(nc);
+		return;
+	}
+	if ((!str_eq(nc->error_log, conf->error_log) ||
+	    !str_eq(nc->access_log, conf->access_log)) &&
+	    sqc_log_open(nc->error_log, nc->access_log, err,
+	    sizeof(err)) != 0) {
+		sqc_log(SQ_LOG_ERROR, NULL, "reload failed, keeping the "
+		    "running configuration: %s", err);
+		sqc_gen_release(ng);
+		sqc_config_free(nc);
+		return;
+	}
+	if (!same_listen(nc, conf))
+		sqc_log(SQ_LOG_WARN, NULL, "listen addresses changed: they "
+		    "take effect at the next restart");
+	if (!str_eq(nc->pid_file, conf->pid_file))
+		sqc_log(SQ_LOG_WARN, NULL, "pid_file changed: it takes effect "
+		    "at the next restart");
+	sqc_log_level = nc->log_level;
+	sqc_http_apply(server, nc, ng);
+	sqc_gen_release(gen);
+	gen = ng;
+	/* keep what only a restart changes */
+	{
+		struct sqc_listen *l = nc->listen;
+		size_t nl = nc->nlisten;
+		char *pf = nc->pid_file;
+
+		nc->listen = conf->listen;
+		nc->nlisten = conf->nlisten;
+		nc->pid_file = conf->pid_file;
+		conf->listen = l;
+		conf->nlisten = nl;
+		conf->pid_file = pf;
+	}
+	sqc_config_free(conf);
+	conf = nc;
+	n = sqc_gen_count(gen, &kept);
+	sqc_log(SQ_LOG_INFO, NULL, "reloaded: %zu route%s (%zu kept, %zu "
+	    "new), %u plugin module%s loaded", n, n == 1 ? "" : "s", kept,
+	    n - kept, sqc_module_count(), sqc_module_count() == 1 ? "" : "s");
+}
+
+static void
+drain_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (sqc_http_inflight(server) == 0) {
+		event_base_loopexit(base, NULL);
+		return;
+	}
+	if (now.tv_sec > stop_deadline.tv_sec ||
+	    (now.tv_sec == stop_deadline.tv_sec &&
+	    now.tv_nsec >= stop_deadline.tv_nsec)) {
+		sqc_log(SQ_LOG_WARN, NULL, "shutdown_timeout: ending %zu "
+		    "request%s still in flight", sqc_http_inflight(server),
+		    sqc_http_inflight(server) == 1 ? "" : "s");
+		event_base_loopexit(base, NULL);
+	}
+}
+
+static void
+stop(void)
+{
+	struct timeval tick = { 0, 20000 };
+
+	if (drain_ev != NULL)
+		return;
+	sqc_log(SQ_LOG_INFO, NULL, "stopping: %zu request%s in flight",
+	    sqc_http_inflight(server),
+	    sqc_http_inflight(server) == 1 ? "" : "s");
+	sqc_http_stop_accepting(server);
+	clock_gettime(CLOCK_MONOTONIC, &stop_deadline);
+	stop_deadline.tv_sec += conf->shutdown_timeout;
+	drain_ev = event_new(base, -1, EV_PERSIST, drain_check, NULL);
+	if (drain_ev == NULL || event_add(drain_ev, &tick) != 0)
+		event_base_loopexit(base, NULL);
+	else
+		drain_check(-1, 0, NULL);
+}
+
+static void
+on_signal(enum sqc_sig sig, void *arg)
+{
+	switch (sig) {
+	case SQC_SIG_RELOAD:
+		if (drain_ev == NULL)
+			reload();
+		break;
+	case SQC_SIG_REOPEN:
+		if (sqc_log_reopen() == 0)
+			sqc_log(SQ_LOG_INFO, NULL, "log files reopened");
+		break;
+	case SQC_SIG_STOP:
+		stop();
+		break;
+	}
+}
+
+static int
+check_config(void)
+{
+	char err[SQC_ERRLEN];
+	struct sqc_gen *g;
+	size_t n;
+
+	if ((conf = sqc_config_load(config_file, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "squalld: %s\n", err);
+		return 1;
+	}
+	sqc_log_level = conf->log_level;
+	if (sqc_plugin_init(err, sizeof(err)) != 0) {
+		fprintf(stderr, "squalld: %s\n", err);
+		sqc_config_free(conf);
+		return 1;
+	}
+	sqc_timer_init(NULL);
+	g = sqc_gen_build(conf, NULL, err, sizeof(err));
+	if (g == NULL)
+		fprintf(stderr, "squalld: %s\n", err);
+	else {
+		n = sqc_gen_count(g, NULL);
+		fprintf(stderr, "squalld: %s: configuration is valid (%zu "
+		    "route%s)\n", config_file, n, n == 1 ? "" : "s");
+		sqc_gen_release(g);
+	}
+	sqc_plugin_shutdown();
+	sqc_config_free(conf);
+	return g ? 0 : 1;
+}
+
+static int
+send_signal(const char *what)
+{
+	char err[SQC_ERRLEN];
+	int rc;
+
+	if ((conf = sqc_config_load(config_file, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "squalld: %s\n", err);
+		return 1;
+	}
+	rc = sqc_signal_send(conf->pid_file, what, err, sizeof(err));
+	if (rc != 0)
+		fprintf(stderr, "squalld: %s\n", err);
+	sqc_config_free(conf);
+	return rc ? 1 : 0;
+}
+
+static struct event_base *
+make_base(void)
+{
+	struct event_config *cfg;
+	struct event_base *b;
+
+	/*
+	 * Threads come with the WebSocket bridge and the offload pool; the
+	 * hand-over of sockets relies on epoll changes being applied at
+	 * once, so the environment must not turn the changelist on.
+	 */
+	if (evthread_use_pthreads() != 0)
+		return NULL;
+	if ((cfg = event_config_new()) == NULL)
+		return NULL;
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_IGNORE_ENV);
+	b = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	return b;
+}
+
+static int
+serve(void)
+{
+	char err[SQC_ERRLEN];
+	int status = 1;
+	size_t n;
+
+	if ((conf = sqc_config_load(config_file, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "squalld: %s\n", err);
+		return 1;
+	}
+	sqc_log_level = conf->log_level;
+	if (sqc_log_open(conf->error_log, conf->access_log, err,
+	    sizeof(err)) != 0) {
+		fprintf(stderr, "squalld: %s\n", err);
+		sqc_config_free(conf);
+		return 1;
+	}
+	if ((base = make_base()) == NULL) {
+		sqc_log(SQ_LOG_ERROR, NULL, "cannot create the event loop");
+		goto out;
+	}
+	sqc_timer_init(base);
+	if (sqc_plugin_init(err, sizeof(err)) != 0) {
+		sqc_log(SQ_LOG_ERROR, NULL, "%s", err);
+		goto out;
+	}
+	if ((gen = sqc_gen_build(conf, NULL, err, sizeof(err))) == NULL) {
+		sqc_log(SQ_LOG_ERROR, NULL, "%s", err);
+		goto out;
+	}
+	if ((server = sqc_http_new(base)) == NULL) {
+		sqc_log(SQ_LOG_ERROR, NULL, "cannot create the HTTP server");
+		goto out;
+	}
+	sqc_http_apply(server, conf, gen);
+	if (sqc_http_listen(server, conf, port_override, err,
+	    sizeof(err)) != 0) {
+		sqc_log(SQ_LOG_ERROR, NULL, "%s", err);
+		goto out;
+	}
+	if (sqc_signals_init(base, on_signal, NULL) != 0) {
+		sqc_log(SQ_LOG_ERROR, NULL, "cannot install signal handlers");
+		goto out;
+	}
+	if (write_pid_file(conf->pid_file) != 0)
+		goto out;
+	n = sqc_gen_count(gen, NULL);
+	sqc_log(SQ_LOG_INFO, NULL, "squalld %s ready: %zu route%s, pid %d",
+	    PACKAGE_VERSION, n, n == 1 ? "" : "s", (int)getpid());
+	event_base_dispatch(base);
+	status = 0;
+	sqc_log(SQ_LOG_INFO, NULL, "stopped");
+	if (conf->pid_file && *conf->pid_file)
+		unlink(conf->pid_file);
+out:
+	sqc_timer_cancel_all();
+	if (server)
+		sqc_http_free(server);
+	sqc_timer_cancel_all();
+	sqc_gen_release(gen);
+	sqc_signals_free();
+	if (drain_ev)
+		event_free(drain_ev);
+	sqc_plugin_shutdown();
+	if (base)
+		event_base_free(base);
+	sqc_config_free(conf);
+	sqc_log_close();
+	return status;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config",	  required_argument, NULL, 'c' },
+		{ "port",	  required_argument, NULL, 'p' },
+		{ "check-config", no_argument,	     NULL, 't' },
+		{ "signal",	  required_argument, NULL, 's' },
+		{ "version",	  no_argument,	     NULL, 'V' },
+		{ "help",	  no_argument,	     NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *sig = NULL;
+	int ch, check = 0;
+	long long port;
+
+	while ((ch = getopt_long(argc, argv, "c:p:ts:Vh", longopts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			config_file = optarg;
+			break;
+		case 'p':
+			if (sqc_parse_int(optarg, 1, 65535, &port) != 0) {
+				fprintf(stderr, "squalld: bad port '%s': "
+				    "expected 1 to 65535\n", optarg);
+				return 2;
+			}
+			port_override = (int)port;
+			break;
+		case 't':
+			check = 1;
+			break;
+		case 's':
+			sig = optarg;
+			break;
+		case 'V':
+			printf("squalld %s (plugin ABI %d)\n", PACKAGE_VERSION,
+			    SQ_PLUGIN_ABI);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "squalld: unexpected argument '%s'\n",
+		    argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if (check)
+		return check_config();
+	if (sig)
+		return send_signal(sig);
+	return serve();
+}

@@ -1,0 +1,680 @@
+/*
+ * plugin.c - loading plugins, creating their instances, and the
+ * generations that a reload switches between.
+ *
+ * A module is one version of one plugin file. The server never maps a
+ * file in plugin_dir: it copies it into a private folder under a unique
+ * name and dlopens the copy, so that a new build copied over the original
+ * (cp, install or mv) can neither crash the running code nor be mistaken
+ * by glibc for the object it already has open. Modules are shared by
+ * content: a file whose bytes did not change is the same module.
+ *
+ * An instance is a plugin's state for one route. A generation is the
+ * routing table of one configuration; it holds a reference on each of its
+ * instances. Requests, timers (and later fetches and WebSocket sessions)
+ * hold references too, and an instance holds its module: code is
+ * unloaded only when nothing can call it. Loop thread only.
+ */
+#include "config.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core.h"
+
+struct sqc_module {
+	char		*path;		/* as configured */
+	char		*copy;		/* the private copy that is mapped */
+	uint64_t	 hash;		/* FNV-1a of the bytes */
+	off_t		 size;
+	void		*dl;
+	const struct sq_plugin *desc;
+	unsigned	 refs;
+	struct sqc_module *next;
+};
+
+struct sqc_gen {
+	struct sqc_router *router;
+	struct sq_inst	**insts;
+	size_t		 ninsts;
+	size_t		 reused;
+};
+
+struct sq_opts {
+	struct sqc_config *conf;
+	struct sqc_route_conf *route;
+	char		*err;
+	size_t		 errlen;
+	int		 failed;
+};
+
+static struct sqc_module *modules;
+static char *private_dir;
+static unsigned copy_seq;
+
+/* ---- modules --------------------------------------------------------- */
+
+/*
+ * Creates the private folder for module copies. Called once at start-up.
+ */
+int
+sqc_plugin_init(char *err, size_t errlen)
+{
+	const char *tmp = getenv("TMPDIR");
+	char *dir;
+
+	if (tmp == NULL || *tmp == '\0')
+		tmp = "/tmp";
+	if (asprintf(&dir, "%s/squalld.%d.XXXXXX", tmp, (int)getpid()) < 0)
+		return -ENOMEM;
+	if (mkdtemp(dir) == NULL) {
+		snprintf(err, errlen, "cannot create a private folder for "
+		    "plugin copies under %s: %s", tmp, strerror(errno));
+		free(dir);
+		return -errno;
+	}
+	private_dir = dir;
+	return 0;
+}
+
+/* Removes the private folder; every module is unloaded by then. */
+void
+sqc_plugin_shutdown(void)
+{
+	if (private_dir) {
+		rmdir(private_dir);
+		free(private_dir);
+		private_dir = NULL;
+	}
+}
+
+unsigned
+sqc_module_count(void)
+{
+	unsigned n = 0;
+
+	for (struct sqc_module *m = modules; m; m = m->next)
+		n++;
+	return n;
+}
+
+/*
+ * Reads the file once: hashes it and, when dst_fd >= 0, copies it there.
+ */
+static int
+hash_copy(const char *path, int dst_fd, uint64_t *hash, off_t *size,
+    char *err, size_t errlen)
+{
+	unsigned char buf[65536];
+	uint64_t h = 1469598103934665603ULL;
+	struct stat st;
+	off_t total = 0;
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "cannot open plugin %s: %s", path,
+		    strerror(errno));
+		return -errno;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "plugin %s is not a regular file", path);
+		close(fd);
+		return -EINVAL;
+	}
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (ssize_t i = 0; i < n; i++) {
+			h ^= buf[i];
+			h *= 1099511628211ULL;
+		}
+		total += n;
+		for (ssize_t w = 0, r; dst_fd >= 0 && w < n; w += r) {
+			if ((r = write(dst_fd, buf + w, (size_t)(n - w))) < 0) {
+				snprintf(err, errlen, "cannot copy plugin %s: "
+				    "%s", path, strerror(errno));
+				close(fd);
+				return -EIO;
+			}
+		}
+	}
+	close(fd);
+	if (n < 0) {
+		snprintf(err, errlen, "cannot read plugin %s: %s", path,
+		    strerror(errno));
+		return -EIO;
+	}
+	*hash = h;
+	*size = total;
+	return 0;
+}
+
+static void
+module_free(struct sqc_module *m)
+{
+	if (m->dl)
+		dlclose(m->dl);
+	if (m->copy)
+		unlink(m->copy);
+	free(m->copy);
+	free(m->path);
+	free(m);
+}
+
+static void
+module_unref(struct sqc_module *m)
+{
+	struct sqc_module **pp;
+
+	if (--m->refs > 0)
+		return;
+	for (pp = &modules; *pp; pp = &(*pp)->next)
+		if (*pp == m) {
+			*pp = m->next;
+			break;
+		}
+	sqc_log(SQ_LOG_DEBUG, NULL, "unloaded %s", m->path);
+	module_free(m);
+}
+
+static int
+check_descriptor(const struct sq_plugin *d, const char *path, char *err,
+    size_t errlen)
+{
+	if (d->abi != SQ_PLUGIN_ABI) {
+		snprintf(err, errlen, "plugin %s was built for plugin ABI %u, "
+		    "this squalld has ABI %u: rebuild it against this "
+		    "squall/plugin.h", path, d->abi, SQ_PLUGIN_ABI);
+		return -EINVAL;
+	}
+	if (d->name == NULL || d->name[0] == '\0') {
+		snprintf(err, errlen, "plugin %s: descriptor has no name",
+		    path);
+		return -EINVAL;
+	}
+	if (d->handle == NULL && d->ws_open == NULL) {
+		snprintf(err, errlen, "plugin %s (%s): descriptor has no "
+		    "handle callback", path, d->name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * Returns a module for the plugin file at path with one more reference:
+ * the loaded one if the file's bytes are unchanged, else a fresh copy.
+ */
+static struct sqc_module *
+module_get(const char *path, char *err, size_t errlen)
+{
+	struct sqc_module *m;
+	uint64_t hash;
+	off_t size;
+	void *sym;
+	int fd;
+
+	if (hash_copy(path, -1, &hash, &size, err, errlen) != 0)
+		return NULL;
+	for (m = modules; m; m = m->next)
+		if (m->hash == hash && m->size == size &&
+		    strcmp(m->path, path) == 0) {
+			m->refs++;
+			return m;
+		}
+	if ((m = calloc(1, sizeof(*m))) == NULL ||
+	    (m->path = strdup(path)) == NULL ||
+	    asprintf(&m->copy, "%s/%u-%s", private_dir, ++copy_seq,
+	    strrchr(path, '/') ? strrchr(path, '/') + 1 : path) < 0) {
+		if (m)
+			m->copy = NULL;
+		snprintf(err, errlen, "out of memory loading %s", path);
+		goto fail;
+	}
+	fd = open(m->copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0700);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot create %s: %s", m->copy,
+		    strerror(errno));
+		free(m->copy);
+		m->copy = NULL;
+		goto fail;
+	}
+	/* Hash what is copied: the file may have changed since. */
+	if (hash_copy(path, fd, &m->hash, &m->size, err, errlen) != 0) {
+		close(fd);
+		goto fail;
+	}
+	close(fd);
+	if ((m->dl = dlopen(m->copy, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+		snprintf(err, errlen, "cannot load plugin %s: %s", path,
+		    dlerror());
+		goto fail;
+	}
+	if ((sym = dlsym(m->dl, SQ_PLUGIN_SYMBOL)) == NULL) {
+		snprintf(err, errlen, "plugin %s has no descriptor: the "
+		    "symbol %s is missing (declare it with SQ_PLUGIN)", path,
+		    SQ_PLUGIN_SYMBOL);
+		goto fail;
+	}
+	m->desc = sym;
+	for (struct sqc_module *o = modules; o; o = o->next)
+		if (o->desc == m->desc) {
+			snprintf(err, errlen, "plugin %s: the dynamic loader "
+			    "returned an object that is already loaded",
+			    path);
+			goto fail;
+		}
+	if (check_descriptor(m->desc, path, err, errlen) != 0)
+		goto fail;
+	m->refs = 1;
+	m->next = modules;
+	modules = m;
+	sqc_log(SQ_LOG_DEBUG, NULL, "loaded %s (%s %s) from %s", path,
+	    m->desc->name, m->desc->version ? m->desc->version : "",
+	    m->copy);
+	return m;
+fail:
+	if (m)
+		module_free(m);
+	return NULL;
+}
+
+/* ---- options --------------------------------------------------------- */
+
+static struct sqc_opt *
+opt_last(struct sq_opts *o, const char *key)
+{
+	struct sqc_opt *found = NULL;
+
+	for (size_t i = 0; i < o->route->nopts; i++)
+		if (strcmp(o->route->opts[i].key, key) == 0) {
+			o->route->opts[i].used = 1;
+			found = &o->route->opts[i];
+		}
+	return found;
+}
+
+static int opts_fail_at(struct sq_opts *o, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+opts_fail_at(struct sq_opts *o, int line, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (o->failed)
+		return -EINVAL;
+	o->failed = 1;
+	n = snprintf(o->err, o->errlen, "%s:%d: route '%s': ", o->conf->file,
+	    line, o->route->path);
+	if (n < 0 || (size_t)n >= o->errlen)
+		return -EINVAL;
+	va_start(ap, fmt);
+	vsnprintf(o->err + n, o->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+const char *
+sq_opt_str(struct sq_opts *o, const char *key, const char *def)
+{
+	struct sqc_opt *opt = opt_last(o, key);
+
+	return opt ? opt->value : def;
+}
+
+char *
+sq_opt_path(struct sq_opts *o, const char *key, const char *def)
+{
+	const char *v = sq_opt_str(o, key, def);
+
+	return v ? sqc_path_resolve(o->conf->dir, v) : NULL;
+}
+
+int
+sq_opt_int(struct sq_opts *o, const char *key, long long def,
+    long long min, long long max, long long *out)
+{
+	struct sqc_opt *opt = opt_last(o, key);
+
+	if (opt == NULL) {
+		*out = def;
+		return 0;
+	}
+	if (sqc_parse_int(opt->value, min, max, out) != 0)
+		return opts_fail_at(o, opt->line, "bad value '%s' for '%s': "
+		    "expected an integer from %lld to %lld", opt->value, key,
+		    min, max);
+	return 0;
+}
+
+int
+sq_opt_bool(struct sq_opts *o, const char *key, int def, int *out)
+{
+	struct sqc_opt *opt = opt_last(o, key);
+
+	if (opt == NULL) {
+		*out = def;
+		return 0;
+	}
+	if (sqc_parse_bool(opt->value, out) != 0)
+		return opts_fail_at(o, opt->line, "bad value '%s' for '%s': "
+		    "expected on or off", opt->value, key);
+	return 0;
+}
+
+int
+sq_opt_size(struct sq_opts *o, const char *key, size_t def, size_t *out)
+{
+	struct sqc_opt *opt = opt_last(o, key);
+
+	if (opt == NULL) {
+		*out = def;
+		return 0;
+	}
+	if (sqc_parse_size(opt->value, out) != 0)
+		return opts_fail_at(o, opt->line, "bad value '%s' for '%s': "
+		    "expected a size such as 512, 64K or 1M", opt->value, key);
+	return 0;
+}
+
+size_t
+sq_opt_count(struct sq_opts *o, const char *key)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < o->route->nopts; i++)
+		if (strcmp(o->route->opts[i].key, key) == 0) {
+			o->route->opts[i].used = 1;
+			n++;
+		}
+	return n;
+}
+
+const char *
+sq_opt_at(struct sq_opts *o, const char *key, size_t idx)
+{
+	for (size_t i = 0; i < o->route->nopts; i++)
+		if (strcmp(o->route->opts[i].key, key) == 0) {
+			o->route->opts[i].used = 1;
+			if (idx-- == 0)
+				return o->route->opts[i].value;
+		}
+	return NULL;
+}
+
+int
+sq_opt_next(struct sq_opts *o, size_t *iter, const char **key,
+    const char **value)
+{
+	struct sqc_opt *opt;
+
+	if (*iter >= o->route->nopts)
+		return 0;
+	opt = &o->route->opts[(*iter)++];
+	opt->used = 1;
+	*key = opt->key;
+	*value = opt->value;
+	return 1;
+}
+
+int
+sq_opt_error(struct sq_opts *o, const char *key, const char *fmt, ...)
+{
+	struct sqc_opt *opt = NULL;
+	char msg[SQC_ERRLEN];
+	va_list ap;
+
+	for (size_t i = 0; key && i < o->route->nopts; i++)
+		if (strcmp(o->route->opts[i].key, key) == 0)
+			opt = &o->route->opts[i];
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return opts_fail_at(o, opt ? opt->line : o->route->line, "%s", msg);
+}
+
+/* ---- instances ------------------------------------------------------- */
+
+const char *
+sq_inst_route(struct sq_inst *inst)
+{
+	return inst->route;
+}
+
+void
+sq_log(struct sq_inst *inst, enum sq_log_level level, const char *fmt, ...)
+{
+	char who[256];
+	va_list ap;
+
+	if ((int)level > sqc_log_level)
+		return;
+	snprintf(who, sizeof(who), "%s %s", inst->desc->name, inst->route);
+	va_start(ap, fmt);
+	sqc_vlog(level, who, fmt, ap);
+	va_end(ap);
+}
+
+const char *
+sq_strerror(int err)
+{
+	return strerror(err < 0 ? -err : err);
+}
+
+void
+sqc_inst_ref(struct sq_inst *inst)
+{
+	inst->refs++;
+}
+
+static void
+inst_free(struct sq_inst *inst)
+{
+	for (size_t i = 0; i < inst->nopts; i++) {
+		free(inst->opts[i].key);
+		free(inst->opts[i].value);
+	}
+	free(inst->opts);
+	free(inst->route);
+	free(inst);
+}
+
+/* Drops a reference; the last one destroys the instance. */
+void
+sqc_inst_unref(struct sq_inst *inst)
+{
+	struct sqc_module *mod = inst->mod;
+
+	if (--inst->refs > 0)
+		return;
+	sqc_log(SQ_LOG_DEBUG, NULL, "destroying %s instance of %s",
+	    inst->desc->name, inst->route);
+	if (inst->desc->destroy)
+		inst->desc->destroy(inst->state);
+	inst_free(inst);
+	module_unref(mod);
+}
+
+static int
+same_opts(const struct sq_inst *inst, const struct sqc_route_conf *r)
+{
+	if (inst->nopts != r->nopts)
+		return 0;
+	for (size_t i = 0; i < r->nopts; i++)
+		if (strcmp(inst->opts[i].key, r->opts[i].key) != 0 ||
+		    strcmp(inst->opts[i].value, r->opts[i].value) != 0)
+			return 0;
+	return 1;
+}
+
+static char *
+route_name(const struct sqc_route_conf *r)
+{
+	char *s;
+
+	if (asprintf(&s, "%s%s", r->path, r->prefix ? "*" : "") < 0)
+		return NULL;
+	return s;
+}
+
+/* An instance of the old generation that can serve r unchanged. */
+static struct sq_inst *
+find_reusable(const struct sqc_gen *old, const struct sqc_route_conf *r,
+    const struct sqc_module *mod, const char *name)
+{
+	for (size_t i = 0; old && i < old->ninsts; i++) {
+		struct sq_inst *in = old->insts[i];
+
+		if (in->mod == mod && strcmp(in->route, name) == 0 &&
+		    same_opts(in, r))
+			return in;
+	}
+	return NULL;
+}
+
+static struct sq_inst *
+inst_create(struct sqc_config *c, struct sqc_route_conf *r,
+    struct sqc_module *mod, char *name, char *err, size_t errlen)
+{
+	struct sq_opts o = { c, r, err, errlen, 0 };
+	struct sq_inst *inst;
+	int rc;
+
+	if ((inst = calloc(1, sizeof(*inst))) == NULL ||
+	    (inst->opts = calloc(r->nopts + 1, sizeof(*inst->opts))) == NULL) {
+		free(inst);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	inst->route = name;
+	inst->mod = mod;
+	inst->desc = mod->desc;
+	inst->refs = 1;
+	for (size_t i = 0; i < r->nopts; i++) {
+		inst->opts[i].key = strdup(r->opts[i].key);
+		inst->opts[i].value = strdup(r->opts[i].value);
+		inst->nopts++;
+		r->opts[i].used = 0;
+	}
+	rc = mod->desc->create ? mod->desc->create(inst, &o, &inst->state) : 0;
+	if (rc == 0) {
+		for (size_t i = 0; i < r->nopts; i++)
+			if (!r->opts[i].used) {
+				opts_fail_at(&o, r->opts[i].line, "plugin "
+				    "'%s' has no option '%s'", mod->desc->name,
+				    r->opts[i].key);
+				rc = -EINVAL;
+				break;
+			}
+		if (rc != 0 && mod->desc->destroy)
+			mod->desc->destroy(inst->state);
+	} else if (!o.failed)
+		opts_fail_at(&o, r->line, "plugin '%s' failed to create its "
+		    "instance: %s", mod->desc->name, sq_strerror(rc));
+	if (rc != 0) {
+		inst->route = NULL;
+		inst_free(inst);
+		return NULL;
+	}
+	return inst;
+}
+
+static void
+gen_free(struct sqc_gen *g)
+{
+	for (size_t i = 0; i < g->ninsts; i++)
+		sqc_inst_unref(g->insts[i]);
+	free(g->insts);
+	sqc_router_free(g->router);
+	free(g);
+}
+
+/*
+ * Loads every plugin of c and creates (or, from old, keeps) the instance
+ * of every route. All or nothing: on error nothing of the new generation
+ * is left and err says what failed. old may be NULL.
+ */
+struct sqc_gen *
+sqc_gen_build(struct sqc_config *c, const struct sqc_gen *old, char *err,
+    size_t errlen)
+{
+	struct sqc_gen *g;
+
+	if ((g = calloc(1, sizeof(*g))) == NULL ||
+	    (g->router = sqc_router_new()) == NULL ||
+	    (g->insts = calloc(c->nroutes + 1, sizeof(*g->insts))) == NULL) {
+		if (g)
+			sqc_router_free(g->router);
+		free(g);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < c->nroutes; i++) {
+		struct sqc_route_conf *r = &c->routes[i];
+		char lerr[SQC_ERRLEN];
+		struct sqc_module *mod;
+		struct sq_inst *inst;
+		char *name;
+
+		if ((mod = module_get(r->plugin, lerr, sizeof(lerr))) == NULL) {
+			snprintf(err, errlen, "%s:%d: route '%s%s': %s",
+			    c->file, r->line, r->path, r->prefix ? "*" : "",
+			    lerr);
+			goto fail;
+		}
+		if ((name = route_name(r)) == NULL) {
+			module_unref(mod);
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		if ((inst = find_reusable(old, r, mod, name)) != NULL) {
+			free(name);
+			module_unref(mod);
+			sqc_inst_ref(inst);
+			g->reused++;
+		} else if ((inst = inst_create(c, r, mod, name, err,
+		    errlen)) == NULL) {
+			module_unref(mod);
+			goto fail;
+		}
+		g->insts[g->ninsts++] = inst;
+		if (sqc_router_add(g->router, r->path, r->prefix, inst) != 0) {
+			snprintf(err, errlen, "%s:%d: cannot add route '%s'",
+			    c->file, r->line, name);
+			goto fail;
+		}
+	}
+	return g;
+fail:
+	gen_free(g);
+	return NULL;
+}
+
+/* Drops the generation's references; instances die with their users. */
+void
+sqc_gen_release(struct sqc_gen *g)
+{
+	if (g)
+		gen_free(g);
+}
+
+struct sq_inst *
+sqc_gen_route(struct sqc_gen *g, const char *path, const char **rest)
+{
+	return sqc_router_match(g->router, path, rest);
+}
+
+size_t
+sqc_gen_count(const struct sqc_gen *g, size_t *reused)
+{
+	if (reused)
+		*reused = g->reused;
+	return g->ninsts;
+}

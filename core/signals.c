@@ -1,0 +1,116 @@
+/*
+ * signals.c - SIGHUP (reload), SIGUSR1 (reopen logs), SIGTERM and SIGINT
+ * (stop) as libevent signal events, so their handling runs on the loop
+ * like everything else; and `squalld -s`, which sends them to the server
+ * named by pid_file.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "core.h"
+
+static const struct {
+	int		 signo;
+	enum sqc_sig	 what;
+	const char	*name;
+} sigs[] = {
+	{ SIGHUP,	SQC_SIG_RELOAD,	"reload" },
+	{ SIGUSR1,	SQC_SIG_REOPEN,	"reopen" },
+	{ SIGTERM,	SQC_SIG_STOP,	"stop" },
+	{ SIGINT,	SQC_SIG_STOP,	"stop" },
+};
+#define NSIGS (sizeof(sigs) / sizeof(sigs[0]))
+
+static struct event *events[NSIGS];
+static void (*user_cb)(enum sqc_sig, void *);
+static void *user_arg;
+
+static void
+on_signal(evutil_socket_t signo, short what, void *arg)
+{
+	size_t i = (size_t)(uintptr_t)arg;
+
+	user_cb(sigs[i].what, user_arg);
+}
+
+/* Routes the signals to cb on the loop; SIGPIPE is ignored. */
+int
+sqc_signals_init(struct event_base *base,
+    void (*cb)(enum sqc_sig sig, void *arg), void *arg)
+{
+	signal(SIGPIPE, SIG_IGN);
+	user_cb = cb;
+	user_arg = arg;
+	for (size_t i = 0; i < NSIGS; i++) {
+		events[i] = evsignal_new(base, sigs[i].signo, on_signal,
+		    (void *)(uintptr_t)i);
+		if (events[i] == NULL || evsignal_add(events[i], NULL) != 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+void
+sqc_signals_free(void)
+{
+	for (size_t i = 0; i < NSIGS; i++) {
+		if (events[i])
+			event_free(events[i]);
+		events[i] = NULL;
+	}
+}
+
+/*
+ * squalld -s WHAT: reads the pid from pid_file and sends the signal.
+ * Returns 0, or fills err and returns a negative errno value.
+ */
+int
+sqc_signal_send(const char *pid_file, const char *what, char *err,
+    size_t errlen)
+{
+	char buf[32];
+	long long pid;
+	size_t i, n;
+	FILE *fp;
+
+	for (i = 0; i < NSIGS; i++)
+		if (strcmp(sigs[i].name, what) == 0)
+			break;
+	if (i == NSIGS) {
+		snprintf(err, errlen, "unknown signal '%s': expected reload, "
+		    "reopen or stop", what);
+		return -EINVAL;
+	}
+	if (pid_file == NULL || *pid_file == '\0') {
+		snprintf(err, errlen, "no pid_file in the configuration: "
+		    "cannot find the running server");
+		return -EINVAL;
+	}
+	if ((fp = fopen(pid_file, "r")) == NULL) {
+		snprintf(err, errlen, "cannot read %s: %s (is squalld "
+		    "running?)", pid_file, strerror(errno));
+		return -errno;
+	}
+	n = fread(buf, 1, sizeof(buf) - 1, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (sqc_parse_int(buf, 2, 1LL << 30, &pid) != 0) {
+		snprintf(err, errlen, "%s does not hold a process id",
+		    pid_file);
+		return -EINVAL;
+	}
+	if (kill((pid_t)pid, sigs[i].signo) != 0) {
+		snprintf(err, errlen, "cannot signal process %lld (from %s): "
+		    "%s", pid, pid_file, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}

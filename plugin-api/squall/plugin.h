@@ -1,0 +1,198 @@
+/*
+ * squall/plugin.h - the one header a squall plugin includes.
+ *
+ * A plugin is a shared object that exports one descriptor,
+ *
+ *	SQ_PLUGIN(.name = "hello", .version = "1.0",
+ *	    .create = hello_create, .destroy = hello_destroy,
+ *	    .handle = hello_handle);
+ *
+ * and calls the functions below, which squalld provides. Build it with
+ *
+ *	cc -shared -fPIC -o hello.so hello.c $(pkg-config --cflags squall-plugin)
+ *
+ * Rules that hold everywhere (squall-plugin(3) says more):
+ *
+ * - Threads. Every callback runs on the server's event-loop thread, one at
+ *   a time, so a plugin needs no locks. Never block in a callback.
+ * - Requests. The core owns a struct sq_req. It is valid from the entry of
+ *   .handle until the response has been sent or the abort callback has run;
+ *   after that, do not touch it. Strings returned by sq_req_* accessors are
+ *   borrowed for that same lifetime.
+ * - Buffers passed to send functions are copied, unless the function name
+ *   ends in _take, in which case ownership moves to the core.
+ * - Asynchronous operations (timers, and later fetches and offloaded jobs)
+ *   call their callback exactly once - on success, error, timeout or
+ *   cancellation - and never from inside the call that started them.
+ * - An instance is kept alive (and its code mapped) while any request,
+ *   timer or other operation started from it is pending, even across a
+ *   reload that removed its route.
+ * - Errors are negative errno values (-EINVAL, -ENOMEM, -ECANCELED...).
+ */
+#ifndef SQUALL_PLUGIN_H
+#define SQUALL_PLUGIN_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped when struct sq_plugin changes incompatibly. */
+#define SQ_PLUGIN_ABI 1
+
+struct sq_inst;		/* a configured instance of a plugin (one per route) */
+struct sq_opts;		/* the route's options, during .create only */
+struct sq_req;		/* one HTTP request */
+struct sq_ws;		/* one WebSocket session */
+struct sq_timer;	/* a one-shot timer on the loop */
+struct json_object;	/* json-c */
+
+/*
+ * The descriptor. .abi, .name and .handle are required; the WebSocket
+ * callbacks are for plugins that accept upgrades on their route.
+ */
+struct sq_plugin {
+	unsigned	 abi;		/* SQ_PLUGIN_ABI */
+	const char	*name;
+	const char	*version;
+
+	/*
+	 * Create an instance from the route's options and store its state in
+	 * *state. Read options with sq_opt_*; an option that was never read is
+	 * an error the core reports. On failure return a negative errno value,
+	 * after sq_opt_error() when the cause is a bad option.
+	 */
+	int	(*create)(struct sq_inst *inst, struct sq_opts *opts,
+		    void **state);
+	/* Free the state. Nothing of the instance is pending any more. */
+	void	(*destroy)(void *state);
+
+	/*
+	 * Handle a request. Respond now with sq_resp_*, or later (after a
+	 * timer, a fetch...) and then register sq_req_on_abort() to learn
+	 * that the client went away first.
+	 */
+	void	(*handle)(void *state, struct sq_req *req);
+
+	/* WebSocket (optional). Return non-zero from ws_open to refuse. */
+	int	(*ws_open)(void *state, struct sq_ws *ws);
+	void	(*ws_message)(void *state, struct sq_ws *ws, const void *data,
+		    size_t len, int binary);
+	void	(*ws_close)(void *state, struct sq_ws *ws, int code);
+
+	void	*reserved[8];	/* zero; room for later callbacks */
+};
+
+/* The exported symbol the loader looks for. */
+#define SQ_PLUGIN_SYMBOL "sq_plugin_descriptor"
+
+#define SQ_PLUGIN(...)							\
+	__attribute__((visibility("default")))				\
+	const struct sq_plugin sq_plugin_descriptor = {			\
+		.abi = SQ_PLUGIN_ABI, __VA_ARGS__ }
+
+/*
+ * Options. Every getter marks the key as used and returns the last value
+ * given for it (or def). A key may repeat; sq_opt_count and sq_opt_at read
+ * each value in file order. sq_opt_next walks all keys, in order.
+ * Strings are valid until .create returns: copy what you keep.
+ */
+const char	*sq_opt_str(struct sq_opts *o, const char *key,
+		    const char *def);
+/* Like sq_opt_str, but a relative path is made absolute against the
+ * configuration file's folder. The result is malloc'ed: free it. */
+char		*sq_opt_path(struct sq_opts *o, const char *key,
+		    const char *def);
+/* Parse an integer in [min, max]; -EINVAL (with the error recorded) if
+ * the value does not parse or is out of range. */
+int		 sq_opt_int(struct sq_opts *o, const char *key, long long def,
+		    long long min, long long max, long long *out);
+/* on/off, yes/no, true/false, 1/0. */
+int		 sq_opt_bool(struct sq_opts *o, const char *key, int def,
+		    int *out);
+/* A byte size with an optional K, M or G suffix (powers of 1024). */
+int		 sq_opt_size(struct sq_opts *o, const char *key, size_t def,
+		    size_t *out);
+size_t		 sq_opt_count(struct sq_opts *o, const char *key);
+const char	*sq_opt_at(struct sq_opts *o, const char *key, size_t i);
+/* Iterate over every option: *iter starts at 0. Returns 0 when done. */
+int		 sq_opt_next(struct sq_opts *o, size_t *iter,
+		    const char **key, const char **value);
+/* Record why .create fails, naming the option's file:line when key is
+ * given. Returns -EINVAL for convenience. */
+int		 sq_opt_error(struct sq_opts *o, const char *key,
+		    const char *fmt, ...)
+		    __attribute__((format(printf, 3, 4)));
+
+/* The instance: its route, and the server's log under its name. */
+const char	*sq_inst_route(struct sq_inst *inst);
+
+enum sq_log_level {
+	SQ_LOG_ERROR,
+	SQ_LOG_WARN,
+	SQ_LOG_INFO,
+	SQ_LOG_DEBUG
+};
+void		 sq_log(struct sq_inst *inst, enum sq_log_level level,
+		    const char *fmt, ...)
+		    __attribute__((format(printf, 3, 4)));
+
+/*
+ * Requests. The path is percent-decoded and normalised ("." and ".."
+ * segments removed). sq_req_subpath is the part a "*" route matched
+ * (without a leading "/"), or "" for exact routes.
+ */
+const char	*sq_req_method(struct sq_req *req);
+const char	*sq_req_path(struct sq_req *req);
+const char	*sq_req_subpath(struct sq_req *req);
+const char	*sq_req_query(struct sq_req *req);	/* raw, or "" */
+const char	*sq_req_arg(struct sq_req *req, const char *name);
+const char	*sq_req_header(struct sq_req *req, const char *name);
+const void	*sq_req_body(struct sq_req *req, size_t *len);
+const char	*sq_req_client_ip(struct sq_req *req);
+struct sq_inst	*sq_req_inst(struct sq_req *req);
+
+/* Called (once, on the loop) if the client leaves before the response. */
+void		 sq_req_on_abort(struct sq_req *req,
+		    void (*cb)(struct sq_req *req, void *arg), void *arg);
+
+/*
+ * Responses. Add headers first, then send exactly once. After a send (or
+ * an abort), req is gone. Sending after the client left is a no-op.
+ */
+int		 sq_resp_header(struct sq_req *req, const char *name,
+		    const char *value);
+int		 sq_resp_send(struct sq_req *req, int status, const void *body,
+		    size_t len);
+int		 sq_resp_printf(struct sq_req *req, int status,
+		    const char *fmt, ...)
+		    __attribute__((format(printf, 3, 4)));
+/* Serialises obj with Content-Type application/json; the caller keeps
+ * its reference to obj. */
+int		 sq_resp_json(struct sq_req *req, int status,
+		    struct json_object *obj);
+/* Sends len bytes of fd from offset; the fd is closed by the core. */
+int		 sq_resp_file_take(struct sq_req *req, int status, int fd,
+		    int64_t offset, int64_t len);
+/* A standard error page: status line reason as text/plain. */
+int		 sq_resp_error(struct sq_req *req, int status);
+
+/*
+ * Timers. cb runs once on the loop with status 0 when the delay has
+ * passed, or -ECANCELED after sq_timer_cancel (or when the server stops).
+ * The timer is freed after its callback returns.
+ */
+struct sq_timer	*sq_timer_start(struct sq_inst *inst, uint64_t ms,
+		    void (*cb)(int status, void *arg), void *arg);
+void		 sq_timer_cancel(struct sq_timer *t);
+
+const char	*sq_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SQUALL_PLUGIN_H */

@@ -25,13 +25,15 @@ struct parse_state {
 	FILE		*fp;
 	int		 line;
 	int		 too_long;	/* line number of an over-long line */
+	int		 hdr_line;	/* line of the last [section] header */
+	char		 hdr[128];	/* its name, while no key has used it */
 	char		*err;
 	size_t		 errlen;
-	int		 failed;
+	int		 failed;	/* line of the first error, or 0 */
 	unsigned	 seen;		/* bit per [server] key, for repeats */
 	struct sqc_route_conf *route;	/* section being read, or NULL */
 	int		 in_server;
-	char		*section;	/* last section name seen */
+	int		 cur_line;	/* header line of the section being read */
 };
 
 static int fail(struct parse_state *ps, const char *fmt, ...)
@@ -45,7 +47,7 @@ fail(struct parse_state *ps, const char *fmt, ...)
 
 	if (ps->failed)
 		return 0;
-	ps->failed = 1;
+	ps->failed = ps->line > 0 ? ps->line : 1;
 	n = snprintf(ps->err, ps->errlen, "%s:%d: ", ps->c->file, ps->line);
 	if (n < 0 || (size_t)n >= ps->errlen)
 		return 0;
@@ -343,6 +345,18 @@ valid_route_path(const char *p)
 	return 1;
 }
 
+static void
+empty_route_check(struct parse_state *ps)
+{
+	int line = ps->line;
+
+	if (ps->hdr[0] == '\0' || strncmp(ps->hdr, "route", 5) != 0)
+		return;
+	ps->line = ps->hdr_line;
+	fail(ps, "route '%s' has no 'plugin' key", ps->hdr + 6);
+	ps->line = line;
+}
+
 static int
 new_route(struct parse_state *ps, const char *spec)
 {
@@ -370,7 +384,7 @@ new_route(struct parse_state *ps, const char *spec)
 	c->routes = nr;
 	r = &c->routes[c->nroutes++];
 	memset(r, 0, sizeof(*r));
-	r->line = ps->line;
+	r->line = ps->hdr_line;
 	r->prefix = spec[len - 1] == '*';
 	r->path = strndup(spec, len - (size_t)r->prefix);
 	if (r->path == NULL)
@@ -411,6 +425,27 @@ route_key(struct parse_state *ps, const char *name, const char *value)
 }
 
 static int
+start_section(struct parse_state *ps, const char *section, const char *name)
+{
+	ps->route = NULL;
+	ps->in_server = 0;
+	if (strcmp(section, "server") == 0) {
+		if (ps->seen & (1u << 31))
+			return fail(ps, "section [server] given twice");
+		ps->seen |= 1u << 31;
+		ps->in_server = 1;
+		return 1;
+	}
+	if (strncmp(section, "route ", 6) == 0 ||
+	    strncmp(section, "route\t", 6) == 0)
+		return new_route(ps, section + 6);
+	if (section[0] == '\0')
+		return fail(ps, "key '%s' outside any section", name);
+	return fail(ps, "unknown section [%s]: expected [server] or "
+	    "[route PATH]", section);
+}
+
+static int
 on_entry(void *user, const char *section, const char *name,
     const char *value)
 {
@@ -418,30 +453,40 @@ on_entry(void *user, const char *section, const char *name,
 
 	if (ps->failed)
 		return 0;
-	if (ps->section == NULL || strcmp(ps->section, section) != 0) {
-		free(ps->section);
-		ps->section = strdup(section);
-		ps->route = NULL;
-		ps->in_server = 0;
-		if (strcmp(section, "server") == 0) {
-			if (ps->seen & (1u << 31))
-				return fail(ps, "section [server] given "
-				    "twice");
-			ps->seen |= 1u << 31;
-			ps->in_server = 1;
-		} else if (strncmp(section, "route ", 6) == 0 ||
-		    strncmp(section, "route\t", 6) == 0) {
-			if (!new_route(ps, section + 6))
-				return 0;
-		} else if (section[0] == '\0')
-			return fail(ps, "key '%s' outside any section", name);
-		else
-			return fail(ps, "unknown section [%s]: expected "
-			    "[server] or [route PATH]", section);
+	/* A new header, even one with the same name as the last. */
+	if (ps->hdr_line != ps->cur_line || ps->hdr_line == 0) {
+		int line = ps->line;
+
+		ps->cur_line = ps->hdr_line;
+		ps->hdr[0] = '\0';	/* the header has a key */
+		ps->line = ps->hdr_line ? ps->hdr_line : line;
+		if (!start_section(ps, section, name))
+			return 0;
+		ps->line = line;
+		if (ps->hdr_line == 0)
+			ps->cur_line = -1;
 	}
 	if (ps->in_server)
 		return server_key(ps, name, value);
 	return route_key(ps, name, value);
+}
+
+/*
+ * inih reports keys, not section headers: remember each header's line,
+ * and catch a [route] with no keys at all (it would vanish silently).
+ */
+static void
+note_header(struct parse_state *ps, const char *s)
+{
+	const char *end;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (*s != '[' || (end = strchr(s, ']')) == NULL)
+		return;
+	empty_route_check(ps);
+	ps->hdr_line = ps->line;
+	snprintf(ps->hdr, sizeof(ps->hdr), "%.*s", (int)(end - s - 1), s + 1);
 }
 
 /* An fgets that counts lines and notices lines inih would cut. */
@@ -456,6 +501,7 @@ reader(char *str, int num, void *stream)
 		return NULL;
 	ps->line++;
 	len = strlen(s);
+	note_header(ps, s);
 	if (len == (size_t)num - 1 && s[len - 1] != '\n' && !feof(ps->fp)) {
 		int ch;
 
@@ -553,13 +599,15 @@ sqc_config_load(const char *file, char *err, size_t errlen)
 	ps.err = err;
 	ps.errlen = errlen;
 	rc = ini_parse_stream(reader, &ps, on_entry, &ps);
+	empty_route_check(&ps);
 	fclose(ps.fp);
-	free(ps.section);
 	if (!ps.failed && ps.too_long) {
 		ps.line = ps.too_long;
 		fail(&ps, "line longer than %d characters", INI_MAX_LINE - 2);
 	}
-	if (!ps.failed && rc > 0) {
+	if (rc > 0 && (!ps.failed || rc < ps.failed)) {
+		/* inih's syntax error comes first in the file */
+		ps.failed = 0;
 		ps.line = rc;
 		fail(&ps, "syntax error (expected [section], key = value "
 		    "or a comment)");

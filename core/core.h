@@ -146,6 +146,7 @@ void	 sqc_http_apply(struct sqc_server *s, const struct sqc_config *c,
 	    struct sqc_gen *gen);
 void	 sqc_http_stop_accepting(struct sqc_server *s);
 size_t	 sqc_http_inflight(const struct sqc_server *s);
+size_t	 sqc_http_unflushed(const struct sqc_server *s);
 void	 sqc_http_abort_all(struct sqc_server *s);
 void	 sqc_http_free(struct sqc_server *s);
 

@@ -852,6 +852,24 @@ sqc_http_inflight(const struct sqc_server *s)
 	return s->ninflight;
 }
 
+/* Connections whose response is still being written. */
+size_t
+sqc_http_unflushed(const struct sqc_server *s)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->conns_size; i++)
+		for (struct conn *c = s->conns[i]; c; c = c->hnext) {
+			struct bufferevent *bev;
+
+			bev = evhttp_connection_get_bufferevent(c->evcon);
+			if (bev && evbuffer_get_length(
+			    bufferevent_get_output(bev)) > 0)
+				n++;
+		}
+	return n;
+}
+
 /* Ends every pending request (at shutdown, once the grace time is over). */
 void
 sqc_http_abort_all(struct sqc_server *s)

@@ -155,7 +155,8 @@ drain_check(evutil_socket_t fd, short what, void *arg)
 	struct timespec now;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (sqc_http_inflight(server) == 0) {
+	if (sqc_http_inflight(server) == 0 &&
+	    sqc_http_unflushed(server) == 0) {
 		event_base_loopexit(base, NULL);
 		return;
 	}
@@ -328,6 +329,17 @@ serve(void)
 	sqc_log(SQ_LOG_INFO, NULL, "squalld %s ready: %zu route%s, pid %d",
 	    PACKAGE_VERSION, n, n == 1 ? "" : "s", (int)getpid());
 	event_base_dispatch(base);
+	/*
+	 * Past shutdown_timeout: what is still pending hears -ECANCELED or
+	 * its abort callback, and its answer gets a second to be written.
+	 */
+	if (sqc_http_inflight(server) > 0 || sqc_timer_pending() > 0) {
+		sqc_timer_cancel_all();
+		sqc_http_abort_all(server);
+		clock_gettime(CLOCK_MONOTONIC, &stop_deadline);
+		stop_deadline.tv_sec += 1;
+		event_base_dispatch(base);
+	}
 	status = 0;
 	sqc_log(SQ_LOG_INFO, NULL, "stopped");
 	if (conf->pid_file && *conf->pid_file)

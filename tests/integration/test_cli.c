@@ -1,0 +1,277 @@
+/*
+ * test_cli.c - squalld as a person runs it: the options, -t on good and
+ * bad configurations (tests/data), -s with pid_file, the messages a
+ * person can act on, SIGTERM with a request in flight, SIGUSR1.
+ */
+#include "config.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct srv s;
+
+static void
+stop(void)
+{
+	srv_cleanup(&s);
+}
+
+TestSuite(cli, .fini = stop, .timeout = 60);
+
+Test(cli, version_and_help)
+{
+	char *out;
+
+	cr_assert_eq(t_run_squalld(&out, "-V", NULL), 0);
+	cr_assert_str_eq(out, "squalld " PACKAGE_VERSION " (plugin ABI 1)\n");
+	free(out);
+	cr_assert_eq(t_run_squalld(&out, "--help", NULL), 0);
+	cr_assert_not_null(strstr(out, "--check-config"));
+	free(out);
+	cr_assert_eq(t_run_squalld(&out, "--bogus", NULL), 2);
+	cr_assert_not_null(strstr(out, "usage: squalld"));
+	free(out);
+	cr_assert_eq(t_run_squalld(&out, "-p", "http", NULL), 2);
+	cr_assert_not_null(strstr(out, "bad port 'http'"));
+	free(out);
+}
+
+/*
+ * Each .ini file in tests/data: the first lines say what -t must do:
+ *   ; exit: N
+ *   ; output: TEXT          (repeatable; each must appear)
+ * @PLUGINS@ and @TESTPLUGINS@ stand for the plugin folders.
+ */
+static char *
+substitute(const char *text)
+{
+	char *out = malloc(strlen(text) * 4 + 1024), *o = out;
+	char tp[512];
+
+	snprintf(tp, sizeof(tp), "%s/tests/plugins/.libs", t_builddir());
+	while (*text) {
+		if (strncmp(text, "@PLUGINS@", 9) == 0) {
+			o += sprintf(o, "%s", t_plugin_dir());
+			text += 9;
+		} else if (strncmp(text, "@TESTPLUGINS@", 13) == 0) {
+			o += sprintf(o, "%s", tp);
+			text += 13;
+		} else
+			*o++ = *text++;
+	}
+	*o = '\0';
+	return out;
+}
+
+Test(cli, check_config_data_cases)
+{
+	char data[512], dir[256], ini[400], path[1024];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	snprintf(data, sizeof(data), "%s/tests/data", t_srcdir());
+	cr_assert_not_null(d = opendir(data));
+	t_tmpdir(dir, sizeof(dir));
+	snprintf(ini, sizeof(ini), "%s/squall.ini", dir);
+	while ((de = readdir(d)) != NULL) {
+		char *text, *sub, *out, *line;
+		int want = -1, rc;
+
+		if (strstr(de->d_name, ".ini") == NULL)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", data, de->d_name);
+		text = t_read(path, NULL);
+		sub = substitute(text);
+		t_write(ini, "%s", sub);
+		rc = t_run_squalld(&out, "-t", "-c", ini, NULL);
+		for (line = text; line && *line == ';';
+		    line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+			char what[512];
+			size_t len = strcspn(line, "\n");
+
+			if (strncmp(line, "; exit: ", 8) == 0)
+				want = atoi(line + 8);
+			else if (strncmp(line, "; output: ", 10) == 0) {
+				snprintf(what, sizeof(what), "%.*s",
+				    (int)(len - 10), line + 10);
+				cr_expect_not_null(strstr(out, what),
+				    "%s: output lacks \"%s\":\n%s", de->d_name,
+				    what, out);
+			}
+		}
+		cr_expect_eq(rc, want, "%s: exit %d, expected %d:\n%s",
+		    de->d_name, rc, want, out);
+		free(out);
+		free(sub);
+		free(text);
+		n++;
+	}
+	closedir(d);
+	t_rm_rf(dir);
+	cr_assert_geq(n, 8, "only %d data cases", n);
+}
+
+Test(cli, port_in_use_is_named)
+{
+	char *out, dir[256], ini[400], want[128];
+	int rc;
+
+	srv_start(&s, "[route /hello]\nplugin = hello\n");
+	t_tmpdir(dir, sizeof(dir));
+	snprintf(ini, sizeof(ini), "%s/squall.ini", dir);
+	t_write(ini, "[server]\nlisten = 127.0.0.1:%d\nplugin_dir = %s\n"
+	    "[route /hello]\nplugin = hello\n", s.port, t_plugin_dir());
+	rc = t_run_squalld(&out, "-c", ini, NULL);
+	cr_assert_eq(rc, 1);
+	snprintf(want, sizeof(want), "cannot listen on 127.0.0.1:%d: Address "
+	    "already in use", s.port);
+	cr_assert_not_null(strstr(out, want), "%s", out);
+	free(out);
+	/* -p overrides the port of every listen address */
+	rc = t_run_squalld(&out, "-c", ini, "-p", "1", NULL);
+	cr_assert_eq(rc, 1);
+	cr_assert_not_null(strstr(out, "cannot listen on 127.0.0.1:1: "), "%s",
+	    out);
+	free(out);
+	t_rm_rf(dir);
+}
+
+Test(cli, bad_plugin_at_start_exits_1)
+{
+	char *out, dir[256], ini[400];
+
+	t_tmpdir(dir, sizeof(dir));
+	snprintf(ini, sizeof(ini), "%s/squall.ini", dir);
+	t_write(ini, "[server]\nlisten = 127.0.0.1:0\n[route /x]\nplugin = %s\n",
+	    t_test_plugin("unresolved"));
+	cr_assert_eq(t_run_squalld(&out, "-c", ini, NULL), 1);
+	cr_assert_not_null(strstr(out, "squall.ini:3: route '/x': cannot load "
+	    "plugin "), "%s", out);
+	cr_assert_not_null(strstr(out, "undefined symbol"), "%s", out);
+	free(out);
+	t_rm_rf(dir);
+}
+
+Test(cli, signal_option_uses_pid_file)
+{
+	char *out, pid[400];
+	struct stat st;
+
+	srv_start(&s, "pid_file = squalld.pid\n[route /hello]\nplugin = hello\n");
+	snprintf(pid, sizeof(pid), "%s/squalld.pid", s.dir);
+	cr_assert_eq(stat(pid, &st), 0, "no pid file");
+	cr_assert_eq(t_run_squalld(&out, "-c", s.ini, "-s", "reload", NULL),
+	    0, "%s", out);
+	free(out);
+	cr_assert_eq(srv_wait_log(&s, "reloaded:", 1, 5000), 0);
+	cr_assert_eq(t_run_squalld(&out, "-c", s.ini, "-s", "reopen", NULL),
+	    0, "%s", out);
+	free(out);
+	cr_assert_eq(srv_wait_log(&s, "log files reopened", 1, 5000), 0);
+	cr_assert_eq(t_run_squalld(&out, "-c", s.ini, "-s", "restart", NULL),
+	    1);
+	cr_assert_not_null(strstr(out, "unknown signal 'restart'"));
+	free(out);
+	cr_assert_eq(t_run_squalld(&out, "-c", s.ini, "-s", "stop", NULL), 0);
+	free(out);
+	cr_assert_eq(srv_wait_exit(&s, 10000), 0, "squalld did not exit 0");
+	cr_assert_eq(srv_log_count(&s, "stopped"), 1);
+	cr_assert_neq(stat(pid, &st), 0, "pid file left behind");
+	cr_assert_eq(t_run_squalld(&out, "-c", s.ini, "-s", "stop", NULL), 1);
+	cr_assert_not_null(strstr(out, "squalld.pid: No such file"), "%s", out);
+	free(out);
+}
+
+struct bg {
+	int		 port;
+	const char	*path;
+	struct resp	 r;
+};
+
+static void *
+bg_get(void *arg)
+{
+	struct bg *b = arg;
+
+	http_get(b->port, b->path, &b->r);
+	return NULL;
+}
+
+Test(cli, sigterm_lets_in_flight_request_finish)
+{
+	struct bg slow = { 0, "/delay?ms=800", { 0 } };
+	pthread_t th;
+
+	srv_start(&s, "[route /delay]\nplugin = delay\n");
+	slow.port = s.port;
+	pthread_create(&th, NULL, bg_get, &slow);
+	usleep(200 * 1000);
+	srv_signal(&s, SIGTERM);
+	cr_assert_eq(srv_wait_log(&s, "stopping: 1 request in flight", 1,
+	    5000), 0);
+	pthread_join(th, NULL);
+	cr_assert_eq(slow.r.status, 200);
+	cr_assert_str_eq(slow.r.body, "waited 800 ms\n");
+	resp_free(&slow.r);
+	cr_assert_eq(srv_stop(&s), 0);
+	cr_assert_eq(srv_log_count(&s, "stopped"), 1);
+}
+
+Test(cli, sigterm_exit_status_is_zero)
+{
+	srv_start(&s, "[route /hello]\nplugin = hello\n");
+	cr_assert_eq(srv_stop(&s), 0);
+}
+
+Test(cli, shutdown_timeout_ends_long_requests)
+{
+	struct bg slow = { 0, "/delay?ms=20000", { 0 } };
+	pthread_t th;
+	long t0;
+
+	srv_start(&s, "shutdown_timeout = 1\n[route /delay]\nplugin = delay\n");
+	slow.port = s.port;
+	pthread_create(&th, NULL, bg_get, &slow);
+	usleep(200 * 1000);
+	t0 = t_now_ms();
+	cr_assert_eq(srv_stop(&s), 0);
+	cr_assert_lt(t_now_ms() - t0, 5000);
+	pthread_join(th, NULL);
+	cr_assert_eq(slow.r.status, 503);
+	resp_free(&slow.r);
+}
+
+Test(cli, sigusr1_reopens_access_log)
+{
+	char acc[400], moved[400], *text;
+	struct resp r;
+
+	srv_start(&s, "access_log = access.log\n[route /hello]\nplugin = hello\n");
+	snprintf(acc, sizeof(acc), "%s/access.log", s.dir);
+	snprintf(moved, sizeof(moved), "%s/access.log.1", s.dir);
+	http_get(s.port, "/hello?first", &r);
+	resp_free(&r);
+	cr_assert_eq(rename(acc, moved), 0);
+	srv_signal(&s, SIGUSR1);
+	cr_assert_eq(srv_wait_log(&s, "log files reopened", 1, 5000), 0);
+	http_get(s.port, "/hello?second", &r);
+	resp_free(&r);
+	text = t_read(moved, NULL);
+	cr_assert_not_null(strstr(text, "/hello?first"));
+	cr_assert_null(strstr(text, "/hello?second"));
+	free(text);
+	text = t_read(acc, NULL);
+	cr_assert_not_null(strstr(text, "\"GET /hello?second HTTP/1.1\" 200"),
+	    "%s", text);
+	free(text);
+}

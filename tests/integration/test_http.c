@@ -1,0 +1,450 @@
+/*
+ * test_http.c - a real squalld on a loopback port, talked to over HTTP:
+ * the hello, static and delay plugins, the limits, bad bytes, and the
+ * point of it all: a slow request does not hold up the others.
+ */
+#include "config.h"
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct srv s;
+
+static void
+stop(void)
+{
+	srv_cleanup(&s);
+}
+
+TestSuite(http, .fini = stop, .timeout = 60);
+
+Test(http, hello_answers)
+{
+	struct resp r;
+
+	srv_start(&s, "[route /hello]\nplugin = hello\n");
+	cr_assert_eq(http_get(s.port, "/hello", &r), 0);
+	cr_assert_eq(r.status, 200);
+	cr_assert_str_eq(r.body, "Hello, world");
+	cr_assert_not_null(strstr(r.headers, "Content-Type: text/plain"));
+	resp_free(&r);
+	cr_assert_eq(srv_wait_log(&s, "\"GET /hello HTTP/1.1\" 200 12 \"-\"",
+	    1, 5000), 0, "no access log line");
+}
+
+Test(http, hello_text_option_and_method)
+{
+	struct resp r;
+
+	srv_start(&s, "[route /hi]\nplugin = hello\ntext = Bonjour\n");
+	http_get(s.port, "/hi", &r);
+	cr_assert_str_eq(r.body, "Bonjour");
+	resp_free(&r);
+	http_request(s.port, "POST", "/hi", NULL, "x", 1, 5000, &r);
+	cr_assert_eq(r.status, 405);
+	cr_assert_not_null(strstr(r.headers, "Allow: GET, HEAD"));
+	resp_free(&r);
+}
+
+Test(http, unknown_route_is_404)
+{
+	struct resp r;
+
+	srv_start(&s, "[route /hello]\nplugin = hello\n");
+	http_get(s.port, "/nothing", &r);
+	cr_assert_eq(r.status, 404);
+	resp_free(&r);
+	http_get(s.port, "/hello/", &r);
+	cr_assert_eq(r.status, 404, "a trailing slash is another path");
+	resp_free(&r);
+}
+
+Test(http, percent_encoded_path_reaches_route)
+{
+	struct resp r;
+
+	srv_start(&s, "[route /hello]\nplugin = hello\n");
+	http_get(s.port, "/hel%6Co", &r);
+	cr_assert_eq(r.status, 200);
+	resp_free(&r);
+	http_get(s.port, "/x/../hello", &r);
+	cr_assert_eq(r.status, 200);
+	resp_free(&r);
+	http_get(s.port, "/hel%00lo", &r);
+	cr_assert_eq(r.status, 400);
+	resp_free(&r);
+}
+
+Test(http, headers_over_limit_get_431)
+{
+	struct resp r;
+	char big[4000 + 16];
+	const char *h[] = { big, NULL };
+
+	srv_start(&s, "max_header_size = 2048\n[route /hello]\nplugin = hello\n");
+	memset(big, 'a', sizeof(big));
+	memcpy(big, "X-Big: ", 7);
+	big[4000] = '\0';
+	http_request(s.port, "GET", "/hello", h, NULL, 0, 5000, &r);
+	cr_assert_eq(r.status, 431);
+	resp_free(&r);
+	/* and the server still serves */
+	http_get(s.port, "/hello", &r);
+	cr_assert_eq(r.status, 200);
+	resp_free(&r);
+}
+
+Test(http, body_over_limit_gets_413)
+{
+	struct resp r;
+	char body[5000];
+
+	srv_start(&s, "max_body_size = 1K\n[route /hello]\nplugin = hello\n");
+	memset(body, 'b', sizeof(body));
+	http_request(s.port, "POST", "/hello", NULL, body, sizeof(body), 5000,
+	    &r);
+	cr_assert_eq(r.status, 413);
+	resp_free(&r);
+	http_get(s.port, "/hello", &r);
+	cr_assert_eq(r.status, 200);
+	resp_free(&r);
+}
+
+Test(http, garbage_does_not_disturb_other_clients)
+{
+	static const char *junk[] = {
+		"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",	/* TLS */
+		"GET\r\n\r\n",
+		"GET /hello HTTP/9.9\r\n\r\n",
+		"GET /hello HTTP/1.1\r\nBad Header Line\r\n\r\n",
+		"\r\n\r\n\r\n",
+		"POST /hello HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+		"GET /hello HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+	};
+	struct resp r;
+	int idle[4];
+
+	srv_start(&s, "[route /hello]\nplugin = hello\n");
+	/* half-open clients that never finish their request */
+	for (int i = 0; i < 4; i++) {
+		idle[i] = t_connect(s.port);
+		cr_assert(idle[i] >= 0);
+		cr_assert_eq(write(idle[i], "GET /hel", 8), 8);
+	}
+	for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
+		size_t n;
+		char *out = raw_exchange(s.port, junk[i], strlen(junk[i]), 500,
+		    &n);
+
+		if (n > 0)
+			cr_assert(strncmp(out, "HTTP/1.1 4", 10) == 0 ||
+			    strncmp(out, "HTTP/1.0 4", 10) == 0,
+			    "junk %zu answered: %s", i, out);
+		free(out);
+		cr_assert_eq(http_get(s.port, "/hello", &r), 0);
+		cr_assert_eq(r.status, 200, "after junk %zu", i);
+		resp_free(&r);
+	}
+	for (int i = 0; i < 4; i++)
+		close(idle[i]);
+	cr_assert_eq(srv_stop(&s), 0);
+}
+
+static void
+make_site(struct srv *sv, char *secret_out, size_t len)
+{
+	char path[400];
+
+	snprintf(path, sizeof(path), "%s/root", sv->dir);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/root/sub", sv->dir);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/root/index.html", sv->dir);
+	t_write(path, "<h1>index</h1>\n");
+	snprintf(path, sizeof(path), "%s/root/sub/index.html", sv->dir);
+	t_write(path, "<h1>sub</h1>\n");
+	snprintf(path, sizeof(path), "%s/root/data.json", sv->dir);
+	t_write(path, "{\"a\": 1}\n");
+	snprintf(path, sizeof(path), "%s/root/digits.txt", sv->dir);
+	t_write(path, "0123456789");
+	snprintf(path, sizeof(path), "%s/secret.txt", sv->dir);
+	t_write(path, "TOP-SECRET\n");
+	snprintf(secret_out, len, "%s", path);
+	snprintf(path, sizeof(path), "%s/root/escape.txt", sv->dir);
+	cr_assert_eq(symlink(secret_out, path), 0);
+	snprintf(path, sizeof(path), "%s/root/up", sv->dir);
+	cr_assert_eq(symlink("..", path), 0);
+}
+
+static void
+start_static(void)
+{
+	char secret[400];
+
+	memset(&s, 0, sizeof(s));
+	t_tmpdir(s.dir, sizeof(s.dir));
+	make_site(&s, secret, sizeof(secret));
+	{
+		char *ini;
+
+		cr_assert(asprintf(&ini, "[server]\nlisten = 127.0.0.1:0\n"
+		    "plugin_dir = %s\n[route /*]\nplugin = static\n"
+		    "root = root\n", t_plugin_dir()) > 0);
+		srv_start_in(&s, ini);
+		free(ini);
+	}
+}
+
+Test(http, static_serves_files_with_types)
+{
+	struct resp r;
+
+	start_static();
+	http_get(s.port, "/", &r);
+	cr_assert_eq(r.status, 200);
+	cr_assert_str_eq(r.body, "<h1>index</h1>\n");
+	cr_assert_not_null(strstr(r.headers, "Content-Type: text/html"));
+	resp_free(&r);
+	http_get(s.port, "/data.json", &r);
+	cr_assert_eq(r.status, 200);
+	cr_assert_not_null(strstr(r.headers,
+	    "Content-Type: application/json"));
+	cr_assert_not_null(strstr(r.headers, "Last-Modified: "));
+	resp_free(&r);
+	http_get(s.port, "/sub/", &r);
+	cr_assert_str_eq(r.body, "<h1>sub</h1>\n");
+	resp_free(&r);
+	http_get(s.port, "/sub", &r);
+	cr_assert_eq(r.status, 301);
+	cr_assert_not_null(strstr(r.headers, "Location: /sub/"));
+	resp_free(&r);
+	http_request(s.port, "HEAD", "/digits.txt", NULL, NULL, 0, 5000, &r);
+	cr_assert_eq(r.status, 200);
+	cr_assert_not_null(strstr(r.headers, "Content-Length: 10"));
+	cr_assert_eq(r.len, 0);
+	resp_free(&r);
+}
+
+Test(http, static_never_leaks_outside_root)
+{
+	static const char *attempts[] = {
+		"/../secret.txt", "/%2e%2e/secret.txt", "/%2E%2E/secret.txt",
+		"/sub/../../secret.txt", "/sub/%2e%2e/%2e%2e/secret.txt",
+		"/..%2fsecret.txt", "/escape.txt", "/up/secret.txt",
+		"/up/", "//secret.txt", "/sub/..%2F..%2Fsecret.txt",
+	};
+	struct resp r;
+
+	start_static();
+	for (size_t i = 0; i < sizeof(attempts) / sizeof(attempts[0]); i++) {
+		cr_assert_eq(http_get(s.port, attempts[i], &r), 0);
+		cr_assert_null(strstr(r.body, "TOP-SECRET"), "%s leaked the "
+		    "secret", attempts[i]);
+		cr_assert_neq(r.status, 200, "%s answered 200", attempts[i]);
+		resp_free(&r);
+	}
+	/* raw request lines, bypassing any client-side normalisation */
+	{
+		const char *req = "GET /../secret.txt HTTP/1.0\r\n\r\n";
+		char *out = raw_exchange(s.port, req, strlen(req), 2000, NULL);
+
+		cr_assert_null(strstr(out, "TOP-SECRET"));
+		free(out);
+	}
+}
+
+Test(http, static_ranges)
+{
+	const char *h1[] = { "Range: bytes=2-5", NULL };
+	const char *h2[] = { "Range: bytes=-3", NULL };
+	const char *h3[] = { "Range: bytes=7-", NULL };
+	const char *h4[] = { "Range: bytes=20-30", NULL };
+	const char *h5[] = { "Range: bytes=1-2,4-5", NULL };
+	struct resp r;
+
+	start_static();
+	http_request(s.port, "GET", "/digits.txt", h1, NULL, 0, 5000, &r);
+	cr_assert_eq(r.status, 206);
+	cr_assert_str_eq(r.body, "2345");
+	cr_assert_not_null(strstr(r.headers, "Content-Range: bytes 2-5/10"));
+	resp_free(&r);
+	http_request(s.port, "GET", "/digits.txt", h2, NULL, 0, 5000, &r);
+	cr_assert_eq(r.status, 206);
+	cr_assert_str_eq(r.body, "789");
+	resp_free(&r);
+	http_request(s.port, "GET", "/digits.txt", h3, NULL, 0, 5000, &r);
+	cr_assert_str_eq(r.body, "789");
+	resp_free(&r);
+	http_request(s.port, "GET", "/digits.txt", h4, NULL, 0, 5000, &r);
+	cr_assert_eq(r.status, 416);
+	cr_assert_not_null(strstr(r.headers, "Content-Range: bytes */10"));
+	resp_free(&r);
+	http_request(s.port, "GET", "/digits.txt", h5, NULL, 0, 5000, &r);
+	cr_assert_eq(r.status, 200, "multiple ranges: the whole file");
+	cr_assert_str_eq(r.body, "0123456789");
+	resp_free(&r);
+}
+
+Test(http, static_if_modified_since)
+{
+	char lm[128], hdr[160];
+	const char *h[] = { hdr, NULL };
+	const char *old[] = { "If-Modified-Since: Thu, 01 Jan 1998 00:00:00 GMT",
+	    NULL };
+	struct resp r;
+	char *p;
+
+	start_static();
+	http_get(s.port, "/data.json", &r);
+	p = strstr(r.headers, "Last-Modified: ");
+	cr_assert_not_null(p);
+	snprintf(lm, sizeof(lm), "%.*s", (int)strcspn(p + 15, "\r\n"),
+	    p + 15);
+	resp_free(&r);
+	snprintf(hdr, sizeof(hdr), "If-Modified-Since: %s", lm);
+	http_request(s.port, "GET", "/data.json", h, NULL, 0, 5000, &r);
+	cr_assert_eq(r.status, 304);
+	cr_assert_eq(r.len, 0);
+	resp_free(&r);
+	http_request(s.port, "GET", "/data.json", old, NULL, 0, 5000, &r);
+	cr_assert_eq(r.status, 200);
+	resp_free(&r);
+}
+
+Test(http, static_refuses_missing_root)
+{
+	char *out;
+	char dir[256], ini[400];
+	int rc;
+
+	t_tmpdir(dir, sizeof(dir));
+	snprintf(ini, sizeof(ini), "%s/squall.ini", dir);
+	t_write(ini, "[server]\nplugin_dir = %s\n[route /*]\nplugin = static\n"
+	    "root = nowhere\n", t_plugin_dir());
+	rc = t_run_squalld(&out, "-t", "-c", ini, NULL);
+	cr_assert_eq(rc, 1);
+	cr_assert_not_null(strstr(out, "squall.ini:5: route '/': root "),
+	    "%s", out);
+	cr_assert_not_null(strstr(out, "No such file or directory"), "%s", out);
+	free(out);
+	t_rm_rf(dir);
+}
+
+struct bg {
+	int		 port;
+	const char	*path;
+	struct resp	 r;
+	long		 done_ms;
+};
+
+static void *
+bg_get(void *arg)
+{
+	struct bg *b = arg;
+
+	http_get(b->port, b->path, &b->r);
+	b->done_ms = t_now_ms();
+	return NULL;
+}
+
+Test(http, slow_request_does_not_hold_up_others)
+{
+	struct bg slow = { 0, "/delay?ms=1000", { 0 }, 0 };
+	pthread_t th;
+	struct resp r;
+	long t0, t1;
+
+	srv_start(&s, "[route /hello]\nplugin = hello\n"
+	    "[route /delay]\nplugin = delay\n");
+	slow.port = s.port;
+	t0 = t_now_ms();
+	pthread_create(&th, NULL, bg_get, &slow);
+	/* the delay request is in flight once the server logs nothing yet
+	 * and the hello round trip happens meanwhile */
+	usleep(100 * 1000);
+	cr_assert_eq(http_get(s.port, "/hello", &r), 0);
+	t1 = t_now_ms();
+	cr_assert_eq(r.status, 200);
+	resp_free(&r);
+	pthread_join(th, NULL);
+	cr_assert_eq(slow.r.status, 200);
+	cr_assert_str_eq(slow.r.body, "waited 1000 ms\n");
+	cr_assert_lt(t1 - t0, 800, "/hello took %ld ms behind /delay",
+	    t1 - t0);
+	cr_assert_geq(slow.done_ms - t0, 1000);
+	cr_assert_lt(t1, slow.done_ms, "/hello answered after /delay");
+	resp_free(&slow.r);
+}
+
+Test(http, delay_checks_its_argument)
+{
+	struct resp r;
+
+	srv_start(&s, "[route /delay]\nplugin = delay\nmax_ms = 500\n");
+	http_get(s.port, "/delay?ms=abc", &r);
+	cr_assert_eq(r.status, 400);
+	resp_free(&r);
+	http_get(s.port, "/delay?ms=501", &r);
+	cr_assert_eq(r.status, 400);
+	resp_free(&r);
+	http_get(s.port, "/delay?ms=0", &r);
+	cr_assert_eq(r.status, 200);
+	resp_free(&r);
+}
+
+Test(http, client_leaving_cancels_pending_request)
+{
+	struct resp r;
+
+	srv_start(&s, "log_level = debug\n[route /hello]\nplugin = hello\n"
+	    "[route /delay]\nplugin = delay\n");
+	http_request(s.port, "GET", "/delay?ms=5000", NULL, NULL, 0, 200, &r);
+	cr_assert_neq(r.curl_error, 0, "the request should have timed out");
+	resp_free(&r);
+	cr_assert_eq(srv_wait_log(&s, "left before the response", 1, 3000), 0,
+	    "the server did not notice the client leaving");
+	cr_assert_eq(srv_wait_log(&s, "\"GET /delay?ms=5000 HTTP/1.1\" 499",
+	    1, 3000), 0);
+	http_get(s.port, "/hello", &r);
+	cr_assert_eq(r.status, 200);
+	resp_free(&r);
+	/* nothing is left in flight: SIGTERM exits at once */
+	t_now_ms();
+	cr_assert_eq(srv_stop(&s), 0);
+	cr_assert_eq(srv_log_count(&s, "stopping: 0 requests in flight"), 1);
+}
+
+Test(http, keep_alive_serves_several_requests)
+{
+	const char *two = "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+	    "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	char *out, *second;
+
+	srv_start(&s, "[route /hello]\nplugin = hello\n");
+	out = raw_exchange(s.port, two, strlen(two), 3000, NULL);
+	second = strstr(out + 1, "HTTP/1.1 200");
+	cr_assert(strncmp(out, "HTTP/1.1 200", 12) == 0, "%s", out);
+	cr_assert_not_null(second, "no second response in:\n%s", out);
+	free(out);
+}
+
+Test(http, websocket_upgrade_to_plain_route_is_400)
+{
+	const char *h[] = { "Upgrade: websocket", "Connection: Upgrade",
+	    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+	    "Sec-WebSocket-Version: 13", NULL };
+	struct resp r;
+
+	srv_start(&s, "[route /hello]\nplugin = hello\n");
+	http_request(s.port, "GET", "/hello", h, NULL, 0, 5000, &r);
+	cr_assert_eq(r.status, 400);
+	resp_free(&r);
+}

@@ -1,0 +1,474 @@
+/*
+ * harness.c - see harness.h.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+const char *
+t_builddir(void)
+{
+	return TEST_BUILDDIR;
+}
+
+const char *
+t_srcdir(void)
+{
+	return TEST_SRCDIR;
+}
+
+const char *
+t_plugin_dir(void)
+{
+	return TEST_BUILDDIR "/plugins/.libs";
+}
+
+const char *
+t_test_plugin(const char *name)
+{
+	static char buf[4][512];
+	static int i;
+
+	i = (i + 1) % 4;
+	snprintf(buf[i], sizeof(buf[i]), "%s/tests/plugins/.libs/%s.so",
+	    TEST_BUILDDIR, name);
+	return buf[i];
+}
+
+long
+t_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+void
+t_tmpdir(char *out, size_t len)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(out, len, "%s/squall-test.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	cr_assert_not_null(mkdtemp(out), "mkdtemp: %s", strerror(errno));
+}
+
+void
+t_write(const char *path, const char *fmt, ...)
+{
+	va_list ap;
+	FILE *fp = fopen(path, "w");
+
+	cr_assert_not_null(fp, "cannot write %s: %s", path, strerror(errno));
+	va_start(ap, fmt);
+	vfprintf(fp, fmt, ap);
+	va_end(ap);
+	fclose(fp);
+}
+
+char *
+t_read(const char *path, size_t *len)
+{
+	FILE *fp = fopen(path, "r");
+	char *buf = NULL;
+	size_t cap = 0, n = 0, r;
+
+	if (fp == NULL) {
+		if (len)
+			*len = 0;
+		return strdup("");
+	}
+	do {
+		if (n + 4096 + 1 > cap) {
+			cap = (n + 4096 + 1) * 2;
+			buf = realloc(buf, cap);
+		}
+		r = fread(buf + n, 1, cap - n - 1, fp);
+		n += r;
+	} while (r > 0);
+	fclose(fp);
+	buf[n] = '\0';
+	if (len)
+		*len = n;
+	return buf;
+}
+
+/* Copies like cp(1) onto an existing file: truncate and write in place. */
+void
+t_copy(const char *from, const char *to)
+{
+	size_t len;
+	char *data = t_read(from, &len);
+	int fd = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+
+	cr_assert(fd >= 0, "cannot open %s: %s", to, strerror(errno));
+	cr_assert_eq(write(fd, data, len), (ssize_t)len);
+	close(fd);
+	free(data);
+}
+
+static int
+rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+void
+t_rm_rf(const char *dir)
+{
+	if (dir && dir[0])
+		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static char *
+squalld_path(void)
+{
+	static char path[512];
+
+	snprintf(path, sizeof(path), "%s/core/squalld", TEST_BUILDDIR);
+	return path;
+}
+
+void
+srv_start_in(struct srv *s, const char *ini_text)
+{
+	char line[64];
+	const char *p;
+	char *log;
+	int fd;
+
+	snprintf(s->ini, sizeof(s->ini), "%s/squall.ini", s->dir);
+	snprintf(s->log, sizeof(s->log), "%s/squalld.log", s->dir);
+	if (ini_text)
+		t_write(s->ini, "%s", ini_text);
+	s->pid = fork();
+	cr_assert(s->pid >= 0);
+	if (s->pid == 0) {
+		fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		dup2(fd, STDERR_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		execl(squalld_path(), "squalld", "-c", s->ini, (char *)NULL);
+		_exit(127);
+	}
+	if (srv_wait_log(s, "ready:", 1, 20000) != 0) {
+		log = t_read(s->log, NULL);
+		srv_stop(s);
+		cr_assert_fail("squalld did not start; its log:\n%s", log);
+	}
+	log = t_read(s->log, NULL);
+	p = strstr(log, "listening on 127.0.0.1:");
+	cr_assert_not_null(p, "no listening line in:\n%s", log);
+	snprintf(line, sizeof(line), "%s", p + strlen("listening on 127.0.0.1:"));
+	s->port = atoi(line);
+	free(log);
+	cr_assert(s->port > 0);
+}
+
+void
+srv_start(struct srv *s, const char *rest_fmt, ...)
+{
+	char *rest, *ini;
+	va_list ap;
+
+	memset(s, 0, sizeof(*s));
+	t_tmpdir(s->dir, sizeof(s->dir));
+	va_start(ap, rest_fmt);
+	cr_assert(vasprintf(&rest, rest_fmt, ap) >= 0);
+	va_end(ap);
+	cr_assert(asprintf(&ini, "[server]\nlisten = 127.0.0.1:0\n"
+	    "plugin_dir = %s\n%s\n", t_plugin_dir(),
+	    rest) >= 0);
+	srv_start_in(s, ini);
+	free(ini);
+	free(rest);
+}
+
+int
+srv_log_count(struct srv *s, const char *text)
+{
+	char *log = t_read(s->log, NULL), *p = log;
+	int n = 0;
+
+	while ((p = strstr(p, text)) != NULL) {
+		n++;
+		p += strlen(text);
+	}
+	free(log);
+	return n;
+}
+
+static int
+reaped(struct srv *s)
+{
+	int st;
+
+	if (waitpid(s->pid, &st, WNOHANG) != s->pid)
+		return 0;
+	s->pid = -1;
+	s->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	return 1;
+}
+
+int
+srv_wait_log(struct srv *s, const char *text, int count, int timeout_ms)
+{
+	long deadline = t_now_ms() + timeout_ms;
+
+	do {
+		if (srv_log_count(s, text) >= count)
+			return 0;
+		if (s->pid > 0 && reaped(s))
+			return srv_log_count(s, text) >= count ? 0 : -1;
+		usleep(5000);
+	} while (t_now_ms() < deadline);
+	return -1;
+}
+
+void
+srv_signal(struct srv *s, int sig)
+{
+	if (s->pid > 0)
+		kill(s->pid, sig);
+}
+
+int
+srv_reload(struct srv *s)
+{
+	int ok = srv_log_count(s, "reloaded:");
+	int bad = srv_log_count(s, "reload failed");
+	long deadline = t_now_ms() + 20000;
+
+	srv_signal(s, SIGHUP);
+	while (t_now_ms() < deadline) {
+		if (srv_log_count(s, "reloaded:") > ok)
+			return 0;
+		if (srv_log_count(s, "reload failed") > bad)
+			return -1;
+		usleep(5000);
+	}
+	return -1;
+}
+
+int
+srv_stop(struct srv *s)
+{
+	long deadline = t_now_ms() + 20000;
+	int status;
+
+	if (s->pid < 0)
+		return s->status;
+	if (s->pid == 0)
+		return -1;
+	kill(s->pid, SIGTERM);
+	while (t_now_ms() < deadline) {
+		if (reaped(s))
+			return s->status;
+		usleep(5000);
+	}
+	kill(s->pid, SIGKILL);
+	waitpid(s->pid, &status, 0);
+	s->pid = -1;
+	s->status = -1;
+	return -1;
+}
+
+int
+srv_wait_exit(struct srv *s, int timeout_ms)
+{
+	long deadline = t_now_ms() + timeout_ms;
+
+	while (s->pid > 0 && !reaped(s) && t_now_ms() < deadline)
+		usleep(5000);
+	return s->pid < 0 ? s->status : -2;
+}
+
+void
+srv_cleanup(struct srv *s)
+{
+	if (s->pid > 0)
+		srv_stop(s);
+	t_rm_rf(s->dir);
+}
+
+int
+t_run_squalld(char **out, const char *arg, ...)
+{
+	char *argv[16], path[512];
+	int i = 1, status;
+	pid_t pid;
+	va_list ap;
+
+	snprintf(path, sizeof(path), "%s/squalld.out", TEST_BUILDDIR);
+	{
+		char dir[256];
+
+		t_tmpdir(dir, sizeof(dir));
+		snprintf(path, sizeof(path), "%s/out", dir);
+	}
+	argv[0] = "squalld";
+	va_start(ap, arg);
+	for (const char *a = arg; a && i < 15; a = va_arg(ap, const char *))
+		argv[i++] = (char *)a;
+	va_end(ap);
+	argv[i] = NULL;
+	pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		dup2(fd, STDERR_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		execv(squalld_path(), argv);
+		_exit(127);
+	}
+	waitpid(pid, &status, 0);
+	*out = t_read(path, NULL);
+	unlink(path);
+	*strrchr(path, '/') = '\0';
+	rmdir(path);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* ---- HTTP clients ---------------------------------------------------- */
+
+struct buf {
+	char	*p;
+	size_t	 n;
+};
+
+static size_t
+collect(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct buf *b = arg;
+	size_t len = size * nmemb;
+
+	b->p = realloc(b->p, b->n + len + 1);
+	memcpy(b->p + b->n, data, len);
+	b->n += len;
+	b->p[b->n] = '\0';
+	return len;
+}
+
+int
+http_request(int port, const char *method, const char *path,
+    const char **headers, const char *body, size_t body_len,
+    long timeout_ms, struct resp *r)
+{
+	struct curl_slist *hl = NULL;
+	struct buf b = { NULL, 0 }, h = { NULL, 0 };
+	char url[2048];
+	CURL *c = curl_easy_init();
+	CURLcode rc;
+
+	memset(r, 0, sizeof(*r));
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
+	if (strcmp(method, "HEAD") == 0)
+		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+	else if (strcmp(method, "GET") != 0)
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	if (body) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)body_len);
+	}
+	for (; headers && *headers; headers++)
+		hl = curl_slist_append(hl, *headers);
+	if (hl)
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+	rc = curl_easy_perform(c);
+	r->curl_error = (int)rc;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+	curl_easy_getinfo(c, CURLINFO_TOTAL_TIME, &r->seconds);
+	r->body = b.p ? b.p : strdup("");
+	r->len = b.n;
+	r->headers = h.p ? h.p : strdup("");
+	curl_slist_free_all(hl);
+	curl_easy_cleanup(c);
+	return rc == CURLE_OK ? 0 : -1;
+}
+
+int
+http_get(int port, const char *path, struct resp *r)
+{
+	return http_request(port, "GET", path, NULL, NULL, 0, 10000, r);
+}
+
+void
+resp_free(struct resp *r)
+{
+	free(r->body);
+	free(r->headers);
+	r->body = r->headers = NULL;
+}
+
+int
+t_connect(int port)
+{
+	struct sockaddr_in sa;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+char *
+raw_exchange(int port, const void *data, size_t len, int timeout_ms,
+    size_t *outlen)
+{
+	struct buf b = { NULL, 0 };
+	long deadline = t_now_ms() + timeout_ms;
+	int fd = t_connect(port);
+	char chunk[4096];
+
+	cr_assert(fd >= 0, "cannot connect to port %d", port);
+	if (len)
+		(void)!write(fd, data, len);
+	while (t_now_ms() < deadline) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		ssize_t n;
+
+		if (poll(&pfd, 1, 50) <= 0)
+			continue;
+		if ((n = read(fd, chunk, sizeof(chunk))) <= 0)
+			break;
+		collect(chunk, 1, (size_t)n, &b);
+	}
+	close(fd);
+	if (outlen)
+		*outlen = b.n;
+	return b.p ? b.p : strdup("");
+}

@@ -1,0 +1,82 @@
+/*
+ * harness.h - what the integration tests share: a squalld of their own on
+ * a free loopback port (listen = 127.0.0.1:0, the port read back from the
+ * "listening on" log line), its log, and small HTTP clients (libcurl for
+ * well-formed requests, a raw socket for bad bytes).
+ */
+#ifndef SQUALL_TEST_HARNESS_H
+#define SQUALL_TEST_HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct srv {
+	char	 dir[256];	/* temporary folder: config, log, files */
+	char	 ini[300];
+	char	 log[300];
+	pid_t	 pid;		/* -1 once reaped */
+	int	 status;	/* exit status once reaped, -1 on a signal */
+	int	 port;
+};
+
+struct resp {
+	long	 status;
+	char	*body;
+	size_t	 len;
+	char	*headers;
+	double	 seconds;
+	int	 curl_error;	/* CURLcode, 0 on success */
+};
+
+/* Folders of the build, from the Makefile. */
+const char *t_builddir(void);
+const char *t_srcdir(void);
+const char *t_plugin_dir(void);		/* shipped plugins (.libs) */
+const char *t_test_plugin(const char *name);	/* tests/plugins/NAME.so */
+
+/* A new temporary folder for a test; files are removed by t_rm_rf. */
+void	 t_tmpdir(char *out, size_t len);
+void	 t_write(const char *path, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+char	*t_read(const char *path, size_t *len);
+void	 t_copy(const char *from, const char *to);
+void	 t_rm_rf(const char *dir);
+
+/*
+ * Writes squall.ini in a new folder: a [server] section listening on
+ * 127.0.0.1:0 with plugin_dir set to the shipped plugins, followed by
+ * `rest` (more [server] keys, then routes), then starts squalld on it and
+ * waits until it is ready. Fails the test if it does not start.
+ */
+void	 srv_start(struct srv *s, const char *rest_fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+/* Like srv_start, in a folder the caller prepared (s->dir set). */
+void	 srv_start_in(struct srv *s, const char *ini_text);
+/* Waits for the count-th occurrence of text in the log (1 = first). */
+int	 srv_wait_log(struct srv *s, const char *text, int count,
+	    int timeout_ms);
+int	 srv_log_count(struct srv *s, const char *text);
+/* SIGTERM and wait; returns the exit status, or -1 on a crash/timeout. */
+int	 srv_stop(struct srv *s);
+void	 srv_signal(struct srv *s, int sig);
+/* Waits for the server to exit by itself: its status, -2 on timeout. */
+int	 srv_wait_exit(struct srv *s, int timeout_ms);
+/* Reload and wait for "reloaded" or "reload failed"; returns 0 or -1. */
+int	 srv_reload(struct srv *s);
+void	 srv_cleanup(struct srv *s);
+
+/* Runs squalld with args (NULL-terminated); stderr in *out. */
+int	 t_run_squalld(char **out, const char *arg, ...);
+
+int	 http_get(int port, const char *path, struct resp *r);
+int	 http_request(int port, const char *method, const char *path,
+	    const char **headers, const char *body, size_t body_len,
+	    long timeout_ms, struct resp *r);
+void	 resp_free(struct resp *r);
+/* Sends raw bytes, then reads until the server closes or timeout. */
+char	*raw_exchange(int port, const void *data, size_t len, int timeout_ms,
+	    size_t *outlen);
+int	 t_connect(int port);
+long	 t_now_ms(void);
+
+#endif

@@ -301,12 +301,33 @@ srv_wait_exit(struct srv *s, int timeout_ms)
 	return s->pid < 0 ? s->status : -2;
 }
 
+/*
+ * Stops the server if it runs, fails the test if its log holds a
+ * sanitizer report, and removes the test's folder.
+ */
 void
 srv_cleanup(struct srv *s)
 {
+	char *log, *hit;
+
 	if (s->pid > 0)
 		srv_stop(s);
+	if (s->log[0] == '\0')
+		return;
+	log = t_read(s->log, NULL);
+	hit = strstr(log, "Sanitizer");
+	if (hit == NULL)
+		hit = strstr(log, "runtime error:");
+	if (hit == NULL) {
+		free(log);
+		t_rm_rf(s->dir);
+		memset(s, 0, sizeof(*s));
+		return;
+	}
 	t_rm_rf(s->dir);
+	memset(s, 0, sizeof(*s));
+	cr_assert_fail("squalld reported:\n%.3000s", hit > log + 200 ?
+	    hit - 200 : log);
 }
 
 int

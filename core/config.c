@@ -174,7 +174,9 @@ sqc_path_resolve(const char *dir, const char *path)
 
 /* ---- the [server] table ---------------------------------------------- */
 
-enum kind { K_STR, K_PATH, K_INT, K_SIZE, K_BOOL, K_LEVEL, K_LOG, K_LISTEN };
+enum kind {
+	K_STR, K_PATH, K_INT, K_SIZE, K_BOOL, K_LEVEL, K_LOG, K_LISTEN, K_CIDRS
+};
 
 struct key {
 	const char	*name;
@@ -204,7 +206,7 @@ static const struct key server_keys[] = {
 	{ "request_timeout",	K_INT,	OFF(request_timeout),	1, 86400, "30" },
 	{ "shutdown_timeout",	K_INT,	OFF(shutdown_timeout),	0, 86400, "10" },
 	{ "xheaders",		K_BOOL,	OFF(xheaders),		0, 0,	"off" },
-	{ "trusted_proxies",	K_STR,	OFF(trusted_proxies),	0, 0,
+	{ "trusted_proxies",	K_CIDRS, OFF(trusted),		0, 0,
 	    "127.0.0.1 ::1" },
 };
 #define NKEYS (sizeof(server_keys) / sizeof(server_keys[0]))
@@ -281,6 +283,23 @@ apply_key(struct sqc_config *c, const struct key *k, const char *v,
 		}
 		*(int *)(base + k->off) = b;
 		return 0;
+	case K_CIDRS: {
+		struct sqc_cidr *list;
+		char bad[64];
+		int nb = sqc_cidr_parse(v, &list, bad, sizeof(bad));
+
+		if (nb == -ENOMEM)
+			return nb;
+		if (nb < 0) {
+			snprintf(why, whylen, "addresses or CIDR blocks such as "
+			    "127.0.0.1 or 10.0.0.0/8 (not '%s')", bad);
+			return -EINVAL;
+		}
+		free(c->trusted);
+		c->trusted = list;
+		c->ntrusted = nb;
+		return 0;
+	}
 	case K_LISTEN: {
 		struct sqc_listen l, *nl;
 
@@ -671,6 +690,6 @@ sqc_config_free(struct sqc_config *c)
 	free(c->access_log);
 	free(c->error_log);
 	free(c->user);
-	free(c->trusted_proxies);
+	free(c->trusted);
 	free(c);
 }

@@ -56,6 +56,12 @@ struct sqc_listen {
 	int		 port;
 };
 
+struct sqc_cidr {
+	int		 family;	/* AF_INET or AF_INET6 */
+	int		 bits;
+	unsigned char	 addr[16];
+};
+
 struct sqc_config {
 	char		*file;		/* as given */
 	char		*dir;		/* absolute folder of file */
@@ -75,7 +81,8 @@ struct sqc_config {
 	long long	 request_timeout;
 	long long	 shutdown_timeout;
 	int		 xheaders;
-	char		*trusted_proxies;
+	struct sqc_cidr	*trusted;	/* trusted_proxies */
+	int		 ntrusted;
 
 	struct sqc_route_conf *routes;
 	size_t		 nroutes;
@@ -90,6 +97,13 @@ int	 sqc_parse_int(const char *s, long long min, long long max,
 	    long long *out);
 int	 sqc_parse_bool(const char *s, int *out);
 int	 sqc_parse_listen(const char *s, struct sqc_listen *out);
+
+/* ---- addr.c ----------------------------------------------------------- */
+
+int	 sqc_cidr_parse(const char *s, struct sqc_cidr **out, char *bad,
+	    size_t badlen);
+int	 sqc_cidr_match(const struct sqc_cidr *list, int n, const char *ip);
+int	 sqc_is_ip(const char *s);
 
 /* ---- router.c --------------------------------------------------------- */
 

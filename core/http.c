@@ -69,6 +69,9 @@ struct sqc_server {
 	struct sqc_gen	*gen;		/* borrowed: main.c owns it */
 	size_t		 max_header_size;
 	size_t		 max_connections;
+	int		 xheaders;
+	const struct sqc_cidr *trusted;	/* borrowed from the config */
+	int		 ntrusted;
 	struct evhttp_bound_socket **bound;
 	size_t		 nbound;
 	struct sq_req	*dispatching;	/* inside .handle, not yet answered */
@@ -221,17 +224,38 @@ method_name(enum evhttp_cmd_type cmd)
 	return "?";
 }
 
+/*
+ * The client's address: the peer's, or with xheaders on and a trusted
+ * peer (a proxy such as nginx), X-Real-IP or else the last address of
+ * X-Forwarded-For, when it is a valid address.
+ */
 static void
-client_addr(struct evhttp_request *ev, char *out, size_t len)
+client_addr(const struct sqc_server *s, struct evhttp_request *ev,
+    char *out, size_t len)
 {
 	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
-	char *host = NULL;
+	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
+	const char *v;
+	char *host = NULL, fwd[INET6_ADDRSTRLEN];
 	ev_uint16_t port;
 
-	out[0] = '\0';
 	if (evcon)
 		evhttp_connection_get_peer(evcon, &host, &port);
 	snprintf(out, len, "%s", host ? host : "-");
+	if (!s->xheaders || !sqc_cidr_match(s->trusted, s->ntrusted, out))
+		return;
+	if ((v = evhttp_find_header(h, "X-Real-IP")) == NULL &&
+	    (v = evhttp_find_header(h, "X-Forwarded-For")) != NULL) {
+		const char *comma = strrchr(v, ',');
+
+		v = comma ? comma + 1 : v;
+	}
+	if (v == NULL)
+		return;
+	v += strspn(v, " \t");
+	snprintf(fwd, sizeof(fwd), "%.*s", (int)strcspn(v, " \t"), v);
+	if (sqc_is_ip(fwd))
+		snprintf(out, len, "%s", fwd);
 }
 
 static void
@@ -249,8 +273,8 @@ log_access(struct evhttp_request *ev, const char *client, int status,
 
 /* Answers a request that never reached a plugin. */
 static void
-reply_plain(struct evhttp_request *ev, int status, const char *extra_hdr,
-    const char *extra_val)
+reply_plain(const struct sqc_server *s, struct evhttp_request *ev,
+    int status, const char *extra_hdr, const char *extra_val)
 {
 	struct evbuffer *b = evbuffer_new();
 	struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
@@ -258,7 +282,7 @@ reply_plain(struct evhttp_request *ev, int status, const char *extra_hdr,
 	const char *reason;
 	size_t len;
 
-	client_addr(ev, client, sizeof(client));
+	client_addr(s, ev, client, sizeof(client));
 	reason = NULL;
 	switch (status) {
 	case 400: reason = "Bad Request"; break;
@@ -410,44 +434,44 @@ dispatch(struct evhttp_request *ev, void *arg)
 	char *path;
 
 	if (s->stopping) {
-		reply_plain(ev, 503, "Connection", "close");
+		reply_plain(s, ev, 503, "Connection", "close");
 		return;
 	}
 	if (headers_size(ev) > s->max_header_size) {
-		reply_plain(ev, 431, "Connection", "close");
+		reply_plain(s, ev, 431, "Connection", "close");
 		return;
 	}
 	raw = uri ? evhttp_uri_get_path(uri) : NULL;
 	if (raw == NULL || *raw != '/' || (path = strdup(raw)) == NULL) {
-		reply_plain(ev, 400, "Connection", "close");
+		reply_plain(s, ev, 400, "Connection", "close");
 		return;
 	}
 	if (sqc_path_normalize(path) != 0) {
 		free(path);
-		reply_plain(ev, 400, NULL, NULL);
+		reply_plain(s, ev, 400, NULL, NULL);
 		return;
 	}
 	if (s->gen == NULL ||
 	    (inst = sqc_gen_route(s->gen, path, &rest)) == NULL) {
 		free(path);
-		reply_plain(ev, 404, NULL, NULL);
+		reply_plain(s, ev, 404, NULL, NULL);
 		return;
 	}
 	if (is_upgrade(ev)) {
 		free(path);
 		/* the WebSocket bridge is not part of this build yet */
-		reply_plain(ev, inst->desc->ws_open ? 501 : 400, NULL, NULL);
+		reply_plain(s, ev, inst->desc->ws_open ? 501 : 400, NULL, NULL);
 		return;
 	}
 	if (inst->desc->handle == NULL) {
 		free(path);
-		reply_plain(ev, 400, NULL, NULL);
+		reply_plain(s, ev, 400, NULL, NULL);
 		return;
 	}
 	evcon = evhttp_request_get_connection(ev);
 	if ((req = calloc(1, sizeof(*req))) == NULL) {
 		free(path);
-		reply_plain(ev, 503, NULL, NULL);
+		reply_plain(s, ev, 503, NULL, NULL);
 		return;
 	}
 	req->ev = ev;
@@ -456,7 +480,7 @@ dispatch(struct evhttp_request *ev, void *arg)
 	req->subpath = rest;
 	req->inst = inst;
 	sqc_inst_ref(inst);
-	client_addr(ev, req->client, sizeof(req->client));
+	client_addr(s, ev, req->client, sizeof(req->client));
 	req->next = s->inflight;
 	if (s->inflight)
 		s->inflight->prev = req;
@@ -635,8 +659,10 @@ sq_resp_printf(struct sq_req *req, int status, const char *fmt, ...)
 	va_start(ap, fmt);
 	n = vasprintf(&s, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return sq_resp_send(req, 500, NULL, 0) ? -ENOMEM : -ENOMEM;
+	if (n < 0) {
+		sq_resp_send(req, 500, NULL, 0);
+		return -ENOMEM;
+	}
 	rc = sq_resp_send(req, status, s, (size_t)n);
 	free(s);
 	return rc;
@@ -824,6 +850,9 @@ sqc_http_apply(struct sqc_server *s, const struct sqc_config *c,
 	s->gen = gen;
 	s->max_header_size = c->max_header_size;
 	s->max_connections = (size_t)c->max_connections;
+	s->xheaders = c->xheaders;
+	s->trusted = c->trusted;
+	s->ntrusted = c->ntrusted;
 	/*
 	 * evhttp answers 413 itself past its limit; ours, checked in
 	 * dispatch, answers 431. Its limit is a backstop for memory.

@@ -6,6 +6,8 @@
 #include "config.h"
 
 #include <criterion/criterion.h>
+#include <json-c/json.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -447,4 +449,141 @@ Test(http, websocket_upgrade_to_plain_route_is_400)
 	http_request(s.port, "GET", "/hello", h, NULL, 0, 5000, &r);
 	cr_assert_eq(r.status, 400);
 	resp_free(&r);
+}
+
+static struct json_object *
+get_json(const char *path, const char **headers, const char *body)
+{
+	struct json_object *o;
+	struct resp r;
+
+	cr_assert_eq(http_request(s.port, body ? "POST" : "GET", path, headers,
+	    body, body ? strlen(body) : 0, 5000, &r), 0);
+	cr_assert_eq(r.status, 200, "%s: %ld", path, r.status);
+	cr_assert_not_null(strstr(r.headers, "Content-Type: application/json"));
+	o = json_tokener_parse(r.body);
+	cr_assert_not_null(o, "not JSON: %s", r.body);
+	resp_free(&r);
+	return o;
+}
+
+static const char *
+field(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || v == NULL)
+		return NULL;
+	return json_object_get_string(v);
+}
+
+Test(http, plugin_api_sees_the_request)
+{
+	const char *h[] = { "X-Test: yes", NULL };
+	struct json_object *o;
+
+	srv_start(&s, "[route /echo/*]\nplugin = %s\nitem = one\nitem = two\n",
+	    t_test_plugin("echo"));
+	o = get_json("/echo/a/b%20c?a=1%2B1&b=2", h, NULL);
+	cr_assert_str_eq(field(o, "method"), "GET");
+	cr_assert_str_eq(field(o, "path"), "/echo/a/b c");
+	cr_assert_str_eq(field(o, "subpath"), "a/b c");
+	cr_assert_str_eq(field(o, "query"), "a=1%2B1&b=2");
+	cr_assert_str_eq(field(o, "arg"), "1+1");
+	cr_assert_str_eq(field(o, "header"), "yes");
+	cr_assert_str_eq(field(o, "body"), "");
+	cr_assert_str_eq(field(o, "client"), "127.0.0.1");
+	cr_assert_str_eq(field(o, "route"), "/echo/*");
+	cr_assert_str_eq(field(o, "items"), "[ \"one\", \"two\" ]");
+	json_object_put(o);
+	o = get_json("/echo/", NULL, "posted body");
+	cr_assert_str_eq(field(o, "method"), "POST");
+	cr_assert_str_eq(field(o, "body"), "posted body");
+	cr_assert_null(field(o, "arg"));
+	cr_assert_null(field(o, "header"));
+	json_object_put(o);
+	cr_assert_eq(srv_wait_log(&s, "[info] ", 1, 1000), 0);
+	cr_assert_eq(srv_wait_log(&s, "echo /echo/*: echo /echo/a/b c from "
+	    "127.0.0.1", 1, 3000), 0, "no sq_log line");
+}
+
+Test(http, xheaders_from_trusted_proxy_only)
+{
+	const char *real[] = { "X-Real-IP: 203.0.113.7", NULL };
+	const char *fwd[] = { "X-Forwarded-For: 198.51.100.1, 203.0.113.8",
+	    NULL };
+	const char *junk[] = { "X-Real-IP: <script>", NULL };
+	struct json_object *o;
+	struct srv other;
+
+	srv_start(&s, "xheaders = on\n[route /echo]\nplugin = %s\n",
+	    t_test_plugin("echo"));
+	o = get_json("/echo", real, NULL);
+	cr_assert_str_eq(field(o, "client"), "203.0.113.7");
+	json_object_put(o);
+	o = get_json("/echo", fwd, NULL);
+	cr_assert_str_eq(field(o, "client"), "203.0.113.8");
+	json_object_put(o);
+	o = get_json("/echo", junk, NULL);
+	cr_assert_str_eq(field(o, "client"), "127.0.0.1");
+	json_object_put(o);
+	cr_assert_eq(srv_wait_log(&s, "203.0.113.7 - - [", 1, 3000), 0,
+	    "the access log does not show the real client");
+
+	/* a peer outside trusted_proxies cannot claim another address */
+	memcpy(&other, &s, sizeof(s));
+	memset(&s, 0, sizeof(s));
+	srv_start(&s, "xheaders = on\ntrusted_proxies = 10.0.0.0/8\n"
+	    "[route /echo]\nplugin = %s\n", t_test_plugin("echo"));
+	o = get_json("/echo", real, NULL);
+	cr_assert_str_eq(field(o, "client"), "127.0.0.1");
+	json_object_put(o);
+	srv_cleanup(&s);
+	memcpy(&s, &other, sizeof(s));
+}
+
+Test(http, xheaders_off_ignores_headers)
+{
+	const char *real[] = { "X-Real-IP: 203.0.113.7", NULL };
+	struct json_object *o;
+
+	srv_start(&s, "[route /echo]\nplugin = %s\n", t_test_plugin("echo"));
+	o = get_json("/echo", real, NULL);
+	cr_assert_str_eq(field(o, "client"), "127.0.0.1");
+	json_object_put(o);
+}
+
+Test(http, max_connections_holds_new_clients_back)
+{
+	const char *req = "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+	char buf[512];
+	int fd[3];
+	struct pollfd p;
+
+	srv_start(&s, "max_connections = 2\n[route /hello]\nplugin = hello\n");
+	for (int i = 0; i < 3; i++) {
+		fd[i] = t_connect(s.port);
+		cr_assert(fd[i] >= 0);
+		cr_assert_eq(write(fd[i], req, strlen(req)),
+		    (ssize_t)strlen(req));
+		p.fd = fd[i];
+		p.events = POLLIN;
+		if (i < 2) {
+			cr_assert_eq(poll(&p, 1, 3000), 1, "client %d not "
+			    "served", i);
+			cr_assert_gt(read(fd[i], buf, sizeof(buf)), 0);
+		} else
+			cr_assert_eq(poll(&p, 1, 300), 0, "a third client "
+			    "was served past max_connections = 2");
+	}
+	cr_assert_eq(srv_wait_log(&s, "max_connections (2) reached", 1, 3000),
+	    0);
+	close(fd[0]);
+	p.fd = fd[2];
+	cr_assert_eq(poll(&p, 1, 3000), 1, "the waiting client was not "
+	    "served after a connection closed");
+	cr_assert_gt(read(fd[2], buf, sizeof(buf)), 0);
+	cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0);
+	close(fd[1]);
+	close(fd[2]);
 }

@@ -115,6 +115,8 @@ Test(config, reads_every_server_key)
 	cr_assert_eq(c->request_timeout, 7);
 	cr_assert_eq(c->shutdown_timeout, 0);
 	cr_assert_eq(c->xheaders, 1);
+	cr_assert_eq(c->ntrusted, 1);
+	cr_assert_eq(c->trusted[0].bits, 8);
 	sqc_config_free(c);
 }
 
@@ -221,6 +223,8 @@ Test(config, rejects_values_that_do_not_parse)
 	expect_error("[server]\nlisten = 127.0.0.1:99999\n", 2,
 	    "for 'listen'");
 	expect_error("[server]\nlisten = [::1]8080\n", 2, "for 'listen'");
+	expect_error("[server]\ntrusted_proxies = 10.0.0.1 proxy\n", 2,
+	    "(not 'proxy')");
 }
 
 Test(config, rejects_syntax_error_with_its_line)

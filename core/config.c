@@ -208,6 +208,8 @@ static const struct key server_keys[] = {
 	{ "xheaders",		K_BOOL,	OFF(xheaders),		0, 0,	"off" },
 	{ "trusted_proxies",	K_CIDRS, OFF(trusted),		0, 0,
 	    "127.0.0.1 ::1" },
+	{ "max_fetches",	K_INT,	OFF(max_fetches),	1, 100000, "256" },
+	{ "offload_threads",	K_INT,	OFF(offload_threads),	1, 256,	"4" },
 };
 #define NKEYS (sizeof(server_keys) / sizeof(server_keys[0]))
 

@@ -83,6 +83,8 @@ struct sqc_config {
 	int		 xheaders;
 	struct sqc_cidr	*trusted;	/* trusted_proxies */
 	int		 ntrusted;
+	long long	 max_fetches;
+	long long	 offload_threads;
 
 	struct sqc_route_conf *routes;
 	size_t		 nroutes;
@@ -156,6 +158,7 @@ struct sqc_server;
 struct sqc_server *sqc_http_new(struct event_base *base);
 int	 sqc_http_listen(struct sqc_server *s, const struct sqc_config *c,
 	    int port_override, char *err, size_t errlen);
+const char *sqc_http_origin(const struct sqc_server *s);
 void	 sqc_http_apply(struct sqc_server *s, const struct sqc_config *c,
 	    struct sqc_gen *gen);
 void	 sqc_http_stop_accepting(struct sqc_server *s);
@@ -169,6 +172,21 @@ void	 sqc_http_free(struct sqc_server *s);
 void	 sqc_timer_init(struct event_base *base);
 void	 sqc_timer_cancel_all(void);
 size_t	 sqc_timer_pending(void);
+
+/* ---- fetch.c ---------------------------------------------------------- */
+
+int	 sqc_fetch_init(struct event_base *base, size_t max);
+int	 sqc_fetch_set_origin(const char *origin);
+void	 sqc_fetch_set_max(size_t max);
+size_t	 sqc_fetch_pending(void);
+void	 sqc_fetch_cancel_all(void);
+void	 sqc_fetch_free(void);
+
+/* ---- offload.c -------------------------------------------------------- */
+
+int	 sqc_offload_init(struct event_base *base, size_t nthreads);
+size_t	 sqc_offload_pending(void);
+void	 sqc_offload_free(void);
 
 /* ---- signals.c -------------------------------------------------------- */
 

@@ -74,6 +74,7 @@ struct sqc_server {
 	int		 ntrusted;
 	struct evhttp_bound_socket **bound;
 	size_t		 nbound;
+	char		 origin[INET6_ADDRSTRLEN + 16];	/* first address */
 	struct sq_req	*dispatching;	/* inside .handle, not yet answered */
 	int		 stopping;
 	int		 paused;	/* listeners off: too many connections */
@@ -674,7 +675,8 @@ sq_resp_json(struct sq_req *req, int status, struct json_object *obj)
 	const char *s;
 	size_t len;
 
-	s = json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN,
+	s = json_object_to_json_string_length(obj,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
 	    &len);
 	if (s == NULL)
 		return sq_resp_send(req, 500, NULL, 0);
@@ -812,6 +814,9 @@ bind_one(struct sqc_server *s, const struct sqc_listen *l, int port,
 		return -ENOMEM;
 	}
 	s->bound = nb;
+	if (s->nbound == 0)
+		snprintf(s->origin, sizeof(s->origin), v6 ? "http://[%s]:%d" :
+		    "http://%s:%d", l->host, port);
 	s->bound[s->nbound++] = b;
 	if (v6)
 		sqc_log(SQ_LOG_INFO, NULL, "listening on [%s]:%d", l->host,
@@ -873,6 +878,13 @@ sqc_http_stop_accepting(struct sqc_server *s)
 	free(s->bound);
 	s->bound = NULL;
 	s->nbound = 0;
+}
+
+/* "http://ADDRESS:PORT" of the first listening address. */
+const char *
+sqc_http_origin(const struct sqc_server *s)
+{
+	return s->origin;
 }
 
 size_t

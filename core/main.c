@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 
@@ -124,7 +125,11 @@ reload(void)
 	if (!str_eq(nc->pid_file, conf->pid_file))
 		sqc_log(SQ_LOG_WARN, NULL, "pid_file changed: it takes effect "
 		    "at the next restart");
+	if (nc->offload_threads != conf->offload_threads)
+		sqc_log(SQ_LOG_WARN, NULL, "offload_threads changed: it takes "
+		    "effect at the next restart");
 	sqc_log_level = nc->log_level;
+	sqc_fetch_set_max((size_t)nc->max_fetches);
 	sqc_http_apply(server, nc, ng);
 	sqc_gen_release(gen);
 	gen = ng;
@@ -208,55 +213,6 @@ on_signal(enum sqc_sig sig, void *arg)
 	}
 }
 
-static int
-check_config(void)
-{
-	char err[SQC_ERRLEN];
-	struct sqc_gen *g;
-	size_t n;
-
-	if ((conf = sqc_config_load(config_file, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "squalld: %s\n", err);
-		return 1;
-	}
-	sqc_log_level = conf->log_level;
-	if (sqc_plugin_init(err, sizeof(err)) != 0) {
-		fprintf(stderr, "squalld: %s\n", err);
-		sqc_config_free(conf);
-		return 1;
-	}
-	sqc_timer_init(NULL);
-	g = sqc_gen_build(conf, NULL, err, sizeof(err));
-	if (g == NULL)
-		fprintf(stderr, "squalld: %s\n", err);
-	else {
-		n = sqc_gen_count(g, NULL);
-		fprintf(stderr, "squalld: %s: configuration is valid (%zu "
-		    "route%s)\n", config_file, n, n == 1 ? "" : "s");
-		sqc_gen_release(g);
-	}
-	sqc_plugin_shutdown();
-	sqc_config_free(conf);
-	return g ? 0 : 1;
-}
-
-static int
-send_signal(const char *what)
-{
-	char err[SQC_ERRLEN];
-	int rc;
-
-	if ((conf = sqc_config_load(config_file, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "squalld: %s\n", err);
-		return 1;
-	}
-	rc = sqc_signal_send(conf->pid_file, what, err, sizeof(err));
-	if (rc != 0)
-		fprintf(stderr, "squalld: %s\n", err);
-	sqc_config_free(conf);
-	return rc ? 1 : 0;
-}
-
 static struct event_base *
 make_base(void)
 {
@@ -279,10 +235,66 @@ make_base(void)
 }
 
 static int
+check_config(void)
+{
+	char err[SQC_ERRLEN];
+	struct sqc_gen *g;
+	size_t n;
+
+	if ((conf = sqc_config_load(config_file, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "squalld: %s\n", err);
+		return 1;
+	}
+	sqc_log_level = conf->log_level;
+	if (sqc_plugin_init(err, sizeof(err)) != 0) {
+		fprintf(stderr, "squalld: %s\n", err);
+		sqc_config_free(conf);
+		return 1;
+	}
+	sqc_timer_init(NULL);
+	if ((base = make_base()) == NULL ||
+	    sqc_fetch_init(base, (size_t)conf->max_fetches) != 0) {
+		fprintf(stderr, "squalld: cannot set up the event loop\n");
+		return 1;
+	}
+	g = sqc_gen_build(conf, NULL, err, sizeof(err));
+	if (g == NULL)
+		fprintf(stderr, "squalld: %s\n", err);
+	else {
+		n = sqc_gen_count(g, NULL);
+		fprintf(stderr, "squalld: %s: configuration is valid (%zu "
+		    "route%s)\n", config_file, n, n == 1 ? "" : "s");
+		sqc_gen_release(g);
+	}
+	sqc_plugin_shutdown();
+	sqc_fetch_free();
+	event_base_free(base);
+	sqc_config_free(conf);
+	return g ? 0 : 1;
+}
+
+static int
+send_signal(const char *what)
+{
+	char err[SQC_ERRLEN];
+	int rc;
+
+	if ((conf = sqc_config_load(config_file, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "squalld: %s\n", err);
+		return 1;
+	}
+	rc = sqc_signal_send(conf->pid_file, what, err, sizeof(err));
+	if (rc != 0)
+		fprintf(stderr, "squalld: %s\n", err);
+	sqc_config_free(conf);
+	return rc ? 1 : 0;
+}
+
+static int
 serve(void)
 {
 	char err[SQC_ERRLEN];
-	int status = 1;
+	int status = 1, rc = -ENOMEM;
 	size_t n;
 
 	if ((conf = sqc_config_load(config_file, err, sizeof(err))) == NULL) {
@@ -301,6 +313,10 @@ serve(void)
 		goto out;
 	}
 	sqc_timer_init(base);
+	if (sqc_fetch_init(base, (size_t)conf->max_fetches) != 0) {
+		sqc_log(SQ_LOG_ERROR, NULL, "cannot set up the HTTP client");
+		goto out;
+	}
 	if (sqc_plugin_init(err, sizeof(err)) != 0) {
 		sqc_log(SQ_LOG_ERROR, NULL, "%s", err);
 		goto out;
@@ -319,6 +335,12 @@ serve(void)
 		sqc_log(SQ_LOG_ERROR, NULL, "%s", err);
 		goto out;
 	}
+	if (sqc_fetch_set_origin(sqc_http_origin(server)) != 0 ||
+	    (rc = sqc_offload_init(base, (size_t)conf->offload_threads)) != 0) {
+		sqc_log(SQ_LOG_ERROR, NULL, "cannot start the offload pool: %s",
+		    strerror(-rc));
+		goto out;
+	}
 	if (sqc_signals_init(base, on_signal, NULL) != 0) {
 		sqc_log(SQ_LOG_ERROR, NULL, "cannot install signal handlers");
 		goto out;
@@ -333,8 +355,11 @@ serve(void)
 	 * Past shutdown_timeout: what is still pending hears -ECANCELED or
 	 * its abort callback, and its answer gets a second to be written.
 	 */
-	if (sqc_http_inflight(server) > 0 || sqc_timer_pending() > 0) {
+	if (sqc_http_inflight(server) > 0 || sqc_timer_pending() > 0 ||
+	    sqc_fetch_pending() > 0 || sqc_offload_pending() > 0) {
 		sqc_timer_cancel_all();
+		sqc_fetch_cancel_all();
+		sqc_offload_free();
 		sqc_http_abort_all(server);
 		clock_gettime(CLOCK_MONOTONIC, &stop_deadline);
 		stop_deadline.tv_sec += 1;
@@ -346,9 +371,12 @@ serve(void)
 		unlink(conf->pid_file);
 out:
 	sqc_timer_cancel_all();
+	sqc_fetch_cancel_all();
+	sqc_offload_free();
 	if (server)
 		sqc_http_free(server);
 	sqc_timer_cancel_all();
+	sqc_fetch_free();
 	sqc_gen_release(gen);
 	sqc_signals_free();
 	if (drain_ev)
@@ -415,6 +443,11 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+		fprintf(stderr, "squalld: cannot initialise libcurl\n");
+		return 1;
+	}
+	atexit(curl_global_cleanup);
 	if (check)
 		return check_config();
 	if (sig)

@@ -410,18 +410,22 @@ sq_opt_at(struct sq_opts *o, const char *key, size_t idx)
 }
 
 int
-sq_opt_next(struct sq_opts *o, size_t *iter, const char **key,
-    const char **value)
+sq_opt_next(struct sq_opts *o, const char *prefix, size_t *iter,
+    const char **key, const char **value)
 {
-	struct sqc_opt *opt;
+	size_t plen = strlen(prefix);
 
-	if (*iter >= o->route->nopts)
-		return 0;
-	opt = &o->route->opts[(*iter)++];
-	opt->used = 1;
-	*key = opt->key;
-	*value = opt->value;
-	return 1;
+	while (*iter < o->route->nopts) {
+		struct sqc_opt *opt = &o->route->opts[(*iter)++];
+
+		if (strncmp(opt->key, prefix, plen) != 0)
+			continue;
+		opt->used = 1;
+		*key = opt->key;
+		*value = opt->value;
+		return 1;
+	}
+	return 0;
 }
 
 int

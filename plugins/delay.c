@@ -1,19 +1,23 @@
 /*
- * delay - answers after ?ms=N milliseconds, on a timer of the server's
- * loop: the seed's point that a slow request does not hold up the others.
- * Shows the asynchronous side of the API: the handler returns without
- * responding, the timer responds later, and a client that leaves first
- * cancels the timer through the abort callback.
+ * delay - answers after ?ms=N milliseconds: the seed's point that a slow
+ * request does not hold up the others. With `mode = timer` (the default)
+ * it waits on a timer of the server's loop; with `mode = thread` it
+ * sleeps in the offload pool, as a blocking database call would. Shows
+ * the asynchronous side of the API: the handler returns without
+ * responding, the timer or job responds later, and a client that leaves
+ * first cancels the timer through the abort callback.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <squall/plugin.h>
 
 struct delay {
 	long long	 max_ms;
 	long long	 def_ms;
+	int		 thread;	/* mode = thread */
 };
 
 struct pending {
@@ -37,10 +41,12 @@ delay_create(struct sq_inst *inst, struct sq_opts *opts, void **state)
 		return -EINVAL;
 	}
 	mode = sq_opt_str(opts, "mode", "timer");
-	if (strcmp(mode, "timer") != 0) {
+	if (strcmp(mode, "thread") == 0)
+		d->thread = 1;
+	else if (strcmp(mode, "timer") != 0) {
 		free(d);
-		return sq_opt_error(opts, "mode", "mode '%s' is not available "
-		    "in this build: expected timer", mode);
+		return sq_opt_error(opts, "mode", "unknown mode '%s': expected "
+		    "timer or thread", mode);
 	}
 	*state = d;
 	return 0;
@@ -75,6 +81,26 @@ on_timer(int status, void *arg)
 	free(p);
 }
 
+/* Offload pool thread: block, as a slow library call would. */
+static void
+sleep_work(void *arg)
+{
+	struct pending *p = arg;
+	struct timespec ts = { (time_t)(p->ms / 1000),
+	    (long)(p->ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+static void
+on_abort_thread(struct sq_req *req, void *arg)
+{
+	struct pending *p = arg;
+
+	p->req = NULL;		/* the sleep cannot be interrupted */
+}
+
 static void
 delay_handle(void *state, struct sq_req *req)
 {
@@ -98,6 +124,16 @@ delay_handle(void *state, struct sq_req *req)
 	}
 	p->req = req;
 	p->ms = ms;
+	if (d->thread) {
+		if (sq_offload(sq_req_inst(req), sleep_work, on_timer,
+		    p) == NULL) {
+			free(p);
+			sq_resp_error(req, 503);
+			return;
+		}
+		sq_req_on_abort(req, on_abort_thread, p);
+		return;
+	}
 	if ((p->timer = sq_timer_start(sq_req_inst(req), (uint64_t)ms,
 	    on_timer, p)) == NULL) {
 		free(p);

@@ -21,8 +21,8 @@
  *   borrowed for that same lifetime.
  * - Buffers passed to send functions are copied, unless the function name
  *   ends in _take, in which case ownership moves to the core.
- * - Asynchronous operations (timers, and later fetches and offloaded jobs)
- *   call their callback exactly once - on success, error, timeout or
+ * - Asynchronous operations (timers, fetches and offloaded jobs) call
+ *   their callback exactly once - on success, error, timeout or
  *   cancellation - and never from inside the call that started them.
  * - An instance is kept alive (and its code mapped) while any request,
  *   timer or other operation started from it is pending, even across a
@@ -48,6 +48,9 @@ struct sq_opts;		/* the route's options, during .create only */
 struct sq_req;		/* one HTTP request */
 struct sq_ws;		/* one WebSocket session */
 struct sq_timer;	/* a one-shot timer on the loop */
+struct sq_fetch;	/* one request of the shared HTTP client */
+struct sq_fetch_group;	/* fetches that complete together */
+struct sq_job;		/* blocking work on the offload pool */
 struct json_object;	/* json-c */
 
 /*
@@ -97,7 +100,8 @@ struct sq_plugin {
 /*
  * Options. Every getter marks the key as used and returns the last value
  * given for it (or def). A key may repeat; sq_opt_count and sq_opt_at read
- * each value in file order. sq_opt_next walks all keys, in order.
+ * each value in file order. sq_opt_next walks the keys that start with
+ * prefix ("url." for url.first, url.second...), in file order.
  * Strings are valid until .create returns: copy what you keep.
  */
 const char	*sq_opt_str(struct sq_opts *o, const char *key,
@@ -118,9 +122,9 @@ int		 sq_opt_size(struct sq_opts *o, const char *key, size_t def,
 		    size_t *out);
 size_t		 sq_opt_count(struct sq_opts *o, const char *key);
 const char	*sq_opt_at(struct sq_opts *o, const char *key, size_t i);
-/* Iterate over every option: *iter starts at 0. Returns 0 when done. */
-int		 sq_opt_next(struct sq_opts *o, size_t *iter,
-		    const char **key, const char **value);
+/* *iter starts at 0; returns 0 when there are no more. */
+int		 sq_opt_next(struct sq_opts *o, const char *prefix,
+		    size_t *iter, const char **key, const char **value);
 /* Record why .create fails, naming the option's file:line when key is
  * given. Returns -EINVAL for convenience. */
 int		 sq_opt_error(struct sq_opts *o, const char *key,
@@ -188,6 +192,60 @@ int		 sq_resp_error(struct sq_req *req, int status);
 struct sq_timer	*sq_timer_start(struct sq_inst *inst, uint64_t ms,
 		    void (*cb)(int status, void *arg), void *arg);
 void		 sq_timer_cancel(struct sq_timer *t);
+
+/*
+ * The shared asynchronous HTTP client (libcurl on the server's loop).
+ * Create a fetch, set what you need, then start it: cb runs once, on the
+ * loop, with the fetch, which is valid until cb returns. Errors (no
+ * connection, timeout, too large, cancelled) come through cb as well; an
+ * HTTP status such as 500 is not an error. Only http and https URLs are
+ * fetched; a URL that starts with "/" names this server itself.
+ * Defaults: GET, 30 s timeout, 1 MiB response limit.
+ */
+struct sq_fetch	*sq_fetch_new(struct sq_inst *inst, const char *url);
+int		 sq_fetch_set_method(struct sq_fetch *f, const char *method);
+int		 sq_fetch_add_header(struct sq_fetch *f, const char *line);
+int		 sq_fetch_set_body(struct sq_fetch *f, const void *body,
+		    size_t len);
+void		 sq_fetch_set_timeout(struct sq_fetch *f, uint64_t ms);
+void		 sq_fetch_set_max_size(struct sq_fetch *f, size_t bytes);
+void		 sq_fetch_start(struct sq_fetch *f,
+		    void (*cb)(struct sq_fetch *f, void *arg), void *arg);
+/* Cancel: cb runs later with -ECANCELED. An unstarted fetch is freed. */
+void		 sq_fetch_cancel(struct sq_fetch *f);
+
+/* Results, inside the callback. */
+int		 sq_fetch_error(struct sq_fetch *f);	/* 0 or -errno */
+const char	*sq_fetch_errstr(struct sq_fetch *f);	/* "" when 0 */
+long		 sq_fetch_status(struct sq_fetch *f);	/* 0 if none */
+const char	*sq_fetch_body(struct sq_fetch *f, size_t *len);
+const char	*sq_fetch_header(struct sq_fetch *f, const char *name);
+const char	*sq_fetch_url(struct sq_fetch *f);
+
+/*
+ * A group of fetches that calls back once, when all are done (Tornado's
+ * "yield [f1, f2]"). Add unstarted fetches, then start the group; in cb,
+ * read each with sq_fetch_group_at. Everything is freed after cb returns.
+ * Cancelling the group cancels every fetch in it; cb still runs once.
+ */
+struct sq_fetch_group *sq_fetch_group_new(struct sq_inst *inst);
+int		 sq_fetch_group_add(struct sq_fetch_group *g,
+		    struct sq_fetch *f);
+void		 sq_fetch_group_start(struct sq_fetch_group *g,
+		    void (*cb)(struct sq_fetch_group *g, void *arg), void *arg);
+size_t		 sq_fetch_group_count(struct sq_fetch_group *g);
+struct sq_fetch	*sq_fetch_group_at(struct sq_fetch_group *g, size_t i);
+void		 sq_fetch_group_cancel(struct sq_fetch_group *g);
+
+/*
+ * The offload pool: work(arg) runs on a worker thread, where it may
+ * block (a database call, compression) but must not call any sq_*
+ * function; then done(status, arg) runs on the loop, with 0, or with
+ * -ECANCELED if work never ran (the server is stopping). Returns NULL
+ * when out of memory.
+ */
+struct sq_job	*sq_offload(struct sq_inst *inst, void (*work)(void *arg),
+		    void (*done)(int status, void *arg), void *arg);
 
 const char	*sq_strerror(int err);
 

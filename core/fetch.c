@@ -1,0 +1,788 @@
+/*
+ * fetch.c - the shared asynchronous HTTP client: one libcurl multi handle
+ * per process, driven by the libevent loop (curl_multi_socket_action with
+ * socket and timer callbacks), so connections are reused across fetches.
+ * Owns struct sq_fetch and struct sq_fetch_group. A cap on concurrent
+ * transfers (max_fetches) with a FIFO queue behind it. Only http and https,
+ * a bounded number of redirects, a per-fetch timeout and size limit.
+ *
+ * Every fetch holds a reference on its instance and calls back exactly
+ * once: from the loop, never from inside sq_fetch_start or a cancel.
+ * Loop thread only.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+
+#include "core.h"
+
+#define DEFAULT_TIMEOUT_MS	30000
+#define DEFAULT_MAX_SIZE	(1u << 20)
+#define MAX_REDIRECTS		5
+
+enum state { F_NEW, F_QUEUED, F_ACTIVE, F_DONE };
+
+struct sq_fetch {
+	enum state	 state;
+	CURL		*easy;
+	struct sq_inst	*inst;
+	struct sq_fetch_group *group;
+	void		(*cb)(struct sq_fetch *, void *);
+	void		*arg;
+	char		*url;
+	char		*method;
+	struct curl_slist *req_headers;
+	char		*req_body;
+	size_t		 req_body_len;
+	uint64_t	 timeout_ms;
+	size_t		 max_size;
+
+	char		*body;		/* response, NUL-terminated */
+	size_t		 len, cap;
+	char		*headers;	/* "Name: value\r\n"..., last response */
+	size_t		 hlen;
+	int		 too_large;
+	int		 error;
+	long		 status;
+	char		 errbuf[CURL_ERROR_SIZE];
+
+	struct event	*later;		/* deferred completion */
+	struct sq_fetch	*prev, *next;	/* queue or active list */
+};
+
+struct sq_fetch_group {
+	struct sq_inst	*inst;
+	struct sq_fetch	**fetches;
+	size_t		 n, pending;
+	int		 started;
+	void		(*cb)(struct sq_fetch_group *, void *);
+	void		*arg;
+};
+
+static struct event_base *fbase;
+static CURLM *multi;
+static struct event *timer_ev;
+static char *origin;			/* "http://127.0.0.1:8888" */
+static size_t max_active = 256;
+static size_t nactive;
+static struct sq_fetch *queue_head, *queue_tail, *active;
+static struct sq_fetch *waiting;	/* done, callback on a later turn */
+
+static void check_done(void);
+static void finish(struct sq_fetch *f);
+
+/* ---- libcurl <-> libevent -------------------------------------------- */
+
+static void
+on_socket_event(evutil_socket_t fd, short kind, void *arg)
+{
+	int action = 0, running;
+
+	if (kind & EV_READ)
+		action |= CURL_CSELECT_IN;
+	if (kind & EV_WRITE)
+		action |= CURL_CSELECT_OUT;
+	curl_multi_socket_action(multi, fd, action, &running);
+	check_done();
+	if (running <= 0)
+		evtimer_del(timer_ev);
+}
+
+static void
+on_timer(evutil_socket_t fd, short kind, void *arg)
+{
+	int running;
+
+	curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	check_done();
+}
+
+/* libcurl tells which sockets to watch, and for what. */
+static int
+socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	struct event *ev = socketp;
+	short kind;
+
+	if (what == CURL_POLL_REMOVE) {
+		if (ev) {
+			event_free(ev);
+			curl_multi_assign(multi, s, NULL);
+		}
+		return 0;
+	}
+	kind = EV_PERSIST | (what & CURL_POLL_IN ? EV_READ : 0) |
+	    (what & CURL_POLL_OUT ? EV_WRITE : 0);
+	if (ev == NULL) {
+		if ((ev = event_new(fbase, s, kind, on_socket_event,
+		    NULL)) == NULL)
+			return -1;
+		curl_multi_assign(multi, s, ev);
+	} else {
+		event_del(ev);
+		event_assign(ev, fbase, s, kind, on_socket_event, NULL);
+	}
+	event_add(ev, NULL);
+	return 0;
+}
+
+/* libcurl asks to be called back after timeout_ms (-1: never). */
+static int
+timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+	struct timeval tv;
+
+	if (timeout_ms < 0) {
+		evtimer_del(timer_ev);
+		return 0;
+	}
+	tv.tv_sec = timeout_ms / 1000;
+	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	evtimer_add(timer_ev, &tv);
+	return 0;
+}
+
+/*
+ * Sets up the client on base. max is the cap on concurrent transfers.
+ * Returns 0 or -ENOMEM. Call curl_global_init before any thread starts.
+ */
+int
+sqc_fetch_init(struct event_base *base, size_t max)
+{
+	fbase = base;
+	max_active = max ? max : 1;
+	if ((multi = curl_multi_init()) == NULL ||
+	    (timer_ev = evtimer_new(base, on_timer, NULL)) == NULL)
+		return -ENOMEM;
+	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	return 0;
+}
+
+/* Where URLs that start with "/" go: this server's first address. */
+int
+sqc_fetch_set_origin(const char *o)
+{
+	char *n = strdup(o);
+
+	if (n == NULL)
+		return -ENOMEM;
+	free(origin);
+	origin = n;
+	return 0;
+}
+
+void
+sqc_fetch_set_max(size_t max)
+{
+	max_active = max ? max : 1;
+}
+
+/* ---- lists ----------------------------------------------------------- */
+
+static void
+list_remove(struct sq_fetch **head, struct sq_fetch **tail,
+    struct sq_fetch *f)
+{
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		*head = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
+	else if (tail)
+		*tail = f->prev;
+	f->prev = f->next = NULL;
+}
+
+static void
+list_push(struct sq_fetch **head, struct sq_fetch **tail, struct sq_fetch *f)
+{
+	f->next = NULL;
+	f->prev = tail ? *tail : NULL;
+	if (tail) {
+		if (*tail)
+			(*tail)->next = f;
+		else
+			*head = f;
+		*tail = f;
+	} else {
+		f->next = *head;
+		if (*head)
+			(*head)->prev = f;
+		*head = f;
+	}
+}
+
+/* ---- the fetch ------------------------------------------------------- */
+
+struct sq_fetch *
+sq_fetch_new(struct sq_inst *inst, const char *url)
+{
+	struct sq_fetch *f = calloc(1, sizeof(*f));
+
+	if (f == NULL)
+		return NULL;
+	if (url[0] == '/' && origin) {
+		if (asprintf(&f->url, "%s%s", origin, url) < 0)
+			f->url = NULL;
+	} else
+		f->url = strdup(url);
+	if (f->url == NULL) {
+		free(f);
+		return NULL;
+	}
+	f->inst = inst;
+	sqc_inst_ref(inst);
+	f->timeout_ms = DEFAULT_TIMEOUT_MS;
+	f->max_size = DEFAULT_MAX_SIZE;
+	return f;
+}
+
+int
+sq_fetch_set_method(struct sq_fetch *f, const char *method)
+{
+	char *m = strdup(method);
+
+	if (m == NULL)
+		return -ENOMEM;
+	free(f->method);
+	f->method = m;
+	return 0;
+}
+
+int
+sq_fetch_add_header(struct sq_fetch *f, const char *line)
+{
+	struct curl_slist *l = curl_slist_append(f->req_headers, line);
+
+	if (l == NULL)
+		return -ENOMEM;
+	f->req_headers = l;
+	return 0;
+}
+
+int
+sq_fetch_set_body(struct sq_fetch *f, const void *body, size_t len)
+{
+	char *b = malloc(len + 1);
+
+	if (b == NULL)
+		return -ENOMEM;
+	memcpy(b, body, len);
+	b[len] = '\0';
+	free(f->req_body);
+	f->req_body = b;
+	f->req_body_len = len;
+	return 0;
+}
+
+void
+sq_fetch_set_timeout(struct sq_fetch *f, uint64_t ms)
+{
+	f->timeout_ms = ms;
+}
+
+void
+sq_fetch_set_max_size(struct sq_fetch *f, size_t bytes)
+{
+	f->max_size = bytes;
+}
+
+static size_t
+on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct sq_fetch *f = arg;
+	size_t n = size * nmemb;
+
+	if (f->len + n > f->max_size) {
+		f->too_large = 1;
+		return 0;		/* aborts the transfer */
+	}
+	if (f->len + n + 1 > f->cap) {
+		size_t cap = f->cap ? f->cap : 4096;
+		char *nb;
+
+		while (cap < f->len + n + 1)
+			cap *= 2;
+		if ((nb = realloc(f->body, cap)) == NULL)
+			return 0;
+		f->body = nb;
+		f->cap = cap;
+	}
+	memcpy(f->body + f->len, data, n);
+	f->len += n;
+	f->body[f->len] = '\0';
+	return n;
+}
+
+static size_t
+on_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct sq_fetch *f = arg;
+	size_t n = size * nmemb;
+	char *nh;
+
+	/* a new status line (after a redirect or 100): start over */
+	if (n > 5 && strncmp(data, "HTTP/", 5) == 0)
+		f->hlen = 0;
+	if (f->hlen + n > 65536)
+		return n;	/* headers past 64 KiB are dropped */
+	if ((nh = realloc(f->headers, f->hlen + n + 1)) == NULL)
+		return 0;
+	f->headers = nh;
+	memcpy(f->headers + f->hlen, data, n);
+	f->hlen += n;
+	f->headers[f->hlen] = '\0';
+	return n;
+}
+
+static int
+setup_easy(struct sq_fetch *f)
+{
+	CURL *e;
+
+	if ((e = curl_easy_init()) == NULL)
+		return -ENOMEM;
+	f->easy = e;
+	curl_easy_setopt(e, CURLOPT_URL, f->url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, f);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, f->errbuf);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+	curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long)MAX_REDIRECTS);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)f->timeout_ms);
+	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE,
+	    (curl_off_t)f->max_size);
+	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "squall/" PACKAGE_VERSION);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, f);
+	if (f->req_headers)
+		curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->req_headers);
+	if (f->req_body) {
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, f->req_body);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+		    (curl_off_t)f->req_body_len);
+	}
+	if (f->method) {
+		if (strcmp(f->method, "HEAD") == 0)
+			curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+		else if (strcmp(f->method, "GET") != 0 || f->req_body)
+			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, f->method);
+	}
+	return 0;
+}
+
+static void
+on_later(evutil_socket_t fd, short kind, void *arg)
+{
+	struct sq_fetch *f = arg;
+
+	list_remove(&waiting, NULL, f);
+	finish(f);
+}
+
+/* Completes f on a later loop turn (errors at start, cancellation). */
+static void
+complete_later(struct sq_fetch *f, int error, const char *why)
+{
+	f->error = error;
+	if (why && f->errbuf[0] == '\0')
+		snprintf(f->errbuf, sizeof(f->errbuf), "%s", why);
+	f->state = F_DONE;
+	if (f->later == NULL)
+		f->later = event_new(fbase, -1, 0, on_later, f);
+	if (f->later) {
+		list_push(&waiting, NULL, f);
+		event_active(f->later, EV_TIMEOUT, 0);
+	} else
+		finish(f);	/* out of memory: better late than never */
+}
+
+static void
+activate(struct sq_fetch *f)
+{
+	CURLMcode mc;
+
+	if (setup_easy(f) != 0) {
+		complete_later(f, -ENOMEM, "out of memory");
+		return;
+	}
+	if ((mc = curl_multi_add_handle(multi, f->easy)) != CURLM_OK) {
+		complete_later(f, -EIO, curl_multi_strerror(mc));
+		return;
+	}
+	f->state = F_ACTIVE;
+	list_push(&active, NULL, f);
+	nactive++;
+}
+
+static void
+pump_queue(void)
+{
+	while (queue_head && nactive < max_active) {
+		struct sq_fetch *f = queue_head;
+
+		list_remove(&queue_head, &queue_tail, f);
+		activate(f);
+	}
+}
+
+static void
+enqueue(struct sq_fetch *f)
+{
+	f->state = F_QUEUED;
+	list_push(&queue_head, &queue_tail, f);
+	pump_queue();
+}
+
+void
+sq_fetch_start(struct sq_fetch *f, void (*cb)(struct sq_fetch *, void *),
+    void *arg)
+{
+	f->cb = cb;
+	f->arg = arg;
+	if (strncasecmp(f->url, "http://", 7) != 0 &&
+	    strncasecmp(f->url, "https://", 8) != 0) {
+		complete_later(f, -EPROTONOSUPPORT, "only http and https URLs "
+		    "are fetched");
+		return;
+	}
+	enqueue(f);
+}
+
+static void
+fetch_free(struct sq_fetch *f)
+{
+	if (f->easy)
+		curl_easy_cleanup(f->easy);
+	if (f->later)
+		event_free(f->later);
+	curl_slist_free_all(f->req_headers);
+	free(f->req_body);
+	free(f->method);
+	free(f->body);
+	free(f->headers);
+	free(f->url);
+	sqc_inst_unref(f->inst);
+	free(f);
+}
+
+/* Takes f out of curl and the lists; it is done. */
+static void
+detach(struct sq_fetch *f)
+{
+	if (f->state == F_QUEUED)
+		list_remove(&queue_head, &queue_tail, f);
+	else if (f->state == F_ACTIVE) {
+		curl_multi_remove_handle(multi, f->easy);
+		list_remove(&active, NULL, f);
+		nactive--;
+	}
+	f->state = F_DONE;
+}
+
+void
+sq_fetch_cancel(struct sq_fetch *f)
+{
+	if (f == NULL)
+		return;
+	if (f->state == F_NEW && f->group == NULL) {
+		fetch_free(f);
+		return;
+	}
+	if (f->state == F_DONE || f->state == F_NEW)
+		return;		/* its callback is coming already */
+	detach(f);
+	complete_later(f, -ECANCELED, "cancelled");
+	pump_queue();
+}
+
+static void group_fetch_done(struct sq_fetch *f, void *arg);
+
+/* Calls back and frees; for a group member, the group frees it. */
+static void
+finish(struct sq_fetch *f)
+{
+	if (f->group) {
+		group_fetch_done(f, f->group);
+		return;
+	}
+	if (f->cb)
+		f->cb(f, f->arg);
+	fetch_free(f);
+}
+
+static int
+map_error(struct sq_fetch *f, CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_OK:
+		return 0;
+	case CURLE_OPERATION_TIMEDOUT:
+		return -ETIMEDOUT;
+	case CURLE_COULDNT_CONNECT:
+		return -ECONNREFUSED;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return -EHOSTUNREACH;
+	case CURLE_UNSUPPORTED_PROTOCOL:
+		return -EPROTONOSUPPORT;
+	case CURLE_URL_MALFORMAT:
+		return -EINVAL;
+	case CURLE_FILESIZE_EXCEEDED:
+		return -EFBIG;
+	case CURLE_WRITE_ERROR:
+		return f->too_large ? -EFBIG : -ENOMEM;
+	case CURLE_TOO_MANY_REDIRECTS:
+		return -ELOOP;
+	default:
+		return -EIO;
+	}
+}
+
+static void
+check_done(void)
+{
+	CURLMsg *msg;
+	int left;
+
+	while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
+		struct sq_fetch *f;
+		CURLcode rc;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		rc = msg->data.result;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
+		    (char **)&f);
+		curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &f->status);
+		detach(f);
+		f->error = map_error(f, rc);
+		if (f->error == -EFBIG)
+			snprintf(f->errbuf, sizeof(f->errbuf), "response "
+			    "larger than %zu bytes", f->max_size);
+		else if (f->error != 0 && f->errbuf[0] == '\0')
+			snprintf(f->errbuf, sizeof(f->errbuf), "%s",
+			    curl_easy_strerror(rc));
+		finish(f);
+	}
+	pump_queue();
+}
+
+int
+sq_fetch_error(struct sq_fetch *f)
+{
+	return f->error;
+}
+
+const char *
+sq_fetch_errstr(struct sq_fetch *f)
+{
+	return f->error ? f->errbuf : "";
+}
+
+long
+sq_fetch_status(struct sq_fetch *f)
+{
+	return f->status;
+}
+
+const char *
+sq_fetch_body(struct sq_fetch *f, size_t *len)
+{
+	if (len)
+		*len = f->len;
+	return f->body ? f->body : "";
+}
+
+/* The value of a response header (the first one of that name), or NULL. */
+const char *
+sq_fetch_header(struct sq_fetch *f, const char *name)
+{
+	static char value[1024];
+	size_t nl = strlen(name);
+	const char *p = f->headers;
+
+	while (p && *p) {
+		const char *eol = strstr(p, "\r\n");
+		size_t len = eol ? (size_t)(eol - p) : strlen(p);
+
+		if (len > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
+			const char *v = p + nl + 1;
+
+			while (*v == ' ' || *v == '\t')
+				v++;
+			snprintf(value, sizeof(value), "%.*s",
+			    (int)(len - (size_t)(v - p)), v);
+			return value;
+		}
+		p = eol ? eol + 2 : NULL;
+	}
+	return NULL;
+}
+
+const char *
+sq_fetch_url(struct sq_fetch *f)
+{
+	return f->url;
+}
+
+/* ---- groups ---------------------------------------------------------- */
+
+struct sq_fetch_group *
+sq_fetch_group_new(struct sq_inst *inst)
+{
+	struct sq_fetch_group *g = calloc(1, sizeof(*g));
+
+	if (g == NULL)
+		return NULL;
+	g->inst = inst;
+	sqc_inst_ref(inst);
+	return g;
+}
+
+int
+sq_fetch_group_add(struct sq_fetch_group *g, struct sq_fetch *f)
+{
+	struct sq_fetch **nf;
+
+	if (g->started || f->state != F_NEW || f->group)
+		return -EINVAL;
+	if ((nf = realloc(g->fetches, (g->n + 1) * sizeof(*nf))) == NULL)
+		return -ENOMEM;
+	g->fetches = nf;
+	g->fetches[g->n++] = f;
+	f->group = g;
+	return 0;
+}
+
+static void
+group_free(struct sq_fetch_group *g)
+{
+	for (size_t i = 0; i < g->n; i++)
+		fetch_free(g->fetches[i]);
+	free(g->fetches);
+	sqc_inst_unref(g->inst);
+	free(g);
+}
+
+static void
+group_fetch_done(struct sq_fetch *f, void *arg)
+{
+	struct sq_fetch_group *g = arg;
+
+	if (--g->pending > 0)
+		return;
+	if (g->cb)
+		g->cb(g, g->arg);
+	group_free(g);
+}
+
+static void
+on_group_later(evutil_socket_t fd, short kind, void *arg)
+{
+	struct sq_fetch_group *g = arg;
+
+	if (g->cb)
+		g->cb(g, g->arg);
+	group_free(g);
+}
+
+void
+sq_fetch_group_start(struct sq_fetch_group *g,
+    void (*cb)(struct sq_fetch_group *, void *), void *arg)
+{
+	g->cb = cb;
+	g->arg = arg;
+	g->started = 1;
+	g->pending = g->n;
+	if (g->n == 0) {
+		/* nothing to wait for: still call back on a later turn */
+		if (event_base_once(fbase, -1, EV_TIMEOUT, on_group_later, g,
+		    NULL) != 0)
+			on_group_later(-1, 0, g);
+		return;
+	}
+	for (size_t i = 0; i < g->n; i++)
+		sq_fetch_start(g->fetches[i], NULL, NULL);
+}
+
+size_t
+sq_fetch_group_count(struct sq_fetch_group *g)
+{
+	return g->n;
+}
+
+struct sq_fetch *
+sq_fetch_group_at(struct sq_fetch_group *g, size_t i)
+{
+	return i < g->n ? g->fetches[i] : NULL;
+}
+
+void
+sq_fetch_group_cancel(struct sq_fetch_group *g)
+{
+	if (!g->started) {
+		group_free(g);
+		return;
+	}
+	for (size_t i = 0; i < g->n; i++)
+		sq_fetch_cancel(g->fetches[i]);
+}
+
+/* ---- shutdown -------------------------------------------------------- */
+
+size_t
+sqc_fetch_pending(void)
+{
+	size_t n = nactive;
+
+	for (struct sq_fetch *f = queue_head; f; f = f->next)
+		n++;
+	return n;
+}
+
+/* At shutdown: every fetch calls back with -ECANCELED, now. */
+void
+sqc_fetch_cancel_all(void)
+{
+	struct sq_fetch *f;
+
+	while ((f = queue_head) != NULL || (f = active) != NULL) {
+		detach(f);
+		f->error = -ECANCELED;
+		snprintf(f->errbuf, sizeof(f->errbuf), "the server is stopping");
+		finish(f);
+	}
+	while ((f = waiting) != NULL) {
+		list_remove(&waiting, NULL, f);
+		finish(f);
+	}
+}
+
+void
+sqc_fetch_free(void)
+{
+	sqc_fetch_cancel_all();
+	if (timer_ev)
+		event_free(timer_ev);
+	timer_ev = NULL;
+	if (multi)
+		curl_multi_cleanup(multi);
+	multi = NULL;
+	free(origin);
+	origin = NULL;
+}

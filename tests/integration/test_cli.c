@@ -138,10 +138,14 @@ Test(cli, port_in_use_is_named)
 	cr_assert_not_null(strstr(out, want), "%s", out);
 	free(out);
 	/* -p overrides the port of every listen address */
-	rc = t_run_squalld(&out, "-c", ini, "-p", "1", NULL);
+	t_write(ini, "[server]\nlisten = 127.0.0.1:1\nplugin_dir = %s\n"
+	    "[route /hello]\nplugin = hello\n", t_plugin_dir());
+	snprintf(want, sizeof(want), "%d", s.port);
+	rc = t_run_squalld(&out, "-c", ini, "-p", want, NULL);
 	cr_assert_eq(rc, 1);
-	cr_assert_not_null(strstr(out, "cannot listen on 127.0.0.1:1: "), "%s",
-	    out);
+	snprintf(want, sizeof(want), "cannot listen on 127.0.0.1:%d: Address "
+	    "already in use", s.port);
+	cr_assert_not_null(strstr(out, want), "%s", out);
 	free(out);
 	t_rm_rf(dir);
 }

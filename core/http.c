@@ -272,6 +272,26 @@ log_access(struct evhttp_request *ev, const char *client, int status,
 	    evhttp_find_header(h, "User-Agent"));
 }
 
+static const char *
+reason_phrase(int status)
+{
+	switch (status) {
+	case 400: return "Bad Request";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 413: return "Payload Too Large";
+	case 416: return "Range Not Satisfiable";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	}
+	return "Error";
+}
+
 /* Answers a request that never reached a plugin. */
 static void
 reply_plain(const struct sqc_server *s, struct evhttp_request *ev,
@@ -280,28 +300,17 @@ reply_plain(const struct sqc_server *s, struct evhttp_request *ev,
 	struct evbuffer *b = evbuffer_new();
 	struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
 	char client[INET6_ADDRSTRLEN];
-	const char *reason;
 	size_t len;
 
 	client_addr(s, ev, client, sizeof(client));
-	reason = NULL;
-	switch (status) {
-	case 400: reason = "Bad Request"; break;
-	case 404: reason = "Not Found"; break;
-	case 405: reason = "Method Not Allowed"; break;
-	case 431: reason = "Request Header Fields Too Large"; break;
-	case 501: reason = "Not Implemented"; break;
-	case 503: reason = "Service Unavailable"; break;
-	}
 	evhttp_add_header(out, "Content-Type", "text/plain; charset=utf-8");
 	if (extra_hdr)
 		evhttp_add_header(out, extra_hdr, extra_val);
 	if (b)
-		evbuffer_add_printf(b, "%d %s\n", status,
-		    reason ? reason : "Error");
+		evbuffer_add_printf(b, "%d %s\n", status, reason_phrase(status));
 	len = b ? evbuffer_get_length(b) : 0;
 	log_access(ev, client, status, len);
-	evhttp_send_reply(ev, status, reason, b);
+	evhttp_send_reply(ev, status, reason_phrase(status), b);
 	if (b)
 		evbuffer_free(b);
 }
@@ -714,21 +723,8 @@ sq_resp_file_take(struct sq_req *req, int status, int fd, int64_t offset,
 int
 sq_resp_error(struct sq_req *req, int status)
 {
-	const char *reason = "Error";
-
-	switch (status) {
-	case 400: reason = "Bad Request"; break;
-	case 403: reason = "Forbidden"; break;
-	case 404: reason = "Not Found"; break;
-	case 405: reason = "Method Not Allowed"; break;
-	case 413: reason = "Payload Too Large"; break;
-	case 416: reason = "Range Not Satisfiable"; break;
-	case 500: reason = "Internal Server Error"; break;
-	case 502: reason = "Bad Gateway"; break;
-	case 503: reason = "Service Unavailable"; break;
-	case 504: reason = "Gateway Timeout"; break;
-	}
-	return sq_resp_printf(req, status, "%d %s\n", status, reason);
+	return sq_resp_printf(req, status, "%d %s\n", status,
+	    reason_phrase(status));
 }
 
 /* ---- the server ------------------------------------------------------ */

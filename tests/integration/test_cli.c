@@ -7,7 +7,6 @@
 
 #include <criterion/criterion.h>
 #include <dirent.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,21 +53,22 @@ Test(cli, version_and_help)
 static char *
 substitute(const char *text)
 {
-	char *out = malloc(strlen(text) * 4 + 1024), *o = out;
-	char tp[512];
+	size_t cap = strlen(text) * 4 + 1024, n = 0;
+	char *out = malloc(cap), tp[512];
 
 	snprintf(tp, sizeof(tp), "%s/tests/plugins/.libs", t_builddir());
-	while (*text) {
+	while (*text && n + 1 < cap) {
 		if (strncmp(text, "@PLUGINS@", 9) == 0) {
-			o += sprintf(o, "%s", t_plugin_dir());
+			n += (size_t)snprintf(out + n, cap - n, "%s",
+			    t_plugin_dir());
 			text += 9;
 		} else if (strncmp(text, "@TESTPLUGINS@", 13) == 0) {
-			o += sprintf(o, "%s", tp);
+			n += (size_t)snprintf(out + n, cap - n, "%s", tp);
 			text += 13;
 		} else
-			*o++ = *text++;
+			out[n++] = *text++;
 	}
-	*o = '\0';
+	out[n] = '\0';
 	return out;
 }
 
@@ -196,34 +196,17 @@ Test(cli, signal_option_uses_pid_file)
 	free(out);
 }
 
-struct bg {
-	int		 port;
-	const char	*path;
-	struct resp	 r;
-};
-
-static void *
-bg_get(void *arg)
-{
-	struct bg *b = arg;
-
-	http_get(b->port, b->path, &b->r);
-	return NULL;
-}
-
 Test(cli, sigterm_lets_in_flight_request_finish)
 {
-	struct bg slow = { 0, "/delay?ms=800", { 0 } };
-	pthread_t th;
+	struct bg slow;
 
 	srv_start(&s, "[route /delay]\nplugin = delay\n");
-	slow.port = s.port;
-	pthread_create(&th, NULL, bg_get, &slow);
+	bg_start(&slow, s.port, "/delay?ms=800");
 	usleep(200 * 1000);
 	srv_signal(&s, SIGTERM);
 	cr_assert_eq(srv_wait_log(&s, "stopping: 1 request in flight", 1,
 	    5000), 0);
-	pthread_join(th, NULL);
+	bg_wait(&slow);
 	cr_assert_eq(slow.r.status, 200);
 	cr_assert_str_eq(slow.r.body, "waited 800 ms\n");
 	resp_free(&slow.r);
@@ -239,18 +222,16 @@ Test(cli, sigterm_exit_status_is_zero)
 
 Test(cli, shutdown_timeout_ends_long_requests)
 {
-	struct bg slow = { 0, "/delay?ms=20000", { 0 } };
-	pthread_t th;
+	struct bg slow;
 	long t0;
 
 	srv_start(&s, "shutdown_timeout = 1\n[route /delay]\nplugin = delay\n");
-	slow.port = s.port;
-	pthread_create(&th, NULL, bg_get, &slow);
+	bg_start(&slow, s.port, "/delay?ms=20000");
 	usleep(200 * 1000);
 	t0 = t_now_ms();
 	cr_assert_eq(srv_stop(&s), 0);
 	cr_assert_lt(t_now_ms() - t0, 5000);
-	pthread_join(th, NULL);
+	bg_wait(&slow);
 	cr_assert_eq(slow.r.status, 503);
 	resp_free(&slow.r);
 }

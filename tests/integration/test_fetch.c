@@ -11,7 +11,6 @@
 #include <dirent.h>
 #include <json-c/json.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,40 +216,19 @@ Test(fetch, multi_fetch_failure_names_the_url)
 	    "unexpected end of data\"}}");
 }
 
-struct bg {
-	int	 port;
-	char	 path[128];
-	long	 status;
-};
-
-static void *
-bg_get(void *arg)
-{
-	struct bg *b = arg;
-	struct resp r;
-
-	http_get(b->port, b->path, &r);
-	b->status = r.status;
-	resp_free(&r);
-	return NULL;
-}
-
 static void
 concurrent(const char *path, int n, long want_status)
 {
-	pthread_t th[64];
 	struct bg b[64];
 
 	cr_assert_leq(n, 64);
+	for (int i = 0; i < n; i++)
+		bg_start(&b[i], s.port, path);
 	for (int i = 0; i < n; i++) {
-		b[i].port = s.port;
-		snprintf(b[i].path, sizeof(b[i].path), "%s", path);
-		pthread_create(&th[i], NULL, bg_get, &b[i]);
-	}
-	for (int i = 0; i < n; i++) {
-		pthread_join(th[i], NULL);
-		cr_assert_eq(b[i].status, want_status, "request %d: %ld", i,
-		    b[i].status);
+		bg_wait(&b[i]);
+		cr_assert_eq(b[i].r.status, want_status, "request %d: %ld", i,
+		    b[i].r.status);
+		resp_free(&b[i].r);
 	}
 }
 
@@ -404,26 +382,24 @@ Test(fetch, ten_thousand_fetches_leave_fds_and_memory_flat)
 Test(fetch, offload_pool_keeps_the_loop_free)
 {
 	struct bg b[4];
-	pthread_t th[4];
 	struct resp r;
 	long t0, hello_ms, all_ms;
 
 	srv_start(&s, "offload_threads = 4\n[route /hello]\nplugin = hello\n"
 	    "[route /block]\nplugin = delay\nmode = thread\n");
 	t0 = t_now_ms();
-	for (int i = 0; i < 4; i++) {
-		b[i].port = s.port;
-		snprintf(b[i].path, sizeof(b[i].path), "/block?ms=500");
-		pthread_create(&th[i], NULL, bg_get, &b[i]);
-	}
+	for (int i = 0; i < 4; i++)
+		bg_start(&b[i], s.port, "/block?ms=500");
 	usleep(100 * 1000);
 	cr_assert_eq(http_get(s.port, "/hello", &r), 0);
 	hello_ms = t_now_ms() - t0;
 	cr_assert_eq(r.status, 200);
 	resp_free(&r);
 	for (int i = 0; i < 4; i++) {
-		pthread_join(th[i], NULL);
-		cr_assert_eq(b[i].status, 200);
+		bg_wait(&b[i]);
+		cr_assert_eq(b[i].r.status, 200);
+		cr_assert_str_eq(b[i].r.body, "waited 500 ms\n");
+		resp_free(&b[i].r);
 	}
 	all_ms = t_now_ms() - t0;
 	cr_assert_lt(hello_ms, 300, "/hello took %ld ms behind 4 blocking "

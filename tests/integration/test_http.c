@@ -8,7 +8,6 @@
 #include <criterion/criterion.h>
 #include <json-c/json.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,18 +70,11 @@ Test(http, unknown_route_is_404)
 
 Test(http, percent_encoded_path_reaches_route)
 {
-	struct resp r;
-
 	srv_start(&s, "[route /hello]\nplugin = hello\n");
-	http_get(s.port, "/hel%6Co", &r);
-	cr_assert_eq(r.status, 200);
-	resp_free(&r);
-	http_get(s.port, "/x/../hello", &r);
-	cr_assert_eq(r.status, 200);
-	resp_free(&r);
-	http_get(s.port, "/hel%00lo", &r);
-	cr_assert_eq(r.status, 400);
-	resp_free(&r);
+	t_expect_status(s.port, "/hel%6Co", 200);
+	t_expect_status(s.port, "/x/../hello", 200);
+	t_expect_status(s.port, "/hel%00lo", 400);
+	t_expect_status(s.port, "/hel%zzlo", 400);
 }
 
 Test(http, headers_over_limit_get_431)
@@ -340,35 +332,16 @@ Test(http, static_refuses_missing_root)
 	t_rm_rf(dir);
 }
 
-struct bg {
-	int		 port;
-	const char	*path;
-	struct resp	 r;
-	long		 done_ms;
-};
-
-static void *
-bg_get(void *arg)
-{
-	struct bg *b = arg;
-
-	http_get(b->port, b->path, &b->r);
-	b->done_ms = t_now_ms();
-	return NULL;
-}
-
 Test(http, slow_request_does_not_hold_up_others)
 {
-	struct bg slow = { 0, "/delay?ms=1000", { 0 }, 0 };
-	pthread_t th;
+	struct bg slow;
 	struct resp r;
 	long t0, t1;
 
 	srv_start(&s, "[route /hello]\nplugin = hello\n"
 	    "[route /delay]\nplugin = delay\n");
-	slow.port = s.port;
 	t0 = t_now_ms();
-	pthread_create(&th, NULL, bg_get, &slow);
+	bg_start(&slow, s.port, "/delay?ms=1000");
 	/* the delay request is in flight once the server logs nothing yet
 	 * and the hello round trip happens meanwhile */
 	usleep(100 * 1000);
@@ -376,7 +349,7 @@ Test(http, slow_request_does_not_hold_up_others)
 	t1 = t_now_ms();
 	cr_assert_eq(r.status, 200);
 	resp_free(&r);
-	pthread_join(th, NULL);
+	bg_wait(&slow);
 	cr_assert_eq(slow.r.status, 200);
 	cr_assert_str_eq(slow.r.body, "waited 1000 ms\n");
 	cr_assert_lt(t1 - t0, 800, "/hello took %ld ms behind /delay",
@@ -388,18 +361,11 @@ Test(http, slow_request_does_not_hold_up_others)
 
 Test(http, delay_checks_its_argument)
 {
-	struct resp r;
-
 	srv_start(&s, "[route /delay]\nplugin = delay\nmax_ms = 500\n");
-	http_get(s.port, "/delay?ms=abc", &r);
-	cr_assert_eq(r.status, 400);
-	resp_free(&r);
-	http_get(s.port, "/delay?ms=501", &r);
-	cr_assert_eq(r.status, 400);
-	resp_free(&r);
-	http_get(s.port, "/delay?ms=0", &r);
-	cr_assert_eq(r.status, 200);
-	resp_free(&r);
+	t_expect_status(s.port, "/delay?ms=abc", 400);
+	t_expect_status(s.port, "/delay?ms=501", 400);
+	t_expect_status(s.port, "/delay?ms=-1", 400);
+	t_expect_status(s.port, "/delay?ms=0", 200);
 }
 
 Test(http, client_leaving_cancels_pending_request)

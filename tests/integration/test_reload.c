@@ -155,35 +155,18 @@ Test(reload, broken_config_keeps_the_old_one)
 	expect_body("/hello", "new");
 }
 
-struct bg {
-	int		 port;
-	const char	*path;
-	struct resp	 r;
-};
-
-static void *
-bg_get(void *arg)
-{
-	struct bg *b = arg;
-
-	http_get(b->port, b->path, &b->r);
-	return NULL;
-}
-
 Test(reload, in_flight_request_survives)
 {
-	struct bg slow = { 0, "/delay?ms=1000", { 0 } };
-	pthread_t th;
+	struct bg slow;
 
 	srv_start(&s, "log_level = debug\n[route /delay]\nplugin = delay\n");
-	slow.port = s.port;
-	pthread_create(&th, NULL, bg_get, &slow);
+	bg_start(&slow, s.port, "/delay?ms=1000");
 	usleep(200 * 1000);
 	/* a new delay instance replaces the one serving the request */
 	rewrite("log_level = debug\n[route /delay]\nplugin = delay\n"
 	    "max_ms = 5000\n");
 	cr_assert_eq(srv_reload(&s), 0);
-	pthread_join(th, NULL);
+	bg_wait(&slow);
 	cr_assert_eq(slow.r.status, 200);
 	cr_assert_str_eq(slow.r.body, "waited 1000 ms\n");
 	resp_free(&slow.r);

@@ -493,3 +493,39 @@ raw_exchange(int port, const void *data, size_t len, int timeout_ms,
 		*outlen = b.n;
 	return b.p ? b.p : strdup("");
 }
+
+void
+t_expect_status(int port, const char *path, long status)
+{
+	struct resp r;
+
+	cr_assert_eq(http_get(port, path, &r), 0, "GET %s failed", path);
+	cr_assert_eq(r.status, status, "GET %s: %ld, expected %ld", path,
+	    r.status, status);
+	resp_free(&r);
+}
+
+static void *
+bg_main(void *arg)
+{
+	struct bg *b = arg;
+
+	http_get(b->port, b->path, &b->r);
+	b->done_ms = t_now_ms();
+	return NULL;
+}
+
+void
+bg_start(struct bg *b, int port, const char *path)
+{
+	memset(b, 0, sizeof(*b));
+	b->port = port;
+	snprintf(b->path, sizeof(b->path), "%s", path);
+	cr_assert_eq(pthread_create(&b->th, NULL, bg_main, b), 0);
+}
+
+void
+bg_wait(struct bg *b)
+{
+	pthread_join(b->th, NULL);
+}

@@ -7,6 +7,7 @@
 #ifndef SQUALL_TEST_HARNESS_H
 #define SQUALL_TEST_HARNESS_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -77,6 +78,20 @@ void	 resp_free(struct resp *r);
 char	*raw_exchange(int port, const void *data, size_t len, int timeout_ms,
 	    size_t *outlen);
 int	 t_connect(int port);
+/* GET path and fail the test unless the status is the one expected. */
+void	 t_expect_status(int port, const char *path, long status);
+
+/* A GET in a thread of its own, for requests that must overlap. */
+struct bg {
+	pthread_t	 th;
+	int		 port;
+	char		 path[256];
+	struct resp	 r;
+	long		 done_ms;	/* t_now_ms() when it ended */
+};
+void	 bg_start(struct bg *b, int port, const char *path);
+/* Joins the thread; b->r then holds the response (resp_free it). */
+void	 bg_wait(struct bg *b);
 long	 t_now_ms(void);
 
 #endif

@@ -48,6 +48,10 @@ struct sq_fetch {
 	size_t		 len, cap;
 	char		*headers;	/* "Name: value\r\n"..., last response */
 	size_t		 hlen;
+	char		**hv;		/* name, value, name, value... split
+					 * from headers on first lookup */
+	size_t		 nhv;
+	int		 split;
 	int		 too_large;
 	int		 error;
 	long		 status;
@@ -498,6 +502,7 @@ fetch_free(struct sq_fetch *f)
 	free(f->method);
 	free(f->body);
 	free(f->headers);
+	free(f->hv);
 	free(f->url);
 	sqc_inst_unref(f->inst);
 	free(f);
@@ -631,29 +636,45 @@ sq_fetch_body(struct sq_fetch *f, size_t *len)
 	return f->body ? f->body : "";
 }
 
-/* The value of a response header (the first one of that name), or NULL. */
+/* Splits the header block in place into name and value strings. */
+static void
+split_headers(struct sq_fetch *f)
+{
+	char *p = f->headers, *eol, *colon, *v;
+	size_t n = 0;
+
+	f->split = 1;
+	for (char *q = p; q && *q; q = strchr(q, '\n') ? strchr(q, '\n') + 1 :
+	    NULL)
+		n++;
+	if (n == 0 || (f->hv = calloc(2 * n, sizeof(*f->hv))) == NULL)
+		return;
+	for (; p && *p; p = eol ? eol + 1 : NULL) {
+		if ((eol = strchr(p, '\n')) != NULL)
+			*eol = '\0';
+		p[strcspn(p, "\r")] = '\0';
+		if ((colon = strchr(p, ':')) == NULL)
+			continue;	/* the status line, the blank line */
+		*colon = '\0';
+		v = colon + 1 + strspn(colon + 1, " \t");
+		f->hv[2 * f->nhv] = p;
+		f->hv[2 * f->nhv + 1] = v;
+		f->nhv++;
+	}
+}
+
+/*
+ * The value of a response header (the first of that name, ignoring case),
+ * or NULL; valid until the fetch's callback returns.
+ */
 const char *
 sq_fetch_header(struct sq_fetch *f, const char *name)
 {
-	static char value[1024];
-	size_t nl = strlen(name);
-	const char *p = f->headers;
-
-	while (p && *p) {
-		const char *eol = strstr(p, "\r\n");
-		size_t len = eol ? (size_t)(eol - p) : strlen(p);
-
-		if (len > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
-			const char *v = p + nl + 1;
-
-			while (*v == ' ' || *v == '\t')
-				v++;
-			snprintf(value, sizeof(value), "%.*s",
-			    (int)(len - (size_t)(v - p)), v);
-			return value;
-		}
-		p = eol ? eol + 2 : NULL;
-	}
+	if (!f->split && f->headers)
+		split_headers(f);
+	for (size_t i = 0; i < f->nhv; i++)
+		if (strcasecmp(f->hv[2 * i], name) == 0)
+			return f->hv[2 * i + 1];
 	return NULL;
 }
 

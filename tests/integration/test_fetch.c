@@ -182,6 +182,39 @@ Test(fetch, data_fetch_refuses_bad_urls)
 	t_rm_rf(dir);
 }
 
+Test(fetch, post_with_headers_and_response_headers)
+{
+	char routes[1024];
+
+	start_upstream();
+	snprintf(routes, sizeof(routes), "[route /p]\nplugin = %s\n"
+	    "url = http://127.0.0.1:%d/up/echo\n", t_test_plugin("poster"),
+	    up.port);
+	srv_start(&s, "%s", routes);
+	expect("/p", 200, "200 {\"method\": \"POST\", \"body\": \"ping\", "
+	    "\"x-test\": \"from-squall\"} [yes] [application/json] [-]\n");
+}
+
+Test(fetch, max_fetches_queues_the_rest)
+{
+	long t0, ms;
+	char *b;
+
+	start_upstream();
+	start_server("max_fetches = 2\n[route /m]\nplugin = multi_fetch\n"
+	    "url.a = " UP "slow?ms=300\nurl.b = " UP "slow?ms=300\n"
+	    "url.c = " UP "slow?ms=300\nurl.d = " UP "slow?ms=300\n");
+	t0 = t_now_ms();
+	cr_assert_eq(get("/m", &b), 200, "%s", b);
+	ms = t_now_ms() - t0;
+	free(b);
+	/* four fetches, two at a time: two rounds of 300 ms */
+	cr_assert_geq(ms, 590, "4 fetches with max_fetches = 2 took %ld ms",
+	    ms);
+	cr_assert_lt(ms, 1100, "4 fetches with max_fetches = 2 took %ld ms",
+	    ms);
+}
+
 Test(fetch, multi_fetch_runs_in_parallel)
 {
 	long t0, ms;

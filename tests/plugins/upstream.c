@@ -9,6 +9,7 @@
  *   slow?ms=N   {"slow": N} after N ms (on a timer)
  *   huge?kb=N   a JSON string of N KiB
  *   redirect?to=URL   302 to URL
+ *   echo        {"method": M, "body": B, "x-test": H} with X-Upstream: yes
  *   hits        {"hits": H}: requests counted since the start or a reset
  *   reset       sets the counter to 0
  * Every request but hits and reset counts as a hit.
@@ -88,7 +89,17 @@ handle(void *state, struct sq_req *req)
 		json(req, 200, "{\"unfinished\": ");
 	else if (strcmp(what, "empty") == 0)
 		sq_resp_send(req, 200, NULL, 0);
-	else if (strcmp(what, "redirect") == 0) {
+	else if (strcmp(what, "echo") == 0) {
+		size_t len;
+		const char *body = sq_req_body(req, &len);
+		const char *h = sq_req_header(req, "X-Test");
+
+		sq_resp_header(req, "X-Upstream", "yes");
+		sq_resp_header(req, "Content-Type", "application/json");
+		sq_resp_printf(req, 200, "{\"method\": \"%s\", \"body\": "
+		    "\"%.*s\", \"x-test\": \"%s\"}", sq_req_method(req),
+		    (int)len, body, h ? h : "");
+	} else if (strcmp(what, "redirect") == 0) {
 		const char *to = sq_req_arg(req, "to");
 
 		sq_resp_header(req, "Location", to ? to : "/up/json");

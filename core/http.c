@@ -45,6 +45,14 @@ struct conn {
 	struct conn	*hnext;		/* hash chain */
 };
 
+struct listener {
+	struct evhttp_bound_socket *b;
+	char		 host[INET6_ADDRSTRLEN];
+	int		 port;		/* as configured (or -p) */
+	int		 actual;	/* as bound: port 0 picks one */
+	int		 keep;		/* while matching a new config */
+};
+
 struct sq_req {
 	struct evhttp_request *ev;	/* NULL once the client is gone */
 	struct sqc_server *srv;
@@ -72,7 +80,7 @@ struct sqc_server {
 	int		 xheaders;
 	const struct sqc_cidr *trusted;	/* borrowed from the config */
 	int		 ntrusted;
-	struct evhttp_bound_socket **bound;
+	struct listener	*bound;
 	size_t		 nbound;
 	char		 origin[INET6_ADDRSTRLEN + 16];	/* first address */
 	struct sq_req	*dispatching;	/* inside .handle, not yet answered */
@@ -143,7 +151,7 @@ set_accepting(struct sqc_server *s, int on)
 	for (size_t i = 0; i < s->nbound; i++) {
 		struct evconnlistener *l;
 
-		l = evhttp_bound_socket_get_listener(s->bound[i]);
+		l = evhttp_bound_socket_get_listener(s->bound[i].b);
 		if (on)
 			evconnlistener_enable(l);
 		else
@@ -754,7 +762,8 @@ bind_one(struct sqc_server *s, const struct sqc_listen *l, int port,
     char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
-	struct evhttp_bound_socket *b, **nb;
+	struct evhttp_bound_socket *b;
+	struct listener *nb;
 	socklen_t sl;
 	char name[INET6_ADDRSTRLEN + 8];
 	int fd, one = 1, v6 = strchr(l->host, ':') != NULL;
@@ -767,7 +776,6 @@ bind_one(struct sqc_server *s, const struct sqc_listen *l, int port,
 		a->sin6_port = htons((uint16_t)port);
 		inet_pton(AF_INET6, l->host, &a->sin6_addr);
 		sl = sizeof(*a);
-		snprintf(name, sizeof(name), "[%s]:%d", l->host, port);
 	} else {
 		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
 
@@ -775,8 +783,8 @@ bind_one(struct sqc_server *s, const struct sqc_listen *l, int port,
 		a->sin_port = htons((uint16_t)port);
 		inet_pton(AF_INET, l->host, &a->sin_addr);
 		sl = sizeof(*a);
-		snprintf(name, sizeof(name), "%s:%d", l->host, port);
 	}
+	snprintf(name, sizeof(name), v6 ? "[%s]:%d" : "%s:%d", l->host, port);
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0);
 	if (fd < 0) {
@@ -797,9 +805,8 @@ bind_one(struct sqc_server *s, const struct sqc_listen *l, int port,
 		return -e;
 	}
 	sl = sizeof(ss);
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-		port = ntohs(v6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
-		    ((struct sockaddr_in *)&ss)->sin_port);
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+		sl = 0;
 	nb = realloc(s->bound, (s->nbound + 1) * sizeof(*nb));
 	if (nb == NULL ||
 	    (b = evhttp_accept_socket_with_handle(s->http, fd)) == NULL) {
@@ -810,36 +817,87 @@ bind_one(struct sqc_server *s, const struct sqc_listen *l, int port,
 		return -ENOMEM;
 	}
 	s->bound = nb;
-	if (s->nbound == 0)
-		snprintf(s->origin, sizeof(s->origin), v6 ? "http://[%s]:%d" :
-		    "http://%s:%d", l->host, port);
-	s->bound[s->nbound++] = b;
-	if (v6)
-		sqc_log(SQ_LOG_INFO, NULL, "listening on [%s]:%d", l->host,
-		    port);
-	else
-		sqc_log(SQ_LOG_INFO, NULL, "listening on %s:%d", l->host, port);
+	nb = &s->bound[s->nbound++];
+	nb->b = b;
+	snprintf(nb->host, sizeof(nb->host), "%s", l->host);
+	nb->port = port;
+	nb->actual = sl == 0 ? port : ntohs(v6 ?
+	    ((struct sockaddr_in6 *)&ss)->sin6_port :
+	    ((struct sockaddr_in *)&ss)->sin_port);
+	nb->keep = 1;
+	if (s->paused)
+		evconnlistener_disable(evhttp_bound_socket_get_listener(b));
+	sqc_log(SQ_LOG_INFO, NULL, v6 ? "listening on [%s]:%d" :
+	    "listening on %s:%d", l->host, nb->actual);
 	return 0;
 }
 
+/* Closes the listeners whose keep flag is clear and packs the array. */
+static void
+drop_unkept(struct sqc_server *s, int log)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < s->nbound; i++) {
+		struct listener *l = &s->bound[i];
+
+		if (l->keep) {
+			s->bound[j++] = *l;
+			continue;
+		}
+		if (log)
+			sqc_log(SQ_LOG_INFO, NULL, strchr(l->host, ':') ?
+			    "no longer listening on [%s]:%d" :
+			    "no longer listening on %s:%d", l->host, l->actual);
+		evhttp_del_accept_socket(s->http, l->b);
+	}
+	s->nbound = j;
+}
+
 /*
- * Binds every listen address of c (with port_override when > 0). On error
- * err names the address; nothing stays bound.
+ * Makes the listening sockets those of c (with port_override when > 0):
+ * addresses already bound stay as they are, new ones are bound, and the
+ * ones c no longer names are closed. All or nothing: when an address
+ * cannot be bound, err names it, the sockets this call bound are closed
+ * and the listeners are as they were.
  */
 int
 sqc_http_listen(struct sqc_server *s, const struct sqc_config *c,
     int port_override, char *err, size_t errlen)
 {
+	size_t before = s->nbound, first = 0;
+
+	for (size_t i = 0; i < s->nbound; i++)
+		s->bound[i].keep = 0;
 	for (size_t i = 0; i < c->nlisten; i++) {
 		int port = port_override > 0 ? port_override :
 		    c->listen[i].port;
-		int rc = bind_one(s, &c->listen[i], port, err, errlen);
+		size_t j;
 
-		if (rc != 0) {
-			sqc_http_stop_accepting(s);
-			return rc;
+		for (j = 0; j < before; j++)
+			if (!s->bound[j].keep && s->bound[j].port == port &&
+			    strcmp(s->bound[j].host, c->listen[i].host) == 0)
+				break;
+		if (j < before) {
+			s->bound[j].keep = 1;
+		} else {
+			int rc = bind_one(s, &c->listen[i], port, err, errlen);
+
+			if (rc != 0) {
+				for (size_t k = 0; k < s->nbound; k++)
+					s->bound[k].keep = k < before;
+				drop_unkept(s, 0);
+				return rc;
+			}
+			j = s->nbound - 1;
 		}
+		if (i == 0)
+			first = j;
 	}
+	snprintf(s->origin, sizeof(s->origin), strchr(s->bound[first].host,
+	    ':') ? "http://[%s]:%d" : "http://%s:%d", s->bound[first].host,
+	    s->bound[first].actual);
+	drop_unkept(s, 1);
 	return 0;
 }
 
@@ -870,10 +928,8 @@ sqc_http_stop_accepting(struct sqc_server *s)
 {
 	s->stopping = 1;
 	for (size_t i = 0; i < s->nbound; i++)
-		evhttp_del_accept_socket(s->http, s->bound[i]);
-	free(s->bound);
-	s->bound = NULL;
-	s->nbound = 0;
+		s->bound[i].keep = 0;
+	drop_unkept(s, 0);
 }
 
 /* "http://ADDRESS:PORT" of the first listening address. */

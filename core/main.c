@@ -109,19 +109,28 @@ reload(void)
 		sqc_config_free(nc);
 		return;
 	}
-	if ((!str_eq(nc->error_log, conf->error_log) ||
-	    !str_eq(nc->access_log, conf->access_log)) &&
-	    sqc_log_open(nc->error_log, nc->access_log, err,
-	    sizeof(err)) != 0) {
+	if (!same_listen(nc, conf) && sqc_http_listen(server, nc,
+	    port_override, err, sizeof(err)) != 0) {
 		sqc_log(SQ_LOG_ERROR, NULL, "reload failed, keeping the "
 		    "running configuration: %s", err);
 		sqc_gen_release(ng);
 		sqc_config_free(nc);
 		return;
 	}
-	if (!same_listen(nc, conf))
-		sqc_log(SQ_LOG_WARN, NULL, "listen addresses changed: they "
-		    "take effect at the next restart");
+	if ((!str_eq(nc->error_log, conf->error_log) ||
+	    !str_eq(nc->access_log, conf->access_log)) &&
+	    sqc_log_open(nc->error_log, nc->access_log, err,
+	    sizeof(err)) != 0) {
+		sqc_log(SQ_LOG_ERROR, NULL, "reload failed, keeping the "
+		    "running configuration: %s", err);
+		if (!same_listen(nc, conf))
+			(void)sqc_http_listen(server, conf, port_override, err,
+			    sizeof(err));
+		sqc_gen_release(ng);
+		sqc_config_free(nc);
+		return;
+	}
+	sqc_fetch_set_origin(sqc_http_origin(server));
 	if (!str_eq(nc->pid_file, conf->pid_file))
 		sqc_log(SQ_LOG_WARN, NULL, "pid_file changed: it takes effect "
 		    "at the next restart");
@@ -133,17 +142,11 @@ reload(void)
 	sqc_http_apply(server, nc, ng);
 	sqc_gen_release(gen);
 	gen = ng;
-	/* keep what only a restart changes */
+	/* keep the pid_file that was written: it changes at a restart */
 	{
-		struct sqc_listen *l = nc->listen;
-		size_t nl = nc->nlisten;
 		char *pf = nc->pid_file;
 
-		nc->listen = conf->listen;
-		nc->nlisten = conf->nlisten;
 		nc->pid_file = conf->pid_file;
-		conf->listen = l;
-		conf->nlisten = nl;
 		conf->pid_file = pf;
 	}
 	sqc_config_free(conf);

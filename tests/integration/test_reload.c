@@ -6,7 +6,10 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,4 +264,61 @@ Test(reload, out_of_tree_plugin_is_picked_up)
 	cr_assert_eq(srv_reload(&s), 0);
 	expect_body("/mine", "mine at /mine\n");
 	expect_body("/hello", "Hello, world");
+}
+
+static int
+free_port(int *keep_fd)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	getsockname(fd, (struct sockaddr *)&sa, &sl);
+	if (keep_fd) {
+		listen(fd, 1);
+		*keep_fd = fd;
+	} else
+		close(fd);
+	return ntohs(sa.sin_port);
+}
+
+Test(reload, listen_addresses_change_without_restart)
+{
+	int p2 = free_port(NULL), busy_fd, busy = free_port(&busy_fd);
+	int p1;
+	char ini[512];
+
+	srv_start(&s, "[route /hello]\nplugin = hello\n");
+	p1 = s.port;
+	/* add a second address: both serve */
+	snprintf(ini, sizeof(ini), "[server]\nlisten = 127.0.0.1:0\n"
+	    "listen = 127.0.0.1:%d\nplugin_dir = %s\n[route /hello]\n"
+	    "plugin = hello\n", p2, t_plugin_dir());
+	t_write(s.ini, "%s", ini);
+	cr_assert_eq(srv_reload(&s), 0);
+	t_expect_status(p1, "/hello", 200);
+	t_expect_status(p2, "/hello", 200);
+	/* a port in use: the reload fails and nothing changes */
+	snprintf(ini, sizeof(ini), "[server]\nlisten = 127.0.0.1:%d\n"
+	    "listen = 127.0.0.1:%d\nplugin_dir = %s\n[route /hello]\n"
+	    "plugin = hello\n", p2, busy, t_plugin_dir());
+	t_write(s.ini, "%s", ini);
+	cr_assert_eq(srv_reload(&s), -1);
+	cr_assert_eq(srv_wait_log(&s, "Address already in use", 1, 1000), 0);
+	t_expect_status(p1, "/hello", 200);
+	t_expect_status(p2, "/hello", 200);
+	close(busy_fd);
+	/* only the second address: the first closes */
+	snprintf(ini, sizeof(ini), "[server]\nlisten = 127.0.0.1:%d\n"
+	    "plugin_dir = %s\n[route /hello]\nplugin = hello\n", p2,
+	    t_plugin_dir());
+	t_write(s.ini, "%s", ini);
+	cr_assert_eq(srv_reload(&s), 0);
+	t_expect_status(p2, "/hello", 200);
+	cr_assert_eq(t_connect(p1), -1, "the old address still accepts");
+	cr_assert_eq(srv_log_count(&s, "no longer listening on 127.0.0.1:"),
+	    1);
+	cr_assert_eq(srv_stop(&s), 0);
 }

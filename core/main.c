@@ -94,41 +94,28 @@ reload(void)
 {
 	char err[SQC_ERRLEN];
 	struct sqc_config *nc;
-	struct sqc_gen *ng;
+	struct sqc_gen *ng = NULL;
 	size_t n, kept;
+	int relisten;
 
 	sqc_log(SQ_LOG_INFO, NULL, "reloading %s", config_file);
-	if ((nc = sqc_config_load(config_file, err, sizeof(err))) == NULL) {
-		sqc_log(SQ_LOG_ERROR, NULL, "reload failed, keeping the "
-		    "running configuration: %s", err);
-		return;
-	}
-	if ((ng = sqc_gen_build(nc, gen, err, sizeof(err))) == NULL) {
-		sqc_log(SQ_LOG_ERROR, NULL, "reload failed, keeping the "
-		    "running configuration: %s", err);
-		sqc_config_free(nc);
-		return;
-	}
-	if (!same_listen(nc, conf) && sqc_http_listen(server, nc,
-	    port_override, err, sizeof(err)) != 0) {
-		sqc_log(SQ_LOG_ERROR, NULL, "reload failed, keeping the "
-		    "running configuration: %s", err);
-		sqc_gen_release(ng);
-		sqc_config_free(nc);
-		return;
-	}
+	if ((nc = sqc_config_load(config_file, err, sizeof(err))) == NULL ||
+	    (ng = sqc_gen_build(nc, gen, err, sizeof(err))) == NULL)
+		goto fail;
+	relisten = !same_listen(nc, conf);
+	if (relisten && sqc_http_listen(server, nc, port_override, err,
+	    sizeof(err)) != 0)
+		goto fail;
 	if ((!str_eq(nc->error_log, conf->error_log) ||
 	    !str_eq(nc->access_log, conf->access_log)) &&
 	    sqc_log_open(nc->error_log, nc->access_log, err,
 	    sizeof(err)) != 0) {
-		sqc_log(SQ_LOG_ERROR, NULL, "reload failed, keeping the "
-		    "running configuration: %s", err);
-		if (!same_listen(nc, conf))
-			(void)sqc_http_listen(server, conf, port_override, err,
-			    sizeof(err));
-		sqc_gen_release(ng);
-		sqc_config_free(nc);
-		return;
+		char ignored[SQC_ERRLEN];
+
+		if (relisten)	/* back to the addresses of conf */
+			(void)sqc_http_listen(server, conf, port_override,
+			    ignored, sizeof(ignored));
+		goto fail;
 	}
 	sqc_fetch_set_origin(sqc_http_origin(server));
 	if (!str_eq(nc->pid_file, conf->pid_file))
@@ -155,6 +142,12 @@ reload(void)
 	sqc_log(SQ_LOG_INFO, NULL, "reloaded: %zu route%s (%zu kept, %zu "
 	    "new), %u plugin module%s loaded", n, n == 1 ? "" : "s", kept,
 	    n - kept, sqc_module_count(), sqc_module_count() == 1 ? "" : "s");
+	return;
+fail:
+	sqc_log(SQ_LOG_ERROR, NULL, "reload failed, keeping the running "
+	    "configuration: %s", err);
+	sqc_gen_release(ng);
+	sqc_config_free(nc);
 }
 
 static void

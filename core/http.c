@@ -274,6 +274,8 @@ log_access(struct evhttp_request *ev, const char *client, int status,
 	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
 	const char *uri = evhttp_request_get_uri(ev);
 
+	if (!sqc_access_log_on())
+		return;
 	sqc_access_log(client, method_name(evhttp_request_get_command(ev)),
 	    uri ? uri : "-", ev->major, ev->minor, status, bytes,
 	    evhttp_find_header(h, "Referer"),
@@ -697,7 +699,9 @@ sq_resp_json(struct sq_req *req, int status, struct json_object *obj)
 	    &len);
 	if (s == NULL)
 		return sq_resp_send(req, 500, NULL, 0);
-	sq_resp_header(req, "Content-Type", "application/json");
+	if (req->ev && evhttp_find_header(evhttp_request_get_output_headers(
+	    req->ev), "Content-Type") == NULL)
+		sq_resp_header(req, "Content-Type", "application/json");
 	return sq_resp_send(req, status, s, len);
 }
 

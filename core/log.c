@@ -211,6 +211,13 @@ escaped(char *out, size_t cap, const char *s)
 	return n;
 }
 
+/* Is there an access log to write to? */
+int
+sqc_access_log_on(void)
+{
+	return access_fd >= 0;
+}
+
 /* Writes one access log line in the combined log format. */
 void
 sqc_access_log(const char *client, const char *method, const char *uri,

@@ -484,3 +484,32 @@ Test(fetch, default_config_serves_data_and_multi_offline)
 	free(b);
 	cr_assert_eq(srv_stop(&s), 0);
 }
+
+Test(fetch, pending_fetch_survives_a_reload_that_removes_its_route)
+{
+	struct bg b;
+	char ini[1024];
+
+	start_upstream();
+	start_server("[route /d]\nplugin = data_fetch\n"
+	    "url = " UP "slow?ms=600\n[route /hello]\nplugin = hello\n");
+	bg_start(&b, s.port, "/d");
+	/* wait until the upstream has the fetch */
+	for (long t0 = t_now_ms(); upstream_hits() < 1; usleep(5000))
+		cr_assert_lt(t_now_ms() - t0, 3000, "the fetch never arrived");
+	/* the route goes away while its fetch is in flight */
+	snprintf(ini, sizeof(ini), "[server]\nlisten = 127.0.0.1:0\n"
+	    "plugin_dir = %s\nlog_level = debug\n[route /hello]\n"
+	    "plugin = hello\n", t_plugin_dir());
+	t_write(s.ini, "%s", ini);
+	cr_assert_eq(srv_reload(&s), 0);
+	bg_wait(&b);
+	cr_assert_eq(b.r.status, 200, "%s", b.r.body);
+	cr_assert_str_eq(b.r.body, "{\"data\":{\"slow\":600}}");
+	resp_free(&b.r);
+	cr_assert_eq(srv_wait_log(&s, "destroying data_fetch instance of /d",
+	    1, 3000), 0, "the old instance was not destroyed after its "
+	    "last fetch");
+	t_expect_status(s.port, "/d", 404);
+	cr_assert_eq(srv_stop(&s), 0);
+}

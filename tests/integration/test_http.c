@@ -553,3 +553,35 @@ Test(http, max_connections_holds_new_clients_back)
 	close(fd[1]);
 	close(fd[2]);
 }
+
+Test(http, slow_or_vanishing_clients_do_not_hold_the_server)
+{
+	const char *part = "POST /hello HTTP/1.1\r\nHost: x\r\n"
+	    "Content-Length: 1000\r\n\r\n0123456789";
+	char buf[256];
+	struct pollfd p;
+	ssize_t n;
+	long t0;
+	int fd;
+
+	srv_start(&s, "request_timeout = 1\n[route /hello]\nplugin = hello\n");
+	/* a body cut short: the client goes away mid-request */
+	fd = t_connect(s.port);
+	cr_assert_eq(write(fd, part, strlen(part)), (ssize_t)strlen(part));
+	close(fd);
+	/* headers that never end: request_timeout closes the connection */
+	fd = t_connect(s.port);
+	cr_assert_eq(write(fd, "GET /hello HTTP/1.1\r\nHost: x\r\n", 30), 30);
+	t0 = t_now_ms();
+	p.fd = fd;
+	p.events = POLLIN;
+	cr_assert_eq(poll(&p, 1, 5000), 1, "the connection stayed open");
+	n = read(fd, buf, sizeof(buf) - 1);
+	buf[n > 0 ? n : 0] = '\0';
+	cr_assert(n == 0 || strncmp(buf, "HTTP/1.1 408", 12) == 0,
+	    "after request_timeout: %s", buf);
+	cr_assert_lt(t_now_ms() - t0, 4000);
+	close(fd);
+	t_expect_status(s.port, "/hello", 200);
+	cr_assert_eq(srv_stop(&s), 0);
+}

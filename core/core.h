@@ -32,7 +32,6 @@ void	 sqc_access_log(const char *client, const char *method,
 	    const char *uri, int major, int minor, int status, size_t bytes,
 	    const char *referer, const char *agent);
 int	 sqc_log_level_parse(const char *s);
-const char *sqc_log_level_name(int level);
 
 /* ---- config.c --------------------------------------------------------- */
 
@@ -198,9 +197,5 @@ int	 sqc_signals_init(struct event_base *base,
 void	 sqc_signals_free(void);
 int	 sqc_signal_send(const char *pid_file, const char *what, char *err,
 	    size_t errlen);
-
-/* ---- main.c ----------------------------------------------------------- */
-
-struct event_base *sqc_base(void);
 
 #endif /* SQUALL_CORE_H */

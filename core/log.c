@@ -36,14 +36,6 @@ sqc_log_level_parse(const char *s)
 	return -EINVAL;
 }
 
-const char *
-sqc_log_level_name(int level)
-{
-	if (level < 0 || level > 3)
-		return "?";
-	return level_names[level];
-}
-
 static int
 open_log(const char *path, char *err, size_t errlen)
 {

@@ -32,12 +32,6 @@ static struct timespec stop_deadline;
 static int port_override;
 static const char *config_file = SQ_DEFAULT_CONFIG;
 
-struct event_base *
-sqc_base(void)
-{
-	return base;
-}
-
 static void
 usage(FILE *fp)
 {

@@ -469,6 +469,8 @@ void
 sq_fetch_start(struct sq_fetch *f, void (*cb)(struct sq_fetch *, void *),
     void *arg)
 {
+	if (f->state != F_NEW)
+		return;		/* started already */
 	f->cb = cb;
 	f->arg = arg;
 	if (strncasecmp(f->url, "http://", 7) != 0 &&

@@ -122,6 +122,26 @@ sqc_log_close(void)
 	error_path = access_path = NULL;
 }
 
+/*
+ * The local time formatted with fmt, computed once a second: a busy server
+ * logs thousands of lines in the same second. Two slots, one per format.
+ */
+static const char *
+now_text(int slot, const char *fmt)
+{
+	static time_t last[2] = { -1, -1 };
+	static char text[2][64];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (now != last[slot]) {
+		localtime_r(&now, &tm);
+		strftime(text[slot], sizeof(text[slot]), fmt, &tm);
+		last[slot] = now;
+	}
+	return text[slot];
+}
+
 /* One write(2) per line, so lines from several workers never interleave. */
 static void
 write_line(int fd, char *buf, size_t len, size_t cap)
@@ -146,20 +166,16 @@ sqc_vlog(enum sq_log_level level, const char *who, const char *fmt,
     va_list ap)
 {
 	char buf[2048];
-	struct tm tm;
-	time_t now;
-	size_t len;
+	size_t len = 0;
 	int n;
 
 	if ((int)level > sqc_log_level)
 		return;
-	now = time(NULL);
-	localtime_r(&now, &tm);
-	len = strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
-	n = snprintf(buf + len, sizeof(buf) - len, " [%s] %d %s%s",
-	    level_names[level], (int)getpid(), who ? who : "", who ? ": " : "");
+	n = snprintf(buf, sizeof(buf), "%s [%s] %d %s%s",
+	    now_text(0, "%Y-%m-%d %H:%M:%S"), level_names[level],
+	    (int)getpid(), who ? who : "", who ? ": " : "");
 	if (n > 0)
-		len += (size_t)n;
+		len = (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1;
 	if (len < sizeof(buf)) {
 		n = vsnprintf(buf + len, sizeof(buf) - len, fmt, ap);
 		if (n > 0)
@@ -216,16 +232,12 @@ sqc_access_log(const char *client, const char *method, const char *uri,
     int major, int minor, int status, size_t bytes, const char *referer,
     const char *agent)
 {
-	char buf[4096], when[64], req[1024], ref[512], ua[512];
-	struct tm tm;
-	time_t now;
+	char buf[4096], req[1024], ref[512], ua[512];
+	const char *when = now_text(1, "%d/%b/%Y:%H:%M:%S %z");
 	int n;
 
 	if (access_fd < 0)
 		return;
-	now = time(NULL);
-	localtime_r(&now, &tm);
-	strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S %z", &tm);
 	escaped(req, sizeof(req), uri);
 	escaped(ref, sizeof(ref), referer);
 	escaped(ua, sizeof(ua), agent);

@@ -251,8 +251,12 @@ module_get(const char *path, char *err, size_t errlen)
 	}
 	close(fd);
 	if ((m->dl = dlopen(m->copy, RTLD_NOW | RTLD_LOCAL)) == NULL) {
-		snprintf(err, errlen, "cannot load plugin %s: %s", path,
-		    dlerror());
+		const char *why = dlerror();
+
+		snprintf(err, errlen, "cannot load plugin %s: %s%s", path, why,
+		    strstr(why, "failed to map segment") ? " (is the folder "
+		    "of the private copies, under TMPDIR, mounted noexec? "
+		    "Point TMPDIR elsewhere)" : "");
 		goto fail;
 	}
 	if ((sym = dlsym(m->dl, SQ_PLUGIN_SYMBOL)) == NULL) {

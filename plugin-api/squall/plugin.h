@@ -17,8 +17,9 @@
  *   a time, so a plugin needs no locks. Never block in a callback.
  * - Requests. The core owns a struct sq_req. It is valid from the entry of
  *   .handle until the response has been sent or the abort callback has run;
- *   after that, do not touch it. Strings returned by sq_req_* accessors are
- *   borrowed for that same lifetime.
+ *   after that, do not touch it. Without an abort callback, a request whose
+ *   client left stays valid until the plugin responds (a no-op). Strings
+ *   returned by sq_req_* accessors are borrowed for that same lifetime.
  * - Buffers passed to send functions are copied, unless the function name
  *   ends in _take, in which case ownership moves to the core.
  * - Asynchronous operations (timers, fetches and offloaded jobs) call

@@ -256,7 +256,9 @@ static_handle(void *state, struct sq_req *req)
 	}
 	if (!S_ISREG(st.st_mode))
 		goto not_found;
-	if ((fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0 ||
+	/* O_NONBLOCK: a FIFO swapped in since the stat must not block */
+	if ((fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
+	    O_NONBLOCK)) < 0 ||
 	    fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
 		goto not_found;
 

@@ -140,6 +140,7 @@ struct sq_inst {
 
 int	 sqc_plugin_init(char *err, size_t errlen);
 void	 sqc_plugin_shutdown(void);
+void	 sqc_plugin_cleanup_after(pid_t pid);
 /* Load every plugin and create every instance of c's routes. */
 struct sqc_gen *sqc_gen_build(struct sqc_config *c, const struct sqc_gen *old,
 	    char *err, size_t errlen);
@@ -155,7 +156,7 @@ unsigned sqc_module_count(void);
 
 struct sqc_server;
 
-struct sqc_server *sqc_http_new(struct event_base *base);
+struct sqc_server *sqc_http_new(struct event_base *base, int reuseport);
 int	 sqc_http_listen(struct sqc_server *s, const struct sqc_config *c,
 	    int port_override, char *err, size_t errlen);
 const char *sqc_http_origin(const struct sqc_server *s);
@@ -197,5 +198,12 @@ int	 sqc_signals_init(struct event_base *base,
 void	 sqc_signals_free(void);
 int	 sqc_signal_send(const char *pid_file, const char *what, char *err,
 	    size_t errlen);
+int	 sqc_pid_file_write(const char *path);
+
+/* ---- master.c --------------------------------------------------------- */
+
+int	 sqc_master_run(size_t n, const char *pid_file,
+	    long long shutdown_timeout, int (*worker_main)(int ready_fd,
+	    int index));
 
 #endif /* SQUALL_CORE_H */

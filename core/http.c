@@ -84,6 +84,7 @@ struct sqc_server {
 	size_t		 nbound;
 	char		 origin[INET6_ADDRSTRLEN + 16];	/* first address */
 	struct sq_req	*dispatching;	/* inside .handle, not yet answered */
+	int		 reuseport;	/* workers share addresses */
 	int		 stopping;
 	int		 paused;	/* listeners off: too many connections */
 
@@ -741,15 +742,20 @@ sq_resp_error(struct sq_req *req, int status)
 
 /* ---- the server ------------------------------------------------------ */
 
-/* Creates the evhttp server on base; listening comes later. */
+/*
+ * Creates the evhttp server on base; listening comes later. With
+ * reuseport, sockets are bound with SO_REUSEPORT, so that several workers
+ * listen on one address and the kernel spreads the connections.
+ */
 struct sqc_server *
-sqc_http_new(struct event_base *base)
+sqc_http_new(struct event_base *base, int reuseport)
 {
 	struct sqc_server *s = calloc(1, sizeof(*s));
 
 	if (s == NULL)
 		return NULL;
 	s->base = base;
+	s->reuseport = reuseport;
 	if ((s->http = evhttp_new(base)) == NULL) {
 		free(s);
 		return NULL;
@@ -797,6 +803,8 @@ bind_one(struct sqc_server *s, const struct sqc_listen *l, int port,
 		return -errno;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (s->reuseport)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (v6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&ss, sl) != 0 ||

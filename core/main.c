@@ -48,23 +48,6 @@ usage(FILE *fp)
 }
 
 static int
-write_pid_file(const char *path)
-{
-	FILE *fp;
-
-	if (path == NULL || *path == '\0')
-		return 0;
-	if ((fp = fopen(path, "w")) == NULL) {
-		sqc_log(SQ_LOG_ERROR, NULL, "cannot write pid_file %s: %s",
-		    path, strerror(errno));
-		return -errno;
-	}
-	fprintf(fp, "%d\n", (int)getpid());
-	fclose(fp);
-	return 0;
-}
-
-static int
 same_listen(const struct sqc_config *a, const struct sqc_config *b)
 {
 	if (a->nlisten != b->nlisten)
@@ -115,9 +98,10 @@ reload(void)
 	if (!str_eq(nc->pid_file, conf->pid_file))
 		sqc_log(SQ_LOG_WARN, NULL, "pid_file changed: it takes effect "
 		    "at the next restart");
-	if (nc->offload_threads != conf->offload_threads)
-		sqc_log(SQ_LOG_WARN, NULL, "offload_threads changed: it takes "
-		    "effect at the next restart");
+	if (nc->offload_threads != conf->offload_threads ||
+	    nc->workers != conf->workers)
+		sqc_log(SQ_LOG_WARN, NULL, "offload_threads or workers changed: "
+		    "that takes effect at the next restart");
 	sqc_log_level = nc->log_level;
 	sqc_fetch_set_max((size_t)nc->max_fetches);
 	sqc_http_apply(server, nc, ng);
@@ -280,8 +264,14 @@ send_signal(const char *what)
 	return rc ? 1 : 0;
 }
 
+/*
+ * Runs the server until it is told to stop. ready_fd < 0: the only
+ * process, which owns the pid file. Otherwise a worker of the master,
+ * which binds with SO_REUSEPORT and writes a byte to ready_fd once it
+ * serves.
+ */
 static int
-serve(void)
+serve(int ready_fd)
 {
 	char err[SQC_ERRLEN];
 	int status = 1, rc = -ENOMEM;
@@ -315,7 +305,7 @@ serve(void)
 		sqc_log(SQ_LOG_ERROR, NULL, "%s", err);
 		goto out;
 	}
-	if ((server = sqc_http_new(base)) == NULL) {
+	if ((server = sqc_http_new(base, ready_fd >= 0)) == NULL) {
 		sqc_log(SQ_LOG_ERROR, NULL, "cannot create the HTTP server");
 		goto out;
 	}
@@ -335,11 +325,13 @@ serve(void)
 		sqc_log(SQ_LOG_ERROR, NULL, "cannot install signal handlers");
 		goto out;
 	}
-	if (write_pid_file(conf->pid_file) != 0)
+	if (ready_fd < 0 && sqc_pid_file_write(conf->pid_file) != 0)
 		goto out;
 	n = sqc_gen_count(gen, NULL);
 	sqc_log(SQ_LOG_INFO, NULL, "squalld %s ready: %zu route%s, pid %d",
 	    PACKAGE_VERSION, n, n == 1 ? "" : "s", (int)getpid());
+	if (ready_fd >= 0 && write(ready_fd, "r", 1) != 1)
+		goto out;
 	event_base_dispatch(base);
 	/*
 	 * Past shutdown_timeout: what is still pending hears -ECANCELED or
@@ -357,7 +349,7 @@ serve(void)
 	}
 	status = 0;
 	sqc_log(SQ_LOG_INFO, NULL, "stopped");
-	if (conf->pid_file && *conf->pid_file)
+	if (ready_fd < 0 && conf->pid_file && *conf->pid_file)
 		unlink(conf->pid_file);
 out:
 	sqc_timer_cancel_all();
@@ -377,6 +369,52 @@ out:
 	sqc_config_free(conf);
 	sqc_log_close();
 	return status;
+}
+
+static int
+worker_main(int ready_fd, int index)
+{
+	return serve(ready_fd);
+}
+
+/*
+ * One process, or with workers > 1 a master that runs them. Port 0 lets
+ * each worker pick its own port, so workers need fixed ports.
+ */
+static int
+start(void)
+{
+	char err[SQC_ERRLEN];
+	struct sqc_config *c;
+	int rc;
+
+	if ((c = sqc_config_load(config_file, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "squalld: %s\n", err);
+		return 1;
+	}
+	if (c->workers <= 1) {
+		sqc_config_free(c);
+		return serve(-1);
+	}
+	for (size_t i = 0; i < c->nlisten && port_override == 0; i++)
+		if (c->listen[i].port == 0) {
+			fprintf(stderr, "squalld: %s: listen %s:0 with workers "
+			    "= %lld: workers need a fixed port\n", config_file,
+			    c->listen[i].host, c->workers);
+			sqc_config_free(c);
+			return 1;
+		}
+	sqc_log_level = c->log_level;
+	if (sqc_log_open(c->error_log, "off", err, sizeof(err)) != 0) {
+		fprintf(stderr, "squalld: %s\n", err);
+		sqc_config_free(c);
+		return 1;
+	}
+	rc = sqc_master_run((size_t)c->workers, c->pid_file,
+	    c->shutdown_timeout, worker_main);
+	sqc_config_free(c);
+	sqc_log_close();
+	return rc;
 }
 
 int
@@ -442,5 +480,5 @@ main(int argc, char **argv)
 		return check_config();
 	if (sig)
 		return send_signal(sig);
-	return serve();
+	return start();
 }

@@ -17,8 +17,10 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -82,6 +84,41 @@ sqc_plugin_init(char *err, size_t errlen)
 	}
 	private_dir = dir;
 	return 0;
+}
+
+/*
+ * Removes the private folder that the process pid left behind when it
+ * died without cleaning up (a worker killed by a signal). Master only.
+ */
+void
+sqc_plugin_cleanup_after(pid_t pid)
+{
+	const char *tmp = getenv("TMPDIR");
+	char prefix[64], path[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+
+	if (tmp == NULL || *tmp == '\0')
+		tmp = "/tmp";
+	snprintf(prefix, sizeof(prefix), "squalld.%d.", (int)pid);
+	if ((d = opendir(tmp)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		DIR *sub;
+		struct dirent *f;
+
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", tmp, de->d_name);
+		if ((sub = opendir(path)) != NULL) {
+			while ((f = readdir(sub)) != NULL)
+				if (f->d_name[0] != '.')
+					(void)unlinkat(dirfd(sub), f->d_name, 0);
+			closedir(sub);
+		}
+		rmdir(path);
+	}
+	closedir(d);
 }
 
 /* Removes the private folder; every module is unloaded by then. */

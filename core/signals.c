@@ -1,8 +1,8 @@
 /*
  * signals.c - SIGHUP (reload), SIGUSR1 (reopen logs), SIGTERM and SIGINT
  * (stop) as libevent signal events, so their handling runs on the loop
- * like everything else; and `squalld -s`, which sends them to the server
- * named by pid_file.
+ * like everything else; the pid_file; and `squalld -s`, which sends the
+ * signals to the server it names.
  */
 #include "config.h"
 
@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -65,6 +66,24 @@ sqc_signals_free(void)
 			event_free(events[i]);
 		events[i] = NULL;
 	}
+}
+
+/* Writes our pid to path (none when path is empty); logs a failure. */
+int
+sqc_pid_file_write(const char *path)
+{
+	FILE *fp;
+
+	if (path == NULL || *path == '\0')
+		return 0;
+	if ((fp = fopen(path, "w")) == NULL) {
+		sqc_log(SQ_LOG_ERROR, NULL, "cannot write pid_file %s: %s",
+		    path, strerror(errno));
+		return -errno;
+	}
+	fprintf(fp, "%d\n", (int)getpid());
+	fclose(fp);
+	return 0;
 }
 
 /*

@@ -266,27 +266,24 @@ Test(reload, out_of_tree_plugin_is_picked_up)
 	expect_body("/hello", "Hello, world");
 }
 
+/* A loopback port taken by a listening socket of the test's own. */
 static int
-free_port(int *keep_fd)
+busy_port(int *fd)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 	socklen_t sl = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
+	*fd = socket(AF_INET, SOCK_STREAM, 0);
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	getsockname(fd, (struct sockaddr *)&sa, &sl);
-	if (keep_fd) {
-		listen(fd, 1);
-		*keep_fd = fd;
-	} else
-		close(fd);
+	cr_assert_eq(bind(*fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(*fd, 1), 0);
+	getsockname(*fd, (struct sockaddr *)&sa, &sl);
 	return ntohs(sa.sin_port);
 }
 
 Test(reload, listen_addresses_change_without_restart)
 {
-	int p2 = free_port(NULL), busy_fd, busy = free_port(&busy_fd);
+	int p2 = t_free_port(), busy_fd, busy = busy_port(&busy_fd);
 	int p1;
 	char ini[512];
 

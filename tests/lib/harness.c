@@ -466,6 +466,23 @@ t_connect(int port)
 	return fd;
 }
 
+int
+t_free_port(void)
+{
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	getsockname(fd, (struct sockaddr *)&sa, &sl);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
 char *
 raw_exchange(int port, const void *data, size_t len, int timeout_ms,
     size_t *outlen)

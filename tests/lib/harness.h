@@ -78,6 +78,8 @@ void	 resp_free(struct resp *r);
 char	*raw_exchange(int port, const void *data, size_t len, int timeout_ms,
 	    size_t *outlen);
 int	 t_connect(int port);
+/* A loopback port that nothing listens on right now. */
+int	 t_free_port(void);
 /* GET path and fail the test unless the status is the one expected. */
 void	 t_expect_status(int port, const char *path, long status);
 

@@ -2,10 +2,12 @@
  * echo - answers with everything the plugin API says about the request,
  * as JSON through sq_resp_json: method, path, subpath, query, one
  * argument, one header, body, client address, route, and the repeated
- * `item` options. Logs one line per request with sq_log.
+ * `item` options, and the pid of the process that answered. Logs one line
+ * per request with sq_log.
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 #include <squall/plugin.h>
@@ -75,6 +77,7 @@ handle(void *state, struct sq_req *req)
 	json_object_object_add(o, "route",
 	    str_or_null(sq_inst_route(sq_req_inst(req))));
 	json_object_object_add(o, "items", json_object_get(e->items));
+	json_object_object_add(o, "pid", json_object_new_int((int)getpid()));
 	sq_log(e->inst, SQ_LOG_INFO, "echo %s from %s", sq_req_path(req),
 	    sq_req_client_ip(req));
 	sq_resp_json(req, (int)e->status, o);

@@ -1,0 +1,270 @@
+/*
+ * master.c - workers > 1: a master process that forks the workers and
+ * keeps them running. Each worker is a whole squalld (its own loop,
+ * plugins and listening sockets, bound with SO_REUSEPORT so that the
+ * kernel spreads connections across them). The master serves nothing:
+ * it writes the pid file, forwards SIGHUP and SIGUSR1, stops the workers
+ * on SIGTERM or SIGINT, and starts a new worker when one dies.
+ *
+ * The master blocks its signals and takes them with sigtimedwait(), so
+ * it needs no event loop; a worker restores the signal mask at once and
+ * installs its own handlers on its loop.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core.h"
+
+#define RESPAWN_FAST	1	/* a worker that dies within a second... */
+#define RESPAWN_DELAY	1	/* ...is restarted after a second's pause */
+
+struct worker {
+	pid_t		 pid;		/* 0: not running */
+	time_t		 started;
+	time_t		 respawn_at;	/* when to start it again, if down */
+};
+
+static struct worker *workers;
+static size_t nworkers;
+static int ready_rd = -1;	/* the master's end of the ready pipe */
+static sigset_t caught, saved;
+
+static time_t
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/*
+ * Forks worker i. The child restores the signal mask, asks to be stopped
+ * if the master dies, and runs worker_main(ready_fd, i); ready_fd gets a
+ * byte once it serves. Returns the pid, or -1.
+ */
+static pid_t
+spawn(size_t i, int ready_fd, int (*worker_main)(int, int))
+{
+	pid_t master = getpid(), pid = fork();
+
+	if (pid < 0) {
+		sqc_log(SQ_LOG_ERROR, NULL, "cannot start worker %zu: %s", i,
+		    strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		free(workers);
+		close(ready_rd);
+		sigprocmask(SIG_SETMASK, &saved, NULL);
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != master)
+			_exit(1);
+		_exit(worker_main(ready_fd, (int)i));
+	}
+	workers[i].pid = pid;
+	workers[i].started = now_s();
+	workers[i].respawn_at = 0;
+	return pid;
+}
+
+static void
+signal_all(int sig)
+{
+	for (size_t i = 0; i < nworkers; i++)
+		if (workers[i].pid > 0)
+			kill(workers[i].pid, sig);
+}
+
+static size_t
+running(void)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < nworkers; i++)
+		n += workers[i].pid > 0;
+	return n;
+}
+
+static void
+describe(int status, char *buf, size_t len)
+{
+	if (WIFSIGNALED(status))
+		snprintf(buf, len, "was killed by signal %d",
+		    WTERMSIG(status));
+	else
+		snprintf(buf, len, "exited with status %d",
+		    WEXITSTATUS(status));
+}
+
+/* Reaps dead workers; returns how many exited other than with 0. */
+static int
+reap(int stopping)
+{
+	char how[64];
+	int status, bad = 0;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (size_t i = 0; i < nworkers; i++) {
+			struct worker *w = &workers[i];
+
+			if (w->pid != pid)
+				continue;
+			w->pid = 0;
+			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+				bad++;
+				sqc_plugin_cleanup_after(pid);
+			}
+			if (stopping)
+				break;
+			describe(status, how, sizeof(how));
+			w->respawn_at = now_s() - w->started < RESPAWN_FAST ?
+			    now_s() + RESPAWN_DELAY : now_s();
+			sqc_log(SQ_LOG_ERROR, NULL, "worker %zu (pid %d) %s: "
+			    "starting another", i, (int)pid, how);
+			break;
+		}
+	}
+	return bad;
+}
+
+/*
+ * Waits until every worker has written its ready byte. A worker that
+ * exits first (a port in use, a plugin that fails) fails the start.
+ */
+static int
+wait_ready(int fd, int timeout_s)
+{
+	time_t deadline = now_s() + timeout_s;
+	size_t ready = 0;
+	char byte;
+
+	while (ready < nworkers) {
+		struct timespec ts = { 0, 50 * 1000 * 1000 };
+		ssize_t n = read(fd, &byte, 1);
+
+		if (n == 1) {
+			ready++;
+			continue;
+		}
+		if (reap(1) > 0 || running() < nworkers - ready ||
+		    now_s() > deadline)
+			return -1;
+		(void)sigtimedwait(&caught, NULL, &ts);
+	}
+	return 0;
+}
+
+/*
+ * Runs the master: starts n workers with worker_main, writes pid_file
+ * once they all serve, and returns the exit status when told to stop.
+ */
+int
+sqc_master_run(size_t n, const char *pid_file, long long shutdown_timeout,
+    int (*worker_main)(int ready_fd, int index))
+{
+	int fds[2], status = 0;
+	time_t deadline = 0;
+	int stopping = 0;
+
+	if ((workers = calloc(n, sizeof(*workers))) == NULL)
+		return 1;
+	nworkers = n;
+	sigemptyset(&caught);
+	sigaddset(&caught, SIGHUP);
+	sigaddset(&caught, SIGUSR1);
+	sigaddset(&caught, SIGTERM);
+	sigaddset(&caught, SIGINT);
+	sigaddset(&caught, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &caught, &saved);
+	if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+		sqc_log(SQ_LOG_ERROR, NULL, "cannot create a pipe: %s",
+		    strerror(errno));
+		return 1;
+	}
+	ready_rd = fds[0];
+	for (size_t i = 0; i < n; i++)
+		if (spawn(i, fds[1], worker_main) < 0)
+			break;
+	if (running() < n || wait_ready(fds[0], 60) != 0) {
+		sqc_log(SQ_LOG_ERROR, NULL, "the workers did not start: "
+		    "stopping");
+		signal_all(SIGTERM);
+		while (running() > 0) {
+			struct timespec ts = { 0, 50 * 1000 * 1000 };
+
+			reap(1);
+			(void)sigtimedwait(&caught, NULL, &ts);
+		}
+		free(workers);
+		return 1;
+	}
+	if (sqc_pid_file_write(pid_file) != 0) {
+		stopping = 1;
+		status = 1;
+		signal_all(SIGTERM);
+	} else
+		sqc_log(SQ_LOG_INFO, NULL, "master ready: %zu workers, pid %d",
+		    n, (int)getpid());
+	deadline = now_s() + shutdown_timeout + 5;
+	for (;;) {
+		struct timespec ts = { 1, 0 };
+		siginfo_t si;
+		int sig = sigtimedwait(&caught, &si, &ts);
+		char byte;
+
+		while (read(fds[0], &byte, 1) == 1)
+			;	/* ready bytes of respawned workers */
+		if (sig == SIGTERM || sig == SIGINT) {
+			if (!stopping)
+				sqc_log(SQ_LOG_INFO, NULL, "stopping %zu "
+				    "workers", running());
+			stopping = 1;
+			deadline = now_s() + shutdown_timeout + 5;
+			signal_all(SIGTERM);
+		} else if (sig == SIGHUP && !stopping) {
+			sqc_log(SQ_LOG_INFO, NULL, "reload: signalling %zu "
+			    "workers", running());
+			signal_all(SIGHUP);
+		} else if (sig == SIGUSR1) {
+			sqc_log_reopen();
+			signal_all(SIGUSR1);
+		}
+		if (reap(stopping) > 0 && stopping)
+			status = 1;
+		if (stopping) {
+			if (running() == 0)
+				break;
+			if (now_s() > deadline) {
+				sqc_log(SQ_LOG_ERROR, NULL, "workers still "
+				    "running after shutdown_timeout: killing "
+				    "them");
+				signal_all(SIGKILL);
+				deadline = now_s() + 60;
+			}
+			continue;
+		}
+		for (size_t i = 0; i < n; i++)
+			if (workers[i].pid == 0 && now_s() >=
+			    workers[i].respawn_at)
+				spawn(i, fds[1], worker_main);
+	}
+	close(fds[0]);
+	close(fds[1]);
+	if (pid_file && *pid_file)
+		unlink(pid_file);
+	sqc_log(SQ_LOG_INFO, NULL, "master stopped");
+	free(workers);
+	return status;
+}

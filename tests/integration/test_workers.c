@@ -1,0 +1,184 @@
+/*
+ * test_workers.c - workers > 1: a master and its workers on one fixed
+ * port (SO_REUSEPORT). The load is spread, a killed worker is replaced,
+ * SIGHUP reaches every worker, SIGTERM stops them all, and a start that
+ * cannot work fails at once with exit status 1.
+ */
+#include "config.h"
+
+#include <criterion/criterion.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct srv s;
+
+static void
+stop(void)
+{
+	srv_cleanup(&s);
+}
+
+TestSuite(workers, .fini = stop, .timeout = 60);
+
+/* Starts a master with n workers on a free port; routes follow. */
+static void
+start_workers(int n, const char *routes)
+{
+	char *ini;
+
+	memset(&s, 0, sizeof(s));
+	t_tmpdir(s.dir, sizeof(s.dir));
+	s.port = t_free_port();
+	cr_assert(asprintf(&ini, "[server]\nlisten = 127.0.0.1:%d\n"
+	    "plugin_dir = %s\nworkers = %d\npid_file = squalld.pid\n%s",
+	    s.port, t_plugin_dir(), n, routes) > 0);
+	srv_start_in(&s, ini);
+	free(ini);
+	cr_assert_eq(srv_wait_log(&s, "master ready: ", 1, 20000), 0,
+	    "the master did not report ready");
+}
+
+static int
+answering_pid(void)
+{
+	struct json_object *o, *v;
+	struct resp r;
+	int pid;
+
+	cr_assert_eq(http_get(s.port, "/echo", &r), 0);
+	cr_assert_eq(r.status, 200);
+	o = json_tokener_parse(r.body);
+	cr_assert(json_object_object_get_ex(o, "pid", &v));
+	pid = json_object_get_int(v);
+	json_object_put(o);
+	resp_free(&r);
+	return pid;
+}
+
+Test(workers, load_is_spread_over_the_workers)
+{
+	char routes[512];
+	int pids[2] = { 0, 0 }, other = 0;
+
+	snprintf(routes, sizeof(routes), "[route /echo]\nplugin = %s\n",
+	    t_test_plugin("echo"));
+	start_workers(2, routes);
+	cr_assert_eq(srv_log_count(&s, "ready: 1 route"), 2);
+	for (int i = 0; i < 60; i++) {
+		int pid = answering_pid();
+
+		if (pids[0] == 0 || pids[0] == pid)
+			pids[0] = pid;
+		else if (pids[1] == 0 || pids[1] == pid)
+			pids[1] = pid;
+		else
+			other++;
+	}
+	cr_assert_neq(pids[1], 0, "60 connections all went to one worker");
+	cr_assert_eq(other, 0, "answers from a third process");
+	cr_assert_neq(pids[0], s.pid, "the master served a request");
+	cr_assert_eq(srv_stop(&s), 0);
+	cr_assert_eq(srv_log_count(&s, "master stopped"), 1);
+}
+
+/* The pids of the workers' "squalld V ready: ..., pid P" lines, in order. */
+static int
+ready_pids(int *out, int max)
+{
+	char *log = t_read(s.log, NULL), *p = log;
+	int n = 0;
+
+	while (n < max && (p = strstr(p, PACKAGE_VERSION " ready: ")) != NULL) {
+		char *q = strstr(p, ", pid ");
+
+		p += strlen(PACKAGE_VERSION " ready: ");
+		if (q && q < strchr(p, '\n'))
+			out[n++] = atoi(q + 6);
+	}
+	free(log);
+	return n;
+}
+
+Test(workers, killed_worker_is_replaced)
+{
+	int pids[4];
+
+	start_workers(2, "[route /hello]\nplugin = hello\n");
+	cr_assert_eq(ready_pids(pids, 4), 2);
+	cr_assert_eq(kill(pids[0], SIGKILL), 0);
+	cr_assert_eq(srv_wait_log(&s, "was killed by signal 9: starting "
+	    "another", 1, 5000), 0, "the master did not notice");
+	cr_assert_eq(srv_wait_log(&s, " ready: 1 route", 3, 5000), 0,
+	    "no new worker");
+	cr_assert_eq(ready_pids(pids, 4), 3);
+	cr_assert_neq(kill(pids[1], 0), -1, "the other worker died too");
+	for (int i = 0; i < 20; i++)
+		t_expect_status(s.port, "/hello", 200);
+	cr_assert_eq(srv_stop(&s), 0);
+	cr_assert_eq(kill(pids[2], 0), -1, "a worker outlived the master");
+}
+
+Test(workers, reload_reaches_every_worker)
+{
+	struct resp r;
+
+	start_workers(2, "[route /hello]\nplugin = hello\ntext = old\n");
+	t_write(s.ini, "[server]\nlisten = 127.0.0.1:%d\nplugin_dir = %s\n"
+	    "workers = 2\npid_file = squalld.pid\n[route /hello]\n"
+	    "plugin = hello\ntext = new\n", s.port, t_plugin_dir());
+	srv_signal(&s, SIGHUP);
+	cr_assert_eq(srv_wait_log(&s, "reloaded: 1 route (0 kept, 1 new)", 2,
+	    5000), 0, "not every worker reloaded");
+	for (int i = 0; i < 30; i++) {
+		cr_assert_eq(http_get(s.port, "/hello", &r), 0);
+		cr_assert_str_eq(r.body, "new", "answer %d is stale", i);
+		resp_free(&r);
+	}
+}
+
+Test(workers, sigterm_stops_master_and_workers)
+{
+	char pid_file[400];
+	struct stat st;
+	int pids[2];
+
+	start_workers(3, "[route /hello]\nplugin = hello\n");
+	snprintf(pid_file, sizeof(pid_file), "%s/squalld.pid", s.dir);
+	cr_assert_eq(stat(pid_file, &st), 0, "no pid file");
+	cr_assert_eq(ready_pids(pids, 2), 2);
+	cr_assert_eq(srv_stop(&s), 0);
+	cr_assert_eq(srv_log_count(&s, " stopped\n"), 4, "3 workers and "
+	    "the master say they stopped");
+	cr_assert_neq(stat(pid_file, &st), 0, "pid file left behind");
+	cr_assert_eq(kill(pids[0], 0), -1);
+	cr_assert_eq(kill(pids[1], 0), -1);
+}
+
+Test(workers, impossible_start_fails_at_once)
+{
+	char *out, dir[256], ini[400];
+
+	t_tmpdir(dir, sizeof(dir));
+	snprintf(ini, sizeof(ini), "%s/squall.ini", dir);
+	t_write(ini, "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n");
+	cr_assert_eq(t_run_squalld(&out, "-c", ini, NULL), 1);
+	cr_assert_not_null(strstr(out, "listen 127.0.0.1:0 with workers = 2: "
+	    "workers need a fixed port"), "%s", out);
+	free(out);
+	t_write(ini, "[server]\nlisten = 127.0.0.1:%d\nworkers = 2\n"
+	    "[route /x]\nplugin = /nonexistent/x.so\n", t_free_port());
+	cr_assert_eq(t_run_squalld(&out, "-c", ini, NULL), 1);
+	cr_assert_not_null(strstr(out, "cannot open plugin /nonexistent/x.so"),
+	    "%s", out);
+	cr_assert_not_null(strstr(out, "the workers did not start"), "%s",
+	    out);
+	free(out);
+	t_rm_rf(dir);
+}

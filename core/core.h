@@ -141,6 +141,7 @@ struct sq_inst {
 int	 sqc_plugin_init(char *err, size_t errlen);
 void	 sqc_plugin_shutdown(void);
 void	 sqc_plugin_cleanup_after(pid_t pid);
+int	 sqc_plugin_chown(uid_t uid, gid_t gid);
 /* Load every plugin and create every instance of c's routes. */
 struct sqc_gen *sqc_gen_build(struct sqc_config *c, const struct sqc_gen *old,
 	    char *err, size_t errlen);

@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -265,6 +267,42 @@ send_signal(const char *what)
 }
 
 /*
+ * `user`: once the sockets are bound and the pid file written, a server
+ * started as root becomes that user. The private folder of plugin copies
+ * becomes the user's, so that reloads can still load plugins; log files
+ * stay open. Started as anyone else, the key is ignored with a warning.
+ */
+static int
+become_user(const char *user, char *err, size_t errlen)
+{
+	struct passwd *pw;
+
+	if (user == NULL || *user == '\0')
+		return 0;
+	if (geteuid() != 0) {
+		sqc_log(SQ_LOG_WARN, NULL, "user = %s ignored: squalld was not "
+		    "started as root", user);
+		return 0;
+	}
+	errno = 0;
+	if ((pw = getpwnam(user)) == NULL) {
+		snprintf(err, errlen, "%s: user '%s': %s", config_file, user,
+		    errno ? strerror(errno) : "no such user");
+		return -EINVAL;
+	}
+	if (sqc_plugin_chown(pw->pw_uid, pw->pw_gid) != 0 ||
+	    initgroups(pw->pw_name, pw->pw_gid) != 0 ||
+	    setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
+		snprintf(err, errlen, "cannot become user '%s': %s", user,
+		    strerror(errno));
+		return -EPERM;
+	}
+	sqc_log(SQ_LOG_INFO, NULL, "running as user %s (uid %d)", user,
+	    (int)pw->pw_uid);
+	return 0;
+}
+
+/*
  * Runs the server until it is told to stop. ready_fd < 0: the only
  * process, which owns the pid file. Otherwise a worker of the master,
  * which binds with SO_REUSEPORT and writes a byte to ready_fd once it
@@ -275,6 +313,7 @@ serve(int ready_fd)
 {
 	char err[SQC_ERRLEN];
 	int status = 1, rc = -ENOMEM;
+	const char *pid_file = NULL;	/* written by us, removed at exit */
 	size_t n;
 
 	if ((conf = sqc_config_load(config_file, err, sizeof(err))) == NULL) {
@@ -325,8 +364,15 @@ serve(int ready_fd)
 		sqc_log(SQ_LOG_ERROR, NULL, "cannot install signal handlers");
 		goto out;
 	}
-	if (ready_fd < 0 && sqc_pid_file_write(conf->pid_file) != 0)
+	if (ready_fd < 0) {
+		if (sqc_pid_file_write(conf->pid_file) != 0)
+			goto out;
+		pid_file = conf->pid_file;
+	}
+	if (become_user(conf->user, err, sizeof(err)) != 0) {
+		sqc_log(SQ_LOG_ERROR, NULL, "%s", err);
 		goto out;
+	}
 	n = sqc_gen_count(gen, NULL);
 	sqc_log(SQ_LOG_INFO, NULL, "squalld %s ready: %zu route%s, pid %d",
 	    PACKAGE_VERSION, n, n == 1 ? "" : "s", (int)getpid());
@@ -349,9 +395,9 @@ serve(int ready_fd)
 	}
 	status = 0;
 	sqc_log(SQ_LOG_INFO, NULL, "stopped");
-	if (ready_fd < 0 && conf->pid_file && *conf->pid_file)
-		unlink(conf->pid_file);
 out:
+	if (pid_file && *pid_file)
+		unlink(pid_file);
 	sqc_timer_cancel_all();
 	sqc_fetch_cancel_all();
 	sqc_offload_free();

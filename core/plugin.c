@@ -121,6 +121,15 @@ sqc_plugin_cleanup_after(pid_t pid)
 	closedir(d);
 }
 
+/* Gives the private folder to the user the server drops to. */
+int
+sqc_plugin_chown(uid_t uid, gid_t gid)
+{
+	if (private_dir && chown(private_dir, uid, gid) != 0)
+		return -errno;
+	return 0;
+}
+
 /* Removes the private folder; every module is unloaded by then. */
 void
 sqc_plugin_shutdown(void)

@@ -7,6 +7,7 @@
 
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -259,4 +260,70 @@ Test(cli, sigusr1_reopens_access_log)
 	cr_assert_not_null(strstr(text, "\"GET /hello?second HTTP/1.1\" 200"),
 	    "%s", text);
 	free(text);
+}
+
+static long
+uid_of(pid_t pid)
+{
+	char path[64], *text, *p;
+	long uid = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	text = t_read(path, NULL);
+	if ((p = strstr(text, "\nUid:")) != NULL)
+		uid = strtol(p + 5, NULL, 10);
+	free(text);
+	return uid;
+}
+
+Test(cli, user_drops_root_after_binding)
+{
+	struct passwd *pw = getpwnam("nobody");
+
+	if (geteuid() != 0 || pw == NULL)
+		cr_skip_test("needs root and a user nobody");
+	char so[400], ini[1024];
+
+	/* everything nobody reads on a reload lives in the test's folder */
+	memset(&s, 0, sizeof(s));
+	t_tmpdir(s.dir, sizeof(s.dir));
+	chmod(s.dir, 0755);
+	snprintf(so, sizeof(so), "%s/hello.so", s.dir);
+	snprintf(ini, sizeof(ini), "%s/hello.so", t_plugin_dir());
+	t_copy(ini, so);
+	chmod(so, 0755);
+	srv_start_in(&s, "[server]\nlisten = 127.0.0.1:0\nplugin_dir = .\n"
+	    "user = nobody\n[route /hello]\nplugin = hello\n");
+	cr_assert_eq(srv_wait_log(&s, "running as user nobody", 1, 3000), 0);
+	cr_assert_eq(uid_of(s.pid), (long)pw->pw_uid);
+	t_expect_status(s.port, "/hello", 200);
+	/* reloads still load plugins, now as nobody */
+	t_write(s.ini, "[server]\nlisten = 127.0.0.1:0\nplugin_dir = .\n"
+	    "user = nobody\n[route /hello]\nplugin = hello\ntext = again\n");
+	chmod(s.ini, 0644);
+	cr_assert_eq(srv_reload(&s), 0);
+	{
+		struct resp r;
+
+		http_get(s.port, "/hello", &r);
+		cr_assert_str_eq(r.body, "again");
+		resp_free(&r);
+	}
+	cr_assert_eq(srv_stop(&s), 0);
+}
+
+Test(cli, unknown_user_is_an_error)
+{
+	char *out, dir[256], ini[400];
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root");
+	t_tmpdir(dir, sizeof(dir));
+	snprintf(ini, sizeof(ini), "%s/squall.ini", dir);
+	t_write(ini, "[server]\nlisten = 127.0.0.1:0\nuser = no-such-user-x\n");
+	cr_assert_eq(t_run_squalld(&out, "-c", ini, NULL), 1);
+	cr_assert_not_null(strstr(out, "user 'no-such-user-x': no such user"),
+	    "%s", out);
+	free(out);
+	t_rm_rf(dir);
 }

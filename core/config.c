@@ -665,6 +665,7 @@ sqc_config_load(const char *file, char *err, size_t errlen)
 	return c;
 }
 
+/* Frees a configuration from sqc_config_load; NULL is fine. */
 void
 sqc_config_free(struct sqc_config *c)
 {

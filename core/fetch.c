@@ -194,6 +194,7 @@ sqc_fetch_set_origin(const char *o)
 	return 0;
 }
 
+/* A reload changed max_fetches: start what the new cap allows. */
 void
 sqc_fetch_set_max(size_t max)
 {
@@ -791,6 +792,7 @@ sq_fetch_group_cancel(struct sq_fetch_group *g)
 
 /* ---- shutdown -------------------------------------------------------- */
 
+/* Fetches queued or running (not those waiting for their callback). */
 size_t
 sqc_fetch_pending(void)
 {
@@ -819,6 +821,7 @@ sqc_fetch_cancel_all(void)
 	}
 }
 
+/* At exit: cancels what is left, then frees the client. */
 void
 sqc_fetch_free(void)
 {

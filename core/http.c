@@ -951,6 +951,7 @@ sqc_http_origin(const struct sqc_server *s)
 	return s->origin;
 }
 
+/* Requests accepted and not yet answered (or aborted). */
 size_t
 sqc_http_inflight(const struct sqc_server *s)
 {
@@ -991,6 +992,7 @@ sqc_http_abort_all(struct sqc_server *s)
 	}
 }
 
+/* At exit: ends pending requests, closes every connection. */
 void
 sqc_http_free(struct sqc_server *s)
 {

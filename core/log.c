@@ -110,6 +110,7 @@ sqc_log_reopen(void)
 	return rc;
 }
 
+/* At exit: back to stderr, files closed. */
 void
 sqc_log_close(void)
 {
@@ -161,6 +162,7 @@ write_line(int fd, char *buf, size_t len, size_t cap)
 	}
 }
 
+/* sqc_log with a va_list. */
 void
 sqc_vlog(enum sq_log_level level, const char *who, const char *fmt,
     va_list ap)

@@ -157,6 +157,7 @@ sq_offload(struct sq_inst *inst, void (*work)(void *),
 	return j;
 }
 
+/* Jobs whose done callback has not run yet. */
 size_t
 sqc_offload_pending(void)
 {

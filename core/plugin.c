@@ -141,6 +141,7 @@ sqc_plugin_shutdown(void)
 	}
 }
 
+/* Plugin versions loaded now (tests and the reload log line). */
 unsigned
 sqc_module_count(void)
 {
@@ -522,6 +523,7 @@ sq_strerror(int err)
 	return strerror(err < 0 ? -err : err);
 }
 
+/* Takes a reference: the instance and its code stay until unref. */
 void
 sqc_inst_ref(struct sq_inst *inst)
 {
@@ -719,12 +721,14 @@ sqc_gen_release(struct sqc_gen *g)
 		gen_free(g);
 }
 
+/* The instance for a normalised path, or NULL; see sqc_router_match. */
 struct sq_inst *
 sqc_gen_route(struct sqc_gen *g, const char *path, const char **rest)
 {
 	return sqc_router_match(g->router, path, rest);
 }
 
+/* Routes of the generation; *reused gets how many kept an instance. */
 size_t
 sqc_gen_count(const struct sqc_gen *g, size_t *reused)
 {

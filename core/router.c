@@ -26,12 +26,14 @@ struct sqc_router {
 	size_t		 n;
 };
 
+/* An empty router, or NULL when out of memory. */
 struct sqc_router *
 sqc_router_new(void)
 {
 	return calloc(1, sizeof(struct sqc_router));
 }
 
+/* Frees the router (not the data of its routes). */
 void
 sqc_router_free(struct sqc_router *r)
 {

@@ -58,6 +58,7 @@ sqc_signals_init(struct event_base *base,
 	return 0;
 }
 
+/* At exit: removes the signal events. */
 void
 sqc_signals_free(void)
 {

@@ -27,6 +27,7 @@ static struct event_base *tbase;
 static struct sq_timer *timers;
 static size_t ntimers;
 
+/* Timers run on base from now on. */
 void
 sqc_timer_init(struct event_base *base)
 {
@@ -102,6 +103,7 @@ sqc_timer_cancel_all(void)
 	}
 }
 
+/* Timers that have not called back yet. */
 size_t
 sqc_timer_pending(void)
 {

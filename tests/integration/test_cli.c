@@ -101,7 +101,7 @@ Test(cli, check_config_data_cases)
 			size_t len = strcspn(line, "\n");
 
 			if (strncmp(line, "; exit: ", 8) == 0)
-				want = atoi(line + 8);
+				want = (int)strtol(line + 8, NULL, 10);
 			else if (strncmp(line, "; output: ", 10) == 0) {
 				snprintf(what, sizeof(what), "%.*s",
 				    (int)(len - 10), line + 10);

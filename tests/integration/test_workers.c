@@ -100,7 +100,7 @@ ready_pids(int *out, int max)
 
 		p += strlen(PACKAGE_VERSION " ready: ");
 		if (q && q < strchr(p, '\n'))
-			out[n++] = atoi(q + 6);
+			out[n++] = (int)strtol(q + 6, NULL, 10);
 	}
 	free(log);
 	return n;

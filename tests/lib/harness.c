@@ -178,7 +178,7 @@ srv_start_in(struct srv *s, const char *ini_text)
 	p = strstr(log, "listening on 127.0.0.1:");
 	cr_assert_not_null(p, "no listening line in:\n%s", log);
 	snprintf(line, sizeof(line), "%s", p + strlen("listening on 127.0.0.1:"));
-	s->port = atoi(line);
+	s->port = (int)strtol(line, NULL, 10);
 	free(log);
 	cr_assert(s->port > 0);
 }

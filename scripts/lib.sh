@@ -4,7 +4,7 @@
 
 SQ_BUILD_DEPS="gcc make autoconf automake libtool pkg-config libevent-dev
 libcurl4-openssl-dev libjson-c-dev libinih-dev"
-SQ_TEST_DEPS="libcriterion-dev mandoc curl valgrind"
+SQ_TEST_DEPS="libcriterion-dev mandoc curl valgrind nginx-light supervisor"
 
 say() { printf '==> %s\n' "$*" >&2; }
 

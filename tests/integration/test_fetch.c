@@ -444,33 +444,12 @@ Test(fetch, offload_pool_keeps_the_loop_free)
 
 Test(fetch, default_config_serves_data_and_multi_offline)
 {
-	char path[512], *text, *line, *ini;
-	size_t cap, n = 0;
-	char *b;
+	char *ini = t_default_ini(NULL), *b;
 
-	/* etc/squall.ini with the two build-tree paths and port 0 */
-	snprintf(path, sizeof(path), "%s/etc/squall.ini", t_srcdir());
-	text = t_read(path, NULL);
-	cap = strlen(text) + 4096;
-	ini = calloc(1, cap);
-	for (line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-		if (strncmp(line, "listen", 6) == 0)
-			n += (size_t)snprintf(ini + n, cap - n,
-			    "listen = 127.0.0.1:0\n");
-		else if (strncmp(line, "plugin_dir", 10) == 0)
-			n += (size_t)snprintf(ini + n, cap - n,
-			    "plugin_dir = %s\n", t_plugin_dir());
-		else if (strncmp(line, "root = ../web", 13) == 0)
-			n += (size_t)snprintf(ini + n, cap - n,
-			    "root = %s/web\n", t_srcdir());
-		else
-			n += (size_t)snprintf(ini + n, cap - n, "%s\n", line);
-	}
 	memset(&s, 0, sizeof(s));
 	t_tmpdir(s.dir, sizeof(s.dir));
 	srv_start_in(&s, ini);
 	free(ini);
-	free(text);
 	cr_assert_eq(get("/data", &b), 200);
 	cr_assert_not_null(strstr(b, "{\"data\":{\"name\":\"first\""), "%s", b);
 	free(b);

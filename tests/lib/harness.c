@@ -330,6 +330,37 @@ srv_cleanup(struct srv *s)
 	    hit - 200 : log);
 }
 
+char *
+t_default_ini(const char *xheaders)
+{
+	char path[512], *text, *line, *save, *ini;
+	size_t cap, n = 0;
+
+	snprintf(path, sizeof(path), "%s/etc/squall.ini", t_srcdir());
+	text = t_read(path, NULL);
+	cap = strlen(text) + 4096;
+	ini = calloc(1, cap);
+	for (line = strtok_r(text, "\n", &save); line;
+	    line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "listen", 6) == 0)
+			n += (size_t)snprintf(ini + n, cap - n,
+			    "listen = 127.0.0.1:0\n");
+		else if (strncmp(line, "plugin_dir", 10) == 0)
+			n += (size_t)snprintf(ini + n, cap - n,
+			    "plugin_dir = %s\n", t_plugin_dir());
+		else if (strncmp(line, "root = ../web", 13) == 0)
+			n += (size_t)snprintf(ini + n, cap - n,
+			    "root = %s/web\n", t_srcdir());
+		else if (xheaders && strncmp(line, "xheaders", 8) == 0)
+			n += (size_t)snprintf(ini + n, cap - n,
+			    "xheaders = %s\n", xheaders);
+		else
+			n += (size_t)snprintf(ini + n, cap - n, "%s\n", line);
+	}
+	free(text);
+	return ini;
+}
+
 int
 t_run_squalld(char **out, const char *arg, ...)
 {

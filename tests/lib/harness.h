@@ -66,6 +66,13 @@ int	 srv_wait_exit(struct srv *s, int timeout_ms);
 int	 srv_reload(struct srv *s);
 void	 srv_cleanup(struct srv *s);
 
+/*
+ * etc/squall.ini as shipped, made to run from the build tree: listen on
+ * 127.0.0.1:0, the built plugins, the source tree's web/; with xheaders
+ * set to "on" or "off" when not NULL. Malloc'ed.
+ */
+char	*t_default_ini(const char *xheaders);
+
 /* Runs squalld with args (NULL-terminated); stderr in *out. */
 int	 t_run_squalld(char **out, const char *arg, ...);
 

@@ -1,0 +1,343 @@
+/*
+ * test_deploy.c - the deployment of SPEC section 8 with the real
+ * components: supervisord runs two squalld from etc/supervisor/squall.conf,
+ * nginx from etc/nginx/squall.conf balances over them, and traffic goes
+ * through nginx. The files are used as shipped, with their paths and
+ * ports pointed at the build tree and free loopback ports (and without
+ * supervisor's user=, since the build tree may not be readable by
+ * www-data). Skipped when nginx or supervisord is not installed (as
+ * scripts/test installs both, never in CI).
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+struct deploy {
+	char	 dir[256];
+	int	 port[2];	/* the two squalld */
+	int	 front;		/* nginx */
+	pid_t	 supervisord, nginx;
+	char	 sup_conf[400];
+};
+
+static struct deploy d;
+
+static int
+have(const char *prog)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null 2>&1", prog);
+	return system(cmd) == 0;
+}
+
+/* Replaces every occurrence of from by to in a malloc'ed string. */
+static char *
+replace(char *text, const char *from, const char *to)
+{
+	size_t fl = strlen(from), tl = strlen(to), n = 0;
+	char *p, *out, *o;
+
+	for (p = text; (p = strstr(p, from)) != NULL; p += fl)
+		n++;
+	out = malloc(strlen(text) + n * (tl + 1) + 1);
+	for (p = text, o = out; *p;) {
+		if (strncmp(p, from, fl) == 0) {
+			memcpy(o, to, tl);
+			o += tl;
+			p += fl;
+		} else
+			*o++ = *p++;
+	}
+	*o = '\0';
+	free(text);
+	return out;
+}
+
+static char *
+shipped(const char *rel)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/etc/%s", t_srcdir(), rel);
+	return t_read(path, NULL);
+}
+
+static pid_t
+spawn(char *const argv[], const char *log)
+{
+	pid_t pid = fork();
+
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		FILE *fp = fopen(log, "w");
+
+		if (fp) {
+			dup2(fileno(fp), STDOUT_FILENO);
+			dup2(fileno(fp), STDERR_FILENO);
+		}
+		setpgid(0, 0);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static void
+wait_accepting(int port, const char *what)
+{
+	long deadline = t_now_ms() + 20000;
+	int fd;
+
+	while ((fd = t_connect(port)) < 0) {
+		cr_assert_lt(t_now_ms(), deadline, "%s never accepted on port "
+		    "%d", what, port);
+		usleep(20 * 1000);
+	}
+	close(fd);
+}
+
+static char *log_path(int i, char *buf, size_t len);
+
+/* Stops everything; a sanitizer report in a server's log fails the test. */
+static void
+teardown(void)
+{
+	char path[400], *log, *hit = NULL;
+	int st;
+
+	if (d.nginx > 0) {
+		kill(-d.nginx, SIGTERM);
+		waitpid(d.nginx, &st, 0);
+	}
+	if (d.supervisord > 0) {
+		kill(d.supervisord, SIGTERM);	/* stops its programs */
+		waitpid(d.supervisord, &st, 0);
+	}
+	for (int i = 0; i < 2 && d.dir[0] && hit == NULL; i++) {
+		log = t_read(log_path(i, path, sizeof(path)), NULL);
+		if ((hit = strstr(log, "Sanitizer")) == NULL &&
+		    (hit = strstr(log, "runtime error:")) == NULL)
+			free(log);
+	}
+	t_rm_rf(d.dir);
+	if (hit)
+		cr_assert_fail("squalld under supervisord reported:\n%.3000s",
+		    hit);
+}
+
+TestSuite(deploy, .fini = teardown, .timeout = 90);
+
+static void
+start_deployment(void)
+{
+	char path[512], ports[2][16], front[16], *text, *ini;
+	char *sup_argv[] = { "supervisord", "-n", "-c", d.sup_conf, NULL };
+	char ngx_conf[400], *ngx_argv[] = { "nginx", "-c", ngx_conf, "-p",
+	    d.dir, NULL };
+	char squalld[512];
+
+	memset(&d, 0, sizeof(d));
+	if (!have("supervisord") || !have("nginx"))
+		cr_skip_test("nginx and supervisord are needed (Debian: "
+		    "nginx-light supervisor)");
+	t_tmpdir(d.dir, sizeof(d.dir));
+	for (int i = 0; i < 2; i++) {
+		d.port[i] = t_free_port();
+		snprintf(ports[i], sizeof(ports[i]), "%d", d.port[i]);
+	}
+	d.front = t_free_port();
+	snprintf(front, sizeof(front), "%d", d.front);
+
+	/* squall.ini as shipped, with xheaders on as the nginx file asks */
+	ini = t_default_ini("on");
+	snprintf(path, sizeof(path), "%s/squall.ini", d.dir);
+	t_write(path, "%s", ini);
+	free(ini);
+
+	/* etc/supervisor/squall.conf, pointed at the build tree */
+	text = shipped("supervisor/squall.conf");
+	snprintf(squalld, sizeof(squalld), "%s/core/squalld", t_builddir());
+	text = replace(text, "/usr/local/sbin/squalld", squalld);
+	text = replace(text, "/usr/local/etc/squall/squall.ini", path);
+	{
+		char from[2][16] = { "-p 8000", "-p 8001" }, to[16];
+
+		for (int i = 0; i < 2; i++) {
+			snprintf(to, sizeof(to), "-p %d", d.port[i]);
+			text = replace(text, from[i], to);
+		}
+	}
+	text = replace(text, "/var/log/squall", d.dir);
+	text = replace(text, "user=www-data\n", "");
+	snprintf(path, sizeof(path), "%s/programs.conf", d.dir);
+	t_write(path, "%s", text);
+	free(text);
+	snprintf(d.sup_conf, sizeof(d.sup_conf), "%s/supervisord.conf", d.dir);
+	t_write(d.sup_conf,
+	    "[supervisord]\nlogfile=%s/supervisord.log\npidfile=%s/sd.pid\n"
+	    "childlogdir=%s\n"
+	    "[unix_http_server]\nfile=%s/supervisor.sock\n"
+	    "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = "
+	    "supervisor.rpcinterface:make_main_rpcinterface\n"
+	    "[supervisorctl]\nserverurl=unix://%s/supervisor.sock\n"
+	    "[include]\nfiles = %s\n", d.dir, d.dir, d.dir, d.dir, d.dir,
+	    path);
+	d.supervisord = spawn(sup_argv, "/dev/null");
+	wait_accepting(d.port[0], "squalld (first program)");
+	wait_accepting(d.port[1], "squalld (second program)");
+
+	/* etc/nginx/squall.conf in an http block of our own */
+	text = shipped("nginx/squall.conf");
+	text = replace(text, "127.0.0.1:8000", "127.0.0.1:PORT0");
+	text = replace(text, "127.0.0.1:8001", "127.0.0.1:PORT1");
+	text = replace(text, "PORT0", ports[0]);
+	text = replace(text, "PORT1", ports[1]);
+	text = replace(text, "listen 80;", "listen 127.0.0.1:FRONT;");
+	text = replace(text, "FRONT", front);
+	snprintf(ngx_conf, sizeof(ngx_conf), "%s/nginx.conf", d.dir);
+	t_write(ngx_conf, "daemon off;\nworker_processes 1;\npid %s/nginx.pid;\n"
+	    "error_log %s/nginx-error.log warn;\nevents { }\nhttp {\n"
+	    "access_log off;\nclient_body_temp_path %s;\nproxy_temp_path %s;\n"
+	    "%s}\n", d.dir, d.dir, d.dir, d.dir, text);
+	free(text);
+	d.nginx = spawn(ngx_argv, "/dev/null");
+	wait_accepting(d.front, "nginx");
+}
+
+/* The log supervisord keeps of program i (its stdout_logfile). */
+static char *
+log_path(int i, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/squall-%s.log", d.dir, i == 0 ? "8000" :
+	    "8001");
+	return buf;
+}
+
+static int
+log_count(int i, const char *text)
+{
+	char path[400], *log, *p;
+	int n = 0;
+
+	log = t_read(log_path(i, path, sizeof(path)), NULL);
+	for (p = log; (p = strstr(p, text)) != NULL; p += strlen(text))
+		n++;
+	free(log);
+	return n;
+}
+
+/* GET through nginx from a chosen local address (127.0.0.x). */
+static long
+get_from(const char *src, const char *path, char **body)
+{
+	char url[256];
+	CURL *c = curl_easy_init();
+	long status = 0;
+	FILE *mem;
+	size_t len = 0;
+
+	*body = NULL;
+	mem = open_memstream(body, &len);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", d.front, path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_INTERFACE, src);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, mem);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	fclose(mem);
+	curl_easy_cleanup(c);
+	return status;
+}
+
+Test(deploy, nginx_balances_over_two_supervised_servers)
+{
+	char *body;
+
+	start_deployment();
+	for (int i = 0; i < 20; i++) {
+		cr_assert_eq(get_from("127.0.0.1", "/hello", &body), 200);
+		cr_assert_str_eq(body, "Hello, world");
+		free(body);
+	}
+	cr_assert_gt(log_count(0, "\"GET /hello HTTP/1.1\" 200"), 0,
+	    "the first server got nothing");
+	cr_assert_gt(log_count(1, "\"GET /hello HTTP/1.1\" 200"), 0,
+	    "the second server got nothing");
+	cr_assert_eq(get_from("127.0.0.1", "/data", &body), 200);
+	cr_assert_not_null(strstr(body, "{\"data\":"), "%s", body);
+	free(body);
+	cr_assert_eq(get_from("127.0.0.1", "/multi", &body), 200);
+	cr_assert_not_null(strstr(body, "\"second\":"), "%s", body);
+	free(body);
+	cr_assert_eq(get_from("127.0.0.1", "/", &body), 200);
+	free(body);
+}
+
+Test(deploy, client_address_comes_from_nginx)
+{
+	char *body;
+
+	start_deployment();
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(get_from("127.0.0.7", "/hello", &body), 200);
+		free(body);
+	}
+	cr_assert_gt(log_count(0, "127.0.0.7 - - [") +
+	    log_count(1, "127.0.0.7 - - ["), 0, "squall logged nginx's "
+	    "address, not the client's");
+}
+
+static pid_t
+program_pid(const char *name)
+{
+	char cmd[600];
+	FILE *p;
+	int pid = 0;
+
+	snprintf(cmd, sizeof(cmd), "supervisorctl -c %s pid %s", d.sup_conf,
+	    name);
+	if ((p = popen(cmd, "r")) != NULL) {
+		if (fscanf(p, "%d", &pid) != 1)
+			pid = 0;
+		pclose(p);
+	}
+	return pid;
+}
+
+Test(deploy, supervisor_restarts_a_dead_server)
+{
+	pid_t old, now;
+	char *body;
+	long deadline;
+
+	start_deployment();
+	old = program_pid("squall:squall-8000");
+	cr_assert_gt(old, 0, "supervisorctl does not know squall-8000");
+	cr_assert_eq(kill(old, SIGKILL), 0);
+	/* nginx sends the requests meanwhile to the other server */
+	for (int i = 0; i < 10; i++) {
+		cr_assert_eq(get_from("127.0.0.1", "/hello", &body), 200);
+		free(body);
+	}
+	deadline = t_now_ms() + 20000;
+	while ((now = program_pid("squall:squall-8000")) <= 0 || now == old) {
+		cr_assert_lt(t_now_ms(), deadline, "not restarted");
+		usleep(50 * 1000);
+	}
+	wait_accepting(d.port[0], "the restarted squalld");
+	cr_assert_eq(get_from("127.0.0.1", "/hello", &body), 200);
+	free(body);
+}

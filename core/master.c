@@ -141,7 +141,8 @@ reap(int stopping)
 
 /*
  * Waits until every worker has written its ready byte. A worker that
- * exits first (a port in use, a plugin that fails) fails the start.
+ * exits first (a port in use, a plugin that fails) fails the start (-1);
+ * SIGTERM or SIGINT meanwhile ends it (1).
  */
 static int
 wait_ready(int fd, int timeout_s)
@@ -161,7 +162,11 @@ wait_ready(int fd, int timeout_s)
 		if (reap(1) > 0 || running() < nworkers - ready ||
 		    now_s() > deadline)
 			return -1;
-		(void)sigtimedwait(&caught, NULL, &ts);
+		switch (sigtimedwait(&caught, NULL, &ts)) {
+		case SIGTERM:
+		case SIGINT:
+			return 1;
+		}
 	}
 	return 0;
 }
@@ -174,7 +179,7 @@ int
 sqc_master_run(size_t n, const char *pid_file, long long shutdown_timeout,
     int (*worker_main)(int ready_fd, int index))
 {
-	int fds[2], status = 0;
+	int fds[2], status = 0, rc = 0;
 	time_t deadline = 0;
 	int stopping = 0;
 
@@ -191,15 +196,19 @@ sqc_master_run(size_t n, const char *pid_file, long long shutdown_timeout,
 	if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) {
 		sqc_log(SQ_LOG_ERROR, NULL, "cannot create a pipe: %s",
 		    strerror(errno));
+		free(workers);
 		return 1;
 	}
 	ready_rd = fds[0];
 	for (size_t i = 0; i < n; i++)
 		if (spawn(i, fds[1], worker_main) < 0)
 			break;
-	if (running() < n || wait_ready(fds[0], 60) != 0) {
-		sqc_log(SQ_LOG_ERROR, NULL, "the workers did not start: "
-		    "stopping");
+	if (running() < n || (rc = wait_ready(fds[0], 60)) != 0) {
+		if (rc > 0)
+			sqc_log(SQ_LOG_INFO, NULL, "stopped while starting");
+		else
+			sqc_log(SQ_LOG_ERROR, NULL, "the workers did not "
+			    "start: stopping");
 		signal_all(SIGTERM);
 		while (running() > 0) {
 			struct timespec ts = { 0, 50 * 1000 * 1000 };
@@ -207,8 +216,10 @@ sqc_master_run(size_t n, const char *pid_file, long long shutdown_timeout,
 			reap(1);
 			(void)sigtimedwait(&caught, NULL, &ts);
 		}
+		close(fds[0]);
+		close(fds[1]);
 		free(workers);
-		return 1;
+		return rc > 0 ? 0 : 1;
 	}
 	if (sqc_pid_file_write(pid_file) != 0) {
 		stopping = 1;

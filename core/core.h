@@ -161,6 +161,9 @@ struct sqc_server *sqc_http_new(struct event_base *base, int reuseport);
 int	 sqc_http_listen(struct sqc_server *s, const struct sqc_config *c,
 	    int port_override, char *err, size_t errlen);
 const char *sqc_http_origin(const struct sqc_server *s);
+struct evhttp_request;
+void	 sqc_http_log_access(struct evhttp_request *ev, const char *client,
+	    int status, size_t bytes);
 void	 sqc_http_apply(struct sqc_server *s, const struct sqc_config *c,
 	    struct sqc_gen *gen);
 void	 sqc_http_stop_accepting(struct sqc_server *s);
@@ -189,6 +192,15 @@ void	 sqc_fetch_free(void);
 int	 sqc_offload_init(struct event_base *base, size_t nthreads);
 size_t	 sqc_offload_pending(void);
 void	 sqc_offload_free(void);
+
+/* ---- ws.c ------------------------------------------------------------- */
+
+int	 sqc_ws_init(struct event_base *base, char *err, size_t errlen);
+int	 sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
+	    const char *client, int *status);
+size_t	 sqc_ws_count(void);
+void	 sqc_ws_stop(void);
+void	 sqc_ws_free(void);
 
 /* ---- signals.c -------------------------------------------------------- */
 

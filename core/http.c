@@ -268,9 +268,10 @@ client_addr(const struct sqc_server *s, struct evhttp_request *ev,
 		snprintf(out, len, "%s", fwd);
 }
 
-static void
-log_access(struct evhttp_request *ev, const char *client, int status,
-    size_t bytes)
+/* One access log line for ev (the WebSocket hand-over logs its 101). */
+void
+sqc_http_log_access(struct evhttp_request *ev, const char *client,
+    int status, size_t bytes)
 {
 	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
 	const char *uri = evhttp_request_get_uri(ev);
@@ -320,7 +321,7 @@ reply_plain(const struct sqc_server *s, struct evhttp_request *ev,
 	if (b)
 		evbuffer_add_printf(b, "%d %s\n", status, reason_phrase(status));
 	len = b ? evbuffer_get_length(b) : 0;
-	log_access(ev, client, status, len);
+	sqc_http_log_access(ev, client, status, len);
 	evhttp_send_reply(ev, status, reason_phrase(status), b);
 	if (b)
 		evbuffer_free(b);
@@ -391,7 +392,7 @@ req_gone(struct sq_req *req)
 	req->conn = NULL;
 	if (ev) {
 		/* nginx's 499: the client closed the connection */
-		log_access(ev, req->client, 499, 0);
+		sqc_http_log_access(ev, req->client, 499, 0);
 		if (evhttp_request_get_connection(ev) == NULL)
 			evhttp_request_free(ev);
 	}
@@ -479,9 +480,19 @@ dispatch(struct evhttp_request *ev, void *arg)
 		return;
 	}
 	if (is_upgrade(ev)) {
+		char client[INET6_ADDRSTRLEN];
+		int status;
+
 		free(path);
-		/* the WebSocket bridge is not part of this build yet */
-		reply_plain(s, ev, inst->desc->ws_open ? 501 : 400, NULL, NULL);
+		if (inst->desc->ws_open == NULL) {
+			reply_plain(s, ev, 400, NULL, NULL);
+			return;
+		}
+		client_addr(s, ev, client, sizeof(client));
+		/* after a hand-over, ev is gone */
+		if (sqc_ws_upgrade(ev, inst, client, &status) != 0)
+			reply_plain(s, ev, status, status == 426 ?
+			    "Sec-WebSocket-Version" : NULL, "13");
 		return;
 	}
 	if (inst->desc->handle == NULL) {
@@ -641,7 +652,7 @@ finish(struct sq_req *req, int status, struct evbuffer *buf)
 		if (req->inst && evhttp_request_get_command(req->ev) ==
 		    EVHTTP_REQ_HEAD)
 			bytes = 0;
-		log_access(req->ev, req->client, status, bytes);
+		sqc_http_log_access(req->ev, req->client, status, bytes);
 		evhttp_send_reply(req->ev, status, NULL, buf);
 		req->ev = NULL;
 	}

@@ -130,8 +130,9 @@ sqc_log_close(void)
 static const char *
 now_text(int slot, const char *fmt)
 {
-	static time_t last[2] = { -1, -1 };
-	static char text[2][64];
+	/* per thread: the WebSocket thread logs too */
+	static __thread time_t last[2] = { -1, -1 };
+	static __thread char text[2][64];
 	time_t now = time(NULL);
 	struct tm tm;
 

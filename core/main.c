@@ -137,7 +137,7 @@ drain_check(evutil_socket_t fd, short what, void *arg)
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (sqc_http_inflight(server) == 0 &&
-	    sqc_http_unflushed(server) == 0) {
+	    sqc_http_unflushed(server) == 0 && sqc_ws_count() == 0) {
 		event_base_loopexit(base, NULL);
 		return;
 	}
@@ -162,6 +162,7 @@ stop(void)
 	    sqc_http_inflight(server),
 	    sqc_http_inflight(server) == 1 ? "" : "s");
 	sqc_http_stop_accepting(server);
+	sqc_ws_stop();		/* WebSockets close with 1001 */
 	clock_gettime(CLOCK_MONOTONIC, &stop_deadline);
 	stop_deadline.tv_sec += conf->shutdown_timeout;
 	drain_ev = event_new(base, -1, EV_PERSIST, drain_check, NULL);
@@ -360,6 +361,10 @@ serve(int ready_fd)
 		    strerror(-rc));
 		goto out;
 	}
+	if (sqc_ws_init(base, err, sizeof(err)) != 0) {
+		sqc_log(SQ_LOG_ERROR, NULL, "%s", err);
+		goto out;
+	}
 	if (sqc_signals_init(base, on_signal, NULL) != 0) {
 		sqc_log(SQ_LOG_ERROR, NULL, "cannot install signal handlers");
 		goto out;
@@ -398,6 +403,7 @@ serve(int ready_fd)
 out:
 	if (pid_file && *pid_file)
 		unlink(pid_file);
+	sqc_ws_free();
 	sqc_timer_cancel_all();
 	sqc_fetch_cancel_all();
 	sqc_offload_free();

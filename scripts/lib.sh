@@ -3,8 +3,9 @@
 # shellcheck shell=bash
 
 SQ_BUILD_DEPS="gcc make autoconf automake libtool pkg-config libevent-dev
-libcurl4-openssl-dev libjson-c-dev libinih-dev"
-SQ_TEST_DEPS="libcriterion-dev mandoc curl valgrind nginx-light supervisor"
+libcurl4-openssl-dev libjson-c-dev libinih-dev libwebsockets-dev"
+SQ_TEST_DEPS="libcriterion-dev mandoc curl valgrind nginx-light supervisor
+chromium nodejs"
 
 say() { printf '==> %s\n' "$*" >&2; }
 

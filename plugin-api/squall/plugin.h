@@ -81,7 +81,13 @@ struct sq_plugin {
 	 */
 	void	(*handle)(void *state, struct sq_req *req);
 
-	/* WebSocket (optional). Return non-zero from ws_open to refuse. */
+	/*
+	 * WebSocket (optional). ws_open runs before the handshake is
+	 * answered: return 0 to accept, or an HTTP status (403...) to
+	 * refuse. ws_message gets each whole message; ws_close runs once
+	 * when the session ends, whoever ended it (code as received, or
+	 * 1006 when the connection dropped); after it, ws is gone.
+	 */
 	int	(*ws_open)(void *state, struct sq_ws *ws);
 	void	(*ws_message)(void *state, struct sq_ws *ws, const void *data,
 		    size_t len, int binary);
@@ -237,6 +243,27 @@ void		 sq_fetch_group_start(struct sq_fetch_group *g,
 size_t		 sq_fetch_group_count(struct sq_fetch_group *g);
 struct sq_fetch	*sq_fetch_group_at(struct sq_fetch_group *g, size_t i);
 void		 sq_fetch_group_cancel(struct sq_fetch_group *g);
+
+/*
+ * WebSocket sessions (routes whose plugin has .ws_open). Sends are
+ * copied and queued; sq_ws_broadcast shares one copy among all the
+ * sessions given. A session whose queue passes max_queue bytes (a client
+ * that does not read) is closed with 1008; a message over max_message
+ * closes it with 1009. Set both in ws_open (defaults 64 KiB and 1 MiB).
+ */
+int		 sq_ws_send(struct sq_ws *ws, const void *data, size_t len,
+		    int binary);
+int		 sq_ws_broadcast(struct sq_ws *const *to, size_t n,
+		    const void *data, size_t len, int binary);
+void		 sq_ws_close(struct sq_ws *ws, int code, const char *reason);
+void		 sq_ws_limits(struct sq_ws *ws, size_t max_message,
+		    size_t max_queue);
+const char	*sq_ws_client_ip(struct sq_ws *ws);
+/* A header of the upgrade request (Origin, Host...), or NULL. */
+const char	*sq_ws_header(struct sq_ws *ws, const char *name);
+struct sq_inst	*sq_ws_inst(struct sq_ws *ws);
+void		 sq_ws_set_data(struct sq_ws *ws, void *data);
+void		*sq_ws_data(struct sq_ws *ws);
 
 /*
  * The offload pool: work(arg) runs on a worker thread, where it may

@@ -341,3 +341,27 @@ Test(deploy, supervisor_restarts_a_dead_server)
 	cr_assert_eq(get_from("127.0.0.1", "/hello", &body), 200);
 	free(body);
 }
+
+Test(deploy, chat_through_nginx)
+{
+	struct wsc a;
+	char origin[64], *line;
+
+	start_deployment();
+	snprintf(origin, sizeof(origin), "http://127.0.0.1:%d", d.front);
+	cr_assert_eq(ws_connect(&a, d.front, "/chat", origin), 101,
+	    "the page's own origin through nginx was refused");
+	line = ws_recv_text(&a, 5000);
+	cr_assert_not_null(line);
+	cr_assert(strncmp(line, "[127.0.0.1] joined at ", 22) == 0, "%s",
+	    line);
+	free(line);
+	cr_assert_eq(ws_send(&a, 1, "through nginx", 13), 0);
+	line = ws_recv_text(&a, 5000);
+	cr_assert_not_null(strstr(line, ": through nginx"), "%s", line);
+	free(line);
+	ws_disconnect(&a);
+	cr_assert_eq(ws_connect(&a, d.front, "/chat", "http://evil.example"),
+	    403);
+	ws_disconnect(&a);
+}

@@ -24,6 +24,13 @@
 
 #include "harness.h"
 
+/* A peer that closes must fail a write, not kill the test with SIGPIPE. */
+__attribute__((constructor)) static void
+ignore_sigpipe(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+}
+
 const char *
 t_builddir(void)
 {
@@ -482,9 +489,17 @@ resp_free(struct resp *r)
 int
 t_connect(int port)
 {
+	return t_connect_rcvbuf(port, 0);
+}
+
+int
+t_connect_rcvbuf(int port, int rcvbuf)
+{
 	struct sockaddr_in sa;
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
+	if (fd >= 0 && rcvbuf > 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons((uint16_t)port);
@@ -576,4 +591,191 @@ void
 bg_wait(struct bg *b)
 {
 	pthread_join(b->th, NULL);
+}
+
+/* ---- WebSocket client ------------------------------------------------ */
+
+static int
+fill(struct wsc *c, int timeout_ms)
+{
+	struct pollfd pfd = { c->fd, POLLIN, 0 };
+	ssize_t n;
+
+	if (c->len == sizeof(c->buf) || poll(&pfd, 1, timeout_ms) <= 0)
+		return -1;
+	if ((n = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len)) <= 0)
+		return -1;
+	c->len += (size_t)n;
+	return 0;
+}
+
+int
+ws_connect(struct wsc *c, int port, const char *path, const char *origin)
+{
+	return ws_connect_rcvbuf(c, port, path, origin, 0);
+}
+
+int
+ws_connect_rcvbuf(struct wsc *c, int port, const char *path,
+    const char *origin, int rcvbuf)
+{
+	char req[1024], *end;
+	long deadline = t_now_ms() + 5000;
+	int status = -1;
+
+	memset(c, 0, sizeof(*c));
+	if ((c->fd = t_connect_rcvbuf(port, rcvbuf)) < 0)
+		return -1;
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+	    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+	    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+	    "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n", path, port,
+	    origin ? "Origin: " : "", origin ? origin : "", origin ? "\r\n" :
+	    "");
+	if (write(c->fd, req, strlen(req)) != (ssize_t)strlen(req))
+		return -1;
+	while ((end = memmem(c->buf, c->len, "\r\n\r\n", 4)) == NULL)
+		if (t_now_ms() > deadline || fill(c, 100) != 0)
+			if (t_now_ms() > deadline)
+				return -1;
+	if (sscanf(c->buf, "HTTP/1.1 %d", &status) != 1)
+		return -1;
+	end += 4;
+	c->len -= (size_t)(end - c->buf);
+	memmove(c->buf, end, c->len);
+	return status;
+}
+
+int
+ws_send(struct wsc *c, int opcode, const void *data, size_t len)
+{
+	unsigned char *f = malloc(len + 14), mask[4] = { 1, 2, 3, 4 };
+	size_t n = 0;
+	ssize_t w;
+
+	f[n++] = (unsigned char)(0x80 | opcode);
+	if (len < 126)
+		f[n++] = (unsigned char)(0x80 | len);
+	else if (len < 65536) {
+		f[n++] = 0x80 | 126;
+		f[n++] = (unsigned char)(len >> 8);
+		f[n++] = (unsigned char)len;
+	} else {
+		f[n++] = 0x80 | 127;
+		for (int i = 7; i >= 0; i--)
+			f[n++] = (unsigned char)((uint64_t)len >> (8 * i));
+	}
+	memcpy(f + n, mask, 4);
+	n += 4;
+	for (size_t i = 0; i < len; i++)
+		f[n + i] = ((const unsigned char *)data)[i] ^ mask[i % 4];
+	n += len;
+	for (size_t off = 0; off < n; off += (size_t)w)
+		if ((w = write(c->fd, f + off, n - off)) <= 0) {
+			free(f);
+			return -1;
+		}
+	free(f);
+	return 0;
+}
+
+int
+ws_recv(struct wsc *c, int *opcode, char **data, size_t *len, int *code,
+    int timeout_ms)
+{
+	long deadline = t_now_ms() + timeout_ms;
+	unsigned char *b;
+	size_t need, hdr, plen;
+
+	for (;;) {
+		b = (unsigned char *)c->buf;
+		if (c->len >= 2) {
+			plen = b[1] & 0x7f;
+			hdr = 2;
+			if (plen == 126)
+				hdr = 4;
+			else if (plen == 127)
+				hdr = 10;
+			if (c->len >= hdr) {
+				if (plen == 126)
+					plen = (size_t)b[2] << 8 | b[3];
+				else if (plen == 127) {
+					plen = 0;
+					for (int i = 0; i < 8; i++)
+						plen = plen << 8 | b[2 + i];
+				}
+				need = hdr + plen;
+				if (c->len >= need)
+					break;
+			}
+		}
+		{
+			long left = deadline - t_now_ms();
+
+			if (fill(c, left <= 0 ? 0 : left < 50 ? (int)left :
+			    50) == 0)
+				continue;
+			if (left <= 0)
+				return -1;
+		}
+		{
+			struct pollfd pfd = { c->fd, POLLIN, 0 };
+			char probe;
+
+			if (poll(&pfd, 1, 0) == 1 && recv(c->fd, &probe, 1,
+			    MSG_PEEK) <= 0)
+				return -1;	/* end of stream */
+		}
+	}
+	*opcode = b[0] & 0x0f;
+	*len = plen;
+	*data = malloc(plen + 1);
+	memcpy(*data, b + hdr, plen);
+	(*data)[plen] = '\0';
+	if (code)
+		*code = *opcode == 8 && plen >= 2 ? (b[hdr] << 8 | b[hdr + 1]) :
+		    0;
+	c->len -= need;
+	memmove(c->buf, c->buf + need, c->len);
+	return 0;
+}
+
+char *
+ws_recv_text(struct wsc *c, int timeout_ms)
+{
+	int op;
+	size_t len;
+	char *data;
+
+	while (ws_recv(c, &op, &data, &len, NULL, timeout_ms) == 0) {
+		if (op == 1)
+			return data;
+		free(data);
+		if (op == 8)
+			break;
+	}
+	return NULL;
+}
+
+int
+ws_wait_close(struct wsc *c, int timeout_ms)
+{
+	int op, code;
+	size_t len;
+	char *data;
+
+	while (ws_recv(c, &op, &data, &len, &code, timeout_ms) == 0) {
+		free(data);
+		if (op == 8)
+			return code;
+	}
+	return -1;
+}
+
+void
+ws_disconnect(struct wsc *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
 }

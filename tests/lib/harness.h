@@ -85,6 +85,8 @@ void	 resp_free(struct resp *r);
 char	*raw_exchange(int port, const void *data, size_t len, int timeout_ms,
 	    size_t *outlen);
 int	 t_connect(int port);
+/* With a small SO_RCVBUF, for a client that reads slowly. */
+int	 t_connect_rcvbuf(int port, int rcvbuf);
 /* A loopback port that nothing listens on right now. */
 int	 t_free_port(void);
 /* GET path and fail the test unless the status is the one expected. */
@@ -102,5 +104,31 @@ void	 bg_start(struct bg *b, int port, const char *path);
 /* Joins the thread; b->r then holds the response (resp_free it). */
 void	 bg_wait(struct bg *b);
 long	 t_now_ms(void);
+
+/*
+ * A minimal WebSocket client for the tests: the handshake, masked frames
+ * out, unmasked frames in. Opcodes: 1 text, 2 binary, 8 close, 9 ping.
+ */
+struct wsc {
+	int	 fd;
+	char	 buf[1 << 17];
+	size_t	 len;
+};
+
+/* Handshake on path; origin may be NULL. Returns the HTTP status. */
+int	 ws_connect(struct wsc *c, int port, const char *path,
+	    const char *origin);
+int	 ws_connect_rcvbuf(struct wsc *c, int port, const char *path,
+	    const char *origin, int rcvbuf);
+int	 ws_send(struct wsc *c, int opcode, const void *data, size_t len);
+/* Next frame; 0, or -1 on timeout or end of stream. *data is malloc'ed
+ * and NUL-terminated; for a close frame, *code gets its status. */
+int	 ws_recv(struct wsc *c, int *opcode, char **data, size_t *len,
+	    int *code, int timeout_ms);
+/* Next text message, or NULL. */
+char	*ws_recv_text(struct wsc *c, int timeout_ms);
+/* Waits for the server's close frame: its code, or -1. */
+int	 ws_wait_close(struct wsc *c, int timeout_ms);
+void	 ws_disconnect(struct wsc *c);
 
 #endif

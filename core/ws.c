@@ -1,0 +1,863 @@
+/*
+ * ws.c - the WebSocket bridge: evhttp accepts the upgrade request, the
+ * plugin's ws_open decides on the loop, then the socket is handed over to
+ * libwebsockets, which runs in a thread of its own (the service thread)
+ * and speaks the protocol. Plugins only ever see struct sq_ws, on the
+ * loop.
+ *
+ * Threads. Functions marked [lws thread] run on the service thread and
+ * touch only lws state and the lws-side records (struct link); all the
+ * rest runs on the loop thread and touches only struct sq_ws. The two
+ * talk through two mutex-protected queues: commands to the service thread
+ * (adopt, send, close, stop), woken with lws_cancel_service(), and events
+ * to the loop (message, closed), woken with event_active(). Sessions are
+ * named by id across the threads, never by pointer.
+ *
+ * The hand-over follows shared/notes/websocket-bridge.md: duplicate the
+ * fd, dup2 /dev/null over evhttp's number, free the evhttp connection at
+ * once, and give lws the duplicate with a rebuilt, minimal handshake
+ * (plus any bytes the client sent after it) as its first read.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <libwebsockets.h>
+
+#include "core.h"
+
+#define DEFAULT_MAX_MESSAGE	(64u << 10)
+#define DEFAULT_MAX_QUEUE	(1u << 20)
+
+/* A buffer shared by the recipients of one send or broadcast. */
+struct wbuf {
+	unsigned	 refs;		/* under cmd_lock until handed over */
+	size_t		 len;
+	int		 binary;
+	unsigned char	 data[];	/* LWS_PRE bytes, then the payload */
+};
+
+enum cmd_kind { C_ADOPT, C_SEND, C_CLOSE, C_STOP };
+
+struct cmd {
+	enum cmd_kind	 kind;
+	uint64_t	 id;
+	int		 fd;		/* C_ADOPT */
+	char		*readbuf;	/* C_ADOPT */
+	size_t		 readlen;
+	size_t		 max_message, max_queue;
+	struct wbuf	*buf;		/* C_SEND */
+	int		 code;		/* C_CLOSE */
+	char		 reason[64];
+	STAILQ_ENTRY(cmd) next;
+};
+
+enum ev_kind { E_MESSAGE, E_CLOSED };
+
+struct wev {
+	enum ev_kind	 kind;
+	uint64_t	 id;
+	unsigned char	*data;		/* E_MESSAGE, malloc'ed */
+	size_t		 len;
+	int		 binary;
+	int		 code;		/* E_CLOSED */
+	STAILQ_ENTRY(wev) next;
+};
+
+/* [lws thread] the lws side of a session */
+struct link {
+	uint64_t	 id;
+	struct lws	*wsi;
+	size_t		 max_message, max_queue;
+	unsigned char	*rx;		/* message being reassembled */
+	size_t		 rxlen;
+	struct wbuf	**out;		/* queue of buffers to write */
+	size_t		 nout, outcap, outhead, queued;
+	int		 close_code;	/* to send, once the queue is out */
+	char		 close_reason[64];
+	int		 peer_code;	/* from the client's close frame */
+	int		 established;
+	struct link	*hnext;
+};
+
+/* The loop side, what plugins hold. */
+struct sq_ws {
+	uint64_t	 id;
+	struct sq_inst	*inst;
+	void		*data;
+	char		 client[64];
+	struct evkeyvalq headers;
+	size_t		 max_message, max_queue;
+	int		 closing;	/* sq_ws_close called */
+	int		 opening;	/* inside ws_open: hold commands */
+	STAILQ_HEAD(, cmd) held;	/* sent from ws_open, after ADOPT */
+	struct sq_ws	*hnext;
+};
+
+static struct event_base *wbase;
+static struct lws_context *ctx;
+static struct lws_vhost *vhost;
+static pthread_t thread;
+static int thread_running;
+static int devnull = -1;
+static struct event *wake;
+static uint64_t next_id = 1;
+
+static pthread_mutex_t cmd_lock = PTHREAD_MUTEX_INITIALIZER;
+static STAILQ_HEAD(, cmd) cmds = STAILQ_HEAD_INITIALIZER(cmds);
+static pthread_mutex_t ev_lock = PTHREAD_MUTEX_INITIALIZER;
+static STAILQ_HEAD(, wev) events = STAILQ_HEAD_INITIALIZER(events);
+
+/* loop thread: sessions by id */
+static struct sq_ws *sessions[1024];
+static size_t nsessions;
+
+/* lws thread: links by id, and the stop flag */
+static struct link *links[1024];
+static size_t nlinks;
+static int stopping;		/* lws thread */
+static struct link *adopting;	/* lws thread: set around an adoption */
+
+/* ---- queues ----------------------------------------------------------- */
+
+static void
+push_cmd(struct cmd *c)
+{
+	pthread_mutex_lock(&cmd_lock);
+	STAILQ_INSERT_TAIL(&cmds, c, next);
+	pthread_mutex_unlock(&cmd_lock);
+	lws_cancel_service(ctx);
+}
+
+/* [lws thread] */
+static void
+push_event(enum ev_kind kind, uint64_t id, unsigned char *data, size_t len,
+    int binary, int code)
+{
+	struct wev *e = calloc(1, sizeof(*e));
+
+	if (e == NULL) {
+		free(data);
+		return;
+	}
+	e->kind = kind;
+	e->id = id;
+	e->data = data;
+	e->len = len;
+	e->binary = binary;
+	e->code = code;
+	pthread_mutex_lock(&ev_lock);
+	STAILQ_INSERT_TAIL(&events, e, next);
+	pthread_mutex_unlock(&ev_lock);
+	event_active(wake, EV_READ, 0);
+}
+
+/* Loop thread: a command for w, held back while ws_open runs. */
+static void
+session_cmd(struct sq_ws *w, struct cmd *c)
+{
+	if (w->opening)
+		STAILQ_INSERT_TAIL(&w->held, c, next);
+	else
+		push_cmd(c);
+}
+
+static void
+wbuf_unref(struct wbuf *b)
+{
+	unsigned left;
+
+	pthread_mutex_lock(&cmd_lock);
+	left = --b->refs;
+	pthread_mutex_unlock(&cmd_lock);
+	if (left == 0)
+		free(b);
+}
+
+/* ---- lws side --------------------------------------------------------- */
+
+/* [lws thread] */
+static struct link *
+link_find(uint64_t id)
+{
+	struct link *l;
+
+	for (l = links[id % 1024]; l; l = l->hnext)
+		if (l->id == id)
+			return l;
+	return NULL;
+}
+
+/* [lws thread] */
+static void
+link_free(struct link *l)
+{
+	struct link **pp;
+
+	for (pp = &links[l->id % 1024]; *pp; pp = &(*pp)->hnext)
+		if (*pp == l) {
+			*pp = l->hnext;
+			nlinks--;
+			break;
+		}
+	for (size_t i = l->outhead; i < l->nout; i++)
+		wbuf_unref(l->out[i]);
+	free(l->out);
+	free(l->rx);
+	free(l);
+}
+
+/* [lws thread] asks lws to close the link with code once it can write */
+static void
+link_close(struct link *l, int code, const char *reason)
+{
+	if (l->close_code == 0) {
+		l->close_code = code;
+		snprintf(l->close_reason, sizeof(l->close_reason), "%s",
+		    reason ? reason : "");
+	}
+	if (l->wsi) {
+		lws_callback_on_writable(l->wsi);
+		/* a client that reads nothing any more is dropped anyway */
+		lws_set_timeout(l->wsi, PENDING_TIMEOUT_CLOSE_ACK, 5);
+	}
+}
+
+/* [lws thread] */
+static void
+link_send(struct link *l, struct wbuf *b)
+{
+	if (l->close_code != 0) {
+		wbuf_unref(b);
+		return;
+	}
+	if (l->queued + b->len > l->max_queue) {
+		/*
+		 * A reader this slow would grow our memory without bound. Its
+		 * socket is full, so a close frame would never go out either:
+		 * drop the connection.
+		 */
+		wbuf_unref(b);
+		l->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
+		lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK,
+		    LWS_TO_KILL_ASYNC);
+		return;
+	}
+	if (l->nout == l->outcap) {
+		size_t cap = l->outcap ? l->outcap * 2 : 8;
+		struct wbuf **n;
+
+		if (l->outhead > 0) {
+			memmove(l->out, l->out + l->outhead,
+			    (l->nout - l->outhead) * sizeof(*n));
+			l->nout -= l->outhead;
+			l->outhead = 0;
+		}
+		if (l->nout == l->outcap) {
+			if ((n = realloc(l->out, cap * sizeof(*n))) == NULL) {
+				wbuf_unref(b);
+				link_close(l, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
+				    "out of memory");
+				return;
+			}
+			l->out = n;
+			l->outcap = cap;
+		}
+	}
+	l->out[l->nout++] = b;
+	l->queued += b->len;
+	lws_callback_on_writable(l->wsi);
+}
+
+/* [lws thread] the commands from the loop */
+static void
+run_commands(void)
+{
+	STAILQ_HEAD(, cmd) q = STAILQ_HEAD_INITIALIZER(q);
+	struct cmd *c;
+
+	pthread_mutex_lock(&cmd_lock);
+	STAILQ_CONCAT(&q, &cmds);
+	pthread_mutex_unlock(&cmd_lock);
+	while ((c = STAILQ_FIRST(&q)) != NULL) {
+		struct link *l;
+
+		STAILQ_REMOVE_HEAD(&q, next);
+		switch (c->kind) {
+		case C_ADOPT:
+			if ((l = calloc(1, sizeof(*l))) == NULL) {
+				close(c->fd);
+				push_event(E_CLOSED, c->id, NULL, 0, 0, 1011);
+				break;
+			}
+			l->id = c->id;
+			l->max_message = c->max_message;
+			l->max_queue = c->max_queue;
+			l->hnext = links[l->id % 1024];
+			links[l->id % 1024] = l;
+			nlinks++;
+			adopting = l;
+			l->wsi = lws_adopt_socket_vhost_readbuf(vhost, c->fd,
+			    c->readbuf, c->readlen);
+			adopting = NULL;
+			if (l->wsi == NULL) {
+				/* lws closed the fd; CLOSED may have run */
+				if (link_find(c->id) == l) {
+					push_event(E_CLOSED, c->id, NULL, 0, 0,
+					    1006);
+					link_free(l);
+				}
+			}
+			break;
+		case C_SEND:
+			if ((l = link_find(c->id)) != NULL && l->wsi)
+				link_send(l, c->buf);
+			else
+				wbuf_unref(c->buf);
+			break;
+		case C_CLOSE:
+			if ((l = link_find(c->id)) != NULL)
+				link_close(l, c->code, c->reason);
+			break;
+		case C_STOP:
+			stopping = 1;
+			for (size_t i = 0; i < 1024; i++)
+				for (l = links[i]; l; l = l->hnext)
+					link_close(l,
+					    LWS_CLOSE_STATUS_GOINGAWAY,
+					    "server stopping");
+			break;
+		}
+		free(c->readbuf);
+		free(c);
+	}
+}
+
+/* [lws thread] */
+static int
+on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+    void *in, size_t len)
+{
+	struct link **pl = user, *l = pl ? *pl : NULL;
+
+	switch (reason) {
+	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+		run_commands();
+		return 0;
+	case LWS_CALLBACK_ESTABLISHED:
+		if (adopting == NULL)
+			return -1;
+		*pl = adopting;
+		adopting->wsi = wsi;
+		adopting->established = 1;
+		return 0;
+	case LWS_CALLBACK_RECEIVE: {
+		unsigned char *nrx;
+
+		if (l == NULL)
+			return -1;
+		if (l->rxlen + len > l->max_message) {
+			lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+			    (unsigned char *)"message too large", 17);
+			return -1;
+		}
+		if ((nrx = realloc(l->rx, l->rxlen + len + 1)) == NULL)
+			return -1;
+		l->rx = nrx;
+		memcpy(l->rx + l->rxlen, in, len);
+		l->rxlen += len;
+		l->rx[l->rxlen] = '\0';
+		if (lws_is_final_fragment(wsi) &&
+		    lws_remaining_packet_payload(wsi) == 0) {
+			push_event(E_MESSAGE, l->id, l->rx, l->rxlen,
+			    lws_frame_is_binary(wsi), 0);
+			l->rx = NULL;
+			l->rxlen = 0;
+		}
+		return 0;
+	}
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		if (l == NULL)
+			return -1;
+		if (l->outhead < l->nout) {
+			struct wbuf *b = l->out[l->outhead++];
+			int n = lws_write(wsi, b->data + LWS_PRE, b->len,
+			    b->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+
+			l->queued -= b->len;
+			wbuf_unref(b);
+			if (n < 0)
+				return -1;
+			if (l->outhead < l->nout || l->close_code)
+				lws_callback_on_writable(wsi);
+			return 0;
+		}
+		if (l->close_code) {
+			lws_close_reason(wsi, (enum lws_close_status)
+			    l->close_code, (unsigned char *)l->close_reason,
+			    strlen(l->close_reason));
+			return -1;
+		}
+		return 0;
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		if (l && len >= 2)
+			l->peer_code = ((unsigned char *)in)[0] << 8 |
+			    ((unsigned char *)in)[1];
+		return 0;
+	case LWS_CALLBACK_CLOSED:
+		if (l == NULL)
+			return 0;
+		push_event(E_CLOSED, l->id, NULL, 0, 0, l->peer_code ?
+		    l->peer_code : l->close_code ? l->close_code : 1006);
+		link_free(l);
+		*pl = NULL;
+		return 0;
+	default:
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
+	}
+}
+
+static const struct lws_protocols protocols[] = {
+	{ "squall", on_lws, sizeof(struct link *), 4096, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
+/* [lws thread] the service loop */
+static void *
+service(void *arg)
+{
+	while (!stopping || nlinks > 0)
+		if (lws_service(ctx, 0) < 0)
+			break;
+	return NULL;
+}
+
+/* [lws thread] lws' own log lines, into ours */
+static void
+lws_emit(int level, const char *line)
+{
+	size_t len = strcspn(line, "\n");
+
+	if (strstr(line, "calling service") != NULL)
+		return;		/* lws 4.1 logs this on every adoption */
+	sqc_log(level & LLL_ERR ? SQ_LOG_ERROR : SQ_LOG_WARN, "websocket",
+	    "%.*s", (int)len, line);
+}
+
+/* ---- loop side -------------------------------------------------------- */
+
+static struct sq_ws *
+session_find(uint64_t id)
+{
+	struct sq_ws *w;
+
+	for (w = sessions[id % 1024]; w; w = w->hnext)
+		if (w->id == id)
+			return w;
+	return NULL;
+}
+
+static void
+session_free(struct sq_ws *w)
+{
+	struct sq_ws **pp;
+
+	for (pp = &sessions[w->id % 1024]; *pp; pp = &(*pp)->hnext)
+		if (*pp == w) {
+			*pp = w->hnext;
+			nsessions--;
+			break;
+		}
+	while (!STAILQ_EMPTY(&w->held)) {
+		struct cmd *c = STAILQ_FIRST(&w->held);
+
+		STAILQ_REMOVE_HEAD(&w->held, next);
+		if (c->buf)
+			wbuf_unref(c->buf);
+		free(c);
+	}
+	evhttp_clear_headers(&w->headers);
+	sqc_inst_unref(w->inst);
+	free(w);
+}
+
+/* Loop thread: what the service thread reported. */
+static void
+on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	STAILQ_HEAD(, wev) q = STAILQ_HEAD_INITIALIZER(q);
+	struct wev *e;
+
+	pthread_mutex_lock(&ev_lock);
+	STAILQ_CONCAT(&q, &events);
+	pthread_mutex_unlock(&ev_lock);
+	while ((e = STAILQ_FIRST(&q)) != NULL) {
+		struct sq_ws *w = session_find(e->id);
+
+		STAILQ_REMOVE_HEAD(&q, next);
+		if (w && e->kind == E_MESSAGE && w->inst->desc->ws_message)
+			w->inst->desc->ws_message(w->inst->state, w, e->data,
+			    e->len, e->binary);
+		else if (w && e->kind == E_CLOSED) {
+			if (w->inst->desc->ws_close)
+				w->inst->desc->ws_close(w->inst->state, w,
+				    e->code);
+			session_free(w);
+		}
+		free(e->data);
+		free(e);
+	}
+}
+
+/*
+ * Starts the service thread on its own lws context. Returns 0 or fills
+ * err. Loop thread, before serving.
+ */
+int
+sqc_ws_init(struct event_base *base, char *err, size_t errlen)
+{
+	struct lws_context_creation_info info;
+
+	wbase = base;
+	if ((devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0 ||
+	    (wake = event_new(base, -1, 0, on_wake, NULL)) == NULL) {
+		snprintf(err, errlen, "cannot set up WebSockets: %s",
+		    strerror(errno));
+		return -EIO;
+	}
+	lws_set_log_level(LLL_ERR | LLL_WARN, lws_emit);
+	memset(&info, 0, sizeof(info));
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+	info.protocols = protocols;
+	info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+	info.gid = -1;
+	info.uid = -1;
+	if ((ctx = lws_create_context(&info)) == NULL ||
+	    (vhost = lws_get_vhost_by_name(ctx, "default")) == NULL) {
+		snprintf(err, errlen, "cannot create the libwebsockets "
+		    "context");
+		return -EIO;
+	}
+	if (pthread_create(&thread, NULL, service, NULL) != 0) {
+		snprintf(err, errlen, "cannot start the WebSocket thread");
+		return -EIO;
+	}
+	thread_running = 1;
+	return 0;
+}
+
+size_t
+sqc_ws_count(void)
+{
+	return nsessions;
+}
+
+/* At shutdown: every session is closed with 1001 (going away). */
+void
+sqc_ws_stop(void)
+{
+	struct cmd *c;
+
+	if (ctx == NULL || (c = calloc(1, sizeof(*c))) == NULL)
+		return;
+	c->kind = C_STOP;
+	push_cmd(c);
+}
+
+/*
+ * At exit: the service thread ends (after closing what is left), then
+ * the remaining close events reach the plugins, and everything is freed.
+ */
+void
+sqc_ws_free(void)
+{
+	if (thread_running) {
+		sqc_ws_stop();
+		pthread_join(thread, NULL);
+		thread_running = 0;
+	}
+	if (ctx)
+		lws_context_destroy(ctx);
+	ctx = NULL;
+	if (wake) {
+		on_wake(-1, 0, NULL);
+		event_free(wake);
+		wake = NULL;
+	}
+	for (size_t i = 0; i < 1024; i++)
+		while (sessions[i]) {
+			struct sq_ws *w = sessions[i];
+
+			if (w->inst->desc->ws_close)
+				w->inst->desc->ws_close(w->inst->state, w, 1001);
+			session_free(w);
+		}
+	if (devnull >= 0)
+		close(devnull);
+	devnull = -1;
+}
+
+static int
+header_has(struct evkeyvalq *h, const char *name, const char *token)
+{
+	const char *v = evhttp_find_header(h, name);
+	size_t tl = strlen(token);
+
+	while (v && *v) {
+		v += strspn(v, " \t,");
+		if (strncasecmp(v, token, tl) == 0 &&
+		    (v[tl] == '\0' || v[tl] == ',' || v[tl] == ' '))
+			return 1;
+		v += strcspn(v, ",");
+	}
+	return 0;
+}
+
+static void
+add_line(struct evbuffer *b, struct evkeyvalq *h, const char *name)
+{
+	const char *v = evhttp_find_header(h, name);
+
+	if (v)
+		evbuffer_add_printf(b, "%s: %s\r\n", name, v);
+}
+
+/*
+ * An upgrade request for inst's route: checks the handshake, asks the
+ * plugin, and hands the socket over. Answers the request itself when it
+ * refuses (400, 426, or the plugin's status). After a hand-over, ev and
+ * its connection are freed: the caller must not touch them.
+ */
+int
+sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
+    const char *client, int *status)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
+	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
+	struct bufferevent *bev;
+	struct evkeyval *kv;
+	struct evbuffer *hs;
+	struct sq_ws *w;
+	struct cmd *c;
+	const char *ver = evhttp_find_header(h, "Sec-WebSocket-Version");
+	int fd, dup_fd, rc, one = 1;
+
+	if (ctx == NULL || evhttp_request_get_command(ev) != EVHTTP_REQ_GET ||
+	    !header_has(h, "Connection", "upgrade") ||
+	    evhttp_find_header(h, "Sec-WebSocket-Key") == NULL ||
+	    evhttp_find_header(h, "Host") == NULL) {
+		*status = 400;
+		return -EINVAL;
+	}
+	if (ver == NULL || strcmp(ver, "13") != 0) {
+		*status = 426;
+		return -EINVAL;
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL) {
+		*status = 503;
+		return -ENOMEM;
+	}
+	w->id = next_id++;
+	w->inst = inst;
+	sqc_inst_ref(inst);
+	w->max_message = DEFAULT_MAX_MESSAGE;
+	w->max_queue = DEFAULT_MAX_QUEUE;
+	snprintf(w->client, sizeof(w->client), "%s", client);
+	TAILQ_INIT(&w->headers);
+	STAILQ_INIT(&w->held);
+	TAILQ_FOREACH(kv, h, next)
+		evhttp_add_header(&w->headers, kv->key, kv->value);
+	w->hnext = sessions[w->id % 1024];
+	sessions[w->id % 1024] = w;
+	nsessions++;
+	w->opening = 1;
+	rc = inst->desc->ws_open(inst->state, w);
+	w->opening = 0;
+	if (rc != 0) {
+		session_free(w);
+		*status = rc >= 400 && rc <= 499 ? rc : 403;
+		return -EPERM;
+	}
+	/* the rebuilt handshake, then what the client sent after it */
+	if ((hs = evbuffer_new()) == NULL || (c = calloc(1,
+	    sizeof(*c))) == NULL) {
+		if (hs)
+			evbuffer_free(hs);
+		goto gone;
+	}
+	evbuffer_add_printf(hs, "GET %s HTTP/1.1\r\n",
+	    evhttp_request_get_uri(ev));
+	add_line(hs, h, "Host");
+	evbuffer_add_printf(hs, "Upgrade: websocket\r\nConnection: "
+	    "Upgrade\r\n");
+	add_line(hs, h, "Sec-WebSocket-Key");
+	add_line(hs, h, "Sec-WebSocket-Version");
+	add_line(hs, h, "Origin");
+	evbuffer_add_printf(hs, "\r\n");
+	bev = evhttp_connection_get_bufferevent(evcon);
+	evbuffer_add_buffer(hs, bufferevent_get_input(bev));
+	c->readlen = evbuffer_get_length(hs);
+	if ((c->readbuf = malloc(c->readlen)) == NULL) {
+		evbuffer_free(hs);
+		free(c);
+		goto gone;
+	}
+	evbuffer_remove(hs, c->readbuf, c->readlen);
+	evbuffer_free(hs);
+	/* take the socket away from evhttp (see the notes) */
+	fd = bufferevent_getfd(bev);
+	if ((dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0 ||
+	    dup2(devnull, fd) < 0) {
+		if (dup_fd >= 0)
+			close(dup_fd);
+		free(c->readbuf);
+		free(c);
+		goto gone;
+	}
+	sqc_http_log_access(ev, client, 101, 0);
+	evhttp_connection_free(evcon);	/* frees ev too */
+	/* chat lines are small: do not let Nagle hold them back */
+	setsockopt(dup_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->kind = C_ADOPT;
+	c->id = w->id;
+	c->fd = dup_fd;
+	c->max_message = w->max_message;
+	c->max_queue = w->max_queue;
+	push_cmd(c);
+	while ((c = STAILQ_FIRST(&w->held)) != NULL) {
+		STAILQ_REMOVE_HEAD(&w->held, next);
+		push_cmd(c);
+	}
+	*status = 101;
+	return 0;
+gone:
+	/* the plugin accepted: tell it the session is over */
+	if (inst->desc->ws_close)
+		inst->desc->ws_close(inst->state, w, 1011);
+	session_free(w);
+	*status = 503;
+	return -ENOMEM;
+}
+
+/* ---- the plugin API --------------------------------------------------- */
+
+static struct wbuf *
+wbuf_new(const void *data, size_t len, int binary, unsigned refs)
+{
+	struct wbuf *b = malloc(sizeof(*b) + LWS_PRE + len);
+
+	if (b == NULL)
+		return NULL;
+	b->refs = refs;
+	b->len = len;
+	b->binary = binary;
+	memcpy(b->data + LWS_PRE, data, len);
+	return b;
+}
+
+int
+sq_ws_broadcast(struct sq_ws *const *to, size_t n, const void *data,
+    size_t len, int binary)
+{
+	struct wbuf *b;
+	size_t live = 0;
+
+	for (size_t i = 0; i < n; i++)
+		live += to[i] && !to[i]->closing;
+	if (live == 0)
+		return 0;
+	if ((b = wbuf_new(data, len, binary, (unsigned)live)) == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		struct cmd *c;
+
+		if (to[i] == NULL || to[i]->closing)
+			continue;
+		if ((c = calloc(1, sizeof(*c))) == NULL) {
+			wbuf_unref(b);
+			continue;
+		}
+		c->kind = C_SEND;
+		c->id = to[i]->id;
+		c->buf = b;
+		session_cmd(to[i], c);
+	}
+	return 0;
+}
+
+int
+sq_ws_send(struct sq_ws *ws, const void *data, size_t len, int binary)
+{
+	return sq_ws_broadcast(&ws, 1, data, len, binary);
+}
+
+void
+sq_ws_close(struct sq_ws *ws, int code, const char *reason)
+{
+	struct cmd *c;
+
+	if (ws->closing || (c = calloc(1, sizeof(*c))) == NULL)
+		return;
+	ws->closing = 1;
+	c->kind = C_CLOSE;
+	c->id = ws->id;
+	c->code = code;
+	snprintf(c->reason, sizeof(c->reason), "%s", reason ? reason : "");
+	session_cmd(ws, c);
+}
+
+void
+sq_ws_limits(struct sq_ws *ws, size_t max_message, size_t max_queue)
+{
+	if (max_message)
+		ws->max_message = max_message;
+	if (max_queue)
+		ws->max_queue = max_queue;
+}
+
+const char *
+sq_ws_client_ip(struct sq_ws *ws)
+{
+	return ws->client;
+}
+
+const char *
+sq_ws_header(struct sq_ws *ws, const char *name)
+{
+	return evhttp_find_header(&ws->headers, name);
+}
+
+struct sq_inst *
+sq_ws_inst(struct sq_ws *ws)
+{
+	return ws->inst;
+}
+
+void
+sq_ws_set_data(struct sq_ws *ws, void *data)
+{
+	ws->data = data;
+}
+
+void *
+sq_ws_data(struct sq_ws *ws)
+{
+	return ws->data;
+}

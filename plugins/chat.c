@@ -1,0 +1,263 @@
+/*
+ * chat - the seed's WebSocket chat room. Everyone in the room (one room
+ * per route) gets, byte for byte as the seed wrote them:
+ *   [IP] joined at YYYY-MM-DD HH:MM:SS        (the newcomer too)
+ *   [IP] at YYYY-MM-DD HH:MM:SS: MESSAGE      (the sender too)
+ *   [IP] left at YYYY-MM-DD HH:MM:SS          (those who remain)
+ * in local time. Unlike the seed, origins are checked: a browser page of
+ * another site cannot join (403), only the page's own origin and those in
+ * allowed_origins. Shows the WebSocket side of the API: ws_open deciding,
+ * sq_ws_broadcast to the room, limits, closing with a code.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <squall/plugin.h>
+
+struct room {
+	struct sq_inst	*inst;
+	struct sq_ws	**members;
+	size_t		 n, cap;
+	char		**origins;	/* allowed_origins, or NULL */
+	size_t		 norigins;
+	int		 any_origin;
+	int		 require_origin;
+	size_t		 max_message, max_queue;
+	long long	 history;	/* lines kept for newcomers */
+	char		**lines;	/* ring of the last `history` lines */
+	size_t		 nlines, first;
+};
+
+static void
+room_free(struct room *r)
+{
+	for (size_t i = 0; i < r->norigins; i++)
+		free(r->origins[i]);
+	free(r->origins);
+	for (size_t i = 0; i < r->nlines; i++)
+		free(r->lines[(r->first + i) % (size_t)r->history]);
+	free(r->lines);
+	free(r->members);
+	free(r);
+}
+
+static int
+add_origins(struct room *r, const char *list)
+{
+	char *copy = strdup(list), *tok, *save;
+
+	if (copy == NULL)
+		return -ENOMEM;
+	for (tok = strtok_r(copy, " \t,", &save); tok;
+	    tok = strtok_r(NULL, " \t,", &save)) {
+		char **n;
+
+		if (strcmp(tok, "*") == 0) {
+			r->any_origin = 1;
+			continue;
+		}
+		n = realloc(r->origins, (r->norigins + 1) * sizeof(*n));
+		if (n == NULL || (n[r->norigins] = strdup(tok)) == NULL) {
+			if (n)
+				r->origins = n;
+			free(copy);
+			return -ENOMEM;
+		}
+		r->origins = n;
+		r->norigins++;
+	}
+	free(copy);
+	return 0;
+}
+
+static int
+chat_create(struct sq_inst *inst, struct sq_opts *opts, void **state)
+{
+	struct room *r = calloc(1, sizeof(*r));
+	int rc;
+
+	if (r == NULL)
+		return -ENOMEM;
+	r->inst = inst;
+	rc = add_origins(r, sq_opt_str(opts, "allowed_origins", ""));
+	if (rc == 0)
+		rc = sq_opt_bool(opts, "require_origin", 0, &r->require_origin);
+	if (rc == 0)
+		rc = sq_opt_size(opts, "max_message_size", 64 << 10,
+		    &r->max_message);
+	if (rc == 0)
+		rc = sq_opt_size(opts, "max_queue", 1 << 20, &r->max_queue);
+	if (rc == 0)
+		rc = sq_opt_int(opts, "history", 0, 0, 10000, &r->history);
+	if (rc == 0 && r->history > 0 &&
+	    (r->lines = calloc((size_t)r->history, sizeof(char *))) == NULL)
+		rc = -ENOMEM;
+	if (rc != 0) {
+		room_free(r);
+		return rc;
+	}
+	*state = r;
+	return 0;
+}
+
+static void
+chat_destroy(void *state)
+{
+	room_free(state);
+}
+
+/* Is origin the page's own (same host as the request) or allowed? */
+static int
+origin_ok(struct room *r, struct sq_ws *ws)
+{
+	const char *origin = sq_ws_header(ws, "Origin");
+	const char *host = sq_ws_header(ws, "Host"), *rest;
+
+	if (origin == NULL)
+		return !r->require_origin;	/* not a browser */
+	if (r->any_origin)
+		return 1;
+	for (size_t i = 0; i < r->norigins; i++)
+		if (strcasecmp(r->origins[i], origin) == 0)
+			return 1;
+	if (strncasecmp(origin, "http://", 7) == 0)
+		rest = origin + 7;
+	else if (strncasecmp(origin, "https://", 8) == 0)
+		rest = origin + 8;
+	else
+		return 0;
+	return host != NULL && strcasecmp(rest, host) == 0;
+}
+
+static void
+remember(struct room *r, const char *line)
+{
+	char *copy;
+
+	if (r->history <= 0 || (copy = strdup(line)) == NULL)
+		return;
+	if (r->nlines == (size_t)r->history) {
+		free(r->lines[r->first]);
+		r->lines[r->first] = copy;
+		r->first = (r->first + 1) % (size_t)r->history;
+	} else
+		r->lines[(r->first + r->nlines++) % (size_t)r->history] = copy;
+}
+
+static void
+say(struct room *r, const char *line, size_t len)
+{
+	sq_ws_broadcast(r->members, r->n, line, len, 0);
+	remember(r, line);
+}
+
+static void
+stamp(char *buf, size_t len)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+
+	localtime_r(&now, &tm);
+	strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+static int
+chat_open(void *state, struct sq_ws *ws)
+{
+	struct room *r = state;
+	char when[32], *line;
+	int n;
+
+	if (!origin_ok(r, ws)) {
+		sq_log(r->inst, SQ_LOG_WARN, "refused %s from origin %s",
+		    sq_ws_client_ip(ws), sq_ws_header(ws, "Origin") ?
+		    sq_ws_header(ws, "Origin") : "(none)");
+		return 403;
+	}
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 16;
+		struct sq_ws **m = realloc(r->members, cap * sizeof(*m));
+
+		if (m == NULL)
+			return 503;
+		r->members = m;
+		r->cap = cap;
+	}
+	sq_ws_limits(ws, r->max_message, r->max_queue);
+	for (size_t i = 0; i < r->nlines; i++) {
+		const char *h = r->lines[(r->first + i) % (size_t)r->history];
+
+		sq_ws_send(ws, h, strlen(h), 0);
+	}
+	r->members[r->n++] = ws;
+	stamp(when, sizeof(when));
+	if ((n = asprintf(&line, "[%s] joined at %s", sq_ws_client_ip(ws),
+	    when)) > 0) {
+		say(r, line, (size_t)n);
+		free(line);
+	}
+	return 0;
+}
+
+static void
+chat_message(void *state, struct sq_ws *ws, const void *data, size_t len,
+    int binary)
+{
+	struct room *r = state;
+	char when[32], *line;
+	int n;
+
+	if (binary) {
+		sq_ws_close(ws, 1003, "text only");
+		return;
+	}
+	stamp(when, sizeof(when));
+	if ((n = asprintf(&line, "[%s] at %s: %.*s", sq_ws_client_ip(ws),
+	    when, (int)len, (const char *)data)) > 0) {
+		say(r, line, (size_t)n);
+		free(line);
+	}
+}
+
+static void
+chat_close(void *state, struct sq_ws *ws, int code)
+{
+	struct room *r = state;
+	char when[32], *line;
+	int n;
+
+	for (size_t i = 0; i < r->n; i++)
+		if (r->members[i] == ws) {
+			r->members[i] = r->members[--r->n];
+			break;
+		}
+	stamp(when, sizeof(when));
+	if ((n = asprintf(&line, "[%s] left at %s", sq_ws_client_ip(ws),
+	    when)) > 0) {
+		say(r, line, (size_t)n);
+		free(line);
+	}
+}
+
+static void
+chat_handle(void *state, struct sq_req *req)
+{
+	sq_resp_header(req, "Upgrade", "websocket");
+	sq_resp_printf(req, 426, "this is a WebSocket endpoint\n");
+}
+
+SQ_PLUGIN(
+	.name = "chat",
+	.version = "1.0",
+	.create = chat_create,
+	.destroy = chat_destroy,
+	.handle = chat_handle,
+	.ws_open = chat_open,
+	.ws_message = chat_message,
+	.ws_close = chat_close,
+);

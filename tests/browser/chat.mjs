@@ -1,0 +1,101 @@
+// chat.mjs - the chat page in a real browser: headless Chromium, driven
+// over the DevTools protocol with Node's own WebSocket client (no npm
+// package). Opens http://127.0.0.1:PORT/, waits for "connected", types a
+// line, sends it with the form, and checks that the room's lines appear.
+//
+//     node --experimental-websocket chat.mjs PORT
+// Exits 0 when the page works, 1 otherwise (saying why).
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const port = process.argv[2];
+let finished = false;
+const profile = mkdtempSync(join(tmpdir(), 'squall-chromium-'));
+const browser = spawn('chromium', [
+  '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic',
+  '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync',
+  '--remote-debugging-port=0', `--user-data-dir=${profile}`, 'about:blank',
+], { stdio: ['ignore', 'ignore', 'pipe'] });
+
+function fail(why) {
+  console.log(`not ok: ${why}`);
+  finished = true;
+  browser.kill('SIGKILL');
+  browser.on('exit', () => {
+    try { rmSync(profile, { recursive: true, force: true }); } catch {}
+    process.exit(1);
+  });
+}
+setTimeout(() => fail('timed out'), 30000).unref();
+
+const devtools = await new Promise((resolve) => {
+  let err = '';
+  browser.stderr.on('data', (d) => {
+    err += d;
+    const m = /DevTools listening on (ws:\/\/\S+)/.exec(err);
+    if (m)
+      resolve(m[1]);
+  });
+  browser.on('exit', () => {
+    if (!finished)
+      fail(`chromium exited: ${err.slice(-500)}`);
+  });
+});
+const http = new URL(devtools.replace('ws://', 'http://')).host;
+const target = await (await fetch(`http://${http}/json/new?about:blank`,
+  { method: 'PUT' })).json();
+
+const ws = new WebSocket(target.webSocketDebuggerUrl);
+await new Promise((resolve) => { ws.onopen = resolve; });
+let seq = 0;
+const pending = new Map();
+ws.onmessage = (event) => {
+  const msg = JSON.parse(event.data);
+  if (msg.id && pending.has(msg.id)) {
+    pending.get(msg.id)(msg);
+    pending.delete(msg.id);
+  }
+};
+function send(method, params = {}) {
+  const id = ++seq;
+  ws.send(JSON.stringify({ id, method, params }));
+  return new Promise((resolve) => pending.set(id, resolve));
+}
+async function evaluate(expression) {
+  const r = await send('Runtime.evaluate', { expression, returnByValue: true });
+  return r.result && r.result.result ? r.result.result.value : undefined;
+}
+async function until(expression, what) {
+  for (let i = 0; i < 200; i++) {
+    if (await evaluate(expression))
+      return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  fail(`${what}; the page shows: ` +
+    await evaluate('document.body.innerText'));
+}
+
+await send('Page.enable');
+await send('Page.navigate', { url: `http://127.0.0.1:${port}/` });
+await until(`document.getElementById('state') &&
+  document.getElementById('state').textContent === 'connected'`,
+  'the page did not connect');
+await until(`[...document.querySelectorAll('#lines li')].some(
+  (li) => / joined at \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d$/.test(li.textContent))`,
+  'no "joined" line');
+await evaluate(`document.getElementById('text').value = 'hello from chromium';
+  document.getElementById('send').requestSubmit(); true`);
+await until(`[...document.querySelectorAll('#lines li')].some(
+  (li) => /^\\[127\\.0\\.0\\.1\\] at .*: hello from chromium$/.test(li.textContent))`,
+  'the sent line did not come back');
+console.log('ok: the chat page connected, joined, sent and received');
+ws.close();
+finished = true;
+const gone = new Promise((resolve) => browser.on('exit', resolve));
+browser.kill('SIGTERM');
+await gone;
+rmSync(profile, { recursive: true, force: true });
+process.exit(0);

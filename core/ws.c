@@ -54,7 +54,7 @@ struct wbuf {
 	unsigned char	 data[];	/* LWS_PRE bytes, then the payload */
 };
 
-enum cmd_kind { C_ADOPT, C_SEND, C_CLOSE, C_STOP };
+enum cmd_kind { C_ADOPT, C_SEND, C_CLOSE, C_PING, C_STOP };
 
 struct cmd {
 	enum cmd_kind	 kind;
@@ -64,7 +64,7 @@ struct cmd {
 	size_t		 readlen;
 	size_t		 max_message, max_queue;
 	struct wbuf	*buf;		/* C_SEND */
-	int		 code;		/* C_CLOSE */
+	int		 code;		/* C_CLOSE; seconds for C_PING */
 	char		 reason[64];
 	STAILQ_ENTRY(cmd) next;
 };
@@ -93,6 +93,7 @@ struct link {
 	int		 close_code;	/* to send, once the queue is out */
 	char		 close_reason[64];
 	int		 peer_code;	/* from the client's close frame */
+	int		 ping_secs;	/* a ping to send, then wait that long */
 	int		 established;
 	struct link	*hnext;
 };
@@ -336,6 +337,13 @@ run_commands(void)
 			if ((l = link_find(c->id)) != NULL)
 				link_close(l, c->code, c->reason);
 			break;
+		case C_PING:
+			if ((l = link_find(c->id)) != NULL && l->wsi &&
+			    l->close_code == 0) {
+				l->ping_secs = c->code;
+				lws_callback_on_writable(l->wsi);
+			}
+			break;
 		case C_STOP:
 			stopping = 1;
 			for (size_t i = 0; i < 1024; i++)
@@ -396,6 +404,21 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		if (l == NULL)
 			return -1;
+		if (l->ping_secs && l->close_code == 0) {
+			/* not empty: lws hides empty pongs from callbacks */
+			unsigned char ping[LWS_PRE + 4];
+
+			memcpy(ping + LWS_PRE, "sq", 2);
+			if (lws_write(wsi, ping + LWS_PRE, 2, LWS_WRITE_PING) < 0)
+				return -1;
+			/* no pong in time: lws drops the connection */
+			lws_set_timeout(wsi, PENDING_TIMEOUT_WS_PONG_CHECK_GET_PONG,
+			    l->ping_secs);
+			l->ping_secs = 0;
+			if (l->outhead < l->nout)
+				lws_callback_on_writable(wsi);
+			return 0;
+		}
 		if (l->outhead < l->nout) {
 			struct wbuf *b = l->out[l->outhead++];
 			int n = lws_write(wsi, b->data + LWS_PRE, b->len,
@@ -415,6 +438,10 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			    strlen(l->close_reason));
 			return -1;
 		}
+		return 0;
+	case LWS_CALLBACK_RECEIVE_PONG:
+		if (l && l->close_code == 0)
+			lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
 		return 0;
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
 		if (l && len >= 2)
@@ -820,6 +847,21 @@ sq_ws_close(struct sq_ws *ws, int code, const char *reason)
 	c->id = ws->id;
 	c->code = code;
 	snprintf(c->reason, sizeof(c->reason), "%s", reason ? reason : "");
+	session_cmd(ws, c);
+}
+
+void
+sq_ws_ping(struct sq_ws *ws, uint64_t timeout_ms)
+{
+	struct cmd *c;
+
+	if (ws->closing || (c = calloc(1, sizeof(*c))) == NULL)
+		return;
+	c->kind = C_PING;
+	c->id = ws->id;
+	c->code = (int)((timeout_ms + 999) / 1000);
+	if (c->code < 1)
+		c->code = 1;
 	session_cmd(ws, c);
 }
 

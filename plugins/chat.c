@@ -29,6 +29,11 @@ struct room {
 	int		 require_origin;
 	size_t		 max_message, max_queue;
 	long long	 history;	/* lines kept for newcomers */
+	long long	 ping_interval;	/* seconds, 0: no pings */
+	long long	 ping_timeout;
+	struct sq_timer	*pinger;	/* armed while the room has members */
+	int		 cancelling;	/* pinger cancelled, callback to come */
+	int		 rearm;		/* someone joined meanwhile */
 	char		**lines;	/* ring of the last `history` lines */
 	size_t		 nlines, first;
 };
@@ -94,6 +99,12 @@ chat_create(struct sq_inst *inst, struct sq_opts *opts, void **state)
 		rc = sq_opt_size(opts, "max_queue", 1 << 20, &r->max_queue);
 	if (rc == 0)
 		rc = sq_opt_int(opts, "history", 0, 0, 10000, &r->history);
+	if (rc == 0)
+		rc = sq_opt_int(opts, "ping_interval", 0, 0, 86400,
+		    &r->ping_interval);
+	if (rc == 0)
+		rc = sq_opt_int(opts, "ping_timeout", 30, 1, 86400,
+		    &r->ping_timeout);
 	if (rc == 0 && r->history > 0 &&
 	    (r->lines = calloc((size_t)r->history, sizeof(char *))) == NULL)
 		rc = -ENOMEM;
@@ -156,6 +167,46 @@ say(struct room *r, const char *line, size_t len)
 	remember(r, line);
 }
 
+static void ping_all(int status, void *arg);
+
+/*
+ * Pings every member each ping_interval; one that does not answer within
+ * ping_timeout is dropped by the core (and leaves the room). The timer
+ * runs only while the room has members: a pending timer keeps the
+ * instance alive, and an empty room must be free to go after a reload.
+ */
+static void
+arm_pinger(struct room *r)
+{
+	if (r->ping_interval <= 0 || r->n == 0)
+		return;
+	if (r->cancelling)
+		r->rearm = 1;	/* once the cancelled one has called back */
+	else if (r->pinger == NULL)
+		r->pinger = sq_timer_start(r->inst,
+		    (uint64_t)r->ping_interval * 1000, ping_all, r);
+}
+
+static void
+ping_all(int status, void *arg)
+{
+	struct room *r = arg;
+
+	r->pinger = NULL;
+	if (status != 0) {
+		/* our cancel (the room emptied), or the server stopping */
+		r->cancelling = 0;
+		if (r->rearm) {
+			r->rearm = 0;
+			arm_pinger(r);
+		}
+		return;
+	}
+	for (size_t i = 0; i < r->n; i++)
+		sq_ws_ping(r->members[i], (uint64_t)r->ping_timeout * 1000);
+	arm_pinger(r);
+}
+
 static void
 stamp(char *buf, size_t len)
 {
@@ -195,6 +246,7 @@ chat_open(void *state, struct sq_ws *ws)
 		sq_ws_send(ws, h, strlen(h), 0);
 	}
 	r->members[r->n++] = ws;
+	arm_pinger(r);
 	stamp(when, sizeof(when));
 	if ((n = asprintf(&line, "[%s] joined at %s", sq_ws_client_ip(ws),
 	    when)) > 0) {
@@ -236,6 +288,10 @@ chat_close(void *state, struct sq_ws *ws, int code)
 			r->members[i] = r->members[--r->n];
 			break;
 		}
+	if (r->n == 0 && r->pinger && !r->cancelling) {
+		r->cancelling = 1;
+		sq_timer_cancel(r->pinger);	/* ping_all clears it */
+	}
 	stamp(when, sizeof(when));
 	if ((n = asprintf(&line, "[%s] left at %s", sq_ws_client_ip(ws),
 	    when)) > 0) {

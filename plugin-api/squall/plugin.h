@@ -258,6 +258,9 @@ int		 sq_ws_broadcast(struct sq_ws *const *to, size_t n,
 void		 sq_ws_close(struct sq_ws *ws, int code, const char *reason);
 void		 sq_ws_limits(struct sq_ws *ws, size_t max_message,
 		    size_t max_queue);
+/* Sends a ping; without a pong within timeout_ms (rounded up to whole
+ * seconds) the connection is dropped and ws_close follows. */
+void		 sq_ws_ping(struct sq_ws *ws, uint64_t timeout_ms);
 const char	*sq_ws_client_ip(struct sq_ws *ws);
 /* A header of the upgrade request (Origin, Host...), or NULL. */
 const char	*sq_ws_header(struct sq_ws *ws, const char *name);

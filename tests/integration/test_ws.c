@@ -259,3 +259,26 @@ Test(ws, history_for_newcomers)
 	ws_disconnect(&a);
 	ws_disconnect(&b);
 }
+
+Test(ws, clients_that_do_not_answer_pings_are_dropped)
+{
+	struct wsc live, dead;
+	long t0 = t_now_ms();
+
+	srv_start(&s, "[route /chat]\nplugin = chat\nping_interval = 1\n"
+	    "ping_timeout = 1\n");
+	cr_assert_eq(ws_connect(&live, s.port, "/chat", NULL), 101);
+	live.auto_pong = 1;
+	expect_line(&live, "joined at");
+	cr_assert_eq(ws_connect(&dead, s.port, "/chat", NULL), 101);
+	expect_line(&live, "joined at");
+	/* dead gets pings and never answers; live answers them */
+	expect_line(&live, " left at ");
+	cr_assert_lt(t_now_ms() - t0, 6000);
+	cr_assert_eq(ws_send(&live, 1, "still", 5), 0);
+	expect_line(&live, ": still$");
+	ws_disconnect(&live);
+	ws_disconnect(&dead);
+	cr_assert_eq(srv_stop(&s), 0);
+}
+

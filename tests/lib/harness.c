@@ -727,6 +727,16 @@ ws_recv(struct wsc *c, int *opcode, char **data, size_t *len, int *code,
 				return -1;	/* end of stream */
 		}
 	}
+	if ((b[0] & 0x0f) == 9 && c->auto_pong) {
+		char *payload = malloc(plen + 1);
+
+		memcpy(payload, b + hdr, plen);
+		c->len -= need;
+		memmove(c->buf, c->buf + need, c->len);
+		ws_send(c, 10, payload, plen);
+		free(payload);
+		return ws_recv(c, opcode, data, len, code, timeout_ms);
+	}
 	*opcode = b[0] & 0x0f;
 	*len = plen;
 	*data = malloc(plen + 1);

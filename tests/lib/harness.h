@@ -111,6 +111,7 @@ long	 t_now_ms(void);
  */
 struct wsc {
 	int	 fd;
+	int	 auto_pong;	/* answer pings inside ws_recv */
 	char	 buf[1 << 17];
 	size_t	 len;
 };

@@ -489,7 +489,7 @@ dispatch(struct evhttp_request *ev, void *arg)
 			return;
 		}
 		client_addr(s, ev, client, sizeof(client));
-		/* after a hand-over, ev is gone */
+		/* accepted: ev now belongs to the WebSocket hand-over */
 		if (sqc_ws_upgrade(ev, inst, client, &status) != 0)
 			reply_plain(s, ev, status, status == 426 ?
 			    "Sec-WebSocket-Version" : NULL, "13");

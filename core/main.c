@@ -197,15 +197,19 @@ make_base(void)
 	struct event_base *b;
 
 	/*
-	 * Threads come with the WebSocket bridge and the offload pool; the
-	 * hand-over of sockets relies on epoll changes being applied at
-	 * once, so the environment must not turn the changelist on.
+	 * The WebSocket thread and the offload pool wake the loop from other
+	 * threads: libevent must lock. The environment does not choose the
+	 * backend; the changelist batches epoll changes within a loop turn
+	 * (evhttp disables and re-enables reading around every request: 4
+	 * epoll_ctl calls become 2), which is why ws.c hands sockets over on
+	 * the next turn.
 	 */
 	if (evthread_use_pthreads() != 0)
 		return NULL;
 	if ((cfg = event_config_new()) == NULL)
 		return NULL;
-	event_config_set_flag(cfg, EVENT_BASE_FLAG_IGNORE_ENV);
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_IGNORE_ENV |
+	    EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
 	b = event_base_new_with_config(cfg);
 	event_config_free(cfg);
 	return b;

@@ -14,9 +14,12 @@
  * named by id across the threads, never by pointer.
  *
  * The hand-over follows shared/notes/websocket-bridge.md: duplicate the
- * fd, dup2 /dev/null over evhttp's number, free the evhttp connection at
- * once, and give lws the duplicate with a rebuilt, minimal handshake
- * (plus any bytes the client sent after it) as its first read.
+ * fd, dup2 /dev/null over evhttp's number, free the evhttp connection,
+ * and give lws the duplicate with a rebuilt, minimal handshake (plus any
+ * bytes the client sent after it) as its first read. It happens on the
+ * loop turn after the request, once libevent has applied the removal of
+ * the socket from epoll (the base batches epoll changes); upgrades still
+ * waiting for that turn at exit are dropped, before evhttp_free().
  */
 #include "config.h"
 
@@ -112,7 +115,21 @@ struct sq_ws {
 	struct sq_ws	*hnext;
 };
 
+struct handover {
+	struct evhttp_connection *evcon;
+	struct evhttp_request *ev;	/* evhttp's, until the hand-over */
+	struct sq_ws	*w;
+	char		 client[64];
+	struct event	*tev;
+	struct handover	*next;
+};
+
 static struct event_base *wbase;
+static struct handover *handovers;	/* loop thread */
+static int ws_stopping;			/* loop thread */
+static const struct timeval zero = { 0, 0 };
+
+static void drop_handovers(void);
 static struct lws_context *ctx;
 static struct lws_vhost *vhost;
 static pthread_t thread;
@@ -602,6 +619,7 @@ sqc_ws_stop(void)
 {
 	struct cmd *c;
 
+	ws_stopping = 1;
 	if (ctx == NULL || (c = calloc(1, sizeof(*c))) == NULL)
 		return;
 	c->kind = C_STOP;
@@ -615,6 +633,7 @@ sqc_ws_stop(void)
 void
 sqc_ws_free(void)
 {
+	drop_handovers();
 	if (thread_running) {
 		sqc_ws_stop();
 		pthread_join(thread, NULL);
@@ -657,6 +676,8 @@ header_has(struct evkeyvalq *h, const char *name, const char *token)
 	return 0;
 }
 
+static void handover(evutil_socket_t fd, short what, void *arg);
+
 static void
 add_line(struct evbuffer *b, struct evkeyvalq *h, const char *name)
 {
@@ -668,23 +689,20 @@ add_line(struct evbuffer *b, struct evkeyvalq *h, const char *name)
 
 /*
  * An upgrade request for inst's route: checks the handshake, asks the
- * plugin, and hands the socket over. Answers the request itself when it
- * refuses (400, 426, or the plugin's status). After a hand-over, ev and
- * its connection are freed: the caller must not touch them.
+ * plugin, and schedules the hand-over. On refusal it returns non-zero
+ * with the status to answer (400, 426, or the plugin's). On success the
+ * connection belongs to the hand-over: the caller must not answer ev.
  */
 int
 sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
     const char *client, int *status)
 {
 	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
-	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
-	struct bufferevent *bev;
 	struct evkeyval *kv;
-	struct evbuffer *hs;
+	struct handover *ho;
 	struct sq_ws *w;
-	struct cmd *c;
 	const char *ver = evhttp_find_header(h, "Sec-WebSocket-Version");
-	int fd, dup_fd, rc, one = 1;
+	int rc;
 
 	if (ctx == NULL || evhttp_request_get_command(ev) != EVHTTP_REQ_GET ||
 	    !header_has(h, "Connection", "upgrade") ||
@@ -714,64 +732,32 @@ sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
 	w->hnext = sessions[w->id % 1024];
 	sessions[w->id % 1024] = w;
 	nsessions++;
-	w->opening = 1;
+	w->opening = 1;		/* until the hand-over: commands wait */
 	rc = inst->desc->ws_open(inst->state, w);
-	w->opening = 0;
 	if (rc != 0) {
 		session_free(w);
 		*status = rc >= 400 && rc <= 499 ? rc : 403;
 		return -EPERM;
 	}
-	/* the rebuilt handshake, then what the client sent after it */
-	if ((hs = evbuffer_new()) == NULL || (c = calloc(1,
-	    sizeof(*c))) == NULL) {
-		if (hs)
-			evbuffer_free(hs);
+	/*
+	 * Hand the socket over on the next loop turn, not now: libevent may
+	 * batch epoll changes (EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST), and
+	 * the dup2 below is only safe once evhttp's socket has really left
+	 * epoll, which the next epoll_wait makes sure of. Until then the
+	 * connection sits idle: evhttp stopped reading before calling us.
+	 */
+	if ((ho = calloc(1, sizeof(*ho))) == NULL ||
+	    (ho->tev = evtimer_new(wbase, handover, ho)) == NULL) {
+		free(ho);
 		goto gone;
 	}
-	evbuffer_add_printf(hs, "GET %s HTTP/1.1\r\n",
-	    evhttp_request_get_uri(ev));
-	add_line(hs, h, "Host");
-	evbuffer_add_printf(hs, "Upgrade: websocket\r\nConnection: "
-	    "Upgrade\r\n");
-	add_line(hs, h, "Sec-WebSocket-Key");
-	add_line(hs, h, "Sec-WebSocket-Version");
-	add_line(hs, h, "Origin");
-	evbuffer_add_printf(hs, "\r\n");
-	bev = evhttp_connection_get_bufferevent(evcon);
-	evbuffer_add_buffer(hs, bufferevent_get_input(bev));
-	c->readlen = evbuffer_get_length(hs);
-	if ((c->readbuf = malloc(c->readlen)) == NULL) {
-		evbuffer_free(hs);
-		free(c);
-		goto gone;
-	}
-	evbuffer_remove(hs, c->readbuf, c->readlen);
-	evbuffer_free(hs);
-	/* take the socket away from evhttp (see the notes) */
-	fd = bufferevent_getfd(bev);
-	if ((dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0 ||
-	    dup2(devnull, fd) < 0) {
-		if (dup_fd >= 0)
-			close(dup_fd);
-		free(c->readbuf);
-		free(c);
-		goto gone;
-	}
-	sqc_http_log_access(ev, client, 101, 0);
-	evhttp_connection_free(evcon);	/* frees ev too */
-	/* chat lines are small: do not let Nagle hold them back */
-	setsockopt(dup_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->kind = C_ADOPT;
-	c->id = w->id;
-	c->fd = dup_fd;
-	c->max_message = w->max_message;
-	c->max_queue = w->max_queue;
-	push_cmd(c);
-	while ((c = STAILQ_FIRST(&w->held)) != NULL) {
-		STAILQ_REMOVE_HEAD(&w->held, next);
-		push_cmd(c);
-	}
+	ho->evcon = evhttp_request_get_connection(ev);
+	ho->ev = ev;
+	ho->w = w;
+	snprintf(ho->client, sizeof(ho->client), "%s", client);
+	ho->next = handovers;
+	handovers = ho;
+	evtimer_add(ho->tev, &zero);
 	*status = 101;
 	return 0;
 gone:
@@ -781,6 +767,114 @@ gone:
 	session_free(w);
 	*status = 503;
 	return -ENOMEM;
+}
+
+static void
+handover_unlink(struct handover *h)
+{
+	struct handover **pp;
+
+	for (pp = &handovers; *pp; pp = &(*pp)->next)
+		if (*pp == h) {
+			*pp = h->next;
+			break;
+		}
+	event_free(h->tev);
+}
+
+/* Ends a session that never reached lws: its plugin hears of it. */
+static void
+session_abandon(struct sq_ws *w, int code)
+{
+	if (w->inst->desc->ws_close)
+		w->inst->desc->ws_close(w->inst->state, w, code);
+	session_free(w);
+}
+
+/*
+ * The hand-over proper (see the notes): the rebuilt handshake and what
+ * the client sent after it become lws' first read; the socket is
+ * duplicated, /dev/null is put under evhttp's number, and the evhttp
+ * connection is freed (shutdown and close then hit /dev/null).
+ */
+static void
+handover(evutil_socket_t unused, short what, void *arg)
+{
+	struct handover *h = arg;
+	struct sq_ws *w = h->w;
+	struct evkeyvalq *hdr = evhttp_request_get_input_headers(h->ev);
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(h->evcon);
+	struct evbuffer *hs = NULL;
+	struct cmd *c = NULL;
+	int fd, dup_fd = -1, one = 1;
+
+	handover_unlink(h);
+	if (ws_stopping)
+		goto fail;
+	if ((hs = evbuffer_new()) == NULL || (c = calloc(1,
+	    sizeof(*c))) == NULL)
+		goto fail;
+	evbuffer_add_printf(hs, "GET %s HTTP/1.1\r\n",
+	    evhttp_request_get_uri(h->ev));
+	add_line(hs, hdr, "Host");
+	evbuffer_add_printf(hs, "Upgrade: websocket\r\nConnection: "
+	    "Upgrade\r\n");
+	add_line(hs, hdr, "Sec-WebSocket-Key");
+	add_line(hs, hdr, "Sec-WebSocket-Version");
+	add_line(hs, hdr, "Origin");
+	evbuffer_add_printf(hs, "\r\n");
+	evbuffer_add_buffer(hs, bufferevent_get_input(bev));
+	c->readlen = evbuffer_get_length(hs);
+	if ((c->readbuf = malloc(c->readlen)) == NULL)
+		goto fail;
+	evbuffer_remove(hs, c->readbuf, c->readlen);
+	fd = bufferevent_getfd(bev);
+	if ((dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0 ||
+	    dup2(devnull, fd) < 0)
+		goto fail;
+	sqc_http_log_access(h->ev, h->client, 101, 0);
+	evhttp_connection_free(h->evcon);	/* frees ev too */
+	/* chat lines are small: do not let Nagle hold them back */
+	setsockopt(dup_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	evbuffer_free(hs);
+	free(h);
+	c->kind = C_ADOPT;
+	c->id = w->id;
+	c->fd = dup_fd;
+	c->max_message = w->max_message;
+	c->max_queue = w->max_queue;
+	push_cmd(c);
+	w->opening = 0;
+	while ((c = STAILQ_FIRST(&w->held)) != NULL) {
+		STAILQ_REMOVE_HEAD(&w->held, next);
+		push_cmd(c);
+	}
+	return;
+fail:
+	if (dup_fd >= 0)
+		close(dup_fd);
+	if (hs)
+		evbuffer_free(hs);
+	if (c)
+		free(c->readbuf);
+	free(c);
+	evhttp_connection_free(h->evcon);
+	session_abandon(w, ws_stopping ? 1001 : 1011);
+	free(h);
+}
+
+/* At exit: upgrades not handed over yet are dropped. */
+static void
+drop_handovers(void)
+{
+	while (handovers) {
+		struct handover *h = handovers;
+
+		handover_unlink(h);
+		evhttp_connection_free(h->evcon);
+		session_abandon(h->w, 1001);
+		free(h);
+	}
 }
 
 /* ---- the plugin API --------------------------------------------------- */

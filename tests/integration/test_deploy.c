@@ -88,6 +88,7 @@ spawn(char *const argv[], const char *log)
 			dup2(fileno(fp), STDERR_FILENO);
 		}
 		setpgid(0, 0);
+		t_close_inherited();
 		execvp(argv[0], argv);
 		_exit(127);
 	}

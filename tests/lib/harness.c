@@ -24,6 +24,20 @@
 
 #include "harness.h"
 
+/*
+ * In a child about to exec: close every descriptor above stderr, so that
+ * the servers and browsers the tests start keep none of Criterion's own
+ * (its IPC with the runner) open behind the test's back.
+ */
+void
+t_close_inherited(void)
+{
+	long max = sysconf(_SC_OPEN_MAX);
+
+	for (int fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
+		close(fd);
+}
+
 /* A peer that closes must fail a write, not kill the test with SIGPIPE. */
 __attribute__((constructor)) static void
 ignore_sigpipe(void)
@@ -173,6 +187,7 @@ srv_start_in(struct srv *s, const char *ini_text)
 		fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
 		dup2(fd, STDERR_FILENO);
 		dup2(fd, STDOUT_FILENO);
+		t_close_inherited();
 		execl(squalld_path(), "squalld", "-c", s->ini, (char *)NULL);
 		_exit(127);
 	}
@@ -396,6 +411,7 @@ t_run_squalld(char **out, const char *arg, ...)
 
 		dup2(fd, STDERR_FILENO);
 		dup2(fd, STDOUT_FILENO);
+		t_close_inherited();
 		execv(squalld_path(), argv);
 		_exit(127);
 	}

@@ -73,6 +73,9 @@ void	 srv_cleanup(struct srv *s);
  */
 char	*t_default_ini(const char *xheaders);
 
+/* In a child before exec: closes every descriptor above stderr. */
+void	 t_close_inherited(void);
+
 /* Runs squalld with args (NULL-terminated); stderr in *out. */
 int	 t_run_squalld(char **out, const char *arg, ...);
 

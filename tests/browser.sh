@@ -21,16 +21,9 @@ sed -e 's|^listen *=.*|listen = 127.0.0.1:0|' \
     "$top/etc/squall.ini" > "$dir/squall.ini"
 "$build/core/squalld" -c "$dir/squall.ini" >"$dir/log" 2>&1 &
 pid=$!
-i=0
-until grep -q "ready:" "$dir/log"; do
-	i=$((i + 1))
-	if [ $i -gt 400 ] || ! kill -0 $pid 2>/dev/null; then
-		echo "not ok: squalld did not start:"; cat "$dir/log"
-		echo "0 passed, 1 failed"; exit 1
-	fi
-	sleep 0.05
-done
-port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$dir/log" | head -n 1)
+. "$top/tests/lib/squalld.sh"
+sq_wait_log "$dir/log" $pid "ready:"
+port=$(sq_port "$dir/log")
 node --no-warnings --experimental-websocket "$top/tests/browser/chat.mjs" \
     "$port"
 rc=$?

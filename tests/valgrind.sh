@@ -39,19 +39,9 @@ valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect \
     --error-exitcode=99 "$build/core/squalld" -c "$dir/squall.ini" \
     >"$dir/log" 2>&1 &
 pid=$!
-wait_for() { # text
-	i=0
-	while ! grep -q "$1" "$dir/log"; do
-		i=$((i + 1))
-		if [ $i -gt 600 ] || ! kill -0 $pid 2>/dev/null; then
-			echo "not ok: no \"$1\" in the log:"; cat "$dir/log"
-			echo "0 passed, 1 failed"; exit 1
-		fi
-		sleep 0.1
-	done
-}
-wait_for "ready:"
-port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$dir/log" | head -n 1)
+. "$top/tests/lib/squalld.sh"
+sq_wait_log "$dir/log" $pid "ready:"
+port=$(sq_port "$dir/log")
 fail=0
 for path in /hello /data /multi "/delay?ms=10" / /sample/data2.json; do
 	code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$path")
@@ -59,7 +49,7 @@ for path in /hello /data /multi "/delay?ms=10" / /sample/data2.json; do
 done
 curl -s -m 0.5 "http://127.0.0.1:$port/delay?ms=3000" >/dev/null
 kill -HUP $pid
-wait_for "reloaded:"
+sq_wait_log "$dir/log" $pid "reloaded:"
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/multi")
 [ "$code" = 200 ] || { echo "not ok: /multi after the reload: $code"; fail=1; }
 kill -TERM $pid

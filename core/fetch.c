@@ -47,7 +47,7 @@ struct sq_fetch {
 	char		*body;		/* response, NUL-terminated */
 	size_t		 len, cap;
 	char		*headers;	/* "Name: value\r\n"..., last response */
-	size_t		 hlen;
+	size_t		 hlen, hcap;
 	char		**hv;		/* name, value, name, value... split
 					 * from headers on first lookup */
 	size_t		 nhv;
@@ -314,6 +314,27 @@ sq_fetch_set_max_size(struct sq_fetch *f, size_t bytes)
 	f->max_size = bytes;
 }
 
+/* Appends n bytes to a NUL-terminated buffer that doubles as it grows. */
+static int
+append(char **buf, size_t *len, size_t *cap, const char *data, size_t n)
+{
+	if (*len + n + 1 > *cap) {
+		size_t ncap = *cap ? *cap : 1024;
+		char *nb;
+
+		while (ncap < *len + n + 1)
+			ncap *= 2;
+		if ((nb = realloc(*buf, ncap)) == NULL)
+			return -ENOMEM;
+		*buf = nb;
+		*cap = ncap;
+	}
+	memcpy(*buf + *len, data, n);
+	*len += n;
+	(*buf)[*len] = '\0';
+	return 0;
+}
+
 static size_t
 on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
@@ -324,21 +345,7 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
 		f->too_large = 1;
 		return 0;		/* aborts the transfer */
 	}
-	if (f->len + n + 1 > f->cap) {
-		size_t cap = f->cap ? f->cap : 4096;
-		char *nb;
-
-		while (cap < f->len + n + 1)
-			cap *= 2;
-		if ((nb = realloc(f->body, cap)) == NULL)
-			return 0;
-		f->body = nb;
-		f->cap = cap;
-	}
-	memcpy(f->body + f->len, data, n);
-	f->len += n;
-	f->body[f->len] = '\0';
-	return n;
+	return append(&f->body, &f->len, &f->cap, data, n) == 0 ? n : 0;
 }
 
 static size_t
@@ -346,20 +353,13 @@ on_header(char *data, size_t size, size_t nmemb, void *arg)
 {
 	struct sq_fetch *f = arg;
 	size_t n = size * nmemb;
-	char *nh;
 
 	/* a new status line (after a redirect or 100): start over */
 	if (n > 5 && strncmp(data, "HTTP/", 5) == 0)
 		f->hlen = 0;
 	if (f->hlen + n > 65536)
 		return n;	/* headers past 64 KiB are dropped */
-	if ((nh = realloc(f->headers, f->hlen + n + 1)) == NULL)
-		return 0;
-	f->headers = nh;
-	memcpy(f->headers + f->hlen, data, n);
-	f->hlen += n;
-	f->headers[f->hlen] = '\0';
-	return n;
+	return append(&f->headers, &f->hlen, &f->hcap, data, n) == 0 ? n : 0;
 }
 
 static int

@@ -102,10 +102,14 @@ on_socket_event(evutil_socket_t fd, short kind, void *arg)
 		action |= CURL_CSELECT_IN;
 	if (kind & EV_WRITE)
 		action |= CURL_CSELECT_OUT;
+	/*
+	 * No evtimer_del when nothing runs: check_done() may just have
+	 * started a transfer (the next queued one, or one a callback
+	 * started), and libcurl set the timer for it. libcurl removes its
+	 * timer itself, through timer_cb(-1), when it needs none.
+	 */
 	curl_multi_socket_action(multi, fd, action, &running);
 	check_done();
-	if (running <= 0)
-		evtimer_del(timer_ev);
 }
 
 static void

@@ -215,6 +215,56 @@ Test(fetch, max_fetches_queues_the_rest)
 	    ms);
 }
 
+/*
+ * A transfer that starts inside the completion of another (the next one
+ * of the max_fetches queue, or one started from a fetch's callback) must
+ * run at once: it used to wait for unrelated traffic, its timeout never
+ * firing, because the timer libcurl had just set for it was deleted.
+ */
+static long
+timed_get(const char *path, long limit_ms, char **body)
+{
+	struct resp r;
+	long t0 = t_now_ms(), ms;
+
+	cr_assert_eq(http_request(s.port, "GET", path, NULL, NULL, 0,
+	    limit_ms + 5000, &r), 0, "GET %s failed", path);
+	ms = t_now_ms() - t0;
+	cr_assert_lt(ms, limit_ms, "GET %s took %ld ms", path, ms);
+	*body = r.body;
+	free(r.headers);
+	return r.status;
+}
+
+Test(fetch, queued_fetch_starts_when_the_one_before_ends)
+{
+	char *b;
+
+	start_upstream();
+	start_server("max_fetches = 1\n[route /m]\nplugin = multi_fetch\n"
+	    "timeout_ms = 10000\n"
+	    "url.a = " UP "json\nurl.b = " UP "json\nurl.c = " UP "json\n");
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(timed_get("/m", 2000, &b), 200, "%s", b);
+		free(b);
+	}
+}
+
+Test(fetch, fetch_started_from_a_callback_runs_at_once)
+{
+	char *b;
+
+	start_upstream();
+	srv_start(&s, "[route /p]\nplugin = %s\ntimes = 3\n"
+	    "url = http://127.0.0.1:%d/up/echo\n", t_test_plugin("poster"),
+	    up.port);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(timed_get("/p", 2000, &b), 200, "%s", b);
+		cr_assert(strncmp(b, "200 ", 4) == 0, "%s", b);
+		free(b);
+	}
+}
+
 Test(fetch, multi_fetch_runs_in_parallel)
 {
 	long t0, ms;

@@ -195,12 +195,22 @@ void	 sqc_offload_free(void);
 
 /* ---- ws.c ------------------------------------------------------------- */
 
-int	 sqc_ws_init(struct event_base *base, char *err, size_t errlen);
+int	 sqc_ws_init(struct event_base *base, size_t max_header_size,
+	    char *err, size_t errlen);
 int	 sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
 	    const char *client, int *status);
 size_t	 sqc_ws_count(void);
 void	 sqc_ws_stop(void);
 void	 sqc_ws_free(void);
+
+/* ---- upgrade.c -------------------------------------------------------- */
+
+struct evbuffer;
+struct evkeyvalq;
+
+int	 sqc_upgrade_check(int is_get, const char *target,
+	    const struct evkeyvalq *h, size_t space);
+int	 sqc_upgrade_handshake(struct evbuffer *b, const struct evkeyvalq *h);
 
 /* ---- signals.c -------------------------------------------------------- */
 

@@ -365,7 +365,8 @@ serve(int ready_fd)
 		    strerror(-rc));
 		goto out;
 	}
-	if (sqc_ws_init(base, err, sizeof(err)) != 0) {
+	if (sqc_ws_init(base, conf->max_header_size, err,
+	    sizeof(err)) != 0) {
 		sqc_log(SQ_LOG_ERROR, NULL, "%s", err);
 		goto out;
 	}

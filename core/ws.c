@@ -20,6 +20,14 @@
  * loop turn after the request, once libevent has applied the removal of
  * the socket from epoll (the base batches epoll changes); upgrades still
  * waiting for that turn at exit are dropped, before evhttp_free().
+ *
+ * Lifecycle. An upgrade is checked (upgrade.c) before the plugin's
+ * ws_open, so that libwebsockets is only ever given handshakes it takes.
+ * Every adopted connection still ends in exactly one E_CLOSED, whatever
+ * lws does: a link is known by its wsi from LWS_CALLBACK_WSI_CREATE, and
+ * LWS_CALLBACK_WSI_DESTROY, which lws sends for every wsi it frees, ends
+ * it if CLOSED did not (a handshake lws failed, a context destroyed).
+ * Nothing keeps a wsi past its WSI_DESTROY.
  */
 #include "config.h"
 
@@ -57,7 +65,7 @@ struct wbuf {
 	unsigned char	 data[];	/* LWS_PRE bytes, then the payload */
 };
 
-enum cmd_kind { C_ADOPT, C_SEND, C_CLOSE, C_PING, C_STOP };
+enum cmd_kind { C_ADOPT, C_SEND, C_CLOSE, C_PING, C_STOP, C_QUIT };
 
 struct cmd {
 	enum cmd_kind	 kind;
@@ -87,7 +95,8 @@ struct wev {
 /* [lws thread] the lws side of a session */
 struct link {
 	uint64_t	 id;
-	struct lws	*wsi;
+	struct lws	*wsi;		/* from WSI_CREATE to WSI_DESTROY */
+	struct link	*wnext;		/* in by_wsi */
 	size_t		 max_message, max_queue;
 	unsigned char	*rx;		/* message being reassembled */
 	size_t		 rxlen;
@@ -98,6 +107,7 @@ struct link {
 	int		 peer_code;	/* from the client's close frame */
 	int		 ping_secs;	/* a ping to send, then wait that long */
 	int		 established;
+	int		 reported;	/* E_CLOSED pushed */
 	struct link	*hnext;
 };
 
@@ -135,6 +145,7 @@ static struct lws_vhost *vhost;
 static pthread_t thread;
 static int thread_running;
 static int devnull = -1;
+static size_t hs_space;		/* handshake bytes lws is given room for */
 static struct event *wake;
 static uint64_t next_id = 1;
 
@@ -147,17 +158,42 @@ static STAILQ_HEAD(, wev) events = STAILQ_HEAD_INITIALIZER(events);
 static struct sq_ws *sessions[1024];
 static size_t nsessions;
 
-/* lws thread: links by id, and the stop flag */
+/* lws thread: links by id and by wsi, and the stop flags */
 static struct link *links[1024];
+static struct link *by_wsi[1024];
 static size_t nlinks;
-static int stopping;		/* lws thread */
+static int stopping;		/* lws thread: close everyone */
+static int quitting;		/* lws thread: leave now */
 static struct link *adopting;	/* lws thread: set around an adoption */
 
 /* ---- queues ----------------------------------------------------------- */
 
+static void wbuf_unref(struct wbuf *b);
+
+/* Loop thread: a command that will never run. */
+static void
+cmd_discard(struct cmd *c)
+{
+	if (c->kind == C_ADOPT && c->fd >= 0)
+		close(c->fd);
+	if (c->buf)
+		wbuf_unref(c->buf);
+	free(c->readbuf);
+	free(c);
+}
+
+/*
+ * Loop thread: a command for the service thread. Once that thread has
+ * ended (at exit, while the last ws_close callbacks run and may still
+ * broadcast), commands are dropped.
+ */
 static void
 push_cmd(struct cmd *c)
 {
+	if (!thread_running) {
+		cmd_discard(c);
+		return;
+	}
 	pthread_mutex_lock(&cmd_lock);
 	STAILQ_INSERT_TAIL(&cmds, c, next);
 	pthread_mutex_unlock(&cmd_lock);
@@ -223,6 +259,34 @@ link_find(uint64_t id)
 	return NULL;
 }
 
+static size_t
+wsi_slot(const struct lws *wsi)
+{
+	return (size_t)(((uintptr_t)wsi >> 4) % 1024);
+}
+
+/* [lws thread] the link of wsi, or NULL */
+static struct link *
+link_of(const struct lws *wsi)
+{
+	struct link *l;
+
+	for (l = by_wsi[wsi_slot(wsi)]; l; l = l->wnext)
+		if (l->wsi == wsi)
+			return l;
+	return NULL;
+}
+
+/* [lws thread] tells the loop the session is over, once */
+static void
+link_report(struct link *l, int code)
+{
+	if (l->reported)
+		return;
+	l->reported = 1;
+	push_event(E_CLOSED, l->id, NULL, 0, 0, code);
+}
+
 /* [lws thread] */
 static void
 link_free(struct link *l)
@@ -235,6 +299,12 @@ link_free(struct link *l)
 			nlinks--;
 			break;
 		}
+	if (l->wsi)
+		for (pp = &by_wsi[wsi_slot(l->wsi)]; *pp; pp = &(*pp)->wnext)
+			if (*pp == l) {
+				*pp = l->wnext;
+				break;
+			}
 	for (size_t i = l->outhead; i < l->nout; i++)
 		wbuf_unref(l->out[i]);
 	free(l->out);
@@ -274,8 +344,9 @@ link_send(struct link *l, struct wbuf *b)
 		 */
 		wbuf_unref(b);
 		l->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
-		lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK,
-		    LWS_TO_KILL_ASYNC);
+		if (l->wsi)
+			lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK,
+			    LWS_TO_KILL_ASYNC);
 		return;
 	}
 	if (l->nout == l->outcap) {
@@ -301,7 +372,45 @@ link_send(struct link *l, struct wbuf *b)
 	}
 	l->out[l->nout++] = b;
 	l->queued += b->len;
-	lws_callback_on_writable(l->wsi);
+	if (l->established)
+		lws_callback_on_writable(l->wsi);
+}
+
+/*
+ * [lws thread] gives lws the socket of c, with the rebuilt handshake as
+ * its first read. lws runs the handshake right here: on success the link
+ * is ESTABLISHED when this returns; on failure WSI_DESTROY may already
+ * have ended it, or lws returned NULL having closed the fd.
+ */
+static void
+adopt(struct cmd *c)
+{
+	struct link *l;
+	struct lws *wsi;
+
+	if ((l = calloc(1, sizeof(*l))) == NULL) {
+		close(c->fd);
+		push_event(E_CLOSED, c->id, NULL, 0, 0, 1011);
+		return;
+	}
+	l->id = c->id;
+	l->max_message = c->max_message;
+	l->max_queue = c->max_queue;
+	l->hnext = links[l->id % 1024];
+	links[l->id % 1024] = l;
+	nlinks++;
+	adopting = l;
+	wsi = lws_adopt_socket_vhost_readbuf(vhost, c->fd, c->readbuf,
+	    c->readlen);
+	adopting = NULL;
+	if ((l = link_find(c->id)) == NULL)
+		return;		/* WSI_DESTROY ended it already */
+	if (wsi == NULL) {
+		/* lws closed the fd, and freed any wsi without telling */
+		link_report(l, 1006);
+		link_free(l);
+	}
+	/* else ESTABLISHED ran, or will, or WSI_DESTROY will end it */
 }
 
 /* [lws thread] the commands from the loop */
@@ -320,32 +429,10 @@ run_commands(void)
 		STAILQ_REMOVE_HEAD(&q, next);
 		switch (c->kind) {
 		case C_ADOPT:
-			if ((l = calloc(1, sizeof(*l))) == NULL) {
-				close(c->fd);
-				push_event(E_CLOSED, c->id, NULL, 0, 0, 1011);
-				break;
-			}
-			l->id = c->id;
-			l->max_message = c->max_message;
-			l->max_queue = c->max_queue;
-			l->hnext = links[l->id % 1024];
-			links[l->id % 1024] = l;
-			nlinks++;
-			adopting = l;
-			l->wsi = lws_adopt_socket_vhost_readbuf(vhost, c->fd,
-			    c->readbuf, c->readlen);
-			adopting = NULL;
-			if (l->wsi == NULL) {
-				/* lws closed the fd; CLOSED may have run */
-				if (link_find(c->id) == l) {
-					push_event(E_CLOSED, c->id, NULL, 0, 0,
-					    1006);
-					link_free(l);
-				}
-			}
+			adopt(c);
 			break;
 		case C_SEND:
-			if ((l = link_find(c->id)) != NULL && l->wsi)
+			if ((l = link_find(c->id)) != NULL)
 				link_send(l, c->buf);
 			else
 				wbuf_unref(c->buf);
@@ -355,8 +442,8 @@ run_commands(void)
 				link_close(l, c->code, c->reason);
 			break;
 		case C_PING:
-			if ((l = link_find(c->id)) != NULL && l->wsi &&
-			    l->close_code == 0) {
+			if ((l = link_find(c->id)) != NULL &&
+			    l->established && l->close_code == 0) {
 				l->ping_secs = c->code;
 				lws_callback_on_writable(l->wsi);
 			}
@@ -369,10 +456,26 @@ run_commands(void)
 					    LWS_CLOSE_STATUS_GOINGAWAY,
 					    "server stopping");
 			break;
+		case C_QUIT:
+			quitting = 1;
+			break;
 		}
 		free(c->readbuf);
 		free(c);
 	}
+}
+
+/*
+ * [lws thread] The close frame lws sends when it ends a connection for
+ * a protocol error it does not name itself (a control frame over 125
+ * bytes, for one): 1002. Our own closes set their code over it. lws
+ * keeps this in the buffer it also uses for a pong's payload, so it is
+ * set again whenever a pong may have used it.
+ */
+static void
+default_close_reason(struct lws *wsi)
+{
+	lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, NULL, 0);
 }
 
 /* [lws thread] */
@@ -386,19 +489,41 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
 		run_commands();
 		return 0;
+	case LWS_CALLBACK_WSI_CREATE:
+		/* inside lws_adopt_socket_vhost_readbuf(), for our link */
+		if (adopting != NULL && adopting->wsi == NULL) {
+			adopting->wsi = wsi;
+			adopting->wnext = by_wsi[wsi_slot(wsi)];
+			by_wsi[wsi_slot(wsi)] = adopting;
+		}
+		return 0;
+	case LWS_CALLBACK_WSI_DESTROY:
+		/* the last word on every wsi: nothing may keep it */
+		if ((l = link_of(wsi)) != NULL) {
+			link_report(l, l->peer_code ? l->peer_code :
+			    l->close_code ? l->close_code : 1006);
+			link_free(l);
+		}
+		if (pl)
+			*pl = NULL;
+		return 0;
 	case LWS_CALLBACK_ESTABLISHED:
-		if (adopting == NULL)
+		if (pl == NULL || (l = link_of(wsi)) == NULL || l->reported)
 			return -1;
-		*pl = adopting;
-		adopting->wsi = wsi;
-		adopting->established = 1;
+		*pl = l;
+		l->established = 1;
+		default_close_reason(wsi);
+		if (l->nout > l->outhead)
+			lws_callback_on_writable(wsi);
 		return 0;
 	case LWS_CALLBACK_RECEIVE: {
 		unsigned char *nrx;
 
 		if (l == NULL)
 			return -1;
-		if (l->rxlen + len > l->max_message) {
+		/* a frame announcing more than the limit is refused at once */
+		if (l->rxlen + len + lws_remaining_packet_payload(wsi) >
+		    l->max_message) {
 			lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
 			    (unsigned char *)"message too large", 17);
 			return -1;
@@ -421,6 +546,8 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		if (l == NULL)
 			return -1;
+		if (l->close_code == 0)
+			default_close_reason(wsi);	/* a pong used the room */
 		if (l->ping_secs && l->close_code == 0) {
 			/* not empty: lws hides empty pongs from callbacks */
 			unsigned char ping[LWS_PRE + 4];
@@ -466,12 +593,10 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			    ((unsigned char *)in)[1];
 		return 0;
 	case LWS_CALLBACK_CLOSED:
-		if (l == NULL)
-			return 0;
-		push_event(E_CLOSED, l->id, NULL, 0, 0, l->peer_code ?
-		    l->peer_code : l->close_code ? l->close_code : 1006);
-		link_free(l);
-		*pl = NULL;
+		/* the link itself goes at WSI_DESTROY, which follows */
+		if (l != NULL)
+			link_report(l, l->peer_code ? l->peer_code :
+			    l->close_code ? l->close_code : 1006);
 		return 0;
 	default:
 		return lws_callback_http_dummy(wsi, reason, user, in, len);
@@ -487,7 +612,7 @@ static const struct lws_protocols protocols[] = {
 static void *
 service(void *arg)
 {
-	while (!stopping || nlinks > 0)
+	while (!quitting && (!stopping || nlinks > 0))
 		if (lws_service(ctx, 0) < 0)
 			break;
 	return NULL;
@@ -571,13 +696,17 @@ on_wake(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * Starts the service thread on its own lws context. Returns 0 or fills
- * err. Loop thread, before serving.
+ * Starts the service thread on its own lws context, with room for
+ * handshakes of max_header_size bytes (at most 64 KiB: lws counts in 16
+ * bits; larger upgrades get 431). Returns 0 or fills err. Loop thread,
+ * before serving.
  */
 int
-sqc_ws_init(struct event_base *base, char *err, size_t errlen)
+sqc_ws_init(struct event_base *base, size_t max_header_size, char *err,
+    size_t errlen)
 {
 	struct lws_context_creation_info info;
+	size_t space = max_header_size + 1024;
 
 	wbase = base;
 	if ((devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0 ||
@@ -593,6 +722,16 @@ sqc_ws_init(struct event_base *base, char *err, size_t errlen)
 	info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
 	info.gid = -1;
 	info.uid = -1;
+	/*
+	 * lws keeps the header values, each with some bookkeeping, in this
+	 * space; the check in sqc_ws_upgrade leaves it a margin.
+	 */
+	if (space < 4096)
+		space = 4096;
+	if (space > 65535)
+		space = 65535;
+	info.max_http_header_data = (unsigned short)space;
+	hs_space = space - 512;
 	if ((ctx = lws_create_context(&info)) == NULL ||
 	    (vhost = lws_get_vhost_by_name(ctx, "default")) == NULL) {
 		snprintf(err, errlen, "cannot create the libwebsockets "
@@ -627,21 +766,41 @@ sqc_ws_stop(void)
 }
 
 /*
- * At exit: the service thread ends (after closing what is left), then
- * the remaining close events reach the plugins, and everything is freed.
+ * At exit, once the drain is over (shutdown_timeout has passed, or every
+ * session closed): the service thread leaves at once, lws closes what is
+ * left, the remaining close events reach the plugins, and everything is
+ * freed. Commands the plugins send from ws_close from here on are
+ * dropped.
  */
 void
 sqc_ws_free(void)
 {
+	struct cmd *c;
+
 	drop_handovers();
 	if (thread_running) {
 		sqc_ws_stop();
+		if ((c = calloc(1, sizeof(*c))) != NULL) {
+			c->kind = C_QUIT;
+			push_cmd(c);
+		} else
+			quitting = 1;	/* racy, but only when out of memory */
 		pthread_join(thread, NULL);
 		thread_running = 0;
 	}
+	/* lws calls back on this thread now: CLOSED, WSI_DESTROY */
 	if (ctx)
 		lws_context_destroy(ctx);
 	ctx = NULL;
+	while ((c = STAILQ_FIRST(&cmds)) != NULL) {
+		STAILQ_REMOVE_HEAD(&cmds, next);
+		cmd_discard(c);
+	}
+	for (size_t i = 0; i < 1024; i++)
+		while (links[i]) {
+			link_report(links[i], 1006);
+			link_free(links[i]);
+		}
 	if (wake) {
 		on_wake(-1, 0, NULL);
 		event_free(wake);
@@ -660,32 +819,7 @@ sqc_ws_free(void)
 	devnull = -1;
 }
 
-static int
-header_has(struct evkeyvalq *h, const char *name, const char *token)
-{
-	const char *v = evhttp_find_header(h, name);
-	size_t tl = strlen(token);
-
-	while (v && *v) {
-		v += strspn(v, " \t,");
-		if (strncasecmp(v, token, tl) == 0 &&
-		    (v[tl] == '\0' || v[tl] == ',' || v[tl] == ' '))
-			return 1;
-		v += strcspn(v, ",");
-	}
-	return 0;
-}
-
 static void handover(evutil_socket_t fd, short what, void *arg);
-
-static void
-add_line(struct evbuffer *b, struct evkeyvalq *h, const char *name)
-{
-	const char *v = evhttp_find_header(h, name);
-
-	if (v)
-		evbuffer_add_printf(b, "%s: %s\r\n", name, v);
-}
 
 /*
  * An upgrade request for inst's route: checks the handshake, asks the
@@ -701,20 +835,15 @@ sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
 	struct evkeyval *kv;
 	struct handover *ho;
 	struct sq_ws *w;
-	const char *ver = evhttp_find_header(h, "Sec-WebSocket-Version");
 	int rc;
 
-	if (ctx == NULL || evhttp_request_get_command(ev) != EVHTTP_REQ_GET ||
-	    !header_has(h, "Connection", "upgrade") ||
-	    evhttp_find_header(h, "Sec-WebSocket-Key") == NULL ||
-	    evhttp_find_header(h, "Host") == NULL) {
-		*status = 400;
-		return -EINVAL;
+	if (ctx == NULL) {
+		*status = 503;
+		return -EAGAIN;
 	}
-	if (ver == NULL || strcmp(ver, "13") != 0) {
-		*status = 426;
+	if ((*status = sqc_upgrade_check(evhttp_request_get_command(ev) ==
+	    EVHTTP_REQ_GET, evhttp_request_get_uri(ev), h, hs_space)) != 0)
 		return -EINVAL;
-	}
 	if ((w = calloc(1, sizeof(*w))) == NULL) {
 		*status = 503;
 		return -ENOMEM;
@@ -814,16 +943,9 @@ handover(evutil_socket_t unused, short what, void *arg)
 	if ((hs = evbuffer_new()) == NULL || (c = calloc(1,
 	    sizeof(*c))) == NULL)
 		goto fail;
-	evbuffer_add_printf(hs, "GET %s HTTP/1.1\r\n",
-	    evhttp_request_get_uri(h->ev));
-	add_line(hs, hdr, "Host");
-	evbuffer_add_printf(hs, "Upgrade: websocket\r\nConnection: "
-	    "Upgrade\r\n");
-	add_line(hs, hdr, "Sec-WebSocket-Key");
-	add_line(hs, hdr, "Sec-WebSocket-Version");
-	add_line(hs, hdr, "Origin");
-	evbuffer_add_printf(hs, "\r\n");
-	evbuffer_add_buffer(hs, bufferevent_get_input(bev));
+	if (sqc_upgrade_handshake(hs, hdr) != 0 ||
+	    evbuffer_add_buffer(hs, bufferevent_get_input(bev)) != 0)
+		goto fail;
 	c->readlen = evbuffer_get_length(hs);
 	if ((c->readbuf = malloc(c->readlen)) == NULL)
 		goto fail;
@@ -851,6 +973,7 @@ handover(evutil_socket_t unused, short what, void *arg)
 	}
 	return;
 fail:
+	/* nothing was sent yet: the client gets an answer */
 	if (dup_fd >= 0)
 		close(dup_fd);
 	if (hs)
@@ -858,7 +981,10 @@ fail:
 	if (c)
 		free(c->readbuf);
 	free(c);
-	evhttp_connection_free(h->evcon);
+	sqc_http_log_access(h->ev, h->client, 503, 0);
+	evhttp_add_header(evhttp_request_get_output_headers(h->ev),
+	    "Connection", "close");
+	evhttp_send_reply(h->ev, 503, "Service Unavailable", NULL);
 	session_abandon(w, ws_stopping ? 1001 : 1011);
 	free(h);
 }

@@ -282,3 +282,260 @@ Test(ws, clients_that_do_not_answer_pings_are_dropped)
 	cr_assert_eq(srv_stop(&s), 0);
 }
 
+
+/* A handshake to /chat with extra header lines and a query. */
+static char *
+handshake(int port, const char *query, const char *host, const char *extra)
+{
+	char *req;
+
+	cr_assert(asprintf(&req, "GET /chat%s HTTP/1.1\r\nHost: %s\r\n"
+	    "Upgrade: websocket\r\nConnection: Upgrade\r\n%s"
+	    "Sec-WebSocket-Version: 13\r\n\r\n", query, host ? host :
+	    "127.0.0.1", extra ? extra :
+	    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n") > 0);
+	(void)port;
+	return req;
+}
+
+static char *
+repeat(char ch, size_t n)
+{
+	char *p = malloc(n + 1);
+
+	memset(p, ch, n);
+	p[n] = '\0';
+	return p;
+}
+
+/* No line reaches c within ms: the room heard nothing. */
+static void
+expect_silence(struct wsc *c, int ms)
+{
+	char *line = ws_recv_text(c, ms);
+
+	cr_assert_null(line, "unexpected line \"%s\"", line);
+}
+
+/*
+ * Upgrades whose handshake is large (a 5,000-byte query, a 4 KB Host,
+ * well within max_header_size) used to pass ws_open and then die inside
+ * libwebsockets without a close event: the session stayed in the room
+ * with a freed connection under it, and SIGTERM crashed. Now they work
+ * like any other, and leave like any other.
+ */
+Test(ws, large_upgrades_work_and_leave_cleanly)
+{
+	struct wsc a, b;
+	char *q = repeat('q', 5000), *query, *host = repeat('h', 4000),
+	    *req;
+
+	srv_start(&s, "[route /chat]\nplugin = chat\n");
+	cr_assert_eq(ws_connect(&a, s.port, "/chat", NULL), 101);
+	expect_line(&a, "joined at");
+	cr_assert(asprintf(&query, "?%s", q) > 0);
+	for (int i = 0; i < 3; i++) {
+		req = handshake(s.port, i == 1 ? "" : query,
+		    i == 1 ? host : NULL, NULL);
+		cr_assert_eq(ws_handshake(&b, s.port, req, 0), 101, "try %d",
+		    i);
+		free(req);
+		expect_line(&b, "joined at");
+		expect_line(&a, "joined at");
+		cr_assert_eq(ws_send(&b, 1, "big", 3), 0);
+		expect_line(&b, ": big$");
+		expect_line(&a, ": big$");
+		if (i == 2) {
+			/* the server goes with b still in the room */
+			break;
+		}
+		ws_disconnect(&b);
+		expect_line(&a, " left at ");
+	}
+	srv_signal(&s, SIGTERM);
+	cr_assert_eq(ws_wait_close(&a, 5000), 1001);
+	cr_assert_eq(ws_wait_close(&b, 5000), 1001);
+	ws_disconnect(&a);
+	ws_disconnect(&b);
+	cr_assert_eq(srv_wait_exit(&s, 10000), 0, "squalld did not exit "
+	    "cleanly");
+	free(q);
+	free(query);
+	free(host);
+}
+
+/*
+ * Beyond the handshake space libwebsockets is given (sized from
+ * max_header_size, at most 64 KiB), an upgrade gets 431 before the
+ * plugin hears of it.
+ */
+Test(ws, oversized_upgrade_gets_431_before_ws_open)
+{
+	struct wsc a, b;
+	char *host = repeat('h', 70000), *req;
+
+	srv_start(&s, "max_header_size = 200K\n[route /chat]\nplugin = chat\n");
+	cr_assert_eq(ws_connect(&a, s.port, "/chat", NULL), 101);
+	expect_line(&a, "joined at");
+	req = handshake(s.port, "", host, NULL);
+	cr_assert_eq(ws_handshake(&b, s.port, req, 0), 431);
+	ws_disconnect(&b);
+	free(req);
+	expect_silence(&a, 300);
+	ws_disconnect(&a);
+	cr_assert_eq(srv_stop(&s), 0);
+	free(host);
+}
+
+/*
+ * Upgrades libwebsockets would refuse are refused before ws_open, with a
+ * status of ours: the room never announces a member that never was.
+ */
+Test(ws, bad_upgrades_are_refused_before_ws_open)
+{
+	static const struct {
+		const char *query, *extra;
+		int status;
+	} bad[] = {
+		{ "?%zz", NULL, 400 },
+		{ "?a=%4", NULL, 400 },
+		{ "", "Sec-WebSocket-Key: short==\r\n", 400 },
+		{ "", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==x\r\n", 400 },
+		{ "", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25j*Q==\r\n", 400 },
+		{ "", "Sec-WebSocket-Key: a\r\nSec-WebSocket-Key: b\r\n", 400 },
+	};
+	struct wsc a, b;
+
+	srv_start(&s, "[route /chat]\nplugin = chat\n");
+	cr_assert_eq(ws_connect(&a, s.port, "/chat", NULL), 101);
+	expect_line(&a, "joined at");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *req = handshake(s.port, bad[i].query, NULL, bad[i].extra);
+
+		cr_assert_eq(ws_handshake(&b, s.port, req, 0), bad[i].status,
+		    "case %zu: %s", i, req);
+		ws_disconnect(&b);
+		free(req);
+	}
+	expect_silence(&a, 300);
+	/* a good query is no problem */
+	cr_assert_eq(ws_connect(&b, s.port, "/chat?room=a%20b", NULL), 101);
+	expect_line(&a, "joined at");
+	ws_disconnect(&b);
+	ws_disconnect(&a);
+	cr_assert_eq(srv_stop(&s), 0);
+}
+
+/* Sends raw frame bytes (the caller masks, or not). */
+static void
+send_raw(struct wsc *c, const void *data, size_t len)
+{
+	cr_assert_eq(write(c->fd, data, len), (ssize_t)len);
+}
+
+Test(ws, frame_limits_and_control_frames_get_their_close_codes)
+{
+	struct wsc c;
+	/* a text frame announcing 100 MB, then only its first bytes */
+	unsigned char huge[14 + 1024] = { 0x81, 0x80 | 127, 0, 0, 0, 0, 0x06,
+	    0x40, 0, 0, 1, 2, 3, 4 };
+	/* a ping of 200 bytes: control frames carry at most 125 */
+	unsigned char ping[8 + 200] = { 0x89, 0x80 | 126, 0, 200, 1, 2, 3, 4 };
+	char *mb = repeat('x', 1 << 20);
+
+	srv_start(&s, "[route /chat]\nplugin = chat\n");
+	cr_assert_eq(ws_connect(&c, s.port, "/chat", NULL), 101);
+	send_raw(&c, huge, sizeof(huge));
+	cr_assert_eq(ws_wait_close(&c, 5000), 1009, "100 MB announced");
+	ws_disconnect(&c);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(ws_connect(&c, s.port, "/chat", NULL), 101);
+		cr_assert_eq(ws_send(&c, 1, mb, 1 << 20), 0);
+		cr_assert_eq(ws_wait_close(&c, 5000), 1009, "1 MB sent");
+		ws_disconnect(&c);
+	}
+	cr_assert_eq(ws_connect(&c, s.port, "/chat", NULL), 101);
+	send_raw(&c, ping, sizeof(ping));
+	cr_assert_eq(ws_wait_close(&c, 5000), 1002, "200-byte ping");
+	ws_disconnect(&c);
+	/* a ping of the right size is answered, and does not spoil 1002 */
+	cr_assert_eq(ws_connect(&c, s.port, "/chat", NULL), 101);
+	expect_line(&c, "joined at");
+	cr_assert_eq(ws_send(&c, 9, "hi", 2), 0);
+	{
+		int op = 0, code;
+		char *d = NULL;
+		size_t len;
+
+		cr_assert_eq(ws_recv(&c, &op, &d, &len, &code, 5000), 0);
+		cr_assert_eq(op, 10, "a pong");
+		cr_assert_str_eq(d, "hi");
+		free(d);
+	}
+	send_raw(&c, ping, sizeof(ping));
+	cr_assert_eq(ws_wait_close(&c, 5000), 1002, "200-byte ping after a "
+	    "ping");
+	ws_disconnect(&c);
+	free(mb);
+	cr_assert_eq(srv_stop(&s), 0);
+}
+
+/*
+ * At SIGTERM the room hears every member leave, and the plugin broadcasts
+ * from ws_close while the bridge shuts down: that used to crash.
+ */
+Test(ws, sigterm_with_several_members)
+{
+	struct wsc c[4];
+
+	srv_start(&s, "[route /chat]\nplugin = chat\n");
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(ws_connect(&c[i], s.port, "/chat", NULL), 101);
+		expect_line(&c[i], "joined at");
+	}
+	srv_signal(&s, SIGTERM);
+	cr_assert_eq(srv_wait_exit(&s, 10000), 0);
+	for (int i = 0; i < 4; i++)
+		ws_disconnect(&c[i]);
+}
+
+/*
+ * Closing WebSockets at stop is bounded by shutdown_timeout, even for
+ * clients whose sockets are full (their close frame cannot go out); and
+ * the room's "left" lines, broadcast from ws_close while the bridge shuts
+ * down, used to crash the server.
+ */
+Test(ws, shutdown_timeout_bounds_closing)
+{
+	struct wsc mute[3], talker;
+	char msg[8192];
+	long t0;
+	int rc;
+
+	srv_start(&s, "shutdown_timeout = 1\n[route /chat]\nplugin = chat\n"
+	    "max_queue = 64M\n");
+	memset(msg, 'm', sizeof(msg));
+	/* clients that never read, nor answer the close */
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(ws_connect_rcvbuf(&mute[i], s.port, "/chat",
+		    NULL, 2048), 101);
+	cr_assert_eq(ws_connect(&talker, s.port, "/chat", NULL), 101);
+	expect_line(&talker, "joined at");
+	/* fill their sockets: 4 MB each, far beyond what the kernel holds */
+	for (int i = 0; i < 500; i++) {
+		char *line;
+
+		cr_assert_eq(ws_send(&talker, 1, msg, sizeof(msg)), 0);
+		cr_assert_not_null(line = ws_recv_text(&talker, 5000));
+		free(line);
+	}
+	ws_disconnect(&talker);
+	t0 = t_now_ms();
+	srv_signal(&s, SIGTERM);
+	rc = srv_wait_exit(&s, 15000);
+	cr_assert_eq(rc, 0, "exit status %d", rc);
+	cr_assert_lt(t_now_ms() - t0, 3500, "stopping took %ld ms",
+	    t_now_ms() - t0);
+	for (int i = 0; i < 3; i++)
+		ws_disconnect(&mute[i]);
+}

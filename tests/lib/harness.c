@@ -635,26 +635,34 @@ int
 ws_connect_rcvbuf(struct wsc *c, int port, const char *path,
     const char *origin, int rcvbuf)
 {
-	char req[1024], *end;
-	long deadline = t_now_ms() + 5000;
-	int status = -1;
+	char req[1024];
 
-	memset(c, 0, sizeof(*c));
-	if ((c->fd = t_connect_rcvbuf(port, rcvbuf)) < 0)
-		return -1;
 	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
 	    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
 	    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
 	    "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n", path, port,
 	    origin ? "Origin: " : "", origin ? origin : "", origin ? "\r\n" :
 	    "");
+	return ws_handshake(c, port, req, rcvbuf);
+}
+
+int
+ws_handshake(struct wsc *c, int port, const char *req, int rcvbuf)
+{
+	char *end;
+	long deadline = t_now_ms() + 5000;
+	int status = -1;
+
+	memset(c, 0, sizeof(*c));
+	if ((c->fd = t_connect_rcvbuf(port, rcvbuf)) < 0)
+		return -1;
 	if (write(c->fd, req, strlen(req)) != (ssize_t)strlen(req))
 		return -1;
 	while ((end = memmem(c->buf, c->len, "\r\n\r\n", 4)) == NULL)
 		if (t_now_ms() > deadline || fill(c, 100) != 0)
 			if (t_now_ms() > deadline)
 				return -1;
-	if (sscanf(c->buf, "HTTP/1.1 %d", &status) != 1)
+	if (sscanf(c->buf, "HTTP/1.%*d %d", &status) != 1)
 		return -1;
 	end += 4;
 	c->len -= (size_t)(end - c->buf);

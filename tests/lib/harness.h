@@ -124,6 +124,9 @@ int	 ws_connect(struct wsc *c, int port, const char *path,
 	    const char *origin);
 int	 ws_connect_rcvbuf(struct wsc *c, int port, const char *path,
 	    const char *origin, int rcvbuf);
+/* Sends req (a whole handshake, as is); the HTTP status, or -1. With
+ * rcvbuf > 0, the socket's receive buffer is made that small first. */
+int	 ws_handshake(struct wsc *c, int port, const char *req, int rcvbuf);
 int	 ws_send(struct wsc *c, int opcode, const void *data, size_t len);
 /* Next frame; 0, or -1 on timeout or end of stream. *data is malloc'ed
  * and NUL-terminated; for a close frame, *code gets its status. */

@@ -467,8 +467,13 @@ Test(ws, frame_limits_and_control_frames_get_their_close_codes)
 		char *d = NULL;
 		size_t len;
 
-		cr_assert_eq(ws_recv(&c, &op, &d, &len, &code, 5000), 0);
-		cr_assert_eq(op, 10, "a pong");
+		/* skipping lines: the last client's "left" may come late */
+		do {
+			free(d);
+			cr_assert_eq(ws_recv(&c, &op, &d, &len, &code, 5000),
+			    0);
+		} while (op == 1);
+		cr_assert_eq(op, 10, "a pong, not opcode %d (%s)", op, d);
 		cr_assert_str_eq(d, "hi");
 		free(d);
 	}

@@ -19,6 +19,9 @@
 
 #include <squall/plugin.h>
 
+/* What a line adds to a message: "[IPv6] at YYYY-MM-DD HH:MM:SS: " */
+#define LINE_OVERHEAD	96
+
 struct room {
 	struct sq_inst	*inst;
 	struct sq_ws	**members;
@@ -105,6 +108,18 @@ chat_create(struct sq_inst *inst, struct sq_opts *opts, void **state)
 	if (rc == 0)
 		rc = sq_opt_int(opts, "ping_timeout", 30, 1, 86400,
 		    &r->ping_timeout);
+	/*
+	 * A newcomer gets the history at once, and it counts against
+	 * max_queue like any other line: it must fit, or every newcomer
+	 * would be dropped as a slow reader.
+	 */
+	if (rc == 0 && r->history > 0 && (size_t)r->history *
+	    (r->max_message + LINE_OVERHEAD) > r->max_queue)
+		rc = sq_opt_error(opts, "history", "history = %lld lines of up "
+		    "to max_message_size (%zu bytes) do not fit in max_queue "
+		    "(%zu bytes): raise max_queue, or lower history or "
+		    "max_message_size", r->history, r->max_message,
+		    r->max_queue);
 	if (rc == 0 && r->history > 0 &&
 	    (r->lines = calloc((size_t)r->history, sizeof(char *))) == NULL)
 		rc = -ENOMEM;

@@ -544,3 +544,32 @@ Test(ws, shutdown_timeout_bounds_closing)
 	for (int i = 0; i < 3; i++)
 		ws_disconnect(&mute[i]);
 }
+
+/*
+ * History is delivered whole whenever it fits: 100 lines of 1 KB used to
+ * count against max_queue as if the newcomer were a slow reader.
+ */
+Test(ws, long_history_is_delivered)
+{
+	struct wsc a, b;
+	char msg[1000];
+
+	srv_start(&s, "[route /chat]\nplugin = chat\nhistory = 100\n"
+	    "max_message_size = 1K\nmax_queue = 120K\n");
+	memset(msg, 'h', sizeof(msg));
+	cr_assert_eq(ws_connect(&a, s.port, "/chat", NULL), 101);
+	expect_line(&a, "joined at");
+	for (int i = 0; i < 120; i++) {
+		cr_assert_eq(ws_send(&a, 1, msg, sizeof(msg)), 0);
+		expect_line(&a, ": h+$");
+	}
+	cr_assert_eq(ws_connect(&b, s.port, "/chat", NULL), 101);
+	for (int i = 0; i < 100; i++)
+		expect_line(&b, ": h+$");
+	expect_line(&b, "joined at");
+	expect_line(&a, "joined at");
+	ws_disconnect(&b);
+	expect_line(&a, " left at ");
+	ws_disconnect(&a);
+	cr_assert_eq(srv_stop(&s), 0);
+}

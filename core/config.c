@@ -190,7 +190,8 @@ struct key {
 static const struct key server_keys[] = {
 	{ "listen",		K_LISTEN, 0,			0, 0,
 	    "127.0.0.1:8888" },
-	{ "plugin_dir",		K_PATH,	OFF(plugin_dir),	0, 0,	"." },
+	{ "plugin_dir",		K_PATH,	OFF(plugin_dir),	0, 0,
+	    SQ_PLUGIN_DIR },
 	{ "workers",		K_INT,	OFF(workers),		1, 256,	"1" },
 	{ "user",		K_STR,	OFF(user),		0, 0,	"" },
 	{ "pid_file",		K_PATH,	OFF(pid_file),		0, 0,	"" },

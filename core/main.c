@@ -21,9 +21,6 @@
 
 #include "core.h"
 
-#ifndef SQ_DEFAULT_CONFIG
-#define SQ_DEFAULT_CONFIG "/etc/squall/squall.ini"
-#endif
 
 static struct event_base *base;
 static struct sqc_server *server;

@@ -1,0 +1,64 @@
+#!/bin/sh
+# install.sh - make install into a DESTDIR, twice, with the configuration
+# edited in between: the edit survives (squall.ini.default is refreshed),
+# no libtool .la is left beside the plugins, the man pages and squalld -h
+# name this build's paths, and a configuration without plugin_dir finds
+# the installed plugins. make uninstall keeps the edited file.
+top=${top_srcdir:-$(dirname "$0")/..}
+build=${top_builddir:-.}
+dest=$(mktemp -d "${TMPDIR:-/tmp}/squall-install.XXXXXX")
+trap 'rm -rf "$dest"' EXIT
+fail=0 n=0
+check() {	# check WHAT COMMAND...
+	what=$1; shift
+	n=$((n + 1))
+	if "$@" >/dev/null 2>&1; then
+		echo "ok $what"
+	else
+		echo "not ok $what"; fail=$((fail + 1))
+	fi
+}
+define() {	# the value of a string macro of config.h
+	sed -n "s/^#define $1 \"\(.*\)\"$/\1/p" "$build/config.h"
+}
+conf=$(define SQ_DEFAULT_CONFIG)
+plugindir=$(define SQ_PLUGIN_DIR)
+# The install runs make again in this tree; keep the caller's -j out.
+unset MAKEFLAGS MFLAGS
+inst() { make -s -C "$build" "$@" DESTDIR="$dest" >"$dest.log" 2>&1 ||
+    { cat "$dest.log"; echo "make $* failed"; exit 1; }; }
+
+inst install
+check "squall.ini installed" test -f "$dest$conf"
+check "squall.ini.default installed" test -f "$dest$conf.default"
+check "squall.ini is the default on a first install" \
+    cmp "$dest$conf" "$dest$conf.default"
+check "plugins installed" test -f "$dest$plugindir/hello.so"
+check "no .la beside the plugins" sh -c "! ls '$dest$plugindir'/*.la"
+check "squalld -h names $conf" sh -c \
+    "'$build/core/squalld' -h 2>&1 | grep -qF '$conf'"
+man8=$(find "$dest" -name squalld.8 | head -n 1)
+check "squalld(8) names $conf" grep -qF "$conf" "$man8"
+check "squalld(8) names $plugindir" grep -qF "$plugindir" "$man8"
+check "squalld(8) has no placeholder" sh -c "! grep -q '@[a-z]*@' '$man8'"
+
+echo "; edited by the operator" >> "$dest$conf"
+inst install
+check "a second install keeps the edited squall.ini" \
+    grep -q "edited by the operator" "$dest$conf"
+check "a second install refreshes squall.ini.default" \
+    sh -c "! grep -q 'edited by the operator' '$dest$conf.default'"
+
+# plugin_dir defaults to the installed plugins.
+printf '[server]\nlisten = 127.0.0.1:0\n[route /h]\nplugin = nothing\n' \
+    > "$dest/bare.ini"
+check "plugin_dir defaults to $plugindir" sh -c \
+    "'$build/core/squalld' -t -c '$dest/bare.ini' 2>&1 |
+    grep -qF '$plugindir/nothing.so'"
+
+inst uninstall
+check "uninstall keeps the edited squall.ini" test -f "$dest$conf"
+check "uninstall removes squall.ini.default" test ! -e "$dest$conf.default"
+rm -f "$dest.log"
+echo "$((n - fail)) passed, $fail failed"
+[ "$fail" -eq 0 ]

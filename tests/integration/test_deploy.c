@@ -140,6 +140,9 @@ teardown(void)
 
 TestSuite(deploy, .fini = teardown, .timeout = 90);
 
+#define DEBIAN_DEFAULT_SITE "/etc/nginx/sites-available/default"
+
+
 static void
 start_deployment(void)
 {
@@ -147,7 +150,7 @@ start_deployment(void)
 	char *sup_argv[] = { "supervisord", "-n", "-c", d.sup_conf, NULL };
 	char ngx_conf[400], *ngx_argv[] = { "nginx", "-c", ngx_conf, "-p",
 	    d.dir, NULL };
-	char squalld[512];
+	char squalld[512], *site;
 
 	memset(&d, 0, sizeof(d));
 	if (!have("supervisord") || !have("nginx"))
@@ -207,11 +210,22 @@ start_deployment(void)
 	text = replace(text, "PORT1", ports[1]);
 	text = replace(text, "listen 80;", "listen 127.0.0.1:FRONT;");
 	text = replace(text, "FRONT", front);
+	/*
+	 * Beside Debian's default site, as on a stock Debian: it is the
+	 * default_server of the same port.
+	 */
+	site = access(DEBIAN_DEFAULT_SITE, R_OK) == 0 ?
+	    t_read(DEBIAN_DEFAULT_SITE, NULL) : strdup("");
+	site = replace(site, "listen [::]:80 default_server;", "");
+	site = replace(site, "listen 80 default_server;",
+	    "listen 127.0.0.1:FRONT default_server;");
+	site = replace(site, "FRONT", front);
 	snprintf(ngx_conf, sizeof(ngx_conf), "%s/nginx.conf", d.dir);
 	t_write(ngx_conf, "daemon off;\nworker_processes 1;\npid %s/nginx.pid;\n"
 	    "error_log %s/nginx-error.log warn;\nevents { }\nhttp {\n"
 	    "access_log off;\nclient_body_temp_path %s;\nproxy_temp_path %s;\n"
-	    "%s}\n", d.dir, d.dir, d.dir, d.dir, text);
+	    "%s\n%s}\n", d.dir, d.dir, d.dir, d.dir, site, text);
+	free(site);
 	free(text);
 	d.nginx = spawn(ngx_argv, "/dev/null");
 	wait_accepting(d.front, "nginx");
@@ -239,12 +253,16 @@ log_count(int i, const char *text)
 	return n;
 }
 
-/* GET through nginx from a chosen local address (127.0.0.x). */
+/*
+ * GET through nginx from a chosen local address (127.0.0.x), with a
+ * Host header of host (NULL: 127.0.0.1:port).
+ */
 static long
-get_from(const char *src, const char *path, char **body)
+get_as(const char *src, const char *host, const char *path, char **body)
 {
-	char url[256];
+	char url[256], hdr[256];
 	CURL *c = curl_easy_init();
+	struct curl_slist *h = NULL;
 	long status = 0;
 	FILE *mem;
 	size_t len = 0;
@@ -254,13 +272,25 @@ get_from(const char *src, const char *path, char **body)
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", d.front, path);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_INTERFACE, src);
+	if (host) {
+		snprintf(hdr, sizeof(hdr), "Host: %s", host);
+		h = curl_slist_append(h, hdr);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	}
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, mem);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
 	if (curl_easy_perform(c) == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	fclose(mem);
 	curl_easy_cleanup(c);
+	curl_slist_free_all(h);
 	return status;
+}
+
+static long
+get_from(const char *src, const char *path, char **body)
+{
+	return get_as(src, NULL, path, body);
 }
 
 Test(deploy, nginx_balances_over_two_supervised_servers)
@@ -284,6 +314,30 @@ Test(deploy, nginx_balances_over_two_supervised_servers)
 	cr_assert_not_null(strstr(body, "\"second\":"), "%s", body);
 	free(body);
 	cr_assert_eq(get_from("127.0.0.1", "/", &body), 200);
+	free(body);
+}
+
+/*
+ * Beside Debian's default site (the default_server of the same port), the
+ * shipped file still serves its names; other names reach the default.
+ */
+Test(deploy, nginx_file_works_beside_debians_default_site)
+{
+	char *body;
+
+	if (access(DEBIAN_DEFAULT_SITE, R_OK) != 0)
+		cr_skip_test("no %s here", DEBIAN_DEFAULT_SITE);
+	start_deployment();
+	cr_assert_eq(get_as("127.0.0.1", "localhost", "/hello", &body), 200);
+	cr_assert_str_eq(body, "Hello, world");
+	free(body);
+	cr_assert_eq(get_as("127.0.0.1", "squall.example.com", "/hello",
+	    &body), 200);
+	cr_assert_str_eq(body, "Hello, world");
+	free(body);
+	/* another name: Debian's site, which has no /hello */
+	cr_assert_eq(get_as("127.0.0.1", "elsewhere.example", "/hello", &body),
+	    404);
 	free(body);
 }
 

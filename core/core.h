@@ -149,6 +149,8 @@ void	 sqc_gen_release(struct sqc_gen *g);
 struct sq_inst *sqc_gen_route(struct sqc_gen *g, const char *path,
 	    const char **rest);
 size_t	 sqc_gen_count(const struct sqc_gen *g, size_t *reused);
+void	 sqc_gen_describe(const struct sqc_gen *g, const struct sqc_gen *old,
+	    char *buf, size_t len);
 void	 sqc_inst_ref(struct sq_inst *inst);
 void	 sqc_inst_unref(struct sq_inst *inst);
 unsigned sqc_module_count(void);

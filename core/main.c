@@ -68,7 +68,7 @@ str_eq(const char *a, const char *b)
 static void
 reload(void)
 {
-	char err[SQC_ERRLEN];
+	char err[SQC_ERRLEN], what[1024];
 	struct sqc_config *nc;
 	struct sqc_gen *ng = NULL;
 	size_t n, kept;
@@ -104,6 +104,7 @@ reload(void)
 	sqc_log_level = nc->log_level;
 	sqc_fetch_set_max((size_t)nc->max_fetches);
 	sqc_http_apply(server, nc, ng);
+	sqc_gen_describe(ng, gen, what, sizeof(what));
 	sqc_gen_release(gen);
 	gen = ng;
 	/* keep the pid_file that was written: it changes at a restart */
@@ -117,8 +118,9 @@ reload(void)
 	conf = nc;
 	n = sqc_gen_count(gen, &kept);
 	sqc_log(SQ_LOG_INFO, NULL, "reloaded: %zu route%s (%zu kept, %zu "
-	    "new), %u plugin module%s loaded", n, n == 1 ? "" : "s", kept,
-	    n - kept, sqc_module_count(), sqc_module_count() == 1 ? "" : "s");
+	    "new), %u plugin module%s loaded: %s", n, n == 1 ? "" : "s", kept,
+	    n - kept, sqc_module_count(), sqc_module_count() == 1 ? "" : "s",
+	    what);
 	return;
 fail:
 	sqc_log(SQ_LOG_ERROR, NULL, "reload failed, keeping the running "
@@ -313,7 +315,7 @@ become_user(const char *user, char *err, size_t errlen)
 static int
 serve(int ready_fd)
 {
-	char err[SQC_ERRLEN];
+	char err[SQC_ERRLEN], what[1024];
 	int status = 1, rc = -ENOMEM;
 	const char *pid_file = NULL;	/* written by us, removed at exit */
 	size_t n;
@@ -381,8 +383,10 @@ serve(int ready_fd)
 		goto out;
 	}
 	n = sqc_gen_count(gen, NULL);
-	sqc_log(SQ_LOG_INFO, NULL, "squalld %s ready: %zu route%s, pid %d",
-	    PACKAGE_VERSION, n, n == 1 ? "" : "s", (int)getpid());
+	sqc_gen_describe(gen, NULL, what, sizeof(what));
+	sqc_log(SQ_LOG_INFO, NULL, "squalld %s ready: %zu route%s, pid %d: "
+	    "%s",
+	    PACKAGE_VERSION, n, n == 1 ? "" : "s", (int)getpid(), what);
 	if (ready_fd >= 0 && write(ready_fd, "r", 1) != 1)
 		goto out;
 	event_base_dispatch(base);

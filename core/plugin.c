@@ -728,6 +728,57 @@ sqc_gen_route(struct sqc_gen *g, const char *path, const char **rest)
 	return sqc_router_match(g->router, path, rest);
 }
 
+static const struct sq_inst *
+gen_find(const struct sqc_gen *g, const char *route)
+{
+	for (size_t i = 0; g && i < g->ninsts; i++)
+		if (strcmp(g->insts[i]->route, route) == 0)
+			return g->insts[i];
+	return NULL;
+}
+
+/*
+ * Says in buf what g serves compared with old (NULL at start: every
+ * route): the routes added and changed, each with its plugin's name and
+ * version, and the routes removed; routes kept as they were are left out.
+ * Cut short with "..." when buf is too small.
+ */
+void
+sqc_gen_describe(const struct sqc_gen *g, const struct sqc_gen *old,
+    char *buf, size_t len)
+{
+	size_t off = 0, kept = 0;
+	int n;
+
+#define PUT(...) do {							\
+	if (off < len && (n = snprintf(buf + off, len - off,		\
+	    __VA_ARGS__)) > 0)						\
+		off += (size_t)n;					\
+} while (0)
+	buf[0] = '\0';
+	for (size_t i = 0; i < g->ninsts; i++) {
+		const struct sq_inst *in = g->insts[i];
+		const struct sq_inst *was = gen_find(old, in->route);
+
+		if (was == in) {
+			kept++;
+			continue;
+		}
+		PUT("%s%s%s (%s %s)", off ? ", " : "", was ? "changed " :
+		    old ? "added " : "", in->route, in->desc->name,
+		    in->desc->version ? in->desc->version : "?");
+	}
+	for (size_t i = 0; old && i < old->ninsts; i++)
+		if (gen_find(g, old->insts[i]->route) == NULL)
+			PUT("%sremoved %s", off ? ", " : "",
+			    old->insts[i]->route);
+	if (off == 0)
+		PUT("%s", kept ? "nothing changed" : "no routes");
+#undef PUT
+	if (off >= len && len > 4)
+		memcpy(buf + len - 4, "...", 4);
+}
+
 /* Routes of the generation; *reused gets how many kept an instance. */
 size_t
 sqc_gen_count(const struct sqc_gen *g, size_t *reused)

@@ -57,6 +57,16 @@ Test(reload, option_change_takes_effect)
 	expect_body("/new", "new");
 	cr_assert_eq(srv_log_count(&s, "reloaded: 2 routes (0 kept, 2 new)"),
 	    1);
+	/* the log says what now serves, at info level */
+	cr_assert_eq(srv_log_count(&s, "ready: 1 route, pid "), 1);
+	cr_assert_eq(srv_log_count(&s, ": /hello (hello 1.0)\n"), 1);
+	cr_assert_eq(srv_log_count(&s, "loaded: changed /hello (hello 1.0), "
+	    "added /new (hello 1.0)\n"), 1);
+	rewrite("[route /new]\nplugin = hello\ntext = new\n");
+	cr_assert_eq(srv_reload(&s), 0);
+	cr_assert_eq(srv_log_count(&s, "loaded: removed /hello\n"), 1);
+	cr_assert_eq(srv_reload(&s), 0);
+	cr_assert_eq(srv_log_count(&s, "loaded: nothing changed\n"), 1);
 }
 
 Test(reload, unchanged_route_keeps_its_instance)

@@ -214,6 +214,81 @@ static const struct key server_keys[] = {
 };
 #define NKEYS (sizeof(server_keys) / sizeof(server_keys[0]))
 
+/*
+ * Writes c to out as the configuration it is in effect: every [server]
+ * key with its value after defaults and path resolution (listen with the
+ * -p port when port_override > 0), then every route with its resolved
+ * plugin path and its options as given. Returns 0, or -EIO if out fails.
+ */
+int
+sqc_config_dump(const struct sqc_config *c, int port_override, FILE *out)
+{
+	static const char *const levels[] = { "error", "warn", "info",
+	    "debug" };
+	const char *base = (const char *)c;
+	char ip[INET6_ADDRSTRLEN];
+
+	fprintf(out, "# %s, as squalld reads it: every key, defaults "
+	    "included\n[server]\n", c->file);
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *k = &server_keys[i];
+		const void *v = base + k->off;
+
+		if (k->kind == K_LISTEN) {
+			for (size_t j = 0; j < c->nlisten; j++)
+				fprintf(out, strchr(c->listen[j].host, ':') ?
+				    "listen = [%s]:%d\n" : "listen = %s:%d\n",
+				    c->listen[j].host, port_override > 0 ?
+				    port_override : c->listen[j].port);
+			continue;
+		}
+		fprintf(out, "%s = ", k->name);
+		switch (k->kind) {
+		case K_STR:
+		case K_PATH:
+		case K_LOG:
+			fprintf(out, "%s", *(char *const *)v ?
+			    *(char *const *)v : "");
+			break;
+		case K_INT:
+			fprintf(out, "%lld", *(const long long *)v);
+			break;
+		case K_SIZE:
+			fprintf(out, "%zu", *(const size_t *)v);
+			break;
+		case K_BOOL:
+			fprintf(out, "%s", *(const int *)v ? "on" : "off");
+			break;
+		case K_LEVEL:
+			fprintf(out, "%s", levels[*(const int *)v]);
+			break;
+		case K_CIDRS:
+			for (int j = 0; j < c->ntrusted; j++) {
+				const struct sqc_cidr *r = &c->trusted[j];
+
+				inet_ntop(r->family, r->addr, ip, sizeof(ip));
+				fprintf(out, j ? " %s" : "%s", ip);
+				if (r->bits != (r->family == AF_INET ? 32 : 128))
+					fprintf(out, "/%d", r->bits);
+			}
+			break;
+		case K_LISTEN:
+			break;
+		}
+		fputc('\n', out);
+	}
+	for (size_t i = 0; i < c->nroutes; i++) {
+		const struct sqc_route_conf *r = &c->routes[i];
+
+		fprintf(out, "\n[route %s%s]\nplugin = %s\n", r->path,
+		    r->prefix ? "*" : "", r->plugin);
+		for (size_t j = 0; j < r->nopts; j++)
+			fprintf(out, "%s = %s\n", r->opts[j].key,
+			    r->opts[j].value);
+	}
+	return fflush(out) == 0 && !ferror(out) ? 0 : -EIO;
+}
+
 static int
 set_str(char **dst, const char *v)
 {

@@ -6,6 +6,7 @@
 #define SQUALL_CORE_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -93,6 +94,8 @@ struct sqc_config {
 struct sqc_config *sqc_config_load(const char *file, char *err,
 	    size_t errlen);
 void	 sqc_config_free(struct sqc_config *c);
+int	 sqc_config_dump(const struct sqc_config *c, int port_override,
+	    FILE *out);
 char	*sqc_path_resolve(const char *dir, const char *path);
 int	 sqc_parse_size(const char *s, size_t *out);
 int	 sqc_parse_int(const char *s, long long min, long long max,

@@ -35,11 +35,14 @@ static void
 usage(FILE *fp)
 {
 	fprintf(fp,
-	    "usage: squalld [-c FILE] [-p PORT] [-t] [-s SIGNAL] [-V] [-h]\n"
+	    "usage: squalld [-c FILE] [-p PORT] [-t] [-T] [-s SIGNAL] [-V] "
+	    "[-h]\n"
 	    "  -c, --config FILE   configuration (default: %s)\n"
 	    "  -p, --port PORT     override the port of every listen address\n"
 	    "  -t, --check-config  check the configuration and its plugins, "
 	    "then exit\n"
+	    "  -T, --dump-config   like -t, then print the effective "
+	    "configuration\n"
 	    "  -s, --signal SIG    send reload, reopen or stop to the running "
 	    "server\n"
 	    "  -V, --version       print the version and plugin ABI version\n"
@@ -214,8 +217,9 @@ make_base(void)
 	return b;
 }
 
+/* -t, and -T (dump): the configuration and every plugin, nothing served. */
 static int
-check_config(void)
+check_config(int dump)
 {
 	char err[SQC_ERRLEN];
 	struct sqc_gen *g;
@@ -245,6 +249,11 @@ check_config(void)
 		fprintf(stderr, "squalld: %s: configuration is valid (%zu "
 		    "route%s)\n", config_file, n, n == 1 ? "" : "s");
 		sqc_gen_release(g);
+		if (dump && sqc_config_dump(conf, port_override, stdout) != 0) {
+			fprintf(stderr, "squalld: cannot write the "
+			    "configuration: %s\n", strerror(errno));
+			g = NULL;
+		}
 	}
 	sqc_plugin_shutdown();
 	sqc_fetch_free();
@@ -482,6 +491,7 @@ main(int argc, char **argv)
 		{ "config",	  required_argument, NULL, 'c' },
 		{ "port",	  required_argument, NULL, 'p' },
 		{ "check-config", no_argument,	     NULL, 't' },
+		{ "dump-config", no_argument,	     NULL, 'T' },
 		{ "signal",	  required_argument, NULL, 's' },
 		{ "version",	  no_argument,	     NULL, 'V' },
 		{ "help",	  no_argument,	     NULL, 'h' },
@@ -491,7 +501,7 @@ main(int argc, char **argv)
 	int ch, check = 0;
 	long long port;
 
-	while ((ch = getopt_long(argc, argv, "c:p:ts:Vh", longopts,
+	while ((ch = getopt_long(argc, argv, "c:p:tTs:Vh", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'c':
@@ -507,6 +517,9 @@ main(int argc, char **argv)
 			break;
 		case 't':
 			check = 1;
+			break;
+		case 'T':
+			check = 2;
 			break;
 		case 's':
 			sig = optarg;
@@ -535,7 +548,7 @@ main(int argc, char **argv)
 	}
 	atexit(curl_global_cleanup);
 	if (check)
-		return check_config();
+		return check_config(check == 2);
 	if (sig)
 		return send_signal(sig);
 	return start();

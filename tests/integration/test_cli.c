@@ -122,6 +122,45 @@ Test(cli, check_config_data_cases)
 	cr_assert_geq(n, 8, "only %d data cases", n);
 }
 
+/* -T: -t, then every key as it is in effect, defaults and paths resolved */
+Test(cli, dump_config_prints_the_effective_configuration)
+{
+	char dir[256], ini[300], want[600], *out;
+
+	t_tmpdir(dir, sizeof(dir));
+	snprintf(ini, sizeof(ini), "%s/squall.ini", dir);
+	t_write(ini, "[server]\nlisten = 127.0.0.1:8000\nlisten = [::1]:8001\n"
+	    "plugin_dir = %s\npid_file = run/squalld.pid\n"
+	    "trusted_proxies = 10.0.0.0/8 ::1\n[route /hello]\n"
+	    "plugin = hello\ntext = hi\n[route /s/*]\nplugin = static\n"
+	    "root = .\n", t_plugin_dir());
+	cr_assert_eq(t_run_squalld(&out, "-T", "-c", ini, "-p", "9000", NULL),
+	    0, "%s", out);
+	cr_assert_not_null(strstr(out, "\n[server]\nlisten = 127.0.0.1:9000\n"
+	    "listen = [::1]:9000\n"), "%s", out);
+	snprintf(want, sizeof(want), "\npid_file = %s/run/squalld.pid\n", dir);
+	cr_assert_not_null(strstr(out, want), "%s", out);
+	cr_assert_not_null(strstr(out, "\nmax_connections = 10000\n"), "%s",
+	    out);
+	cr_assert_not_null(strstr(out, "\nxheaders = off\n"), "%s", out);
+	cr_assert_not_null(strstr(out, "\nlog_level = info\n"), "%s", out);
+	cr_assert_not_null(strstr(out, "\ntrusted_proxies = 10.0.0.0/8 ::1\n"),
+	    "%s", out);
+	snprintf(want, sizeof(want), "\n[route /hello]\nplugin = %s/hello.so\n"
+	    "text = hi\n", t_plugin_dir());
+	cr_assert_not_null(strstr(out, want), "%s", out);
+	cr_assert_not_null(strstr(out, "\n[route /s/*]\n"), "%s", out);
+	cr_assert_not_null(strstr(out, "configuration is valid (2 routes)"),
+	    "%s", out);
+	free(out);
+	/* an invalid configuration: the error, no dump, exit 1 */
+	t_write(ini, "[server]\nbogus = 1\n");
+	cr_assert_eq(t_run_squalld(&out, "--dump-config", "-c", ini, NULL), 1);
+	cr_assert_null(strstr(out, "max_connections ="), "%s", out);
+	free(out);
+	t_rm_rf(dir);
+}
+
 Test(cli, port_in_use_is_named)
 {
 	char *out, dir[256], ini[400], want[128];

@@ -33,6 +33,7 @@ void	 sqc_access_log(const char *client, const char *method,
 	    const char *uri, int major, int minor, int status, size_t bytes,
 	    const char *referer, const char *agent);
 int	 sqc_log_level_parse(const char *s);
+void	 sqc_log_raw(const char *s, size_t len);
 
 /* ---- config.c --------------------------------------------------------- */
 
@@ -139,6 +140,7 @@ struct sq_inst {
 	/* identity for reuse across reloads */
 	struct sqc_opt	*opts;
 	size_t		 nopts;
+	char		 note[192];	/* "plugin P V, route R", for a crash */
 };
 
 int	 sqc_plugin_init(char *err, size_t errlen);
@@ -156,6 +158,24 @@ void	 sqc_gen_describe(const struct sqc_gen *g, const struct sqc_gen *old,
 	    char *buf, size_t len);
 void	 sqc_inst_ref(struct sq_inst *inst);
 void	 sqc_inst_unref(struct sq_inst *inst);
+
+/*
+ * Calls into plugin code: the descriptor's callbacks go through these, and
+ * the callbacks a plugin hands the core (timers, fetches, offloaded jobs,
+ * aborts) run between sqc_inst_enter and sqc_inst_leave, so that a fatal
+ * signal can say which route and plugin were running. Any thread (the
+ * offload workers mark their jobs too).
+ */
+struct sqc_server;
+void	 sqc_call_handle(struct sq_inst *inst, struct sq_req *req);
+int	 sqc_call_ws_open(struct sq_inst *inst, struct sq_ws *ws);
+void	 sqc_call_ws_message(struct sq_inst *inst, struct sq_ws *ws,
+	    const void *data, size_t len, int binary);
+void	 sqc_call_ws_close(struct sq_inst *inst, struct sq_ws *ws, int code);
+struct sq_inst *sqc_inst_enter(struct sq_inst *inst);
+void	 sqc_inst_leave(struct sq_inst *prev);
+/* The crash note of the code running on this thread, or NULL. */
+const char *sqc_inst_running(void);
 unsigned sqc_module_count(void);
 
 /* ---- http.c ----------------------------------------------------------- */
@@ -227,6 +247,7 @@ void	 sqc_signals_free(void);
 int	 sqc_signal_send(const char *pid_file, const char *what, char *err,
 	    size_t errlen);
 int	 sqc_pid_file_write(const char *path);
+void	 sqc_crash_handlers_init(void);
 
 /* ---- master.c --------------------------------------------------------- */
 

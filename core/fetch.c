@@ -546,6 +546,7 @@ sq_fetch_cancel(struct sq_fetch *f)
 }
 
 static void group_fetch_done(struct sq_fetch *f, void *arg);
+static void group_free(struct sq_fetch_group *g);
 
 /* Calls back and frees; for a group member, the group frees it. */
 static void
@@ -555,9 +556,26 @@ finish(struct sq_fetch *f)
 		group_fetch_done(f, f->group);
 		return;
 	}
-	if (f->cb)
+	if (f->cb) {
+		struct sq_inst *prev = sqc_inst_enter(f->inst);
+
 		f->cb(f, f->arg);
+		sqc_inst_leave(prev);
+	}
 	fetch_free(f);
+}
+
+/* The group's callback, then the group goes. */
+static void
+group_finish(struct sq_fetch_group *g)
+{
+	if (g->cb) {
+		struct sq_inst *prev = sqc_inst_enter(g->inst);
+
+		g->cb(g, g->arg);
+		sqc_inst_leave(prev);
+	}
+	group_free(g);
 }
 
 static int
@@ -737,19 +755,13 @@ group_fetch_done(struct sq_fetch *f, void *arg)
 
 	if (--g->pending > 0)
 		return;
-	if (g->cb)
-		g->cb(g, g->arg);
-	group_free(g);
+	group_finish(g);
 }
 
 static void
 on_group_later(evutil_socket_t fd, short kind, void *arg)
 {
-	struct sq_fetch_group *g = arg;
-
-	if (g->cb)
-		g->cb(g, g->arg);
-	group_free(g);
+	group_finish(arg);
 }
 
 void

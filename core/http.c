@@ -399,8 +399,11 @@ req_gone(struct sq_req *req)
 	sqc_log(SQ_LOG_DEBUG, req->inst->route, "client %s left before the "
 	    "response", req->client);
 	if (req->abort_cb) {
+		struct sq_inst *prev = sqc_inst_enter(req->inst);
+
 		req->in_abort = 1;
 		req->abort_cb(req, req->abort_arg);
+		sqc_inst_leave(prev);
 		req_free(req);
 	}
 }
@@ -521,7 +524,7 @@ dispatch(struct evhttp_request *ev, void *arg)
 	if (evcon && (req->conn = conn_get(s, evcon)) != NULL)
 		req->conn->req = req;
 	s->dispatching = req;
-	inst->desc->handle(inst->state, req);
+	sqc_call_handle(inst, req);
 	if (s->dispatching == req) {
 		/* answered later: notice if the client leaves meanwhile */
 		s->dispatching = NULL;

@@ -110,6 +110,18 @@ sqc_log_reopen(void)
 	return rc;
 }
 
+/*
+ * Writes s to the error log as is, with one write(2): async-signal-safe,
+ * for the fatal signal handler.
+ */
+void
+sqc_log_raw(const char *s, size_t len)
+{
+	ssize_t n = write(error_fd, s, len);
+
+	(void)n;
+}
+
 /* At exit: back to stderr, files closed. */
 void
 sqc_log_close(void)

@@ -378,6 +378,7 @@ serve(int ready_fd)
 		sqc_log(SQ_LOG_ERROR, NULL, "%s", err);
 		goto out;
 	}
+	sqc_crash_handlers_init();
 	if (sqc_signals_init(base, on_signal, NULL) != 0) {
 		sqc_log(SQ_LOG_ERROR, NULL, "cannot install signal handlers");
 		goto out;

@@ -70,6 +70,7 @@ static void *
 worker(void *arg)
 {
 	struct sq_job *j;
+	struct sq_inst *prev;
 
 	pthread_mutex_lock(&lock);
 	for (;;) {
@@ -78,7 +79,9 @@ worker(void *arg)
 		if ((j = pop(&todo)) == NULL)
 			break;		/* stopping, nothing left */
 		pthread_mutex_unlock(&lock);
+		prev = sqc_inst_enter(j->inst);	/* this thread's own mark */
 		j->work(j->arg);
+		sqc_inst_leave(prev);
 		pthread_mutex_lock(&lock);
 		push(&finished, j);
 		event_active(wake, EV_READ, 0);
@@ -90,10 +93,12 @@ worker(void *arg)
 static void
 run_done(struct sq_job *j)
 {
-	struct sq_inst *inst = j->inst;
+	struct sq_inst *inst = j->inst, *prev;
 
 	njobs--;
+	prev = sqc_inst_enter(inst);
 	j->done(j->status, j->arg);
+	sqc_inst_leave(prev);
 	free(j);
 	sqc_inst_unref(inst);
 }

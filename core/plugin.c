@@ -542,6 +542,99 @@ inst_free(struct sq_inst *inst)
 	free(inst);
 }
 
+/* ---- calls into plugins --------------------------------------------- */
+
+/* What runs on this thread now: read by the fatal signal handler. */
+static __thread struct sq_inst *running;
+
+/* Marks inst's code as running; returns what ran before, for leave. */
+struct sq_inst *
+sqc_inst_enter(struct sq_inst *inst)
+{
+	struct sq_inst *prev = running;
+
+	running = inst;
+	return prev;
+}
+
+void
+sqc_inst_leave(struct sq_inst *prev)
+{
+	running = prev;
+}
+
+/* Async-signal-safe: the preformatted note of what runs, or NULL. */
+const char *
+sqc_inst_running(void)
+{
+	return running ? running->note : NULL;
+}
+
+static void
+note_init(struct sq_inst *inst)
+{
+	snprintf(inst->note, sizeof(inst->note), "plugin %s %s, route %s",
+	    inst->desc->name, inst->desc->version ? inst->desc->version : "?",
+	    inst->route);
+}
+
+void
+sqc_call_handle(struct sq_inst *inst, struct sq_req *req)
+{
+	struct sq_inst *prev = sqc_inst_enter(inst);
+
+	inst->desc->handle(inst->state, req);
+	sqc_inst_leave(prev);
+}
+
+/* ws_open's answer: 0, or the HTTP status refusing the upgrade. */
+int
+sqc_call_ws_open(struct sq_inst *inst, struct sq_ws *ws)
+{
+	struct sq_inst *prev = sqc_inst_enter(inst);
+	int rc = inst->desc->ws_open(inst->state, ws);
+
+	sqc_inst_leave(prev);
+	return rc;
+}
+
+void
+sqc_call_ws_message(struct sq_inst *inst, struct sq_ws *ws, const void *data,
+    size_t len, int binary)
+{
+	struct sq_inst *prev;
+
+	if (inst->desc->ws_message == NULL)
+		return;
+	prev = sqc_inst_enter(inst);
+	inst->desc->ws_message(inst->state, ws, data, len, binary);
+	sqc_inst_leave(prev);
+}
+
+void
+sqc_call_ws_close(struct sq_inst *inst, struct sq_ws *ws, int code)
+{
+	struct sq_inst *prev;
+
+	if (inst->desc->ws_close == NULL)
+		return;
+	prev = sqc_inst_enter(inst);
+	inst->desc->ws_close(inst->state, ws, code);
+	sqc_inst_leave(prev);
+}
+
+static void
+call_destroy(struct sq_inst *inst)
+{
+	struct sq_inst *prev;
+
+	if (inst->desc->destroy == NULL)
+		return;
+	prev = sqc_inst_enter(inst);
+	inst->desc->destroy(inst->state);
+	sqc_inst_leave(prev);
+}
+
 /* Drops a reference; the last one destroys the instance. */
 void
 sqc_inst_unref(struct sq_inst *inst)
@@ -552,8 +645,7 @@ sqc_inst_unref(struct sq_inst *inst)
 		return;
 	sqc_log(SQ_LOG_DEBUG, NULL, "destroying %s instance of %s",
 	    inst->desc->name, inst->route);
-	if (inst->desc->destroy)
-		inst->desc->destroy(inst->state);
+	call_destroy(inst);
 	inst_free(inst);
 	module_unref(mod);
 }
@@ -619,7 +711,14 @@ inst_create(struct sqc_config *c, struct sqc_route_conf *r,
 		inst->nopts++;
 		r->opts[i].used = 0;
 	}
-	rc = mod->desc->create ? mod->desc->create(inst, &o, &inst->state) : 0;
+	note_init(inst);
+	if (mod->desc->create) {
+		struct sq_inst *prev = sqc_inst_enter(inst);
+
+		rc = mod->desc->create(inst, &o, &inst->state);
+		sqc_inst_leave(prev);
+	} else
+		rc = 0;
 	if (rc == 0) {
 		for (size_t i = 0; i < r->nopts; i++)
 			if (!r->opts[i].used) {
@@ -629,8 +728,8 @@ inst_create(struct sqc_config *c, struct sqc_route_conf *r,
 				rc = -EINVAL;
 				break;
 			}
-		if (rc != 0 && mod->desc->destroy)
-			mod->desc->destroy(inst->state);
+		if (rc != 0)
+			call_destroy(inst);
 	} else if (!o.failed)
 		opts_fail_at(&o, r->line, "plugin '%s' failed to create its "
 		    "instance: %s", mod->desc->name, sq_strerror(rc));

@@ -41,6 +41,92 @@ on_signal(evutil_socket_t signo, short what, void *arg)
 	user_cb(sigs[i].what, user_arg);
 }
 
+/* ---- fatal signals ---------------------------------------------------- */
+
+static const struct {
+	int		 signo;
+	const char	*name;
+} fatal[] = {
+	{ SIGSEGV, "SIGSEGV" }, { SIGBUS, "SIGBUS" }, { SIGILL, "SIGILL" },
+	{ SIGFPE, "SIGFPE" }, { SIGABRT, "SIGABRT" },
+};
+#define NFATAL (sizeof(fatal) / sizeof(fatal[0]))
+static struct sigaction fatal_old[NFATAL];
+
+/* Appends s to buf at *off, within cap; async-signal-safe. */
+static void
+put(char *buf, size_t *off, size_t cap, const char *s)
+{
+	while (*s && *off + 1 < cap)
+		buf[(*off)++] = *s++;
+}
+
+/*
+ * A fatal signal: one line in the error log naming the plugin and route
+ * whose code was running (or squalld's own code), then the signal's
+ * previous disposition takes over: the default (the process dies, with a
+ * core dump where enabled) or, in the sanitizer build, the sanitizer's
+ * report. Only async-signal-safe calls.
+ */
+static void
+on_fatal(int signo, siginfo_t *si, void *ctx)
+{
+	char line[320], num[12];
+	const char *note = sqc_inst_running(), *name = "?";
+	size_t off = 0, i, n = 0;
+	int v = signo;
+
+	for (i = 0; i < NFATAL; i++)
+		if (fatal[i].signo == signo)
+			name = fatal[i].name;
+	do
+		num[n++] = (char)('0' + v % 10);
+	while ((v /= 10) > 0 && n < sizeof(num));
+	put(line, &off, sizeof(line), "squalld: fatal signal ");
+	while (n > 0 && off + 1 < sizeof(line))
+		line[off++] = num[--n];
+	put(line, &off, sizeof(line), " (");
+	put(line, &off, sizeof(line), name);
+	put(line, &off, sizeof(line), ") in ");
+	put(line, &off, sizeof(line), note ? note : "squalld itself");
+	put(line, &off, sizeof(line), "\n");
+	sqc_log_raw(line, off);
+	for (i = 0; i < NFATAL; i++)
+		if (fatal[i].signo == signo)
+			sigaction(signo, &fatal_old[i], NULL);
+	/*
+	 * A fault happens again when the instruction does, now under the
+	 * old disposition; a signal that was sent is sent again.
+	 */
+	if (si == NULL || si->si_code <= 0 || signo == SIGABRT)
+		raise(signo);
+}
+
+/*
+ * Installs the fatal signal handler, on an alternate stack (a stack
+ * overflow is one of the faults it reports). Once per process.
+ */
+void
+sqc_crash_handlers_init(void)
+{
+	static char *altstack;
+	struct sigaction sa;
+	stack_t ss;
+
+	if (altstack == NULL && (altstack = malloc(SIGSTKSZ * 4)) != NULL) {
+		ss.ss_sp = altstack;
+		ss.ss_size = SIGSTKSZ * 4;
+		ss.ss_flags = 0;
+		sigaltstack(&ss, NULL);
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_fatal;
+	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < NFATAL; i++)
+		sigaction(fatal[i].signo, &sa, &fatal_old[i]);
+}
+
 /* Routes the signals to cb on the loop; SIGPIPE is ignored. */
 int
 sqc_signals_init(struct event_base *base,

@@ -38,7 +38,7 @@ static void
 fire(evutil_socket_t fd, short what, void *arg)
 {
 	struct sq_timer *t = arg;
-	struct sq_inst *inst = t->inst;
+	struct sq_inst *inst = t->inst, *prev;
 
 	if (t->prev)
 		t->prev->next = t->next;
@@ -48,7 +48,9 @@ fire(evutil_socket_t fd, short what, void *arg)
 		t->next->prev = t->prev;
 	ntimers--;
 	event_free(t->ev);
+	prev = sqc_inst_enter(inst);
 	t->cb(t->status, t->arg);
+	sqc_inst_leave(prev);
 	free(t);
 	sqc_inst_unref(inst);
 }

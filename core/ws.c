@@ -681,13 +681,11 @@ on_wake(evutil_socket_t fd, short what, void *arg)
 		struct sq_ws *w = session_find(e->id);
 
 		STAILQ_REMOVE_HEAD(&q, next);
-		if (w && e->kind == E_MESSAGE && w->inst->desc->ws_message)
-			w->inst->desc->ws_message(w->inst->state, w, e->data,
-			    e->len, e->binary);
+		if (w && e->kind == E_MESSAGE)
+			sqc_call_ws_message(w->inst, w, e->data, e->len,
+			    e->binary);
 		else if (w && e->kind == E_CLOSED) {
-			if (w->inst->desc->ws_close)
-				w->inst->desc->ws_close(w->inst->state, w,
-				    e->code);
+			sqc_call_ws_close(w->inst, w, e->code);
 			session_free(w);
 		}
 		free(e->data);
@@ -810,8 +808,7 @@ sqc_ws_free(void)
 		while (sessions[i]) {
 			struct sq_ws *w = sessions[i];
 
-			if (w->inst->desc->ws_close)
-				w->inst->desc->ws_close(w->inst->state, w, 1001);
+			sqc_call_ws_close(w->inst, w, 1001);
 			session_free(w);
 		}
 	if (devnull >= 0)
@@ -862,7 +859,7 @@ sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
 	sessions[w->id % 1024] = w;
 	nsessions++;
 	w->opening = 1;		/* until the hand-over: commands wait */
-	rc = inst->desc->ws_open(inst->state, w);
+	rc = sqc_call_ws_open(inst, w);
 	if (rc != 0) {
 		session_free(w);
 		*status = rc >= 400 && rc <= 499 ? rc : 403;
@@ -891,8 +888,7 @@ sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
 	return 0;
 gone:
 	/* the plugin accepted: tell it the session is over */
-	if (inst->desc->ws_close)
-		inst->desc->ws_close(inst->state, w, 1011);
+	sqc_call_ws_close(inst, w, 1011);
 	session_free(w);
 	*status = 503;
 	return -ENOMEM;
@@ -915,8 +911,7 @@ handover_unlink(struct handover *h)
 static void
 session_abandon(struct sq_ws *w, int code)
 {
-	if (w->inst->desc->ws_close)
-		w->inst->desc->ws_close(w->inst->state, w, code);
+	sqc_call_ws_close(w->inst, w, code);
 	session_free(w);
 }
 

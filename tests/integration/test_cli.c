@@ -161,6 +161,48 @@ Test(cli, dump_config_prints_the_effective_configuration)
 	t_rm_rf(dir);
 }
 
+/*
+ * A plugin that crashes squalld (workers = 1) leaves a line naming the
+ * route and plugin that ran; the process still dies of its signal. (The
+ * sanitizer build reports crashes its own way.)
+ */
+Test(cli, fatal_signal_names_the_plugin_and_route)
+{
+#ifdef SQ_SANITIZERS
+	cr_skip_test("the sanitizers report crashes themselves");
+#else
+	static const struct {
+		const char *query, *line;
+	} cases[] = {
+		{ "segv", "squalld: fatal signal 11 (SIGSEGV) in plugin crash "
+		    "test, route /boom\n" },
+		{ "abort", "squalld: fatal signal 6 (SIGABRT) in plugin crash "
+		    "test, route /boom\n" },
+		{ "fpe", "squalld: fatal signal 8 (SIGFPE) in plugin crash "
+		    "test, route /boom\n" },
+		{ "timer", "squalld: fatal signal 11 (SIGSEGV) in plugin crash "
+		    "test, route /boom\n" },
+	};
+	struct srv c;
+	char path[64];
+	struct resp r;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		srv_start(&c, "[route /boom]\nplugin = %s\n",
+		    t_test_plugin("crash"));
+		t_expect_status(c.port, "/boom", 200);
+		snprintf(path, sizeof(path), "/boom?%s", cases[i].query);
+		http_request(c.port, "GET", path, NULL, NULL, 0, 5000, &r);
+		resp_free(&r);
+		cr_assert_eq(srv_wait_exit(&c, 5000), -1, "%s: squalld did not "
+		    "die of its signal", cases[i].query);
+		cr_assert_eq(srv_log_count(&c, cases[i].line), 1, "%s: no "
+		    "line \"%s\"", cases[i].query, cases[i].line);
+		srv_cleanup(&c);
+	}
+#endif
+}
+
 Test(cli, port_in_use_is_named)
 {
 	char *out, dir[256], ini[400], want[128];

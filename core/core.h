@@ -246,7 +246,11 @@ int	 sqc_signals_init(struct event_base *base,
 void	 sqc_signals_free(void);
 int	 sqc_signal_send(const char *pid_file, const char *what, char *err,
 	    size_t errlen);
+int	 sqc_pid_file_check(const char *path);
 int	 sqc_pid_file_write(const char *path);
+void	 sqc_pid_file_remove(const char *path);
+void	 sqc_reload_result_open(const char *pid_file);
+void	 sqc_reload_result(const char *error);
 void	 sqc_crash_handlers_init(void);
 
 /* ---- master.c --------------------------------------------------------- */

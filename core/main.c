@@ -30,19 +30,21 @@ static struct event *drain_ev;
 static struct timespec stop_deadline;
 static int port_override;
 static const char *config_file = SQ_DEFAULT_CONFIG;
+static const char *pid_override;	/* -g */
 
 static void
 usage(FILE *fp)
 {
 	fprintf(fp,
-	    "usage: squalld [-c FILE] [-p PORT] [-t] [-T] [-s SIGNAL] [-V] "
-	    "[-h]\n"
+	    "usage: squalld [-c FILE] [-p PORT] [-g PIDFILE] [-t] [-T] "
+	    "[-s SIGNAL] [-V] [-h]\n"
 	    "  -c, --config FILE   configuration (default: %s)\n"
 	    "  -p, --port PORT     override the port of every listen address\n"
 	    "  -t, --check-config  check the configuration and its plugins, "
 	    "then exit\n"
 	    "  -T, --dump-config   like -t, then print the effective "
 	    "configuration\n"
+	    "  -g, --pid-file FILE override pid_file (one per instance)\n"
 	    "  -s, --signal SIG    send reload, reopen or stop to the running "
 	    "server\n"
 	    "  -V, --version       print the version and plugin ABI version\n"
@@ -59,6 +61,25 @@ same_listen(const struct sqc_config *a, const struct sqc_config *b)
 		    strcmp(a->listen[i].host, b->listen[i].host) != 0)
 			return 0;
 	return 1;
+}
+
+/* The configuration file, with -g applied. NULL with err filled. */
+static struct sqc_config *
+load_config(char *err, size_t errlen)
+{
+	struct sqc_config *c = sqc_config_load(config_file, err, errlen);
+	char *pf;
+
+	if (c == NULL || pid_override == NULL)
+		return c;
+	if ((pf = strdup(pid_override)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		sqc_config_free(c);
+		return NULL;
+	}
+	free(c->pid_file);
+	c->pid_file = pf;
+	return c;
 }
 
 static int
@@ -78,7 +99,7 @@ reload(void)
 	int relisten;
 
 	sqc_log(SQ_LOG_INFO, NULL, "reloading %s", config_file);
-	if ((nc = sqc_config_load(config_file, err, sizeof(err))) == NULL ||
+	if ((nc = load_config(err, sizeof(err))) == NULL ||
 	    (ng = sqc_gen_build(nc, gen, err, sizeof(err))) == NULL)
 		goto fail;
 	relisten = !same_listen(nc, conf);
@@ -124,10 +145,12 @@ reload(void)
 	    "new), %u plugin module%s loaded: %s", n, n == 1 ? "" : "s", kept,
 	    n - kept, sqc_module_count(), sqc_module_count() == 1 ? "" : "s",
 	    what);
+	sqc_reload_result(NULL);
 	return;
 fail:
 	sqc_log(SQ_LOG_ERROR, NULL, "reload failed, keeping the running "
 	    "configuration: %s", err);
+	sqc_reload_result(err);
 	sqc_gen_release(ng);
 	sqc_config_free(nc);
 }
@@ -225,7 +248,7 @@ check_config(int dump)
 	struct sqc_gen *g;
 	size_t n;
 
-	if ((conf = sqc_config_load(config_file, err, sizeof(err))) == NULL) {
+	if ((conf = load_config(err, sizeof(err))) == NULL) {
 		fprintf(stderr, "squalld: %s\n", err);
 		return 1;
 	}
@@ -262,20 +285,38 @@ check_config(int dump)
 	return g ? 0 : 1;
 }
 
+/*
+ * -s: signals the running server. reload first checks the configuration
+ * as -t does (nothing is signalled if it is invalid), then waits for the
+ * server's own outcome. With -g, reopen and stop need no configuration.
+ */
 static int
 send_signal(const char *what)
 {
 	char err[SQC_ERRLEN];
+	const char *pid_file;
 	int rc;
 
-	if ((conf = sqc_config_load(config_file, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "squalld: %s\n", err);
+	if (strcmp(what, "reload") == 0 && check_config(0) != 0) {
+		fprintf(stderr, "squalld: nothing was signalled: the "
+		    "configuration is invalid\n");
 		return 1;
 	}
-	rc = sqc_signal_send(conf->pid_file, what, err, sizeof(err));
+	conf = NULL;
+	if (pid_override != NULL && strcmp(what, "reload") != 0)
+		pid_file = pid_override;
+	else if ((conf = load_config(err, sizeof(err))) == NULL) {
+		fprintf(stderr, "squalld: %s\n", err);
+		return 1;
+	} else
+		pid_file = conf->pid_file;
+	rc = sqc_signal_send(pid_file, what, err, sizeof(err));
 	if (rc != 0)
 		fprintf(stderr, "squalld: %s\n", err);
+	else if (strcmp(what, "reload") == 0)
+		fprintf(stderr, "squalld: reloaded\n");
 	sqc_config_free(conf);
+	conf = NULL;
 	return rc ? 1 : 0;
 }
 
@@ -329,7 +370,7 @@ serve(int ready_fd)
 	const char *pid_file = NULL;	/* written by us, removed at exit */
 	size_t n;
 
-	if ((conf = sqc_config_load(config_file, err, sizeof(err))) == NULL) {
+	if ((conf = load_config(err, sizeof(err))) == NULL) {
 		fprintf(stderr, "squalld: %s\n", err);
 		return 1;
 	}
@@ -384,6 +425,9 @@ serve(int ready_fd)
 		goto out;
 	}
 	if (ready_fd < 0) {
+		if (sqc_pid_file_check(conf->pid_file) != 0)
+			goto out;
+		sqc_reload_result_open(conf->pid_file);
 		if (sqc_pid_file_write(conf->pid_file) != 0)
 			goto out;
 		pid_file = conf->pid_file;
@@ -417,8 +461,7 @@ serve(int ready_fd)
 	status = 0;
 	sqc_log(SQ_LOG_INFO, NULL, "stopped");
 out:
-	if (pid_file && *pid_file)
-		unlink(pid_file);
+	sqc_pid_file_remove(pid_file);
 	sqc_ws_free();
 	sqc_timer_cancel_all();
 	sqc_fetch_cancel_all();
@@ -456,7 +499,7 @@ start(void)
 	struct sqc_config *c;
 	int rc;
 
-	if ((c = sqc_config_load(config_file, err, sizeof(err))) == NULL) {
+	if ((c = load_config(err, sizeof(err))) == NULL) {
 		fprintf(stderr, "squalld: %s\n", err);
 		return 1;
 	}
@@ -494,6 +537,7 @@ main(int argc, char **argv)
 		{ "check-config", no_argument,	     NULL, 't' },
 		{ "dump-config", no_argument,	     NULL, 'T' },
 		{ "signal",	  required_argument, NULL, 's' },
+		{ "pid-file",	  required_argument, NULL, 'g' },
 		{ "version",	  no_argument,	     NULL, 'V' },
 		{ "help",	  no_argument,	     NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -502,7 +546,7 @@ main(int argc, char **argv)
 	int ch, check = 0;
 	long long port;
 
-	while ((ch = getopt_long(argc, argv, "c:p:tTs:Vh", longopts,
+	while ((ch = getopt_long(argc, argv, "c:p:tTs:g:Vh", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'c':
@@ -524,6 +568,9 @@ main(int argc, char **argv)
 			break;
 		case 's':
 			sig = optarg;
+			break;
+		case 'g':
+			pid_override = optarg;
 			break;
 		case 'V':
 			printf("squalld %s (plugin ABI %d)\n", PACKAGE_VERSION,

@@ -200,6 +200,13 @@ sqc_master_run(size_t n, const char *pid_file, long long shutdown_timeout,
 		return 1;
 	}
 	ready_rd = fds[0];
+	if (sqc_pid_file_check(pid_file) != 0) {
+		close(fds[0]);
+		close(fds[1]);
+		free(workers);
+		return 1;
+	}
+	sqc_reload_result_open(pid_file);	/* the workers inherit it */
 	for (size_t i = 0; i < n; i++)
 		if (spawn(i, fds[1], worker_main) < 0)
 			break;
@@ -273,8 +280,7 @@ sqc_master_run(size_t n, const char *pid_file, long long shutdown_timeout,
 	}
 	close(fds[0]);
 	close(fds[1]);
-	if (pid_file && *pid_file)
-		unlink(pid_file);
+	sqc_pid_file_remove(pid_file);
 	sqc_log(SQ_LOG_INFO, NULL, "master stopped");
 	free(workers);
 	return status;

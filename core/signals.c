@@ -7,11 +7,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <event2/event.h>
 
@@ -155,36 +158,220 @@ sqc_signals_free(void)
 	}
 }
 
-/* Writes our pid to path (none when path is empty); logs a failure. */
-int
-sqc_pid_file_write(const char *path)
+/* Is pid a running squalld (its /proc comm)? */
+static int
+is_squalld(long long pid)
 {
-	FILE *fp;
+	char path[64], comm[32];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%lld/comm", pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	n = read(fd, comm, sizeof(comm) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	comm[n] = '\0';
+	comm[strcspn(comm, "\n")] = '\0';
+	return strcmp(comm, "squalld") == 0;
+}
+
+/* The pid in path: > 0, 0 when absent or not a pid, -errno on error. */
+static long long
+pid_read(const char *path)
+{
+	char buf[32];
+	long long pid;
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0)
+		return -EIO;
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (sqc_parse_int(buf, 2, 1LL << 30, &pid) != 0)
+		return 0;
+	return pid;
+}
+
+static int result_fd = -1;	/* pid_file.reload, appended to */
+
+/*
+ * Refuses a pid file that names another running squalld: a second
+ * instance needs its own (-g). Logs the refusal; returns 0 or -EEXIST.
+ */
+int
+sqc_pid_file_check(const char *path)
+{
+	long long other;
 
 	if (path == NULL || *path == '\0')
 		return 0;
-	if ((fp = fopen(path, "w")) == NULL) {
-		sqc_log(SQ_LOG_ERROR, NULL, "cannot write pid_file %s: %s",
-		    path, strerror(errno));
-		return -errno;
+	if ((other = pid_read(path)) > 0 && other != getpid() &&
+	    is_squalld(other)) {
+		sqc_log(SQ_LOG_ERROR, NULL, "pid_file %s belongs to squalld "
+		    "pid %lld, which is running: give this instance its own "
+		    "(squalld -g FILE)", path, other);
+		return -EEXIST;
 	}
-	fprintf(fp, "%d\n", (int)getpid());
-	fclose(fp);
 	return 0;
 }
 
 /*
- * squalld -s WHAT: reads the pid from pid_file and sends the signal.
- * Returns 0, or fills err and returns a negative errno value.
+ * Creates pid_file.reload, where every reload adds its outcome for
+ * `squalld -s reload`. Kept open: the workers a master forks afterwards
+ * inherit it, whatever user they become. A failure is only a warning.
+ */
+void
+sqc_reload_result_open(const char *pid_file)
+{
+	char path[4096];
+
+	if (pid_file == NULL || *pid_file == '\0' || result_fd >= 0 ||
+	    (size_t)snprintf(path, sizeof(path), "%s.reload", pid_file) >=
+	    sizeof(path))
+		return;
+	/* not O_CLOEXEC: a master's workers inherit it across fork only */
+	if ((result_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND |
+	    O_NOFOLLOW, 0644)) < 0)
+		sqc_log(SQ_LOG_WARN, NULL, "cannot write %s: %s (squalld -s "
+		    "reload will not hear how reloads went)", path,
+		    strerror(errno));
+}
+
+/* Writes our pid to path (none when path is empty); logs a failure. */
+int
+sqc_pid_file_write(const char *path)
+{
+	char num[32];
+	int fd, n;
+
+	if (path == NULL || *path == '\0')
+		return 0;
+	n = snprintf(num, sizeof(num), "%d\n", (int)getpid());
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
+	    O_NOFOLLOW, 0644)) < 0 || write(fd, num, (size_t)n) != n) {
+		sqc_log(SQ_LOG_ERROR, NULL, "cannot write pid_file %s: %s",
+		    path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -EIO;
+	}
+	close(fd);
+	return 0;
+}
+
+/* Removes the pid file and its reload results (at exit). */
+void
+sqc_pid_file_remove(const char *path)
+{
+	char tmp[4096];
+
+	if (path == NULL || *path == '\0')
+		return;
+	unlink(path);
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.reload", path) <
+	    sizeof(tmp))
+		unlink(tmp);
+	if (result_fd >= 0)
+		close(result_fd);
+	result_fd = -1;
+}
+
+/* A reload's outcome, one line for `squalld -s reload` (NULL: it worked). */
+void
+sqc_reload_result(const char *error)
+{
+	char line[SQC_ERRLEN + 64];
+	int n;
+
+	if (result_fd < 0)
+		return;
+	n = error ? snprintf(line, sizeof(line), "%d failed: %s\n",
+	    (int)getpid(), error) : snprintf(line, sizeof(line), "%d ok\n",
+	    (int)getpid());
+	if (n > 0 && write(result_fd, line, (size_t)n < sizeof(line) ?
+	    (size_t)n : sizeof(line) - 1) < 0)
+		sqc_log(SQ_LOG_WARN, NULL, "cannot write the reload result: "
+		    "%s", strerror(errno));
+}
+
+static off_t
+file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? st.st_size : 0;
+}
+
+/*
+ * After SIGHUP: waits (5 s at most) for the server's outcome in
+ * pid_file.reload, from offset on, and gives the first failure (or none)
+ * in err. Returns 0 when the reload worked, -EPROTO when it failed,
+ * -ETIMEDOUT when no answer came.
+ */
+static int
+reload_wait(const char *pid_file, off_t offset, char *err, size_t errlen)
+{
+	char path[4096], *text = NULL, *fail;
+	struct timespec pause = { 0, 20 * 1000 * 1000 };
+	int rounds, settled = 0;
+	size_t len = 0;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s.reload", pid_file);
+	/* the first answer, then 200 ms for the other workers' */
+	for (rounds = 0; rounds < 250 && settled < 10; rounds++) {
+		nanosleep(&pause, NULL);
+		if (file_size(path) > offset)
+			settled++;
+	}
+	if (settled == 0) {
+		snprintf(err, errlen, "the server did not answer the reload "
+		    "within 5 s (%s)", path);
+		return -ETIMEDOUT;
+	}
+	if ((fp = fopen(path, "r")) == NULL || fseeko(fp, offset,
+	    SEEK_SET) != 0 || getdelim(&text, &len, '\0', fp) < 0) {
+		snprintf(err, errlen, "cannot read %s: %s", path,
+		    strerror(errno));
+		if (fp)
+			fclose(fp);
+		free(text);
+		return -EIO;
+	}
+	fclose(fp);
+	if ((fail = strstr(text, " failed: ")) != NULL) {
+		fail += 9;
+		fail[strcspn(fail, "\n")] = '\0';
+		snprintf(err, errlen, "the running server refused the new "
+		    "configuration: %s", fail);
+		free(text);
+		return -EPROTO;
+	}
+	free(text);
+	return 0;
+}
+
+/*
+ * squalld -s WHAT: reads the pid from pid_file and, if it is a squalld,
+ * sends the signal; for reload, waits for the server's outcome. Returns
+ * 0, or fills err and returns a negative errno value.
  */
 int
 sqc_signal_send(const char *pid_file, const char *what, char *err,
     size_t errlen)
 {
-	char buf[32];
+	char path[4096];
 	long long pid;
-	size_t i, n;
-	FILE *fp;
+	off_t before = 0;
+	size_t i;
 
 	for (i = 0; i < NSIGS; i++)
 		if (strcmp(sigs[i].name, what) == 0)
@@ -195,28 +382,38 @@ sqc_signal_send(const char *pid_file, const char *what, char *err,
 		return -EINVAL;
 	}
 	if (pid_file == NULL || *pid_file == '\0') {
-		snprintf(err, errlen, "no pid_file in the configuration: "
-		    "cannot find the running server");
+		snprintf(err, errlen, "no pid_file in the configuration (nor "
+		    "-g): cannot find the running server");
 		return -EINVAL;
 	}
-	if ((fp = fopen(pid_file, "r")) == NULL) {
+	if ((pid = pid_read(pid_file)) < 0 || (pid == 0 &&
+	    access(pid_file, F_OK) != 0)) {
 		snprintf(err, errlen, "cannot read %s: %s (is squalld "
-		    "running?)", pid_file, strerror(errno));
-		return -errno;
+		    "running?)", pid_file, strerror(pid < 0 ? (int)-pid :
+		    ENOENT));
+		return pid < 0 ? (int)pid : -ENOENT;
 	}
-	n = fread(buf, 1, sizeof(buf) - 1, fp);
-	fclose(fp);
-	buf[n] = '\0';
-	buf[strcspn(buf, "\r\n")] = '\0';
-	if (sqc_parse_int(buf, 2, 1LL << 30, &pid) != 0) {
+	if (pid == 0) {
 		snprintf(err, errlen, "%s does not hold a process id",
 		    pid_file);
 		return -EINVAL;
+	}
+	if (!is_squalld(pid)) {
+		snprintf(err, errlen, "process %lld named in %s is not a "
+		    "running squalld: a stale pid file? nothing was "
+		    "signalled", pid, pid_file);
+		return -ESRCH;
+	}
+	if (sigs[i].what == SQC_SIG_RELOAD) {
+		snprintf(path, sizeof(path), "%s.reload", pid_file);
+		before = file_size(path);
 	}
 	if (kill((pid_t)pid, sigs[i].signo) != 0) {
 		snprintf(err, errlen, "cannot signal process %lld (from %s): "
 		    "%s", pid, pid_file, strerror(errno));
 		return -errno;
 	}
+	if (sigs[i].what == SQC_SIG_RELOAD)
+		return reload_wait(pid_file, before, err, errlen);
 	return 0;
 }

@@ -14,6 +14,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/wait.h>
 
 #include "harness.h"
 
@@ -276,6 +280,124 @@ Test(cli, signal_option_uses_pid_file)
 	cr_assert_eq(t_run_squalld(&out, "-c", s.ini, "-s", "stop", NULL), 1);
 	cr_assert_not_null(strstr(out, "squalld.pid: No such file"), "%s", out);
 	free(out);
+}
+
+/*
+ * -s reload checks the configuration first, as -t does: an invalid one is
+ * reported and nothing is signalled. A configuration the running server
+ * refuses (here: a listen address taken, which -t cannot know) makes -s
+ * exit 1 with the server's reason.
+ */
+Test(cli, signal_reload_reports_failures)
+{
+	char *out, *good;
+	int port;
+
+	srv_start(&s, "pid_file = squalld.pid\n[route /hello]\nplugin = hello\n");
+	good = t_read(s.ini, NULL);
+	t_write(s.ini, "%s[route /x]\nplugin = hello\ncolour = blue\n", good);
+	cr_assert_eq(t_run_squalld(&out, "-c", s.ini, "-s", "reload", NULL),
+	    1, "%s", out);
+	cr_assert_not_null(strstr(out, "has no option 'colour'"), "%s", out);
+	cr_assert_not_null(strstr(out, "nothing was signalled"), "%s", out);
+	free(out);
+	cr_assert_eq(srv_log_count(&s, "reloading"), 0, "the server was "
+	    "signalled");
+	/* valid for -t, refused by the server: the port is taken */
+	{
+		struct sockaddr_in sa = { .sin_family = AF_INET };
+		socklen_t len = sizeof(sa);
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		cr_assert_eq(listen(fd, 1), 0);
+		getsockname(fd, (struct sockaddr *)&sa, &len);
+		port = ntohs(sa.sin_port);
+		t_write(s.ini, "[server]\nlisten = 127.0.0.1:%d\nplugin_dir = "
+		    "%s\npid_file = squalld.pid\n[route /hello]\n"
+		    "plugin = hello\n", port, t_plugin_dir());
+		cr_assert_eq(t_run_squalld(&out, "-c", s.ini, "-s", "reload",
+		    NULL), 1, "%s", out);
+		close(fd);
+	}
+	cr_assert_not_null(strstr(out, "the running server refused the new "
+	    "configuration: "), "%s", out);
+	cr_assert_not_null(strstr(out, "127.0.0.1:"), "%s", out);
+	free(out);
+	t_expect_status(s.port, "/hello", 200);
+	/* and a good one */
+	t_write(s.ini, "%s", good);
+	cr_assert_eq(t_run_squalld(&out, "-c", s.ini, "-s", "reload", NULL),
+	    0, "%s", out);
+	cr_assert_not_null(strstr(out, "squalld: reloaded"), "%s", out);
+	free(out);
+	free(good);
+	cr_assert_eq(srv_stop(&s), 0);
+}
+
+/* A pid file naming a process that is not squalld: nothing is signalled. */
+Test(cli, signal_refuses_a_stale_pid_file)
+{
+	char dir[256], ini[300], pidf[300], *out;
+	pid_t victim;
+	int st;
+
+	t_tmpdir(dir, sizeof(dir));
+	snprintf(ini, sizeof(ini), "%s/squall.ini", dir);
+	snprintf(pidf, sizeof(pidf), "%s/squalld.pid", dir);
+	t_write(ini, "[server]\nplugin_dir = %s\npid_file = squalld.pid\n",
+	    t_plugin_dir());
+	if ((victim = fork()) == 0) {
+		t_close_inherited();
+		execlp("sleep", "sleep", "30", (char *)NULL);
+		_exit(127);
+	}
+	t_write(pidf, "%d\n", (int)victim);
+	cr_assert_eq(t_run_squalld(&out, "-c", ini, "-s", "stop", NULL), 1);
+	cr_assert_not_null(strstr(out, "is not a running squalld"), "%s", out);
+	free(out);
+	cr_assert_eq(waitpid(victim, &st, WNOHANG), 0, "the process named in "
+	    "the stale pid file was signalled");
+	kill(victim, SIGKILL);
+	waitpid(victim, &st, 0);
+	t_rm_rf(dir);
+}
+
+/*
+ * -g gives each instance of one configuration its own pid file; a second
+ * instance given the first one's is refused, and the first keeps it.
+ */
+Test(cli, pid_file_option_and_one_pid_file_per_instance)
+{
+	struct srv a;
+	char pa[300], *out, *ini;
+
+	memset(&a, 0, sizeof(a));
+	t_tmpdir(a.dir, sizeof(a.dir));
+	cr_assert(asprintf(&ini, "[server]\nlisten = 127.0.0.1:0\n"
+	    "plugin_dir = %s\npid_file = shared.pid\n[route /hello]\n"
+	    "plugin = hello\n", t_plugin_dir()) > 0);
+	snprintf(pa, sizeof(pa), "%s/a.pid", a.dir);
+	snprintf(a.pid_arg, sizeof(a.pid_arg), "%s", pa);
+	srv_start_in(&a, ini);
+	cr_assert_eq(access(pa, F_OK), 0, "no -g pid file");
+	cr_assert_neq(srv_log_count(&a, "shared.pid"), 1);
+	/* a second instance on the first one's pid file is refused */
+	cr_assert_eq(t_run_squalld(&out, "-c", a.ini, "-g", pa, NULL), 1, "%s",
+	    out);
+	cr_assert_not_null(strstr(out, "belongs to squalld pid"), "%s", out);
+	free(out);
+	cr_assert_eq(access(pa, F_OK), 0, "the first instance lost its pid "
+	    "file");
+	/* -s with -g reaches the right one */
+	cr_assert_eq(t_run_squalld(&out, "-c", a.ini, "-g", pa, "-s", "stop",
+	    NULL), 0, "%s", out);
+	free(out);
+	cr_assert_eq(srv_wait_exit(&a, 10000), 0);
+	cr_assert_neq(access(pa, F_OK), 0, "pid file left behind");
+	free(ini);
+	srv_cleanup(&a);
 }
 
 Test(cli, sigterm_lets_in_flight_request_finish)

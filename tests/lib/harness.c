@@ -188,7 +188,12 @@ srv_start_in(struct srv *s, const char *ini_text)
 		dup2(fd, STDERR_FILENO);
 		dup2(fd, STDOUT_FILENO);
 		t_close_inherited();
-		execl(squalld_path(), "squalld", "-c", s->ini, (char *)NULL);
+		if (s->pid_arg[0])
+			execl(squalld_path(), "squalld", "-c", s->ini, "-g",
+			    s->pid_arg, (char *)NULL);
+		else
+			execl(squalld_path(), "squalld", "-c", s->ini,
+			    (char *)NULL);
 		_exit(127);
 	}
 	if (srv_wait_log(s, "ready:", 1, 20000) != 0) {

@@ -18,6 +18,7 @@ struct srv {
 	pid_t	 pid;		/* -1 once reaped */
 	int	 status;	/* exit status once reaped, -1 on a signal */
 	int	 port;
+	char	 pid_arg[300];	/* for srv_start_in: -g this, if set */
 };
 
 struct resp {

@@ -5,7 +5,7 @@
 SQ_BUILD_DEPS="gcc make autoconf automake libtool pkg-config libevent-dev
 libcurl4-openssl-dev libjson-c-dev libinih-dev libwebsockets-dev"
 SQ_TEST_DEPS="libcriterion-dev mandoc curl valgrind nginx-light supervisor
-chromium nodejs"
+chromium nodejs logrotate"
 
 say() { printf '==> %s\n' "$*" >&2; }
 

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "harness.h"
 
@@ -143,8 +144,13 @@ TestSuite(deploy, .fini = teardown, .timeout = 90);
 #define DEBIAN_DEFAULT_SITE "/etc/nginx/sites-available/default"
 
 
+/*
+ * The shipped files, made to run here: supervisord with two squalld on
+ * free ports, nginx in front. access_log, when not NULL, replaces the
+ * shipped "access_log = -" (the logs then go to that file).
+ */
 static void
-start_deployment(void)
+start_deployment_logging(const char *access_log)
 {
 	char path[512], ports[2][16], front[16], *text, *ini;
 	char *sup_argv[] = { "supervisord", "-n", "-c", d.sup_conf, NULL };
@@ -166,6 +172,12 @@ start_deployment(void)
 
 	/* squall.ini as shipped, with xheaders on as the nginx file asks */
 	ini = t_default_ini("on");
+	if (access_log) {
+		char line[512];
+
+		snprintf(line, sizeof(line), "access_log = %s", access_log);
+		ini = replace(ini, "access_log = -", line);
+	}
 	snprintf(path, sizeof(path), "%s/squall.ini", d.dir);
 	t_write(path, "%s", ini);
 	free(ini);
@@ -183,7 +195,8 @@ start_deployment(void)
 			text = replace(text, from[i], to);
 		}
 	}
-	text = replace(text, "/var/log/squall", d.dir);
+	text = replace(text, "/var/log/supervisor", d.dir);
+	text = replace(text, "/run/squall", d.dir);
 	text = replace(text, "user=www-data\n", "");
 	snprintf(path, sizeof(path), "%s/programs.conf", d.dir);
 	t_write(path, "%s", text);
@@ -229,6 +242,12 @@ start_deployment(void)
 	free(text);
 	d.nginx = spawn(ngx_argv, "/dev/null");
 	wait_accepting(d.front, "nginx");
+}
+
+static void
+start_deployment(void)
+{
+	start_deployment_logging(NULL);
 }
 
 /* The log supervisord keeps of program i (its stdout_logfile). */
@@ -419,4 +438,125 @@ Test(deploy, chat_through_nginx)
 	cr_assert_eq(ws_connect(&a, d.front, "/chat", "http://evil.example"),
 	    403);
 	ws_disconnect(&a);
+}
+
+static int
+count_in(const char *path, const char *text)
+{
+	char *s, *p;
+	int n = 0;
+
+	if (access(path, R_OK) != 0)
+		return -1;
+	s = t_read(path, NULL);
+	for (p = s; (p = strstr(p, text)) != NULL; p += strlen(text))
+		n++;
+	free(s);
+	return n;
+}
+
+/*
+ * Each supervised instance has its own pid file (-g); the shipped
+ * logrotate file, run by the real logrotate, rotates squalld's own log
+ * and only it, and each server reopens its file through its pid file.
+ */
+Test(deploy, logrotate_rotates_squalld_logs_through_the_pid_files)
+{
+	char logdir[400], alog[450], rotated[460], conf[450], state[450];
+	char cmd[1400], squalld[512], pidf[450], *text, *body;
+	int st;
+
+	if (!have("logrotate"))
+		cr_skip_test("logrotate is needed (Debian: logrotate)");
+	memset(&d, 0, sizeof(d));
+	/* the folder exists before the servers start, as tmpfiles makes it */
+	{
+		char tmp[256];
+
+		t_tmpdir(tmp, sizeof(tmp));
+		snprintf(logdir, sizeof(logdir), "%s", tmp);
+	}
+	snprintf(alog, sizeof(alog), "%s/access.log", logdir);
+	start_deployment_logging(alog);
+	for (int i = 0; i < 2; i++) {
+		snprintf(pidf, sizeof(pidf), "%s/squall-%s.pid", d.dir,
+		    i == 0 ? "8000" : "8001");
+		cr_assert_eq(access(pidf, R_OK), 0, "no pid file %s", pidf);
+	}
+	for (int i = 0; i < 10; i++) {
+		cr_assert_eq(get_from("127.0.0.1", "/hello?before", &body),
+		    200);
+		free(body);
+	}
+	cr_assert_eq(count_in(alog, "/hello?before"), 10);
+
+	/* the shipped file, pointed at this deployment */
+	text = shipped("logrotate.d/squall");
+	text = replace(text, "/var/log/squall", logdir);
+	text = replace(text, "/run/squall/", "RUNDIR/");
+	text = replace(text, "RUNDIR", d.dir);
+	snprintf(squalld, sizeof(squalld), "%s/core/squalld", t_builddir());
+	text = replace(text, "/usr/local/sbin/squalld", squalld);
+	snprintf(conf, sizeof(conf), "%s/logrotate.conf", logdir);
+	snprintf(state, sizeof(state), "%s/logrotate.state", logdir);
+	t_write(conf, "%s", text);
+	free(text);
+	chmod(conf, 0644);
+	snprintf(cmd, sizeof(cmd), "logrotate -f -s %s %s >%s/lr.out 2>&1",
+	    state, conf, logdir);
+	st = system(cmd);
+	{
+		char out[500], *o;
+
+		snprintf(out, sizeof(out), "%s/lr.out", logdir);
+		o = t_read(out, NULL);
+		cr_assert_eq(st, 0, "logrotate failed: %s", o);
+		free(o);
+	}
+	snprintf(rotated, sizeof(rotated), "%s.1", alog);
+	cr_assert_eq(count_in(rotated, "/hello?before"), 10,
+	    "the old lines are not in %s", rotated);
+	/* both servers write to the new file now */
+	for (int i = 0; i < 20; i++) {
+		cr_assert_eq(get_from("127.0.0.1", "/hello?after", &body), 200);
+		free(body);
+	}
+	cr_assert_eq(count_in(alog, "/hello?after"), 20, "the servers did "
+	    "not reopen %s", alog);
+	cr_assert_eq(count_in(rotated, "/hello?after"), 0);
+	/* supervisor's files are not logrotate's business */
+	snprintf(rotated, sizeof(rotated), "%s/squall-8000.log.1", d.dir);
+	cr_assert_neq(access(rotated, F_OK), 0);
+	t_rm_rf(logdir);
+}
+
+/* The systemd unit as shipped passes systemd-analyze verify. */
+Test(deploy, systemd_unit_verifies)
+{
+	char dir[256], unit[300], cmd[700], *text, *out;
+	int st;
+
+	if (!have("systemd-analyze"))
+		cr_skip_test("systemd-analyze is needed (Debian: systemd)");
+	t_tmpdir(dir, sizeof(dir));
+	text = shipped("systemd/squalld.service");
+	{
+		char squalld[512];
+
+		snprintf(squalld, sizeof(squalld), "%s/core/squalld",
+		    t_builddir());
+		text = replace(text, "/usr/local/sbin/squalld", squalld);
+	}
+	snprintf(unit, sizeof(unit), "%s/squalld.service", dir);
+	t_write(unit, "%s", text);
+	free(text);
+	snprintf(cmd, sizeof(cmd), "SYSTEMD_LOG_LEVEL=warning systemd-analyze "
+	    "verify --man=no %s >%s/out 2>&1", unit, dir);
+	st = system(cmd);
+	snprintf(unit, sizeof(unit), "%s/out", dir);
+	out = t_read(unit, NULL);
+	cr_assert_eq(st, 0, "systemd-analyze verify: %s", out);
+	cr_assert_null(strstr(out, "squalld.service:"), "%s", out);
+	free(out);
+	t_rm_rf(dir);
 }

@@ -253,6 +253,12 @@ void	 sqc_reload_result_open(const char *pid_file);
 void	 sqc_reload_result(const char *error);
 void	 sqc_crash_handlers_init(void);
 
+/* ---- notify.c --------------------------------------------------------- */
+
+enum sqc_notify { SQC_NOTIFY_READY, SQC_NOTIFY_RELOADING, SQC_NOTIFY_STOPPING };
+
+void	 sqc_notify(enum sqc_notify state);
+
 /* ---- master.c --------------------------------------------------------- */
 
 int	 sqc_master_run(size_t n, const char *pid_file,

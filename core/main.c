@@ -31,6 +31,7 @@ static struct timespec stop_deadline;
 static int port_override;
 static const char *config_file = SQ_DEFAULT_CONFIG;
 static const char *pid_override;	/* -g */
+static int main_process;	/* not a master's worker: notifies systemd */
 
 static void
 usage(FILE *fp)
@@ -99,6 +100,8 @@ reload(void)
 	int relisten;
 
 	sqc_log(SQ_LOG_INFO, NULL, "reloading %s", config_file);
+	if (main_process)
+		sqc_notify(SQC_NOTIFY_RELOADING);
 	if ((nc = load_config(err, sizeof(err))) == NULL ||
 	    (ng = sqc_gen_build(nc, gen, err, sizeof(err))) == NULL)
 		goto fail;
@@ -146,11 +149,15 @@ reload(void)
 	    n - kept, sqc_module_count(), sqc_module_count() == 1 ? "" : "s",
 	    what);
 	sqc_reload_result(NULL);
+	if (main_process)
+		sqc_notify(SQC_NOTIFY_READY);
 	return;
 fail:
 	sqc_log(SQ_LOG_ERROR, NULL, "reload failed, keeping the running "
 	    "configuration: %s", err);
 	sqc_reload_result(err);
+	if (main_process)
+		sqc_notify(SQC_NOTIFY_READY);
 	sqc_gen_release(ng);
 	sqc_config_free(nc);
 }
@@ -186,6 +193,8 @@ stop(void)
 	sqc_log(SQ_LOG_INFO, NULL, "stopping: %zu request%s in flight",
 	    sqc_http_inflight(server),
 	    sqc_http_inflight(server) == 1 ? "" : "s");
+	if (main_process)
+		sqc_notify(SQC_NOTIFY_STOPPING);
 	sqc_http_stop_accepting(server);
 	sqc_ws_stop();		/* WebSockets close with 1001 */
 	clock_gettime(CLOCK_MONOTONIC, &stop_deadline);
@@ -443,6 +452,8 @@ serve(int ready_fd)
 	    PACKAGE_VERSION, n, n == 1 ? "" : "s", (int)getpid(), what);
 	if (ready_fd >= 0 && write(ready_fd, "r", 1) != 1)
 		goto out;
+	if ((main_process = ready_fd < 0))
+		sqc_notify(SQC_NOTIFY_READY);
 	event_base_dispatch(base);
 	/*
 	 * Past shutdown_timeout: what is still pending hears -ECANCELED or

@@ -232,9 +232,11 @@ sqc_master_run(size_t n, const char *pid_file, long long shutdown_timeout,
 		stopping = 1;
 		status = 1;
 		signal_all(SIGTERM);
-	} else
+	} else {
 		sqc_log(SQ_LOG_INFO, NULL, "master ready: %zu workers, pid %d",
 		    n, (int)getpid());
+		sqc_notify(SQC_NOTIFY_READY);
+	}
 	deadline = now_s() + shutdown_timeout + 5;
 	for (;;) {
 		struct timespec ts = { 1, 0 };
@@ -245,16 +247,20 @@ sqc_master_run(size_t n, const char *pid_file, long long shutdown_timeout,
 		while (read(fds[0], &byte, 1) == 1)
 			;	/* ready bytes of respawned workers */
 		if (sig == SIGTERM || sig == SIGINT) {
-			if (!stopping)
+			if (!stopping) {
 				sqc_log(SQ_LOG_INFO, NULL, "stopping %zu "
 				    "workers", running());
+				sqc_notify(SQC_NOTIFY_STOPPING);
+			}
 			stopping = 1;
 			deadline = now_s() + shutdown_timeout + 5;
 			signal_all(SIGTERM);
 		} else if (sig == SIGHUP && !stopping) {
 			sqc_log(SQ_LOG_INFO, NULL, "reload: signalling %zu "
 			    "workers", running());
+			sqc_notify(SQC_NOTIFY_RELOADING);
 			signal_all(SIGHUP);
+			sqc_notify(SQC_NOTIFY_READY);
 		} else if (sig == SIGUSR1) {
 			sqc_log_reopen();
 			signal_all(SIGUSR1);

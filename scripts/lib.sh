@@ -3,7 +3,8 @@
 # shellcheck shell=bash
 
 SQ_BUILD_DEPS="gcc make autoconf automake libtool pkg-config libevent-dev
-libcurl4-openssl-dev libjson-c-dev libinih-dev libwebsockets-dev"
+libcurl4-openssl-dev libjson-c-dev libinih-dev libwebsockets-dev
+libsystemd-dev"
 SQ_TEST_DEPS="libcriterion-dev mandoc curl valgrind nginx-light supervisor
 chromium nodejs logrotate"
 

@@ -18,6 +18,8 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <sys/wait.h>
+#include <sys/un.h>
+#include <poll.h>
 
 #include "harness.h"
 
@@ -398,6 +400,56 @@ Test(cli, pid_file_option_and_one_pid_file_per_instance)
 	cr_assert_neq(access(pa, F_OK), 0, "pid file left behind");
 	free(ini);
 	srv_cleanup(&a);
+}
+
+/* The next datagram on fd, or "" after 5 s. */
+static char *
+notify_next(int fd, char *buf, size_t len)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+	ssize_t n = 0;
+
+	buf[0] = '\0';
+	if (poll(&p, 1, 5000) == 1 && (n = recv(fd, buf, len - 1, 0)) > 0)
+		buf[n] = '\0';
+	return buf;
+}
+
+/* Type=notify: READY, RELOADING then READY, STOPPING, with the main pid. */
+Test(cli, notifies_the_service_manager)
+{
+#ifndef HAVE_SYSTEMD
+	cr_skip_test("built without libsystemd");
+#else
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char dir[256], buf[512], want[64];
+	int fd;
+
+	t_tmpdir(dir, sizeof(dir));
+	cr_assert_lt(strlen(dir) + 8, sizeof(sa.sun_path));
+	memcpy(sa.sun_path, dir, strlen(dir));
+	memcpy(sa.sun_path + strlen(dir), "/notify", 8);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setenv("NOTIFY_SOCKET", sa.sun_path, 1);
+	srv_start(&s, "[route /hello]\nplugin = hello\n");
+	unsetenv("NOTIFY_SOCKET");
+	snprintf(want, sizeof(want), "MAINPID=%d", (int)s.pid);
+	notify_next(fd, buf, sizeof(buf));
+	cr_assert_not_null(strstr(buf, "READY=1"), "[%s]", buf);
+	cr_assert_not_null(strstr(buf, want), "[%s]", buf);
+	srv_signal(&s, SIGHUP);
+	cr_assert_not_null(strstr(notify_next(fd, buf, sizeof(buf)),
+	    "RELOADING=1"), "[%s]", buf);
+	cr_assert_not_null(strstr(notify_next(fd, buf, sizeof(buf)),
+	    "READY=1"), "[%s]", buf);
+	srv_signal(&s, SIGTERM);
+	cr_assert_not_null(strstr(notify_next(fd, buf, sizeof(buf)),
+	    "STOPPING=1"), "[%s]", buf);
+	cr_assert_eq(srv_wait_exit(&s, 10000), 0);
+	close(fd);
+	t_rm_rf(dir);
+#endif
 }
 
 Test(cli, sigterm_lets_in_flight_request_finish)

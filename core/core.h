@@ -154,6 +154,7 @@ void	 sqc_gen_release(struct sqc_gen *g);
 struct sq_inst *sqc_gen_route(struct sqc_gen *g, const char *path,
 	    const char **rest);
 size_t	 sqc_gen_count(const struct sqc_gen *g, size_t *reused);
+const struct sq_inst *sqc_gen_at(const struct sqc_gen *g, size_t i);
 void	 sqc_gen_describe(const struct sqc_gen *g, const struct sqc_gen *old,
 	    char *buf, size_t len);
 void	 sqc_inst_ref(struct sq_inst *inst);
@@ -193,6 +194,7 @@ void	 sqc_http_apply(struct sqc_server *s, const struct sqc_config *c,
 	    struct sqc_gen *gen);
 void	 sqc_http_stop_accepting(struct sqc_server *s);
 size_t	 sqc_http_inflight(const struct sqc_server *s);
+size_t	 sqc_http_connections(const struct sqc_server *s);
 size_t	 sqc_http_unflushed(const struct sqc_server *s);
 void	 sqc_http_abort_all(struct sqc_server *s);
 void	 sqc_http_free(struct sqc_server *s);
@@ -209,6 +211,7 @@ int	 sqc_fetch_init(struct event_base *base, size_t max);
 int	 sqc_fetch_set_origin(const char *origin);
 void	 sqc_fetch_set_max(size_t max);
 size_t	 sqc_fetch_pending(void);
+void	 sqc_fetch_counts(uint64_t *active, uint64_t *queued);
 void	 sqc_fetch_cancel_all(void);
 void	 sqc_fetch_free(void);
 
@@ -252,6 +255,20 @@ void	 sqc_pid_file_remove(const char *path);
 void	 sqc_reload_result_open(const char *pid_file);
 void	 sqc_reload_result(const char *error);
 void	 sqc_crash_handlers_init(void);
+
+/* ---- stats.c ---------------------------------------------------------- */
+
+/* Counters, incremented where things happen (loop thread). */
+struct sqc_counters {
+	uint64_t	 requests[6];	/* by status class; [0]: other */
+	uint64_t	 ws_in, ws_out;	/* WebSocket messages */
+	uint64_t	 fetches_failed;
+	uint64_t	 reloads_ok, reloads_failed;
+};
+extern struct sqc_counters sqc_counters;
+
+void	 sqc_stats_init(struct sqc_server *s);
+void	 sqc_stats_set_gen(struct sqc_gen *g);
 
 /* ---- notify.c --------------------------------------------------------- */
 

@@ -552,6 +552,8 @@ static void group_free(struct sq_fetch_group *g);
 static void
 finish(struct sq_fetch *f)
 {
+	if (f->error != 0 && f->error != -ECANCELED)
+		sqc_counters.fetches_failed++;
 	if (f->group) {
 		group_fetch_done(f, f->group);
 		return;
@@ -812,11 +814,20 @@ sq_fetch_group_cancel(struct sq_fetch_group *g)
 size_t
 sqc_fetch_pending(void)
 {
-	size_t n = nactive;
+	uint64_t nrun, nwait;
 
+	sqc_fetch_counts(&nrun, &nwait);
+	return (size_t)(nrun + nwait);
+}
+
+/* Transfers running now, and waiting for a slot under max_fetches. */
+void
+sqc_fetch_counts(uint64_t *nrun, uint64_t *nwait)
+{
+	*nrun = nactive;
+	*nwait = 0;
 	for (struct sq_fetch *f = queue_head; f; f = f->next)
-		n++;
-	return n;
+		(*nwait)++;
 }
 
 /* At shutdown: every fetch calls back with -ECANCELED, now. */

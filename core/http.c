@@ -276,6 +276,8 @@ sqc_http_log_access(struct evhttp_request *ev, const char *client,
 	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
 	const char *uri = evhttp_request_get_uri(ev);
 
+	sqc_counters.requests[status >= 100 && status < 600 ?
+	    status / 100 : 0]++;
 	if (!sqc_access_log_on())
 		return;
 	sqc_access_log(client, method_name(evhttp_request_get_command(ev)),
@@ -966,6 +968,13 @@ sqc_http_origin(const struct sqc_server *s)
 }
 
 /* Requests accepted and not yet answered (or aborted). */
+/* Connections open now (not yet counting WebSocket sessions). */
+size_t
+sqc_http_connections(const struct sqc_server *s)
+{
+	return s->nconns;
+}
+
 size_t
 sqc_http_inflight(const struct sqc_server *s)
 {

@@ -149,6 +149,8 @@ reload(void)
 	    n - kept, sqc_module_count(), sqc_module_count() == 1 ? "" : "s",
 	    what);
 	sqc_reload_result(NULL);
+	sqc_counters.reloads_ok++;
+	sqc_stats_set_gen(gen);
 	if (main_process)
 		sqc_notify(SQC_NOTIFY_READY);
 	return;
@@ -156,6 +158,7 @@ fail:
 	sqc_log(SQ_LOG_ERROR, NULL, "reload failed, keeping the running "
 	    "configuration: %s", err);
 	sqc_reload_result(err);
+	sqc_counters.reloads_failed++;
 	if (main_process)
 		sqc_notify(SQC_NOTIFY_READY);
 	sqc_gen_release(ng);
@@ -412,6 +415,8 @@ serve(int ready_fd)
 		goto out;
 	}
 	sqc_http_apply(server, conf, gen);
+	sqc_stats_init(server);
+	sqc_stats_set_gen(gen);
 	if (sqc_http_listen(server, conf, port_override, err,
 	    sizeof(err)) != 0) {
 		sqc_log(SQ_LOG_ERROR, NULL, "%s", err);

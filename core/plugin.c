@@ -878,6 +878,13 @@ sqc_gen_describe(const struct sqc_gen *g, const struct sqc_gen *old,
 		memcpy(buf + len - 4, "...", 4);
 }
 
+/* The i-th route's instance, in the file's order, or NULL. */
+const struct sq_inst *
+sqc_gen_at(const struct sqc_gen *g, size_t i)
+{
+	return i < g->ninsts ? g->insts[i] : NULL;
+}
+
 /* Routes of the generation; *reused gets how many kept an instance. */
 size_t
 sqc_gen_count(const struct sqc_gen *g, size_t *reused)

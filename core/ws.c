@@ -681,9 +681,11 @@ on_wake(evutil_socket_t fd, short what, void *arg)
 		struct sq_ws *w = session_find(e->id);
 
 		STAILQ_REMOVE_HEAD(&q, next);
-		if (w && e->kind == E_MESSAGE)
+		if (w && e->kind == E_MESSAGE) {
+			sqc_counters.ws_in++;
 			sqc_call_ws_message(w->inst, w, e->data, e->len,
 			    e->binary);
+		}
 		else if (w && e->kind == E_CLOSED) {
 			sqc_call_ws_close(w->inst, w, e->code);
 			session_free(w);
@@ -1027,6 +1029,7 @@ sq_ws_broadcast(struct sq_ws *const *to, size_t n, const void *data,
 		return 0;
 	if ((b = wbuf_new(data, len, binary, (unsigned)live)) == NULL)
 		return -ENOMEM;
+	sqc_counters.ws_out += live;
 	for (size_t i = 0; i < n; i++) {
 		struct cmd *c;
 

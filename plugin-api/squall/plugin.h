@@ -278,6 +278,32 @@ void		*sq_ws_data(struct sq_ws *ws);
 struct sq_job	*sq_offload(struct sq_inst *inst, void (*work)(void *arg),
 		    void (*done)(int status, void *arg), void *arg);
 
+/*
+ * The server's numbers, for monitoring (the status plugin shows them).
+ * Counters count since start; the others are what is open now. Pass
+ * sizeof(struct sq_stats): fields are only ever added at the end, and
+ * the server fills as many as the caller knows of. Returns 0.
+ */
+struct sq_stats {
+	uint64_t	 uptime_ms;
+	uint64_t	 generation;	/* configurations served: 1 + reloads_ok */
+	uint64_t	 reloads_ok, reloads_failed;
+	uint64_t	 connections;	/* HTTP connections open */
+	uint64_t	 requests[6];	/* answered, by class: [2] is 2xx...;
+					 * [0] anything else */
+	uint64_t	 requests_inflight;
+	uint64_t	 ws_sessions;	/* WebSocket sessions open */
+	uint64_t	 ws_messages_in, ws_messages_out;
+	uint64_t	 fetches_active, fetches_queued, fetches_failed;
+	uint64_t	 offload_queued; /* jobs waiting or running */
+};
+int		 sq_stats_get(struct sq_stats *out, size_t size);
+/* The routes served now, in the file's order: path, plugin name and
+ * version, borrowed until the callback returns. -ENOENT past the end. */
+size_t		 sq_route_count(void);
+int		 sq_route_at(size_t i, const char **path, const char **plugin,
+		    const char **version);
+
 const char	*sq_strerror(int err);
 
 #ifdef __cplusplus

@@ -290,20 +290,75 @@ static const char *
 reason_phrase(int status)
 {
 	switch (status) {
+	case 100: return "Continue";
+	case 101: return "Switching Protocols";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 206: return "Partial Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 303: return "See Other";
+	case 304: return "Not Modified";
+	case 307: return "Temporary Redirect";
+	case 308: return "Permanent Redirect";
 	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
 	case 403: return "Forbidden";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
+	case 406: return "Not Acceptable";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 410: return "Gone";
+	case 411: return "Length Required";
+	case 412: return "Precondition Failed";
 	case 413: return "Payload Too Large";
+	case 414: return "URI Too Long";
+	case 415: return "Unsupported Media Type";
 	case 416: return "Range Not Satisfiable";
+	case 417: return "Expectation Failed";
+	case 422: return "Unprocessable Content";
+	case 426: return "Upgrade Required";
+	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
+	case 499: return "Client Closed Request";
 	case 500: return "Internal Server Error";
 	case 501: return "Not Implemented";
 	case 502: return "Bad Gateway";
 	case 503: return "Service Unavailable";
 	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
 	}
-	return "Error";
+	/* a status of the plugin's own: its class */
+	switch (status / 100) {
+	case 1: return "Informational";
+	case 2: return "Success";
+	case 3: return "Redirection";
+	case 4: return "Client Error";
+	default: return "Server Error";
+	}
+}
+
+/*
+ * A HEAD answer says how long the GET one's body is, and has none:
+ * evhttp 2.1 leaves Content-Length out for HEAD but would send a body it
+ * is given. Returns 1 for HEAD: the caller then sends no body.
+ */
+static int
+head_only(struct evhttp_request *ev, size_t len)
+{
+	struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
+	char n[32];
+
+	if (evhttp_request_get_command(ev) != EVHTTP_REQ_HEAD)
+		return 0;
+	if (evhttp_find_header(out, "Content-Length") == NULL) {
+		snprintf(n, sizeof(n), "%zu", len);
+		evhttp_add_header(out, "Content-Length", n);
+	}
+	return 1;
 }
 
 /* Answers a request that never reached a plugin. */
@@ -323,8 +378,10 @@ reply_plain(const struct sqc_server *s, struct evhttp_request *ev,
 	if (b)
 		evbuffer_add_printf(b, "%d %s\n", status, reason_phrase(status));
 	len = b ? evbuffer_get_length(b) : 0;
+	if (head_only(ev, len))
+		len = 0;
 	sqc_http_log_access(ev, client, status, len);
-	evhttp_send_reply(ev, status, reason_phrase(status), b);
+	evhttp_send_reply(ev, status, reason_phrase(status), len ? b : NULL);
 	if (b)
 		evbuffer_free(b);
 }
@@ -654,11 +711,12 @@ finish(struct sq_req *req, int status, struct evbuffer *buf)
 		if (evhttp_find_header(out, "Content-Type") == NULL)
 			evhttp_add_header(out, "Content-Type",
 			    "text/plain; charset=utf-8");
-		if (req->inst && evhttp_request_get_command(req->ev) ==
-		    EVHTTP_REQ_HEAD)
+		if (head_only(req->ev, bytes)) {
 			bytes = 0;
+			buf = NULL;
+		}
 		sqc_http_log_access(req->ev, req->client, status, bytes);
-		evhttp_send_reply(req->ev, status, NULL, buf);
+		evhttp_send_reply(req->ev, status, reason_phrase(status), buf);
 		req->ev = NULL;
 	}
 	req_free(req);

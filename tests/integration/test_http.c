@@ -585,3 +585,37 @@ Test(http, slow_or_vanishing_clients_do_not_hold_the_server)
 	t_expect_status(s.port, "/hello", 200);
 	cr_assert_eq(srv_stop(&s), 0);
 }
+
+/* Every status has its own reason phrase; HEAD says the length. */
+Test(http, reason_phrases_and_head_length)
+{
+	static const struct {
+		const char *req, *line;
+	} cases[] = {
+		{ "GET /chat HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+		    "HTTP/1.1 426 Upgrade Required\r\n" },
+		{ "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+		    "HTTP/1.1 404 Not Found\r\n" },
+		{ "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+		    "HTTP/1.1 200 OK\r\n" },
+		{ "HEAD /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+		    "HTTP/1.1 200 OK\r\n" },
+	};
+	char *out;
+
+	srv_start(&s, "[route /hello]\nplugin = hello\n[route /chat]\n"
+	    "plugin = chat\n");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		out = raw_exchange(s.port, cases[i].req, strlen(cases[i].req),
+		    2000, NULL);
+		cr_assert(strncmp(out, cases[i].line, strlen(cases[i].line)) ==
+		    0, "%s", out);
+		if (strncmp(cases[i].req, "HEAD", 4) == 0) {
+			cr_assert_not_null(strstr(out, "Content-Length: 12\r\n"),
+			    "%s", out);
+			cr_assert(strstr(out, "\r\n\r\n")[4] == '\0', "a body "
+			    "in a HEAD answer: %s", out);
+		}
+		free(out);
+	}
+}

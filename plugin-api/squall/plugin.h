@@ -41,7 +41,23 @@
 extern "C" {
 #endif
 
-/* Bumped when struct sq_plugin changes incompatibly. */
+/* squalld is built with hidden visibility: its API is the exception. */
+#ifdef SQUALL_CORE
+#pragma GCC visibility push(default)
+#endif
+
+/*
+ * The ABI policy. SQ_PLUGIN_ABI is bumped, and plugins built for another
+ * value are refused at load, when struct sq_plugin or the meaning of a
+ * callback changes, or when a function below is removed or changes its
+ * signature or meaning. That is meant to be rare: functions are only
+ * ever added (a plugin built against an older header keeps working), the
+ * descriptor has reserved slots for new callbacks, and structures handed
+ * to plugins (struct sq_stats) only grow at the end, filled up to the
+ * size the plugin passes. squalld exports exactly the functions declared
+ * here; json-c, which the JSON helpers use, comes through pkg-config
+ * (Requires: json-c) like any library a plugin links.
+ */
 #define SQ_PLUGIN_ABI 1
 
 struct sq_inst;		/* a configured instance of a plugin (one per route) */
@@ -305,6 +321,10 @@ int		 sq_route_at(size_t i, const char **path, const char **plugin,
 		    const char **version);
 
 const char	*sq_strerror(int err);
+
+#ifdef SQUALL_CORE
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -210,9 +210,15 @@ sqc_log(enum sq_log_level level, const char *who, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Copies s into the log line with quotes and control bytes escaped. */
-static size_t
-escaped(char *out, size_t cap, const char *s)
+/*
+ * Copies s into out (cap bytes) with control bytes and bytes from 0x7f on
+ * written as \xHH, so that nothing a client sent can forge a log line or
+ * drive a terminal; with quoted, double quotes and backslashes too (for
+ * the access log's quoted fields). "-" for an empty s. Returns the
+ * length.
+ */
+size_t
+sqc_log_escape(char *out, size_t cap, const char *s, int quoted)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t n = 0;
@@ -222,7 +228,8 @@ escaped(char *out, size_t cap, const char *s)
 	for (; *s && n + 4 < cap; s++) {
 		unsigned char ch = (unsigned char)*s;
 
-		if (ch < 0x20 || ch == '"' || ch == '\\' || ch >= 0x7f) {
+		if (ch < 0x20 || ch >= 0x7f || (quoted && (ch == '"' ||
+		    ch == '\\'))) {
 			out[n++] = '\\';
 			out[n++] = 'x';
 			out[n++] = hex[ch >> 4];
@@ -253,9 +260,9 @@ sqc_access_log(const char *client, const char *method, const char *uri,
 
 	if (access_fd < 0)
 		return;
-	escaped(req, sizeof(req), uri);
-	escaped(ref, sizeof(ref), referer);
-	escaped(ua, sizeof(ua), agent);
+	sqc_log_escape(req, sizeof(req), uri, 1);
+	sqc_log_escape(ref, sizeof(ref), referer, 1);
+	sqc_log_escape(ua, sizeof(ua), agent, 1);
 	n = snprintf(buf, sizeof(buf),
 	    "%s - - [%s] \"%s %s HTTP/%d.%d\" %d %zu \"%s\" \"%s\"",
 	    client ? client : "-", when, method, req, major, minor, status,

@@ -506,15 +506,18 @@ sq_inst_route(struct sq_inst *inst)
 void
 sq_log(struct sq_inst *inst, enum sq_log_level level, const char *fmt, ...)
 {
-	char who[256];
+	char who[256], msg[2048], safe[4 * sizeof(msg)];
 	va_list ap;
 
 	if ((int)level > sqc_log_level)
 		return;
 	snprintf(who, sizeof(who), "%s %s", inst->desc->name, inst->route);
 	va_start(ap, fmt);
-	sqc_vlog(level, who, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* plugins log what clients send: no raw control bytes */
+	sqc_log_escape(safe, sizeof(safe), msg, 0);
+	sqc_log(level, who, "%s", safe);
 }
 
 const char *

@@ -573,3 +573,22 @@ Test(ws, long_history_is_delivered)
 	ws_disconnect(&a);
 	cr_assert_eq(srv_stop(&s), 0);
 }
+
+/* A refused origin is logged with its control bytes escaped. */
+Test(ws, refused_origin_is_logged_escaped)
+{
+	struct wsc c;
+	char *log;
+
+	srv_start(&s, "[route /chat]\nplugin = chat\n");
+	cr_assert_eq(ws_connect(&c, s.port, "/chat",
+	    "http://evil.example\x1b[2J\x07"), 403);
+	ws_disconnect(&c);
+	cr_assert_eq(srv_wait_log(&s, "from origin http://evil.example\\x1b"
+	    "[2J\\x07", 1, 3000), 0, "the refusal is not logged escaped");
+	log = t_read(s.log, NULL);
+	cr_assert_null(strchr(log, '\x1b'), "a raw ESC in the log");
+	cr_assert_null(strchr(log, '\x07'), "a raw BEL in the log");
+	free(log);
+	cr_assert_eq(srv_stop(&s), 0);
+}

@@ -133,18 +133,6 @@ int	 sqc_path_normalize(char *path);
 struct sqc_module;
 struct sqc_gen;
 
-struct sq_inst {
-	char		*route;
-	struct sqc_module *mod;
-	const struct sq_plugin *desc;
-	void		*state;
-	unsigned	 refs;
-	/* identity for reuse across reloads */
-	struct sqc_opt	*opts;
-	size_t		 nopts;
-	char		 note[192];	/* "plugin P V, route R", for a crash */
-};
-
 int	 sqc_plugin_init(char *err, size_t errlen);
 void	 sqc_plugin_shutdown(void);
 void	 sqc_plugin_cleanup_after(pid_t pid);
@@ -157,6 +145,12 @@ struct sq_inst *sqc_gen_route(struct sqc_gen *g, const char *path,
 	    const char **rest);
 size_t	 sqc_gen_count(const struct sqc_gen *g, size_t *reused);
 const struct sq_inst *sqc_gen_at(const struct sqc_gen *g, size_t i);
+/* What an instance is: its route, plugin name and version (borrowed). */
+void	 sqc_inst_describe(const struct sq_inst *inst, const char **route,
+	    const char **plugin, const char **version);
+/* Does its plugin take HTTP requests (.handle), WebSockets (.ws_open)? */
+int	 sqc_inst_handles_http(const struct sq_inst *inst);
+int	 sqc_inst_handles_ws(const struct sq_inst *inst);
 void	 sqc_gen_describe(const struct sqc_gen *g, const struct sqc_gen *old,
 	    char *buf, size_t len);
 void	 sqc_inst_ref(struct sq_inst *inst);

@@ -455,7 +455,7 @@ req_gone(struct sq_req *req)
 		if (evhttp_request_get_connection(ev) == NULL)
 			evhttp_request_free(ev);
 	}
-	sqc_log(SQ_LOG_DEBUG, req->inst->route, "client %s left before the "
+	sqc_log(SQ_LOG_DEBUG, sq_inst_route(req->inst), "client %s left before the "
 	    "response", req->client);
 	if (req->abort_cb) {
 		struct sq_inst *prev = sqc_inst_enter(req->inst);
@@ -546,7 +546,7 @@ dispatch(struct evhttp_request *ev, void *arg)
 		int status;
 
 		free(path);
-		if (inst->desc->ws_open == NULL) {
+		if (!sqc_inst_handles_ws(inst)) {
 			reply_plain(s, ev, 400, NULL, NULL);
 			return;
 		}
@@ -557,7 +557,7 @@ dispatch(struct evhttp_request *ev, void *arg)
 			    "Sec-WebSocket-Version" : NULL, "13");
 		return;
 	}
-	if (inst->desc->handle == NULL) {
+	if (!sqc_inst_handles_http(inst)) {
 		free(path);
 		reply_plain(s, ev, 400, NULL, NULL);
 		return;

@@ -42,6 +42,20 @@ struct sqc_module {
 	struct sqc_module *next;
 };
 
+/* An instance: private to this file, plugins and the rest of the core
+ * hold pointers. */
+struct sq_inst {
+	char		*route;
+	struct sqc_module *mod;
+	const struct sq_plugin *desc;
+	void		*state;
+	unsigned	 refs;
+	/* identity for reuse across reloads */
+	struct sqc_opt	*opts;
+	size_t		 nopts;
+	char		 note[192];	/* "plugin P V, route R", for a crash */
+};
+
 struct sqc_gen {
 	struct sqc_router *router;
 	struct sq_inst	**insts;
@@ -879,6 +893,27 @@ sqc_gen_describe(const struct sqc_gen *g, const struct sqc_gen *old,
 #undef PUT
 	if (off >= len && len > 4)
 		memcpy(buf + len - 4, "...", 4);
+}
+
+void
+sqc_inst_describe(const struct sq_inst *inst, const char **route,
+    const char **plugin, const char **version)
+{
+	*route = inst->route;
+	*plugin = inst->desc->name;
+	*version = inst->desc->version ? inst->desc->version : "";
+}
+
+int
+sqc_inst_handles_http(const struct sq_inst *inst)
+{
+	return inst->desc->handle != NULL;
+}
+
+int
+sqc_inst_handles_ws(const struct sq_inst *inst)
+{
+	return inst->desc->ws_open != NULL;
 }
 
 /* The i-th route's instance, in the file's order, or NULL. */

@@ -91,8 +91,6 @@ sq_route_at(size_t i, const char **path, const char **plugin,
 
 	if (gen == NULL || (inst = sqc_gen_at(gen, i)) == NULL)
 		return -ENOENT;
-	*path = inst->route;
-	*plugin = inst->desc->name;
-	*version = inst->desc->version ? inst->desc->version : "";
+	sqc_inst_describe(inst, path, plugin, version);
 	return 0;
 }

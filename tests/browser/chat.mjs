@@ -18,16 +18,37 @@ const browser = spawn('chromium', [
   '--no-first-run', '--disable-background-networking',
   '--disable-component-update', '--disable-sync',
   '--remote-debugging-port=0', `--user-data-dir=${profile}`, 'about:blank',
-], { stdio: ['ignore', 'ignore', 'pipe'] });
+], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+
+// Chromium's helper processes (renderer, GPU, crashpad) share its process
+// group and may still write to the profile after the browser exits: stop
+// the whole group, then remove the profile, retrying a few times. A
+// cleanup that fails is a warning, never a failed test.
+async function cleanup() {
+  const exited = browser.exitCode !== null || browser.signalCode !== null;
+  const gone = exited ? Promise.resolve() :
+    new Promise((resolve) => browser.once('exit', resolve));
+  try { process.kill(-browser.pid, 'SIGTERM'); } catch {}
+  await Promise.race([gone, new Promise((r) => setTimeout(r, 3000))]);
+  try { process.kill(-browser.pid, 'SIGKILL'); } catch {}
+  for (let i = 0; i < 20; i++) {
+    try {
+      rmSync(profile, { recursive: true, force: true });
+      return;
+    } catch (e) {
+      if (i === 19)
+        console.log(`warning: could not remove ${profile}: ${e.code}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
 
 function fail(why) {
+  if (finished)
+    return;
   console.log(`not ok: ${why}`);
   finished = true;
-  browser.kill('SIGKILL');
-  browser.on('exit', () => {
-    try { rmSync(profile, { recursive: true, force: true }); } catch {}
-    process.exit(1);
-  });
+  cleanup().finally(() => process.exit(1));
 }
 setTimeout(() => fail('timed out'), 30000).unref();
 
@@ -94,8 +115,5 @@ await until(`[...document.querySelectorAll('#lines li')].some(
 console.log('ok: the chat page connected, joined, sent and received');
 ws.close();
 finished = true;
-const gone = new Promise((resolve) => browser.on('exit', resolve));
-browser.kill('SIGTERM');
-await gone;
-rmSync(profile, { recursive: true, force: true });
+await cleanup();
 process.exit(0);

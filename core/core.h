@@ -136,6 +136,7 @@ struct sqc_gen;
 int	 sqc_plugin_init(char *err, size_t errlen);
 void	 sqc_plugin_shutdown(void);
 void	 sqc_plugin_cleanup_after(pid_t pid);
+void	 sqc_plugin_set_owner(uid_t uid);
 int	 sqc_plugin_chown(uid_t uid, gid_t gid);
 /* Load every plugin and create every instance of c's routes. */
 struct sqc_gen *sqc_gen_build(struct sqc_config *c, const struct sqc_gen *old,
@@ -245,6 +246,7 @@ int	 sqc_signals_init(struct event_base *base,
 void	 sqc_signals_free(void);
 int	 sqc_signal_send(const char *pid_file, const char *what, char *err,
 	    size_t errlen);
+int	 sqc_pid_is_squalld(long long pid);
 int	 sqc_pid_file_check(const char *path);
 int	 sqc_pid_file_write(const char *path);
 void	 sqc_pid_file_remove(const char *path);

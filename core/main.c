@@ -537,6 +537,13 @@ start(void)
 		sqc_config_free(c);
 		return 1;
 	}
+	if (c->user && *c->user && geteuid() == 0) {
+		struct passwd *pw = getpwnam(c->user);
+
+		/* the workers' private folders become that user's */
+		if (pw)
+			sqc_plugin_set_owner(pw->pw_uid);
+	}
 	rc = sqc_master_run((size_t)c->workers, c->pid_file,
 	    c->shutdown_timeout, worker_main);
 	sqc_config_free(c);

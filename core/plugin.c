@@ -77,17 +77,100 @@ static unsigned copy_seq;
 
 /* ---- modules --------------------------------------------------------- */
 
+static uid_t owner_uid = (uid_t)-1;	/* `user`, once known */
+
+static const char *
+tmp_dir(void)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	return tmp && *tmp ? tmp : "/tmp";
+}
+
 /*
- * Creates the private folder for module copies. Called once at start-up.
+ * Removes the private folder name under the folder tmpfd, if it is one of
+ * squalld's: a real folder (never a symlink: it is opened O_NOFOLLOW),
+ * owned by us or by the user squalld becomes, mode 0700. Only the files
+ * in it go, by unlinkat() relative to it, which never follows a link. As
+ * root, in a TMPDIR anyone can write to, anything else could make us
+ * delete what is not ours: it is left alone, with a warning.
+ */
+static void
+remove_private(int tmpfd, const char *name)
+{
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+	int fd;
+
+	fd = openat(tmpfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) != 0 || (st.st_mode & 07777) != 0700 ||
+	    (st.st_uid != geteuid() && st.st_uid != owner_uid)) {
+		if (fd >= 0 || errno != ENOENT)
+			sqc_log(SQ_LOG_WARN, NULL, "not removing %s/%s: not a "
+			    "private folder of squalld's (a symlink, or another "
+			    "owner or mode)", tmp_dir(), name);
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0)
+			(void)unlinkat(dirfd(d), de->d_name, 0);
+	closedir(d);
+	(void)unlinkat(tmpfd, name, AT_REMOVEDIR);
+}
+
+/*
+ * The private folders under TMPDIR of process pid (0: of every process
+ * that is no longer a running squalld, left by a crash or a kill), each
+ * removed as remove_private() allows.
+ */
+static void
+remove_left_behind(pid_t pid)
+{
+	struct dirent *de;
+	DIR *d;
+	int tmpfd;
+
+	if ((tmpfd = open(tmp_dir(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return;
+	if ((d = fdopendir(tmpfd)) == NULL) {
+		close(tmpfd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		char *end;
+		long n;
+
+		if (strncmp(de->d_name, "squalld.", 8) != 0)
+			continue;
+		n = strtol(de->d_name + 8, &end, 10);
+		if (*end != '.' || n <= 0 || (pid != 0 && n != pid) ||
+		    (pid == 0 && (n == getpid() || sqc_pid_is_squalld(n))))
+			continue;
+		remove_private(dirfd(d), de->d_name);
+	}
+	closedir(d);
+}
+
+/*
+ * Creates the private folder for module copies, after removing those that
+ * processes no longer running left behind. Called once at start-up.
  */
 int
 sqc_plugin_init(char *err, size_t errlen)
 {
-	const char *tmp = getenv("TMPDIR");
+	const char *tmp = tmp_dir();
 	char *dir;
 
-	if (tmp == NULL || *tmp == '\0')
-		tmp = "/tmp";
+	remove_left_behind(0);
 	if (asprintf(&dir, "%s/squalld.%d.XXXXXX", tmp, (int)getpid()) < 0)
 		return -ENOMEM;
 	if (mkdtemp(dir) == NULL) {
@@ -100,6 +183,13 @@ sqc_plugin_init(char *err, size_t errlen)
 	return 0;
 }
 
+/* The user workers become: its private folders are squalld's too. */
+void
+sqc_plugin_set_owner(uid_t uid)
+{
+	owner_uid = uid;
+}
+
 /*
  * Removes the private folder that the process pid left behind when it
  * died without cleaning up (a worker killed by a signal). Master only.
@@ -107,32 +197,7 @@ sqc_plugin_init(char *err, size_t errlen)
 void
 sqc_plugin_cleanup_after(pid_t pid)
 {
-	const char *tmp = getenv("TMPDIR");
-	char prefix[64], path[PATH_MAX];
-	struct dirent *de;
-	DIR *d;
-
-	if (tmp == NULL || *tmp == '\0')
-		tmp = "/tmp";
-	snprintf(prefix, sizeof(prefix), "squalld.%d.", (int)pid);
-	if ((d = opendir(tmp)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		DIR *sub;
-		struct dirent *f;
-
-		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", tmp, de->d_name);
-		if ((sub = opendir(path)) != NULL) {
-			while ((f = readdir(sub)) != NULL)
-				if (f->d_name[0] != '.')
-					(void)unlinkat(dirfd(sub), f->d_name, 0);
-			closedir(sub);
-		}
-		rmdir(path);
-	}
-	closedir(d);
+	remove_left_behind(pid);
 }
 
 /* Gives the private folder to the user the server drops to. */

@@ -159,8 +159,8 @@ sqc_signals_free(void)
 }
 
 /* Is pid a running squalld (its /proc comm)? */
-static int
-is_squalld(long long pid)
+int
+sqc_pid_is_squalld(long long pid)
 {
 	char path[64], comm[32];
 	ssize_t n;
@@ -214,7 +214,7 @@ sqc_pid_file_check(const char *path)
 	if (path == NULL || *path == '\0')
 		return 0;
 	if ((other = pid_read(path)) > 0 && other != getpid() &&
-	    is_squalld(other)) {
+	    sqc_pid_is_squalld(other)) {
 		sqc_log(SQ_LOG_ERROR, NULL, "pid_file %s belongs to squalld "
 		    "pid %lld, which is running: give this instance its own "
 		    "(squalld -g FILE)", path, other);
@@ -398,7 +398,7 @@ sqc_signal_send(const char *pid_file, const char *what, char *err,
 		    pid_file);
 		return -EINVAL;
 	}
-	if (!is_squalld(pid)) {
+	if (!sqc_pid_is_squalld(pid)) {
 		snprintf(err, errlen, "process %lld named in %s is not a "
 		    "running squalld: a stale pid file? nothing was "
 		    "signalled", pid, pid_file);

@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <json-c/json.h>
 #include <signal.h>
 #include <stdio.h>
@@ -181,4 +182,105 @@ Test(workers, impossible_start_fails_at_once)
 	    out);
 	free(out);
 	t_rm_rf(dir);
+}
+
+/* A TMPDIR of the test's own, for the private folders of its servers. */
+static char tmpdir_env[256];
+
+static void
+own_tmpdir(void)
+{
+	t_tmpdir(tmpdir_env, sizeof(tmpdir_env));
+	setenv("TMPDIR", tmpdir_env, 1);
+}
+
+static void
+precious(const char *dir)
+{
+	char path[400];
+
+	cr_assert_eq(mkdir(dir, 0755), 0);
+	snprintf(path, sizeof(path), "%s/precious", dir);
+	t_write(path, "keep me\n");
+}
+
+static int
+exists(const char *dir, const char *name)
+{
+	char path[600];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return access(path, F_OK) == 0;
+}
+
+/*
+ * At start, private folders left by processes that are gone are removed;
+ * a symlink or a folder of another mode planted under that name is left
+ * alone (a local user must not make a root squalld delete other files).
+ */
+Test(workers, left_behind_private_folders_are_removed_safely)
+{
+	char stale[400], link[400], open_dir[400], target[400], file[500];
+	own_tmpdir();
+	snprintf(stale, sizeof(stale), "%s/squalld.999999.stale", tmpdir_env);
+	cr_assert_eq(mkdir(stale, 0700), 0);
+	snprintf(file, sizeof(file), "%s/1-hello.so", stale);
+	t_write(file, "x");
+	snprintf(target, sizeof(target), "%s/target", tmpdir_env);
+	precious(target);
+	snprintf(link, sizeof(link), "%s/squalld.999998.evil", tmpdir_env);
+	cr_assert_eq(symlink(target, link), 0);
+	snprintf(open_dir, sizeof(open_dir), "%s/squalld.999997.open",
+	    tmpdir_env);
+	precious(open_dir);
+	srv_start(&s, "[route /hello]\nplugin = hello\n");
+	unsetenv("TMPDIR");
+	cr_assert(!exists(tmpdir_env, "squalld.999999.stale"), "the stale "
+	    "folder is still there");
+	cr_assert(exists(target, "precious"), "a symlink was followed");
+	cr_assert(exists(tmpdir_env, "squalld.999998.evil"));
+	cr_assert(exists(open_dir, "precious"), "a folder of mode 0755 was "
+	    "emptied");
+	cr_assert_eq(srv_log_count(&s, "not removing "), 2);
+	t_expect_status(s.port, "/hello", 200);
+	cr_assert_eq(srv_stop(&s), 0);
+	t_rm_rf(tmpdir_env);
+}
+
+/*
+ * The master cleans up after a killed worker, but not through a symlink
+ * planted with the worker's prefix.
+ */
+Test(workers, cleanup_after_a_killed_worker_follows_no_symlink)
+{
+	char link[400], target[400], name[64];
+	int pids[4];
+
+	own_tmpdir();
+	start_workers(2, "[route /hello]\nplugin = hello\n");
+	unsetenv("TMPDIR");
+	cr_assert_eq(ready_pids(pids, 4), 2);
+	snprintf(target, sizeof(target), "%s/target", tmpdir_env);
+	precious(target);
+	snprintf(link, sizeof(link), "%s/squalld.%d.evil", tmpdir_env, pids[0]);
+	cr_assert_eq(symlink(target, link), 0);
+	cr_assert_eq(kill(pids[0], SIGKILL), 0);
+	cr_assert_eq(srv_wait_log(&s, " ready: 1 route", 3, 5000), 0,
+	    "no new worker");
+	cr_assert(exists(target, "precious"), "the master followed a symlink");
+	cr_assert_eq(srv_wait_log(&s, "not removing ", 1, 3000), 0);
+	/* the killed worker's own folder is gone */
+	{
+		DIR *d = opendir(tmpdir_env);
+		struct dirent *de;
+
+		snprintf(name, sizeof(name), "squalld.%d.", pids[0]);
+		while ((de = readdir(d)) != NULL)
+			cr_assert(strncmp(de->d_name, name, strlen(name)) != 0 ||
+			    strcmp(de->d_name + strlen(name), "evil") == 0,
+			    "%s left behind", de->d_name);
+		closedir(d);
+	}
+	cr_assert_eq(srv_stop(&s), 0);
+	t_rm_rf(tmpdir_env);
 }

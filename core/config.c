@@ -20,11 +20,17 @@
 
 #include "core.h"
 
+/* inih's limit on a [section] name (its MAX_SECTION, not in ini.h). */
+#ifndef INI_MAX_SECTION
+#define INI_MAX_SECTION 50
+#endif
+
 struct parse_state {
 	struct sqc_config *c;
 	FILE		*fp;
 	int		 line;
 	int		 too_long;	/* line number of an over-long line */
+	int		 long_section;	/* ...of an over-long [section] name */
 	int		 hdr_line;	/* line of the last [section] header */
 	char		 hdr[128];	/* its name, while no key has used it */
 	char		*err;
@@ -582,6 +588,10 @@ note_header(struct parse_state *ps, const char *s)
 	if (*s != '[' || (end = strchr(s, ']')) == NULL)
 		return;
 	empty_route_check(ps);
+	/* inih cuts longer names silently: [route /long...] would serve
+	 * another path */
+	if (end - s - 1 >= INI_MAX_SECTION && !ps->long_section)
+		ps->long_section = ps->line;
 	ps->hdr_line = ps->line;
 	snprintf(ps->hdr, sizeof(ps->hdr), "%.*s", (int)(end - s - 1), s + 1);
 }
@@ -701,6 +711,12 @@ sqc_config_load(const char *file, char *err, size_t errlen)
 	if (!ps.failed && ps.too_long) {
 		ps.line = ps.too_long;
 		fail(&ps, "line longer than %d characters", INI_MAX_LINE - 2);
+	}
+	if (!ps.failed && ps.long_section) {
+		ps.line = ps.long_section;
+		fail(&ps, "section name longer than %d characters (a route "
+		    "path of at most %d characters)", INI_MAX_SECTION - 1,
+		    INI_MAX_SECTION - 7);
 	}
 	if (rc > 0 && (!ps.failed || rc < ps.failed)) {
 		/* inih's syntax error comes first in the file */

@@ -217,6 +217,8 @@ static const struct key server_keys[] = {
 	    "127.0.0.1 ::1" },
 	{ "max_fetches",	K_INT,	OFF(max_fetches),	1, 100000, "256" },
 	{ "offload_threads",	K_INT,	OFF(offload_threads),	1, 256,	"4" },
+	{ "offload_queue",	K_INT,	OFF(offload_queue),	1, 1000000,
+	    "1024" },
 };
 #define NKEYS (sizeof(server_keys) / sizeof(server_keys[0]))
 

@@ -89,6 +89,7 @@ struct sqc_config {
 	int		 ntrusted;
 	long long	 max_fetches;
 	long long	 offload_threads;
+	long long	 offload_queue;
 
 	struct sqc_route_conf *routes;
 	size_t		 nroutes;
@@ -216,6 +217,7 @@ void	 sqc_fetch_free(void);
 
 int	 sqc_offload_init(struct event_base *base, size_t nthreads);
 size_t	 sqc_offload_pending(void);
+void	 sqc_offload_set_max(size_t max);
 void	 sqc_offload_free(void);
 
 /* ---- ws.c ------------------------------------------------------------- */

@@ -130,6 +130,7 @@ reload(void)
 		    "that takes effect at the next restart");
 	sqc_log_level = nc->log_level;
 	sqc_fetch_set_max((size_t)nc->max_fetches);
+	sqc_offload_set_max((size_t)nc->offload_queue);
 	sqc_http_apply(server, nc, ng);
 	sqc_gen_describe(ng, gen, what, sizeof(what));
 	sqc_gen_release(gen);
@@ -428,6 +429,7 @@ serve(int ready_fd)
 		    strerror(-rc));
 		goto out;
 	}
+	sqc_offload_set_max((size_t)conf->offload_queue);
 	if (sqc_ws_init(base, conf->max_header_size, err,
 	    sizeof(err)) != 0) {
 		sqc_log(SQ_LOG_ERROR, NULL, "%s", err);

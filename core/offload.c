@@ -6,6 +6,12 @@
  * after evthread_use_pthreads) wakes the loop, which runs the done
  * callbacks. A job holds a reference on its instance.
  *
+ * The queue is bounded (offload_queue jobs waiting): past it sq_offload
+ * fails at once, so that a flood of slow requests is answered 503 instead
+ * of waiting behind each other. A job not started yet can be cancelled
+ * (sq_job_cancel): its work never runs, its done callback still comes,
+ * later, with -ECANCELED.
+ *
  * Threads: worker() runs on the pool's threads and touches nothing but
  * the queues and the job; everything else here runs on the loop thread.
  */
@@ -25,6 +31,7 @@ struct sq_job {
 	void		(*done)(int, void *);
 	void		*arg;
 	int		 status;
+	int		 started;	/* under lock: a worker took it */
 	struct sq_job	*next;
 };
 
@@ -39,6 +46,8 @@ static int stopping;			/* under lock */
 static pthread_t *threads;
 static size_t nthreads;
 static size_t njobs;			/* loop thread: not yet done */
+static size_t nwaiting;			/* under lock: in todo */
+static size_t max_waiting = 1024;	/* offload_queue */
 static struct event *wake;
 
 static void
@@ -78,6 +87,8 @@ worker(void *arg)
 			pthread_cond_wait(&more, &lock);
 		if ((j = pop(&todo)) == NULL)
 			break;		/* stopping, nothing left */
+		nwaiting--;
+		j->started = 1;
 		pthread_mutex_unlock(&lock);
 		prev = sqc_inst_enter(j->inst);	/* this thread's own mark */
 		j->work(j->arg);
@@ -141,25 +152,75 @@ sqc_offload_init(struct event_base *base, size_t n)
 	return 0;
 }
 
+/* How many jobs may wait for a thread (offload_queue). Loop thread. */
+void
+sqc_offload_set_max(size_t max)
+{
+	pthread_mutex_lock(&lock);
+	max_waiting = max;
+	pthread_mutex_unlock(&lock);
+}
+
 struct sq_job *
 sq_offload(struct sq_inst *inst, void (*work)(void *),
     void (*done)(int, void *), void *arg)
 {
 	struct sq_job *j;
 
-	if (wake == NULL || (j = calloc(1, sizeof(*j))) == NULL)
-		return NULL;	/* out of memory, or the pool has stopped */
+	if (wake == NULL) {
+		errno = ESHUTDOWN;	/* the pool has stopped */
+		return NULL;
+	}
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return NULL;
 	j->inst = inst;
 	j->work = work;
 	j->done = done;
 	j->arg = arg;
-	sqc_inst_ref(inst);
-	njobs++;
 	pthread_mutex_lock(&lock);
+	if (nwaiting >= max_waiting) {
+		pthread_mutex_unlock(&lock);
+		free(j);
+		errno = EAGAIN;		/* full: answer now, not later */
+		return NULL;
+	}
 	push(&todo, j);
+	nwaiting++;
 	pthread_cond_signal(&more);
 	pthread_mutex_unlock(&lock);
+	sqc_inst_ref(inst);
+	njobs++;
 	return j;
+}
+
+int
+sq_job_cancel(struct sq_job *job)
+{
+	struct sq_job **pp;
+	int rc = -EBUSY;
+
+	pthread_mutex_lock(&lock);
+	if (!job->started) {
+		for (pp = &todo.head; *pp; pp = &(*pp)->next)
+			if (*pp == job) {
+				*pp = job->next;
+				if (todo.tail == job) {
+					todo.tail = todo.head;
+					while (todo.tail && todo.tail->next)
+						todo.tail = todo.tail->next;
+				}
+				nwaiting--;
+				job->started = 1;	/* never to run */
+				job->status = -ECANCELED;
+				push(&finished, job);
+				rc = 0;
+				break;
+			}
+	}
+	pthread_mutex_unlock(&lock);
+	if (rc == 0)
+		event_active(wake, EV_READ, 0);	/* done comes later */
+	return rc;
 }
 
 /* Jobs whose done callback has not run yet. */
@@ -185,6 +246,7 @@ sqc_offload_free(void)
 	pthread_mutex_lock(&lock);
 	never = todo;
 	todo.head = todo.tail = NULL;
+	nwaiting = 0;
 	stopping = 1;
 	pthread_cond_broadcast(&more);
 	pthread_mutex_unlock(&lock);

@@ -5,7 +5,8 @@
  * sleeps in the offload pool, as a blocking database call would. Shows
  * the asynchronous side of the API: the handler returns without
  * responding, the timer or job responds later, and a client that leaves
- * first cancels the timer through the abort callback.
+ * first cancels the timer or the job (if it has not started) through the
+ * abort callback. A full offload queue is answered 503 at once.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@ struct delay {
 struct pending {
 	struct sq_req	*req;		/* NULL once the client left */
 	struct sq_timer	*timer;
+	struct sq_job	*job;		/* until on_timer */
 	long long	 ms;
 };
 
@@ -98,7 +100,9 @@ on_abort_thread(struct sq_req *req, void *arg)
 {
 	struct pending *p = arg;
 
-	p->req = NULL;		/* the sleep cannot be interrupted */
+	p->req = NULL;
+	/* a sleep that started cannot be interrupted; one waiting can go */
+	sq_job_cancel(p->job);
 }
 
 static void
@@ -125,8 +129,8 @@ delay_handle(void *state, struct sq_req *req)
 	p->req = req;
 	p->ms = ms;
 	if (d->thread) {
-		if (sq_offload(sq_req_inst(req), sleep_work, on_timer,
-		    p) == NULL) {
+		if ((p->job = sq_offload(sq_req_inst(req), sleep_work,
+		    on_timer, p)) == NULL) {
 			free(p);
 			sq_resp_error(req, 503);
 			return;

@@ -288,11 +288,19 @@ void		*sq_ws_data(struct sq_ws *ws);
  * The offload pool: work(arg) runs on a worker thread, where it may
  * block (a database call, compression) but must not call any sq_*
  * function; then done(status, arg) runs on the loop, with 0, or with
- * -ECANCELED if work never ran (the server is stopping). Returns NULL
- * when out of memory.
+ * -ECANCELED if work never ran (cancelled, or the server is stopping).
+ * Returns the job, valid until done returns; or NULL with errno EAGAIN
+ * when offload_queue jobs are already waiting (answer 503 now rather
+ * than make the client wait), ENOMEM, or ESHUTDOWN (the pool stopped).
+ *
+ * sq_job_cancel: a job that has not started will never run (its done
+ * still comes, later, with -ECANCELED): 0. One that started runs to its
+ * end and completes normally: -EBUSY. Call it only before done ran; a
+ * client that left is the usual reason (sq_req_on_abort).
  */
 struct sq_job	*sq_offload(struct sq_inst *inst, void (*work)(void *arg),
 		    void (*done)(int status, void *arg), void *arg);
+int		 sq_job_cancel(struct sq_job *job);
 
 /*
  * The server's numbers, for monitoring (the status plugin shows them).

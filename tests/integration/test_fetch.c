@@ -492,6 +492,64 @@ Test(fetch, offload_pool_keeps_the_loop_free)
 	cr_assert_eq(srv_stop(&s), 0);
 }
 
+/*
+ * Jobs of clients that left before their job started never run: 20
+ * abandoned 3 s jobs on 2 threads used to hold a new request for 29 s.
+ */
+Test(fetch, abandoned_offload_jobs_are_cancelled)
+{
+	struct resp r;
+	long t0, ms;
+
+	srv_start(&s, "offload_threads = 2\n[route /block]\nplugin = delay\n"
+	    "mode = thread\n");
+	for (int i = 0; i < 20; i++) {
+		/* gives up after 100 ms */
+		http_request(s.port, "GET", "/block?ms=3000", NULL, NULL, 0,
+		    100, &r);
+		resp_free(&r);
+	}
+	cr_assert_eq(srv_wait_log(&s, "\"GET /block?ms=3000 HTTP/1.1\" 499",
+	    20, 5000), 0, "the server did not see the 20 clients leave");
+	t0 = t_now_ms();
+	cr_assert_eq(http_request(s.port, "GET", "/block?ms=10", NULL, NULL, 0,
+	    20000, &r), 0);
+	ms = t_now_ms() - t0;
+	cr_assert_eq(r.status, 200);
+	resp_free(&r);
+	/* at worst behind the 2 jobs that had started */
+	cr_assert_lt(ms, 3500, "a new job waited %ld ms behind abandoned "
+	    "ones", ms);
+	cr_assert_eq(srv_stop(&s), 0);
+}
+
+/* A full queue is answered 503 at once, not after the jobs before it. */
+Test(fetch, full_offload_queue_answers_503_at_once)
+{
+	struct bg b[3];
+	struct resp r;
+	long t0, ms;
+
+	srv_start(&s, "offload_threads = 1\noffload_queue = 2\n"
+	    "[route /block]\nplugin = delay\nmode = thread\n");
+	for (int i = 0; i < 3; i++) {	/* one runs, two wait */
+		bg_start(&b[i], s.port, "/block?ms=1000");
+		usleep(50 * 1000);
+	}
+	t0 = t_now_ms();
+	cr_assert_eq(http_get(s.port, "/block?ms=1", &r), 0);
+	ms = t_now_ms() - t0;
+	cr_assert_eq(r.status, 503, "%ld: %s", r.status, r.body);
+	resp_free(&r);
+	cr_assert_lt(ms, 500, "the 503 took %ld ms", ms);
+	for (int i = 0; i < 3; i++) {
+		bg_wait(&b[i]);
+		cr_assert_eq(b[i].r.status, 200);
+		resp_free(&b[i].r);
+	}
+	cr_assert_eq(srv_stop(&s), 0);
+}
+
 Test(fetch, default_config_serves_data_and_multi_offline)
 {
 	char *ini = t_default_ini(NULL), *b;

@@ -18,11 +18,14 @@ struct event_base;
 
 /* ---- log.c ------------------------------------------------------------ */
 
-extern int sqc_log_level;
+void	 sqc_log_set_level(int level);
+int	 sqc_log_enabled(enum sq_log_level level);
 
 int	 sqc_log_open(const char *error_log, const char *access_log,
 	    char *err, size_t errlen);
 int	 sqc_log_reopen(void);
+int	 sqc_log_give(const char *user, uid_t uid, gid_t gid, char *err,
+	    size_t errlen);
 void	 sqc_log_close(void);
 void	 sqc_log(enum sq_log_level level, const char *who, const char *fmt,
 	    ...) __attribute__((format(printf, 3, 4)));

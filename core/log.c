@@ -1,7 +1,15 @@
 /*
  * log.c - the error log (levels, the instance's name on each line) and the
  * access log (combined format). Both are stderr or a file; SIGUSR1 reopens
- * the files (logrotate). Loop thread only.
+ * the files (logrotate).
+ *
+ * Threads. Lines come from the loop thread and from the WebSocket thread
+ * (libwebsockets' own messages), so the descriptor a line is written to
+ * must never be closed under a writer: once a log has a file, its
+ * descriptor number stays for the life of the process, and a reopen puts
+ * the new file under that number with dup2(), which swaps atomically.
+ * The number and the level are read with atomic loads. Each line is one
+ * write(2). Opening, reopening and closing happen on the loop thread.
  */
 #include "config.h"
 
@@ -13,14 +21,17 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <grp.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "core.h"
 
-int sqc_log_level = SQ_LOG_INFO;
+static int sqc_log_level = SQ_LOG_INFO;	/* atomic */
 
-static int error_fd = STDERR_FILENO;
-static int access_fd = STDERR_FILENO;	/* -1: off */
+static int error_fd = STDERR_FILENO;	/* atomic: other threads write */
+static int access_fd = STDERR_FILENO;
+static int access_off;			/* access_log = off */
 static char *error_path;		/* NULL: stderr */
 static char *access_path;		/* NULL: stderr or off */
 
@@ -47,12 +58,39 @@ open_log(const char *path, char *err, size_t errlen)
 	return fd;
 }
 
+/*
+ * Puts fd (a new file, or STDERR_FILENO) under the log's descriptor
+ * number, as described at the top: a number once published is never
+ * closed while the server runs.
+ */
 static void
-set_fd(int *fdp, int fd)
+set_fd(int *slot, int fd)
 {
-	if (*fdp > STDERR_FILENO)
-		close(*fdp);
-	*fdp = fd;
+	int cur = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+
+	if (fd == cur)
+		return;
+	if (cur == STDERR_FILENO) {
+		/* first file: its own number becomes the log's */
+		__atomic_store_n(slot, fd, __ATOMIC_RELEASE);
+		return;
+	}
+	(void)dup2(fd, cur);	/* atomic: writers see old or new */
+	if (fd != STDERR_FILENO)
+		close(fd);
+}
+
+/* Level of the lines written (any thread reads it). */
+void
+sqc_log_set_level(int level)
+{
+	__atomic_store_n(&sqc_log_level, level, __ATOMIC_RELAXED);
+}
+
+int
+sqc_log_enabled(enum sq_log_level level)
+{
+	return (int)level <= __atomic_load_n(&sqc_log_level, __ATOMIC_RELAXED);
 }
 
 /*
@@ -75,10 +113,9 @@ sqc_log_open(const char *error_log, const char *access_log, char *err,
 			close(efd);
 		return -EINVAL;
 	}
-	if (access_log && strcmp(access_log, "off") == 0)
-		afd = -1;
 	set_fd(&error_fd, efd);
 	set_fd(&access_fd, afd);
+	access_off = access_log && strcmp(access_log, "off") == 0;
 	free(error_path);
 	free(access_path);
 	error_path = efile ? strdup(error_log) : NULL;
@@ -117,19 +154,90 @@ sqc_log_reopen(void)
 void
 sqc_log_raw(const char *s, size_t len)
 {
-	ssize_t n = write(error_fd, s, len);
+	ssize_t n = write(__atomic_load_n(&error_fd, __ATOMIC_RELAXED), s,
+	    len);
 
 	(void)n;
 }
 
-/* At exit: back to stderr, files closed. */
+/* May the user uid (group gid, and its other groups) write in path? */
+static int
+writable_by(const struct stat *st, uid_t uid, gid_t gid,
+    const gid_t *groups, int ngroups)
+{
+	if (uid == 0 || (st->st_mode & S_IWOTH))
+		return 1;
+	if (st->st_uid == uid)
+		return (st->st_mode & S_IWUSR) != 0;
+	if (st->st_mode & S_IWGRP) {
+		if (st->st_gid == gid)
+			return 1;
+		for (int i = 0; i < ngroups; i++)
+			if (groups[i] == st->st_gid)
+				return 1;
+	}
+	return 0;
+}
+
+/*
+ * Before the server becomes user (uid, gid): its log files become the
+ * user's, and their folders must let the user create the files again,
+ * or SIGUSR1 (logrotate) could not reopen them once root is gone.
+ * Returns 0, or -EACCES with err naming the folder and the user.
+ */
+int
+sqc_log_give(const char *user, uid_t uid, gid_t gid, char *err,
+    size_t errlen)
+{
+	const char *paths[2] = { error_path, access_path };
+	int fds[2] = { error_fd, access_fd };
+	gid_t groups[64];
+	int ngroups = 64;
+
+	if (getgrouplist(user, gid, groups, &ngroups) < 0)
+		ngroups = 0;
+	for (int i = 0; i < 2; i++) {
+		char *dir, *slash;
+		struct stat st;
+		int ok;
+
+		if (paths[i] == NULL)
+			continue;
+		(void)fchown(fds[i], uid, gid);
+		if ((dir = strdup(paths[i])) == NULL)
+			return -ENOMEM;
+		if ((slash = strrchr(dir, '/')) == NULL)
+			snprintf(dir, strlen(dir) + 1, ".");
+		else if (slash == dir)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+		ok = stat(dir, &st) == 0 && writable_by(&st, uid, gid, groups,
+		    ngroups);
+		if (!ok)
+			snprintf(err, errlen, "log folder %s is not writable by "
+			    "user %s: once squalld runs as that user, SIGUSR1 "
+			    "(logrotate) could not reopen %s there; give the "
+			    "folder to the user (install -d -o %s %s)", dir, user,
+			    paths[i], user, dir);
+		free(dir);
+		if (!ok)
+			return -EACCES;
+	}
+	return 0;
+}
+
+/* At exit, once no other thread logs: back to stderr, files closed. */
 void
 sqc_log_close(void)
 {
-	set_fd(&error_fd, STDERR_FILENO);
-	if (access_fd > STDERR_FILENO)
+	if (error_fd != STDERR_FILENO)
+		close(error_fd);
+	error_fd = STDERR_FILENO;
+	if (access_fd != STDERR_FILENO)
 		close(access_fd);
 	access_fd = STDERR_FILENO;
+	access_off = 0;
 	free(error_path);
 	free(access_path);
 	error_path = access_path = NULL;
@@ -184,7 +292,7 @@ sqc_vlog(enum sq_log_level level, const char *who, const char *fmt,
 	size_t len = 0;
 	int n;
 
-	if ((int)level > sqc_log_level)
+	if (!sqc_log_enabled(level))
 		return;
 	n = snprintf(buf, sizeof(buf), "%s [%s] %d %s%s",
 	    now_text(0, "%Y-%m-%d %H:%M:%S"), level_names[level],
@@ -196,7 +304,8 @@ sqc_vlog(enum sq_log_level level, const char *who, const char *fmt,
 		if (n > 0)
 			len += (size_t)n;
 	}
-	write_line(error_fd, buf, len, sizeof(buf));
+	write_line(__atomic_load_n(&error_fd, __ATOMIC_ACQUIRE), buf, len,
+	    sizeof(buf));
 }
 
 /* Logs one line at level; who names the instance or subsystem, or NULL. */
@@ -245,7 +354,7 @@ sqc_log_escape(char *out, size_t cap, const char *s, int quoted)
 int
 sqc_access_log_on(void)
 {
-	return access_fd >= 0;
+	return !access_off;
 }
 
 /* Writes one access log line in the combined log format. */
@@ -258,7 +367,7 @@ sqc_access_log(const char *client, const char *method, const char *uri,
 	const char *when = now_text(1, "%d/%b/%Y:%H:%M:%S %z");
 	int n;
 
-	if (access_fd < 0)
+	if (access_off)
 		return;
 	sqc_log_escape(req, sizeof(req), uri, 1);
 	sqc_log_escape(ref, sizeof(ref), referer, 1);

@@ -128,7 +128,7 @@ reload(void)
 	    nc->workers != conf->workers)
 		sqc_log(SQ_LOG_WARN, NULL, "offload_threads or workers changed: "
 		    "that takes effect at the next restart");
-	sqc_log_level = nc->log_level;
+	sqc_log_set_level(nc->log_level);
 	sqc_fetch_set_max((size_t)nc->max_fetches);
 	sqc_offload_set_max((size_t)nc->offload_queue);
 	sqc_http_apply(server, nc, ng);
@@ -265,7 +265,7 @@ check_config(int dump)
 		fprintf(stderr, "squalld: %s\n", err);
 		return 1;
 	}
-	sqc_log_level = conf->log_level;
+	sqc_log_set_level(conf->log_level);
 	if (sqc_plugin_init(err, sizeof(err)) != 0) {
 		fprintf(stderr, "squalld: %s\n", err);
 		sqc_config_free(conf);
@@ -357,6 +357,8 @@ become_user(const char *user, char *err, size_t errlen)
 		    errno ? strerror(errno) : "no such user");
 		return -EINVAL;
 	}
+	if (sqc_log_give(user, pw->pw_uid, pw->pw_gid, err, errlen) != 0)
+		return -EACCES;
 	if (sqc_plugin_chown(pw->pw_uid, pw->pw_gid) != 0 ||
 	    initgroups(pw->pw_name, pw->pw_gid) != 0 ||
 	    setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
@@ -387,7 +389,7 @@ serve(int ready_fd)
 		fprintf(stderr, "squalld: %s\n", err);
 		return 1;
 	}
-	sqc_log_level = conf->log_level;
+	sqc_log_set_level(conf->log_level);
 	if (sqc_log_open(conf->error_log, conf->access_log, err,
 	    sizeof(err)) != 0) {
 		fprintf(stderr, "squalld: %s\n", err);
@@ -533,7 +535,7 @@ start(void)
 			sqc_config_free(c);
 			return 1;
 		}
-	sqc_log_level = c->log_level;
+	sqc_log_set_level(c->log_level);
 	if (sqc_log_open(c->error_log, "off", err, sizeof(err)) != 0) {
 		fprintf(stderr, "squalld: %s\n", err);
 		sqc_config_free(c);

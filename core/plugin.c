@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,8 +130,8 @@ remove_private(int tmpfd, const char *name)
 
 /*
  * The private folders under TMPDIR of process pid (0: of every process
- * that is no longer a running squalld, left by a crash or a kill), each
- * removed as remove_private() allows.
+ * that no longer exists, left by a crash or a kill), each removed as
+ * remove_private() allows.
  */
 static void
 remove_left_behind(pid_t pid)
@@ -152,8 +153,13 @@ remove_left_behind(pid_t pid)
 		if (strncmp(de->d_name, "squalld.", 8) != 0)
 			continue;
 		n = strtol(de->d_name + 8, &end, 10);
+		/*
+		 * At start, only the folders of processes that no longer
+		 * exist: a squalld run under valgrind or a wrapper has
+		 * another name, and a live process may still use its folder.
+		 */
 		if (*end != '.' || n <= 0 || (pid != 0 && n != pid) ||
-		    (pid == 0 && (n == getpid() || sqc_pid_is_squalld(n))))
+		    (pid == 0 && (kill((pid_t)n, 0) == 0 || errno != ESRCH)))
 			continue;
 		remove_private(dirfd(d), de->d_name);
 	}
@@ -588,7 +594,7 @@ sq_log(struct sq_inst *inst, enum sq_log_level level, const char *fmt, ...)
 	char who[256], msg[2048], safe[4 * sizeof(msg)];
 	va_list ap;
 
-	if ((int)level > sqc_log_level)
+	if (!sqc_log_enabled(level))
 		return;
 	snprintf(who, sizeof(who), "%s %s", inst->desc->name, inst->route);
 	va_start(ap, fmt);

@@ -158,24 +158,32 @@ sqc_signals_free(void)
 	}
 }
 
-/* Is pid a running squalld (its /proc comm)? */
+/*
+ * Is pid a running squalld? Its name (comm), or one of its arguments
+ * (squalld under valgrind or another wrapper) ending in "/squalld".
+ */
 int
 sqc_pid_is_squalld(long long pid)
 {
-	char path[64], comm[32];
+	char path[64], buf[4096];
 	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%lld/comm", pid);
+	snprintf(path, sizeof(path), "/proc/%lld/cmdline", pid);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 		return 0;
-	n = read(fd, comm, sizeof(comm) - 1);
+	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
 		return 0;
-	comm[n] = '\0';
-	comm[strcspn(comm, "\n")] = '\0';
-	return strcmp(comm, "squalld") == 0;
+	buf[n] = '\0';
+	for (char *a = buf; a < buf + n; a += strlen(a) + 1) {
+		const char *base = strrchr(a, '/');
+
+		if (strcmp(base ? base + 1 : a, "squalld") == 0)
+			return 1;
+	}
+	return 0;
 }
 
 /* The pid in path: > 0, 0 when absent or not a pid, -errno on error. */

@@ -567,6 +567,49 @@ Test(cli, user_drops_root_after_binding)
 	cr_assert_eq(srv_stop(&s), 0);
 }
 
+/*
+ * With user =, the log folders must let that user create the files again
+ * (SIGUSR1 after logrotate): a root-only folder is refused at start, and
+ * a folder of the user's works, reopen included.
+ */
+Test(cli, user_must_be_able_to_reopen_the_logs)
+{
+	struct passwd *pw = getpwnam("nobody");
+	char logs[400], so[400], ini[1024], moved[500], path[500], *out;
+
+	if (geteuid() != 0 || pw == NULL)
+		cr_skip_test("needs root and a user nobody");
+	memset(&s, 0, sizeof(s));
+	t_tmpdir(s.dir, sizeof(s.dir));
+	chmod(s.dir, 0755);
+	snprintf(so, sizeof(so), "%s/hello.so", s.dir);
+	snprintf(ini, sizeof(ini), "%s/hello.so", t_plugin_dir());
+	t_copy(ini, so);
+	chmod(so, 0755);
+	snprintf(logs, sizeof(logs), "%s/logs", s.dir);
+	cr_assert_eq(mkdir(logs, 0755), 0);	/* root's */
+	snprintf(ini, sizeof(ini), "%s/squall.ini", s.dir);
+	t_write(ini, "[server]\nlisten = 127.0.0.1:0\nplugin_dir = .\n"
+	    "user = nobody\naccess_log = logs/access.log\n"
+	    "[route /hello]\nplugin = hello\n");
+	chmod(ini, 0644);
+	cr_assert_eq(t_run_squalld(&out, "-c", ini, NULL), 1, "%s", out);
+	cr_assert_not_null(strstr(out, "/logs is not writable by user "
+	    "nobody"), "%s", out);
+	free(out);
+	cr_assert_eq(chown(logs, pw->pw_uid, pw->pw_gid), 0);
+	srv_start_in(&s, NULL);
+	t_expect_status(s.port, "/hello", 200);
+	snprintf(path, sizeof(path), "%s/access.log", logs);
+	snprintf(moved, sizeof(moved), "%s/access.log.1", logs);
+	cr_assert_eq(rename(path, moved), 0);
+	srv_signal(&s, SIGUSR1);
+	cr_assert_eq(srv_wait_log(&s, "log files reopened", 1, 3000), 0);
+	t_expect_status(s.port, "/hello", 200);
+	cr_assert_eq(access(path, F_OK), 0, "access.log was not reopened");
+	cr_assert_eq(srv_stop(&s), 0);
+}
+
 Test(cli, unknown_user_is_an_error)
 {
 	char *out, dir[256], ini[400];

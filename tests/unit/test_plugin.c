@@ -21,7 +21,7 @@ setup(void)
 {
 	t_tmpdir(dir, sizeof(dir));
 	snprintf(file, sizeof(file), "%s/squall.ini", dir);
-	sqc_log_level = SQ_LOG_ERROR;
+	sqc_log_set_level(SQ_LOG_ERROR);
 	cr_assert_eq(sqc_plugin_init(err, sizeof(err)), 0, "%s", err);
 }
 

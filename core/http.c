@@ -444,6 +444,46 @@ watch_start(struct conn *c)
 	event_add(c->watch, NULL);
 }
 
+/*
+ * A request's body framing must be unambiguous, or a proxy in front of
+ * us may have taken another body, and the bytes after it for another
+ * request (request smuggling). evhttp 2.1 takes the first Content-Length
+ * and ignores the others, lets strtoll accept "+5", reads the body as
+ * chunked when the first Transfer-Encoding is "chunked" whatever
+ * Content-Length says, and ignores other codings. Refused, as nginx
+ * does: Content-Lengths that differ or are not digits, Transfer-Encoding
+ * twice or with a Content-Length (400), a coding other than chunked
+ * (501). Returns 0 or the status; the connection closes after it, since
+ * what follows in it cannot be trusted.
+ */
+static int
+framing_status(struct evhttp_request *ev)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
+	const char *cl = NULL, *te = NULL;
+	struct evkeyval *kv;
+	int nte = 0;
+
+	TAILQ_FOREACH(kv, h, next) {
+		const char *v = kv->value;
+
+		if (strcasecmp(kv->key, "Content-Length") == 0) {
+			if (v[0] == '\0' || v[strspn(v, "0123456789")] != '\0' ||
+			    (cl != NULL && strcmp(cl, v) != 0))
+				return 400;
+			cl = v;
+		} else if (strcasecmp(kv->key, "Transfer-Encoding") == 0) {
+			te = v;
+			nte++;
+		}
+	}
+	if (te == NULL)
+		return 0;
+	if (nte > 1 || cl != NULL)
+		return 400;
+	return strcasecmp(te, "chunked") == 0 ? 0 : 501;
+}
+
 static void
 dispatch(struct evhttp_request *ev, void *arg)
 {
@@ -454,7 +494,17 @@ dispatch(struct evhttp_request *ev, void *arg)
 	struct sq_inst *inst;
 	struct sq_req *req;
 	char *path;
+	int status;
 
+	if ((status = framing_status(ev)) != 0) {
+		char client[INET6_ADDRSTRLEN];
+
+		client_addr(s, ev, client, sizeof(client));
+		sqc_log(SQ_LOG_DEBUG, NULL, "client %s: Content-Length or "
+		    "Transfer-Encoding refused: %d", client, status);
+		reply_plain(s, ev, status, "Connection", "close");
+		return;
+	}
 	if (s->stopping) {
 		reply_plain(s, ev, 503, "Connection", "close");
 		return;
@@ -481,7 +531,6 @@ dispatch(struct evhttp_request *ev, void *arg)
 	}
 	if (is_upgrade(ev)) {
 		char client[INET6_ADDRSTRLEN];
-		int status;
 
 		free(path);
 		if (inst->desc->ws_open == NULL) {

@@ -585,3 +585,83 @@ Test(http, slow_or_vanishing_clients_do_not_hold_the_server)
 	t_expect_status(s.port, "/hello", 200);
 	cr_assert_eq(srv_stop(&s), 0);
 }
+
+/* Sends req on a connection of its own: the answer, up to the close. */
+static char *
+exchange_until_close(const char *req, size_t len)
+{
+	long t0 = t_now_ms();
+	char *out = raw_exchange(s.port, req, len, 5000, NULL);
+
+	cr_assert_lt(t_now_ms() - t0, 4000, "the connection stayed open "
+	    "after:\n%s", out);
+	return out;
+}
+
+static int
+count_str(const char *hay, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	return n;
+}
+
+Test(http, ambiguous_body_framing_is_refused)
+{
+	static const char smuggled[] = "GET /echo/smuggled HTTP/1.1\r\n"
+	    "Host: x\r\n\r\n";
+	static const struct {
+		const char	*fmt;	/* %zu: length with smuggled */
+		int		 with_len;
+		int		 status;
+	} refused[] = {
+		/* two lengths: evhttp took the first */
+		{ "POST /echo/a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+		  "Content-Length: %zu\r\n\r\nhello%s", 1, 400 },
+		/* and the other way round */
+		{ "POST /echo/a HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n"
+		  "Content-Length: 5\r\n\r\nhello%s", 1, 400 },
+		/* a length and chunked: evhttp reads chunks */
+		{ "POST /echo/a HTTP/1.1\r\nHost: x\r\nContent-Length: 99\r\n"
+		  "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n%s", 0, 400 },
+		/* a length strtoll reads, but not digits */
+		{ "POST /echo/a HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n"
+		  "\r\nhello%s", 0, 400 },
+		/* a coding evhttp ignores: no body for it */
+		{ "POST /echo/a HTTP/1.1\r\nHost: x\r\n"
+		  "Transfer-Encoding: gzip\r\n\r\n%s", 0, 501 },
+	};
+	const char *same = "POST /echo/a HTTP/1.1\r\nHost: x\r\n"
+	    "Content-Length: 5\r\nContent-Length: 5\r\nConnection: close\r\n"
+	    "\r\nhello";
+	char req[512], want[16], *out;
+
+	srv_start(&s, "[route /echo/*]\nplugin = %s\n",
+	    t_test_plugin("echo"));
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		if (refused[i].with_len)
+			snprintf(req, sizeof(req), refused[i].fmt,
+			    5 + strlen(smuggled), smuggled);
+		else
+			snprintf(req, sizeof(req), refused[i].fmt, smuggled);
+		out = exchange_until_close(req, strlen(req));
+		snprintf(want, sizeof(want), "HTTP/1.1 %d", refused[i].status);
+		cr_assert(strncmp(out, want, 12) == 0, "case %zu:\n%s", i,
+		    out);
+		cr_assert_eq(count_str(out, "HTTP/1.1 "), 1, "case %zu:\n%s",
+		    i, out);
+		cr_assert_not_null(strstr(out, "Connection: close"));
+		free(out);
+	}
+	/* the same length twice is no ambiguity */
+	out = exchange_until_close(same, strlen(same));
+	cr_assert(strncmp(out, "HTTP/1.1 200", 12) == 0, "%s", out);
+	cr_assert_not_null(strstr(out, "\"body\":\"hello\""), "%s", out);
+	free(out);
+	cr_assert_eq(srv_log_count(&s, "/echo/a from"), 1, "the plugin saw "
+	    "a refused request");
+	cr_assert_eq(srv_log_count(&s, "smuggled"), 0, "the bytes after a "
+	    "body were served as a request");
+}

@@ -7,9 +7,15 @@
  * Lifetimes: a struct sq_req wraps one evhttp_request and holds a
  * reference on its instance. It lives until the response is sent, or
  * until the client has gone and the plugin's abort callback has run.
- * Connections are tracked (struct conn) from their first request, to
- * notice a client that leaves while its request is pending and to count
- * connections against max_connections.
+ *
+ * Connections are tracked (struct conn) from accept to close: evhttp
+ * asks us for each accepted connection's bufferevent (evhttp_set_bevcb),
+ * and a callback later in the same loop turn finds the evhttp_connection
+ * that took it and sets its close callback. Every tracked connection, and
+ * every WebSocket session handed over to ws.c (sqc_http_conn_hold),
+ * counts against max_connections: at the limit, and while accept() fails
+ * for want of descriptors, the listeners are disabled (the kernel's
+ * backlog holds new clients) rather than connections accepted and closed.
  */
 #include "config.h"
 
@@ -24,6 +30,7 @@
 #include <strings.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -37,12 +44,17 @@
 
 #include "core.h"
 
+#define RETRY_MIN_MS	100	/* first rest after accept() fails */
+#define RETRY_MAX_MS	1000	/* the rest doubles up to this */
+#define QUIET_MS	1000	/* no failure this long: episode over */
+
 struct conn {
-	struct evhttp_connection *evcon;
+	struct evhttp_connection *evcon; /* NULL until attached */
+	struct bufferevent *bev;	/* made in accepted(), or NULL */
 	struct sqc_server *srv;
 	struct sq_req	*req;		/* pending request, or NULL */
 	struct event	*watch;		/* EOF watch while req is pending */
-	struct conn	*hnext;		/* hash chain */
+	struct conn	*hnext;		/* hash chain, or pending list */
 };
 
 struct listener {
@@ -86,14 +98,33 @@ struct sqc_server {
 	struct sq_req	*dispatching;	/* inside .handle, not yet answered */
 	int		 reuseport;	/* workers share addresses */
 	int		 stopping;
-	int		 paused;	/* listeners off: too many connections */
+	int		 accepting;	/* listeners enabled */
+	int		 full;		/* max_connections reached */
+	long		 unfull_ms;	/* when it was last left */
+	int		 starved;	/* accept() failed: resting */
+	int		 starved_logged; /* once per episode */
+	long		 retry_ms;	/* the next rest */
+	long		 failed_ms;	/* when accept() last failed */
+	struct event	*retry_ev;	/* ends the rest */
 
 	struct sq_req	*inflight;
 	size_t		 ninflight;
 
 	struct conn	**conns;	/* hash by evcon */
 	size_t		 nconns, conns_size;
+	struct conn	*pending;	/* accepted, evcon not known yet */
+	size_t		 npending;
+	struct event	*attach_ev;	/* runs attach() */
+	size_t		 nws;		/* WebSocket sessions held */
 };
+
+/*
+ * The server of this process (there is one): the WebSocket bridge and the
+ * listeners' error callback, which get no pointer to it, reach it here.
+ */
+static struct sqc_server *current;
+
+static void req_gone(struct sq_req *req);
 
 /* ---- connections ----------------------------------------------------- */
 
@@ -146,6 +177,13 @@ conn_grow(struct sqc_server *s)
 	return 0;
 }
 
+/* Connections that count against max_connections. */
+static size_t
+conns_open(const struct sqc_server *s)
+{
+	return s->nconns + s->npending + s->nws;
+}
+
 static void
 set_accepting(struct sqc_server *s, int on)
 {
@@ -160,7 +198,102 @@ set_accepting(struct sqc_server *s, int on)
 	}
 }
 
-static void req_gone(struct sq_req *req);
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/*
+ * The listeners accept unless the server stops, max_connections are
+ * open, or accept() has just failed. Disabled, they leave new clients in
+ * the kernel's backlog. A server at its limit comes and goes from it
+ * with every connection: that is logged once, until it has stayed below
+ * for a second.
+ */
+static void
+update_accepting(struct sqc_server *s)
+{
+	int full = conns_open(s) >= s->max_connections;
+	int on = !s->stopping && !s->starved && !full;
+
+	if (full != s->full) {
+		long now = now_ms();
+
+		if (full && !s->stopping && (s->unfull_ms == 0 ||
+		    now - s->unfull_ms >= QUIET_MS))
+			sqc_log(SQ_LOG_WARN, NULL, "max_connections (%zu) "
+			    "reached: not accepting until a connection "
+			    "closes", s->max_connections);
+		if (!full)
+			s->unfull_ms = now;
+		s->full = full;
+	}
+	if (on != s->accepting) {
+		s->accepting = on;
+		set_accepting(s, on);
+	}
+}
+
+/* The rest after a failed accept() is over: try again. */
+static void
+accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct sqc_server *s = arg;
+
+	s->starved = 0;
+	update_accepting(s);
+}
+
+/* A connection closed: a descriptor is free, no need to rest longer. */
+static void
+fd_freed(struct sqc_server *s)
+{
+	if (s->starved) {
+		s->starved = 0;
+		evtimer_del(s->retry_ev);
+	}
+	update_accepting(s);
+}
+
+/*
+ * evconnlistener's error callback: accept() failed other than with
+ * EAGAIN, EINTR or ECONNABORTED, most likely for want of descriptors
+ * (EMFILE, ENFILE) or memory. The pending connection stays in the
+ * backlog and the socket readable, so the loop would spin on it: the
+ * listeners rest until a connection closes or for 100 ms, doubling up to
+ * 1 s while accept() keeps failing. The episode, until accept() has not
+ * failed for a second, is logged once.
+ */
+static void
+accept_failed(struct evconnlistener *l, void *arg)
+{
+	struct sqc_server *s = current;
+	int e = EVUTIL_SOCKET_ERROR();
+	struct timeval tv;
+
+	if (s == NULL || s->stopping)
+		return;
+	if (!s->starved_logged) {
+		sqc_log(SQ_LOG_WARN, NULL, "cannot accept connections (%s): "
+		    "pausing until a connection closes, or a second at most",
+		    strerror(e));
+		s->starved_logged = 1;
+	}
+	s->failed_ms = now_ms();
+	if (!s->starved) {
+		s->starved = 1;
+		tv.tv_sec = s->retry_ms / 1000;
+		tv.tv_usec = (s->retry_ms % 1000) * 1000;
+		evtimer_add(s->retry_ev, &tv);
+		s->retry_ms = s->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS :
+		    s->retry_ms * 2;
+	}
+	update_accepting(s);
+}
 
 /* evhttp is freeing the connection: the client left or it timed out. */
 static void
@@ -180,39 +313,149 @@ conn_closed(struct evhttp_connection *evcon, void *arg)
 		}
 	s->nconns--;
 	free(c);
-	if (s->paused && !s->stopping && s->nconns < s->max_connections) {
-		s->paused = 0;
-		set_accepting(s, 1);
-	}
+	fd_freed(s);
 }
 
-static struct conn *
-conn_get(struct sqc_server *s, struct evhttp_connection *evcon)
+/* Tracks c as evcon's until evhttp frees evcon. */
+static int
+conn_insert(struct sqc_server *s, struct conn *c,
+    struct evhttp_connection *evcon)
 {
-	struct conn *c = conn_find(s, evcon);
 	size_t slot;
 
-	if (c)
-		return c;
 	if (s->nconns >= s->conns_size && conn_grow(s) != 0)
-		return NULL;
-	if ((c = calloc(1, sizeof(*c))) == NULL)
-		return NULL;
+		return -ENOMEM;
 	c->evcon = evcon;
-	c->srv = s;
 	slot = conn_slot(s, evcon);
 	c->hnext = s->conns[slot];
 	s->conns[slot] = c;
 	s->nconns++;
 	evhttp_connection_set_closecb(evcon, conn_closed, c);
-	if (s->nconns >= s->max_connections && !s->paused) {
-		s->paused = 1;
-		set_accepting(s, 0);
-		sqc_log(SQ_LOG_WARN, NULL, "max_connections (%zu) reached: "
-		    "not accepting until a connection closes",
-		    s->max_connections);
+	return 0;
+}
+
+/* Forgets a connection accepted() made that was never attached. */
+static void
+conn_drop(struct conn *c)
+{
+	bufferevent_decref(c->bev);
+	free(c);
+}
+
+/*
+ * Later in the loop turn of the accepts, before any read: evhttp has
+ * wrapped each new bufferevent in an evhttp_connection and made itself
+ * the bufferevent's callbacks, with the connection as their argument.
+ * That is libevent 2.1's private behaviour (no public call maps a
+ * bufferevent to its connection), checked as far as the public API
+ * allows. A connection evhttp dropped at once left its bufferevent
+ * without callbacks (we held a reference on it).
+ */
+static void
+attach(evutil_socket_t fd, short what, void *arg)
+{
+	struct sqc_server *s = arg;
+	struct conn *c;
+
+	while ((c = s->pending) != NULL) {
+		struct evhttp_connection *evcon;
+		void *cbarg = NULL;
+
+		s->pending = c->hnext;
+		s->npending--;
+		c->hnext = NULL;
+		bufferevent_getcb(c->bev, NULL, NULL, NULL, &cbarg);
+		evcon = cbarg;
+		if (evcon == NULL ||
+		    evhttp_connection_get_bufferevent(evcon) != c->bev ||
+		    conn_insert(s, c, evcon) != 0) {
+			conn_drop(c);
+			continue;
+		}
+		bufferevent_decref(c->bev);	/* evhttp's from now */
 	}
+	update_accepting(s);
+}
+
+/*
+ * evhttp_set_bevcb: evhttp has accepted a connection and asks for its
+ * bufferevent. We make it as evhttp would, count the connection from
+ * now on, and let attach() find its evhttp_connection once evhttp has
+ * made it.
+ */
+static struct bufferevent *
+accepted(struct event_base *base, void *arg)
+{
+	struct sqc_server *s = arg;
+	struct bufferevent *bev;
+	struct conn *c;
+
+	s->retry_ms = RETRY_MIN_MS;
+	if (s->starved_logged && now_ms() - s->failed_ms >= QUIET_MS) {
+		sqc_log(SQ_LOG_INFO, NULL, "accepting connections again");
+		s->starved_logged = 0;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	if ((bev = bufferevent_socket_new(base, -1, 0)) == NULL) {
+		free(c);
+		return NULL;
+	}
+	bufferevent_incref(bev);
+	c->bev = bev;
+	c->srv = s;
+	c->hnext = s->pending;
+	s->pending = c;
+	s->npending++;
+	event_active(s->attach_ev, EV_TIMEOUT, 0);
+	update_accepting(s);
+	return bev;
+}
+
+static struct conn *
+conn_get(struct sqc_server *s, struct evhttp_connection *evcon)
+{
+	struct conn *c;
+
+	if (s->pending)
+		attach(-1, 0, s);
+	if ((c = conn_find(s, evcon)) != NULL)
+		return c;
+	/* not seen at accept (out of memory then): tracked from now */
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	c->srv = s;
+	if (conn_insert(s, c, evcon) != 0) {
+		free(c);
+		return NULL;
+	}
+	update_accepting(s);
 	return c;
+}
+
+/*
+ * A WebSocket session takes over a connection's socket (ws.c, loop
+ * thread): it counts against max_connections until the matching
+ * sqc_http_conn_release. Call it before freeing the evhttp connection,
+ * so that the count never dips in between.
+ */
+void
+sqc_http_conn_hold(void)
+{
+	if (current == NULL)
+		return;
+	current->nws++;
+	update_accepting(current);
+}
+
+/* The session of a sqc_http_conn_hold has ended (loop thread). */
+void
+sqc_http_conn_release(void)
+{
+	if (current == NULL || current->nws == 0)
+		return;
+	current->nws--;
+	fd_freed(current);
 }
 
 /* ---- requests -------------------------------------------------------- */
@@ -489,8 +732,9 @@ dispatch(struct evhttp_request *ev, void *arg)
 {
 	struct sqc_server *s = arg;
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
+	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
+	struct conn *c = evcon ? conn_get(s, evcon) : NULL;
 	const char *raw, *rest;
-	struct evhttp_connection *evcon;
 	struct sq_inst *inst;
 	struct sq_req *req;
 	char *path;
@@ -549,7 +793,6 @@ dispatch(struct evhttp_request *ev, void *arg)
 		reply_plain(s, ev, 400, NULL, NULL);
 		return;
 	}
-	evcon = evhttp_request_get_connection(ev);
 	if ((req = calloc(1, sizeof(*req))) == NULL) {
 		free(path);
 		reply_plain(s, ev, 503, NULL, NULL);
@@ -567,8 +810,8 @@ dispatch(struct evhttp_request *ev, void *arg)
 		s->inflight->prev = req;
 	s->inflight = req;
 	s->ninflight++;
-	if (evcon && (req->conn = conn_get(s, evcon)) != NULL)
-		req->conn->req = req;
+	if ((req->conn = c) != NULL)
+		c->req = req;
 	s->dispatching = req;
 	inst->desc->handle(inst->state, req);
 	if (s->dispatching == req) {
@@ -802,10 +1045,34 @@ sq_resp_error(struct sq_req *req, int status)
 
 /* ---- the server ------------------------------------------------------ */
 
+/* libevent's own messages, into our log (any thread). */
+static void
+libevent_log(int severity, const char *msg)
+{
+	enum sq_log_level level;
+
+	switch (severity) {
+	case EVENT_LOG_DEBUG:
+		level = SQ_LOG_DEBUG;
+		break;
+	case EVENT_LOG_MSG:
+		level = SQ_LOG_INFO;
+		break;
+	case EVENT_LOG_WARN:
+		level = SQ_LOG_WARN;
+		break;
+	default:
+		level = SQ_LOG_ERROR;
+		break;
+	}
+	sqc_log(level, "libevent", "%s", msg);
+}
+
 /*
  * Creates the evhttp server on base; listening comes later. With
  * reuseport, sockets are bound with SO_REUSEPORT, so that several workers
- * listen on one address and the kernel spreads the connections.
+ * listen on one address and the kernel spreads the connections. One per
+ * process: it also routes libevent's log lines into ours.
  */
 struct sqc_server *
 sqc_http_new(struct event_base *base, int reuseport)
@@ -816,14 +1083,25 @@ sqc_http_new(struct event_base *base, int reuseport)
 		return NULL;
 	s->base = base;
 	s->reuseport = reuseport;
-	if ((s->http = evhttp_new(base)) == NULL) {
+	s->accepting = 1;
+	s->retry_ms = RETRY_MIN_MS;
+	if ((s->http = evhttp_new(base)) == NULL ||
+	    (s->attach_ev = event_new(base, -1, 0, attach, s)) == NULL ||
+	    (s->retry_ev = evtimer_new(base, accept_retry, s)) == NULL) {
+		if (s->attach_ev)
+			event_free(s->attach_ev);
+		if (s->http)
+			evhttp_free(s->http);
 		free(s);
 		return NULL;
 	}
+	event_set_log_callback(libevent_log);
 	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
 	    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
 	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
 	evhttp_set_gencb(s->http, dispatch, s);
+	evhttp_set_bevcb(s->http, accepted, s);
+	current = s;
 	return s;
 }
 
@@ -897,7 +1175,9 @@ bind_one(struct sqc_server *s, const struct sqc_listen *l, int port,
 	    ((struct sockaddr_in6 *)&ss)->sin6_port :
 	    ((struct sockaddr_in *)&ss)->sin_port);
 	nb->keep = 1;
-	if (s->paused)
+	evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(b),
+	    accept_failed);
+	if (!s->accepting)
 		evconnlistener_disable(evhttp_bound_socket_get_listener(b));
 	sqc_log(SQ_LOG_INFO, NULL, v6 ? "listening on [%s]:%d" :
 	    "listening on %s:%d", l->host, nb->actual);
@@ -985,13 +1265,14 @@ sqc_http_apply(struct sqc_server *s, const struct sqc_config *c,
 	s->trusted = c->trusted;
 	s->ntrusted = c->ntrusted;
 	/*
-	 * evhttp answers 413 itself past its limit; ours, checked in
+	 * evhttp answers 400 itself past its limit; ours, checked in
 	 * dispatch, answers 431. Its limit is a backstop for memory.
 	 */
 	evhttp_set_max_headers_size(s->http, (ev_ssize_t)
 	    (c->max_header_size * 4 + 4096));
 	evhttp_set_max_body_size(s->http, (ev_ssize_t)c->max_body_size);
 	evhttp_set_timeout(s->http, (int)c->request_timeout);
+	update_accepting(s);
 }
 
 /* Closes the listening sockets; open connections carry on. */
@@ -999,6 +1280,8 @@ void
 sqc_http_stop_accepting(struct sqc_server *s)
 {
 	s->stopping = 1;
+	s->accepting = 0;
+	evtimer_del(s->retry_ev);
 	for (size_t i = 0; i < s->nbound; i++)
 		s->bound[i].keep = 0;
 	drop_unkept(s, 0);
@@ -1059,7 +1342,19 @@ sqc_http_free(struct sqc_server *s)
 	if (s == NULL)
 		return;
 	sqc_http_abort_all(s);
+	s->stopping = 1;
+	s->nbound = 0;		/* evhttp_free closes the listeners */
 	evhttp_free(s->http);
+	while (s->pending) {
+		struct conn *c = s->pending;
+
+		s->pending = c->hnext;
+		conn_drop(c);
+	}
+	event_free(s->attach_ev);
+	event_free(s->retry_ev);
+	if (current == s)
+		current = NULL;
 	free(s->bound);
 	free(s->conns);
 	free(s);

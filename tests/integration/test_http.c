@@ -6,11 +6,13 @@
 #include "config.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <json-c/json.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -584,6 +586,109 @@ Test(http, slow_or_vanishing_clients_do_not_hold_the_server)
 	close(fd);
 	t_expect_status(s.port, "/hello", 200);
 	cr_assert_eq(srv_stop(&s), 0);
+}
+
+/* CPU time (user + system) of process pid so far, in milliseconds. */
+static long
+cpu_ms(pid_t pid)
+{
+	char path[64], *stat, *p;
+	unsigned long ut = 0, st = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	stat = t_read(path, NULL);
+	p = strrchr(stat, ')');
+	cr_assert_not_null(p, "cannot read %s", path);
+	/* after the name: state, then fields 4 to 13, utime and stime */
+	cr_assert_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+	    "%*u %lu %lu", &ut, &st), 2);
+	free(stat);
+	return (long)((ut + st) * 1000 / (unsigned long)sysconf(_SC_CLK_TCK));
+}
+
+static int
+open_fds(pid_t pid)
+{
+	char path[64];
+	struct dirent *d;
+	DIR *dir;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	cr_assert_not_null(dir = opendir(path));
+	while ((d = readdir(dir)) != NULL)
+		n += d->d_name[0] != '.';
+	closedir(dir);
+	return n;
+}
+
+Test(http, out_of_descriptors_pauses_accepting)
+{
+	struct rlimit rl;
+	struct resp r;
+	int fd[6];
+	long cpu;
+
+	srv_start(&s, "[route /hello]\nplugin = hello\n");
+	/* room for two more descriptors: the third accept() fails */
+	cr_assert_eq(prlimit(s.pid, RLIMIT_NOFILE, NULL, &rl), 0);
+	rl.rlim_cur = (rlim_t)open_fds(s.pid) + 2;
+	cr_assert_eq(prlimit(s.pid, RLIMIT_NOFILE, &rl, NULL), 0);
+	for (int i = 0; i < 6; i++)
+		cr_assert((fd[i] = t_connect(s.port)) >= 0);
+	cr_assert_eq(srv_wait_log(&s, "cannot accept connections (Too many "
+	    "open files)", 1, 5000), 0, "no pause logged");
+	/* the backlog still holds clients: the server must not spin */
+	cpu = cpu_ms(s.pid);
+	usleep(1000 * 1000);
+	cpu = cpu_ms(s.pid) - cpu;
+	cr_assert_lt(cpu, 200, "%ld ms of CPU in a second out of descriptors",
+	    cpu);
+	cr_assert_eq(srv_log_count(&s, "cannot accept connections"), 1);
+	cr_assert_eq(srv_log_count(&s, "Error from accept"), 0,
+	    "libevent's own warnings");
+	/* the clients leave: the server serves again, same limit */
+	for (int i = 0; i < 6; i++)
+		close(fd[i]);
+	cr_assert_eq(http_get(s.port, "/hello", &r), 0);
+	cr_assert_eq(r.status, 200);
+	resp_free(&r);
+	cr_assert_eq(srv_log_count(&s, "cannot accept connections"), 1);
+	cr_assert_eq(srv_stop(&s), 0);
+}
+
+Test(http, max_connections_counts_idle_connections)
+{
+	const char *req = "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+	char buf[512];
+	struct pollfd p;
+	int idle[5], fd;
+	ssize_t n;
+
+	srv_start(&s, "max_connections = 5\n[route /hello]\nplugin = hello\n");
+	for (int i = 0; i < 5; i++)
+		cr_assert((idle[i] = t_connect(s.port)) >= 0);
+	cr_assert_eq(srv_wait_log(&s, "max_connections (5) reached", 1, 3000),
+	    0, "five idle connections did not reach max_connections = 5");
+	/* the sixth connects (the kernel's backlog) but is not accepted */
+	cr_assert((fd = t_connect(s.port)) >= 0);
+	cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+	p.fd = fd;
+	p.events = POLLIN;
+	cr_assert_eq(poll(&p, 1, 500), 0, "a sixth client was served past "
+	    "max_connections = 5");
+	close(idle[0]);
+	cr_assert_eq(poll(&p, 1, 3000), 1, "the waiting client was not "
+	    "served after an idle connection closed");
+	n = read(fd, buf, sizeof(buf) - 1);
+	cr_assert_gt(n, 0);
+	buf[n] = '\0';
+	cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
+	/* back at the limit at once: no second line for it */
+	cr_assert_eq(srv_log_count(&s, "max_connections (5) reached"), 1);
+	close(fd);
+	for (int i = 1; i < 5; i++)
+		close(idle[i]);
 }
 
 /* Sends req on a connection of its own: the answer, up to the close. */

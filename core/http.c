@@ -16,6 +16,8 @@
  * counts against max_connections: at the limit, and while accept() fails
  * for want of descriptors, the listeners are disabled (the kernel's
  * backlog holds new clients) rather than connections accepted and closed.
+ * The same bufferevent lets us count the bytes of each request's header
+ * section as they arrive, to answer 431 before evhttp answers 400 itself.
  */
 #include "config.h"
 
@@ -47,14 +49,33 @@
 #define RETRY_MIN_MS	100	/* first rest after accept() fails */
 #define RETRY_MAX_MS	1000	/* the rest doubles up to this */
 #define QUIET_MS	1000	/* no failure this long: episode over */
+#define LINGER_MAX	(1 << 20)	/* input discarded after our 431 */
+
+/* Where a connection's header counter is (see hdr_scan). */
+enum hdr_phase {
+	HDR_HEAD,	/* request line and headers: counted */
+	HDR_BODY,	/* past the blank line, until dispatch */
+	HDR_OFF		/* answered 431 ourselves: input discarded */
+};
 
 struct conn {
 	struct evhttp_connection *evcon; /* NULL until attached */
 	struct bufferevent *bev;	/* made in accepted(), or NULL */
+	struct evbuffer_cb_entry *incb;	/* hdr_input on bev's input */
 	struct sqc_server *srv;
 	struct sq_req	*req;		/* pending request, or NULL */
 	struct event	*watch;		/* EOF watch while req is pending */
 	struct conn	*hnext;		/* hash chain, or pending list */
+	enum hdr_phase	 phase;
+	size_t		 hdr_len;	/* bytes of the header section */
+	size_t		 line_len;	/* bytes of its current line */
+	int		 last_cr;	/* that line ends in CR so far */
+	int		 hdr_over;	/* past max_header_size */
+	int		 first_done;	/* the request line has ended */
+	size_t		 first_len;
+	char		 first[128];	/* start of the request line */
+	size_t		 discarded;	/* HDR_OFF: input dropped */
+	int		 peer_eof;	/* HDR_OFF: the client is done */
 };
 
 struct listener {
@@ -124,7 +145,10 @@ struct sqc_server {
  */
 static struct sqc_server *current;
 
+static const char *reason_phrase(int status);
 static void req_gone(struct sq_req *req);
+static void hdr_input(struct evbuffer *in,
+    const struct evbuffer_cb_info *info, void *arg);
 
 /* ---- connections ----------------------------------------------------- */
 
@@ -306,6 +330,9 @@ conn_closed(struct evhttp_connection *evcon, void *arg)
 		req_gone(c->req);
 	if (c->watch)
 		event_free(c->watch);
+	if (c->incb)
+		evbuffer_remove_cb_entry(bufferevent_get_input(c->bev),
+		    c->incb);
 	for (pp = &s->conns[conn_slot(s, evcon)]; *pp; pp = &(*pp)->hnext)
 		if (*pp == c) {
 			*pp = c->hnext;
@@ -338,6 +365,9 @@ conn_insert(struct sqc_server *s, struct conn *c,
 static void
 conn_drop(struct conn *c)
 {
+	if (c->incb)
+		evbuffer_remove_cb_entry(bufferevent_get_input(c->bev),
+		    c->incb);
 	bufferevent_decref(c->bev);
 	free(c);
 }
@@ -380,8 +410,8 @@ attach(evutil_socket_t fd, short what, void *arg)
 /*
  * evhttp_set_bevcb: evhttp has accepted a connection and asks for its
  * bufferevent. We make it as evhttp would, count the connection from
- * now on, and let attach() find its evhttp_connection once evhttp has
- * made it.
+ * now on, watch its input for the header limit, and let attach() find
+ * its evhttp_connection once evhttp has made it.
  */
 static struct bufferevent *
 accepted(struct event_base *base, void *arg)
@@ -404,6 +434,7 @@ accepted(struct event_base *base, void *arg)
 	bufferevent_incref(bev);
 	c->bev = bev;
 	c->srv = s;
+	c->incb = evbuffer_add_cb(bufferevent_get_input(bev), hdr_input, c);
 	c->hnext = s->pending;
 	s->pending = c;
 	s->npending++;
@@ -456,6 +487,182 @@ sqc_http_conn_release(void)
 		return;
 	current->nws--;
 	fd_freed(current);
+}
+
+/* ---- the header limit ------------------------------------------------ */
+
+/*
+ * evhttp 2.1 answers a header section over its own limit with 400 and
+ * never calls us (the overflow becomes EVREQ_HTTP_INVALID_HEADER, whose
+ * answer evhttp_handle_request sends itself; there is no error callback
+ * for incoming requests). So we count each request's header section,
+ * request line to blank line, as its bytes arrive on the connection's
+ * bufferevent, and answer 431 ourselves past max_header_size, before
+ * evhttp (whose limit is set higher) parses them. Lines end in LF or
+ * CRLF, as evhttp reads them. The count restarts when a request is
+ * dispatched: evhttp has then consumed exactly that request.
+ */
+static void
+hdr_scan(struct conn *c, const char *p, size_t n)
+{
+	while (n > 0 && c->phase == HDR_HEAD) {
+		const char *nl = memchr(p, '\n', n);
+		size_t k = nl ? (size_t)(nl - p) : n;
+
+		if (!c->first_done && c->first_len < sizeof(c->first) - 1) {
+			size_t room = sizeof(c->first) - 1 - c->first_len;
+			size_t m = k < room ? k : room;
+
+			memcpy(c->first + c->first_len, p, m);
+			c->first_len += m;
+		}
+		if (k > 0)
+			c->last_cr = p[k - 1] == '\r';
+		c->line_len += k;
+		c->hdr_len += k;
+		if (nl == NULL)
+			break;
+		c->hdr_len++;
+		if (c->line_len == 0 || (c->line_len == 1 && c->last_cr))
+			c->phase = HDR_BODY;
+		c->first_done = 1;
+		c->line_len = 0;
+		c->last_cr = 0;
+		p += k + 1;
+		n -= k + 1;
+	}
+	if (c->hdr_len > c->srv->max_header_size)
+		c->hdr_over = 1;
+}
+
+/* Counts the bytes of b from offset from on. */
+static void
+hdr_scan_buffer(struct conn *c, struct evbuffer *b, size_t from)
+{
+	size_t len = evbuffer_get_length(b);
+
+	while (from < len && c->phase == HDR_HEAD) {
+		struct evbuffer_iovec v[4];
+		struct evbuffer_ptr pos;
+		int n;
+
+		if (evbuffer_ptr_set(b, &pos, from, EVBUFFER_PTR_SET) != 0 ||
+		    (n = evbuffer_peek(b, (ev_ssize_t)(len - from), &pos, v,
+		    4)) <= 0)
+			return;
+		for (int i = 0; i < n && i < 4 && from < len; i++) {
+			size_t k = v[i].iov_len < len - from ? v[i].iov_len :
+			    len - from;
+
+			hdr_scan(c, v[i].iov_base, k);
+			from += k;
+		}
+	}
+}
+
+/* A request was dispatched: what follows it in the input is the next. */
+static void
+hdr_restart(struct conn *c)
+{
+	if (c->incb == NULL || c->phase == HDR_OFF)
+		return;
+	c->phase = HDR_HEAD;
+	c->hdr_len = c->line_len = c->first_len = 0;
+	c->last_cr = c->hdr_over = c->first_done = 0;
+	hdr_scan_buffer(c, bufferevent_get_input(c->bev), 0);
+}
+
+/*
+ * After our 431: read and discard what the client still sends (closing
+ * with unread input would reset the connection, and the client could
+ * lose the answer), half-close once the answer is out, and free the
+ * connection once the client is done and the answer out, or at an
+ * error, evhttp's timeout, or past LINGER_MAX bytes.
+ */
+static void
+linger_read(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	c->discarded += evbuffer_get_length(in);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	if (c->discarded > LINGER_MAX)
+		evhttp_connection_free(c->evcon);
+}
+
+static void
+linger_write(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->peer_eof)
+		evhttp_connection_free(c->evcon);
+	else
+		shutdown(bufferevent_getfd(bev), SHUT_WR);
+}
+
+static void
+linger_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	if ((what & BEV_EVENT_EOF) &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+		c->peer_eof = 1;	/* linger_write ends it */
+		return;
+	}
+	evhttp_connection_free(c->evcon);
+}
+
+/*
+ * The header section passed max_header_size: c's bufferevent becomes
+ * ours, the input is dropped and the 431 goes out after anything evhttp
+ * is still writing. evhttp frees its half-read request with the
+ * connection.
+ */
+static void
+hdr_refuse(struct conn *c)
+{
+	static const char body[] = "431 Request Header Fields Too Large\n";
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	char *host = NULL, method[16], target[128];
+	ev_uint16_t port;
+	int n;
+
+	c->phase = HDR_OFF;
+	c->discarded = evbuffer_get_length(in);
+	evbuffer_drain(in, c->discarded);
+	bufferevent_setcb(c->bev, linger_read, linger_write, linger_event, c);
+	evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 431 %s"
+	    "\r\nContent-Type: text/plain; charset=utf-8\r\n"
+	    "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+	    reason_phrase(431), sizeof(body) - 1, body);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	evhttp_connection_get_peer(c->evcon, &host, &port);
+	c->first[c->first_len] = '\0';
+	n = sscanf(c->first, "%15s %127s", method, target);
+	sqc_access_log(host ? host : "-", n >= 1 ? method : "-",
+	    n >= 2 ? target : "-", 1, 1, 431, sizeof(body) - 1, NULL, NULL);
+	sqc_log(SQ_LOG_DEBUG, NULL, "client %s: header section over "
+	    "max_header_size (%zu): 431", host ? host : "-",
+	    c->srv->max_header_size);
+}
+
+/* evbuffer callback on a connection's input: bytes came in or left. */
+static void
+hdr_input(struct evbuffer *in, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct conn *c = arg;
+
+	if (info->n_added == 0 || c->phase == HDR_OFF)
+		return;
+	if (c->phase == HDR_HEAD)
+		hdr_scan_buffer(c, in, evbuffer_get_length(in) -
+		    info->n_added);
+	if (c->hdr_over && c->evcon != NULL && c->req == NULL)
+		hdr_refuse(c);
 }
 
 /* ---- requests -------------------------------------------------------- */
@@ -740,6 +947,8 @@ dispatch(struct evhttp_request *ev, void *arg)
 	char *path;
 	int status;
 
+	if (c)
+		hdr_restart(c);
 	if ((status = framing_status(ev)) != 0) {
 		char client[INET6_ADDRSTRLEN];
 
@@ -1265,8 +1474,8 @@ sqc_http_apply(struct sqc_server *s, const struct sqc_config *c,
 	s->trusted = c->trusted;
 	s->ntrusted = c->ntrusted;
 	/*
-	 * evhttp answers 400 itself past its limit; ours, checked in
-	 * dispatch, answers 431. Its limit is a backstop for memory.
+	 * Ours answers 431 (hdr_scan, and dispatch for what it missed);
+	 * evhttp's, higher, would answer 400: a backstop.
 	 */
 	evhttp_set_max_headers_size(s->http, (ev_ssize_t)
 	    (c->max_header_size * 4 + 4096));

@@ -770,3 +770,113 @@ Test(http, ambiguous_body_framing_is_refused)
 	cr_assert_eq(srv_log_count(&s, "smuggled"), 0, "the bytes after a "
 	    "body were served as a request");
 }
+
+static char *
+big_header_request(const char *path, size_t n)
+{
+	char *req = malloc(n + 128);
+	int k = snprintf(req, 128, "GET %s HTTP/1.1\r\nHost: x\r\nX-Big: ",
+	    path);
+
+	memset(req + k, 'a', n);
+	memcpy(req + k + n, "\r\n\r\n", 5);
+	return req;
+}
+
+Test(http, headers_get_431_whatever_their_size)
+{
+	char big[40 * 1024 + 8], *req, *out;
+	const char *h[] = { big, NULL };
+	struct resp r;
+
+	srv_start(&s, "[route /hello]\nplugin = hello\n");
+	/* 40 KB: past four times the default max_header_size (8K) */
+	memset(big, 'a', sizeof(big));
+	memcpy(big, "X-Big: ", 7);
+	big[sizeof(big) - 1] = '\0';
+	cr_assert_eq(http_request(s.port, "GET", "/hello", h, NULL, 0, 5000,
+	    &r), 0);
+	cr_assert_eq(r.status, 431);
+	resp_free(&r);
+	/* half a megabyte, as raw bytes: one answer, then the close */
+	req = big_header_request("/hello", 512 * 1024);
+	out = exchange_until_close(req, strlen(req));
+	cr_assert(strncmp(out, "HTTP/1.1 431 ", 13) == 0, "%.200s", out);
+	cr_assert_eq(count_str(out, "HTTP/1.1 "), 1);
+	free(out);
+	free(req);
+	/* a request line as long */
+	req = big_header_request("/hello?", 60000);
+	memcpy(strstr(req, "?") + 1 + 59990, " HTTP/1.1\r\n", 11);
+	out = exchange_until_close(req, strlen(req));
+	cr_assert(strncmp(out, "HTTP/1.1 431 ", 13) == 0, "%.200s", out);
+	free(out);
+	free(req);
+	cr_assert_eq(srv_wait_log(&s, "\"GET /hello HTTP/1.1\" 431", 2, 3000),
+	    0);
+	t_expect_status(s.port, "/hello", 200);
+	cr_assert_eq(srv_stop(&s), 0);
+}
+
+Test(http, header_limit_counts_each_request_apart)
+{
+	char pad[601], body[5001], *req, *out;
+	char *second;
+	int fd, n;
+
+	memset(pad, 'p', sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	memset(body, '\n', sizeof(body) - 1);	/* blank lines: a body */
+	body[sizeof(body) - 1] = '\0';
+	srv_start(&s, "max_header_size = 1K\n[route /echo/*]\nplugin = %s\n",
+	    t_test_plugin("echo"));
+	/* three requests of 600-byte headers, and a body, in one write */
+	n = asprintf(&req, "POST /echo/1 HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n"
+	    "Content-Length: %zu\r\n\r\n%sGET /echo/2 HTTP/1.1\r\nHost: x\r\n"
+	    "X-Pad: %s\r\n\r\nGET /echo/3 HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n"
+	    "Connection: close\r\n\r\n", pad, strlen(body), body, pad, pad);
+	cr_assert_gt(n, 0);
+	out = exchange_until_close(req, (size_t)n);
+	cr_assert_eq(count_str(out, "HTTP/1.1 200"), 3, "%s", out);
+	free(out);
+	free(req);
+	/* past the limit in the second request of a connection */
+	fd = t_connect(s.port);
+	n = asprintf(&req, "GET /echo/1 HTTP/1.1\r\nHost: x\r\n\r\n");
+	cr_assert_eq(write(fd, req, (size_t)n), n);
+	free(req);
+	{
+		char buf[4096];
+		struct pollfd p = { fd, POLLIN, 0 };
+
+		cr_assert_eq(poll(&p, 1, 3000), 1);
+		cr_assert_gt(read(fd, buf, sizeof(buf)), 0);
+		cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0);
+	}
+	n = asprintf(&req, "GET /echo/2 HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n"
+	    "X-Pad: %s\r\n\r\n", pad, pad);
+	cr_assert_eq(write(fd, req, (size_t)n), n);
+	free(req);
+	{
+		char buf[4096];
+		struct pollfd p = { fd, POLLIN, 0 };
+		ssize_t k;
+
+		cr_assert_eq(poll(&p, 1, 3000), 1);
+		cr_assert_gt(k = read(fd, buf, sizeof(buf) - 1), 0);
+		buf[k] = '\0';
+		cr_assert(strncmp(buf, "HTTP/1.1 431", 12) == 0, "%s", buf);
+	}
+	close(fd);
+	/* and pipelined behind a first request */
+	n = asprintf(&req, "GET /echo/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+	    "GET /echo/2 HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\nX-Pad: %s\r\n\r\n",
+	    pad, pad);
+	out = exchange_until_close(req, (size_t)n);
+	cr_assert(strncmp(out, "HTTP/1.1 200", 12) == 0, "%s", out);
+	second = strstr(out + 1, "HTTP/1.1 ");
+	cr_assert_not_null(second, "%s", out);
+	cr_assert(strncmp(second, "HTTP/1.1 431", 12) == 0, "%s", out);
+	free(out);
+	free(req);
+}

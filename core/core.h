@@ -199,6 +199,9 @@ size_t	 sqc_http_connections(const struct sqc_server *s);
 size_t	 sqc_http_unflushed(const struct sqc_server *s);
 void	 sqc_http_abort_all(struct sqc_server *s);
 void	 sqc_http_free(struct sqc_server *s);
+/* A WebSocket session keeps its connection counted: hold, then release. */
+void	 sqc_http_conn_hold(void);
+void	 sqc_http_conn_release(void);
 
 /* ---- timer.c ---------------------------------------------------------- */
 

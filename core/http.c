@@ -7,9 +7,17 @@
  * Lifetimes: a struct sq_req wraps one evhttp_request and holds a
  * reference on its instance. It lives until the response is sent, or
  * until the client has gone and the plugin's abort callback has run.
- * Connections are tracked (struct conn) from their first request, to
- * notice a client that leaves while its request is pending and to count
- * connections against max_connections.
+ *
+ * Connections are tracked (struct conn) from accept to close: evhttp
+ * asks us for each accepted connection's bufferevent (evhttp_set_bevcb),
+ * and a callback later in the same loop turn finds the evhttp_connection
+ * that took it and sets its close callback. Every tracked connection, and
+ * every WebSocket session handed over to ws.c (sqc_http_conn_hold),
+ * counts against max_connections: at the limit, and while accept() fails
+ * for want of descriptors, the listeners are disabled (the kernel's
+ * backlog holds new clients) rather than connections accepted and closed.
+ * The same bufferevent lets us count the bytes of each request's header
+ * section as they arrive, to answer 431 before evhttp answers 400 itself.
  */
 #include "config.h"
 
@@ -24,6 +32,7 @@
 #include <strings.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -37,12 +46,36 @@
 
 #include "core.h"
 
+#define RETRY_MIN_MS	100	/* first rest after accept() fails */
+#define RETRY_MAX_MS	1000	/* the rest doubles up to this */
+#define QUIET_MS	1000	/* no failure this long: episode over */
+#define LINGER_MAX	(1 << 20)	/* input discarded after our 431 */
+
+/* Where a connection's header counter is (see hdr_scan). */
+enum hdr_phase {
+	HDR_HEAD,	/* request line and headers: counted */
+	HDR_BODY,	/* past the blank line, until dispatch */
+	HDR_OFF		/* answered 431 ourselves: input discarded */
+};
+
 struct conn {
-	struct evhttp_connection *evcon;
+	struct evhttp_connection *evcon; /* NULL until attached */
+	struct bufferevent *bev;	/* made in accepted(), or NULL */
+	struct evbuffer_cb_entry *incb;	/* hdr_input on bev's input */
 	struct sqc_server *srv;
 	struct sq_req	*req;		/* pending request, or NULL */
 	struct event	*watch;		/* EOF watch while req is pending */
-	struct conn	*hnext;		/* hash chain */
+	struct conn	*hnext;		/* hash chain, or pending list */
+	enum hdr_phase	 phase;
+	size_t		 hdr_len;	/* bytes of the header section */
+	size_t		 line_len;	/* bytes of its current line */
+	int		 last_cr;	/* that line ends in CR so far */
+	int		 hdr_over;	/* past max_header_size */
+	int		 first_done;	/* the request line has ended */
+	size_t		 first_len;
+	char		 first[128];	/* start of the request line */
+	size_t		 discarded;	/* HDR_OFF: input dropped */
+	int		 peer_eof;	/* HDR_OFF: the client is done */
 };
 
 struct listener {
@@ -86,14 +119,36 @@ struct sqc_server {
 	struct sq_req	*dispatching;	/* inside .handle, not yet answered */
 	int		 reuseport;	/* workers share addresses */
 	int		 stopping;
-	int		 paused;	/* listeners off: too many connections */
+	int		 accepting;	/* listeners enabled */
+	int		 full;		/* max_connections reached */
+	long		 unfull_ms;	/* when it was last left */
+	int		 starved;	/* accept() failed: resting */
+	int		 starved_logged; /* once per episode */
+	long		 retry_ms;	/* the next rest */
+	long		 failed_ms;	/* when accept() last failed */
+	struct event	*retry_ev;	/* ends the rest */
 
 	struct sq_req	*inflight;
 	size_t		 ninflight;
 
 	struct conn	**conns;	/* hash by evcon */
 	size_t		 nconns, conns_size;
+	struct conn	*pending;	/* accepted, evcon not known yet */
+	size_t		 npending;
+	struct event	*attach_ev;	/* runs attach() */
+	size_t		 nws;		/* WebSocket sessions held */
 };
+
+/*
+ * The server of this process (there is one): the WebSocket bridge and the
+ * listeners' error callback, which get no pointer to it, reach it here.
+ */
+static struct sqc_server *current;
+
+static const char *reason_phrase(int status);
+static void req_gone(struct sq_req *req);
+static void hdr_input(struct evbuffer *in,
+    const struct evbuffer_cb_info *info, void *arg);
 
 /* ---- connections ----------------------------------------------------- */
 
@@ -146,6 +201,13 @@ conn_grow(struct sqc_server *s)
 	return 0;
 }
 
+/* Connections that count against max_connections. */
+static size_t
+conns_open(const struct sqc_server *s)
+{
+	return s->nconns + s->npending + s->nws;
+}
+
 static void
 set_accepting(struct sqc_server *s, int on)
 {
@@ -160,7 +222,102 @@ set_accepting(struct sqc_server *s, int on)
 	}
 }
 
-static void req_gone(struct sq_req *req);
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/*
+ * The listeners accept unless the server stops, max_connections are
+ * open, or accept() has just failed. Disabled, they leave new clients in
+ * the kernel's backlog. A server at its limit comes and goes from it
+ * with every connection: that is logged once, until it has stayed below
+ * for a second.
+ */
+static void
+update_accepting(struct sqc_server *s)
+{
+	int full = conns_open(s) >= s->max_connections;
+	int on = !s->stopping && !s->starved && !full;
+
+	if (full != s->full) {
+		long now = now_ms();
+
+		if (full && !s->stopping && (s->unfull_ms == 0 ||
+		    now - s->unfull_ms >= QUIET_MS))
+			sqc_log(SQ_LOG_WARN, NULL, "max_connections (%zu) "
+			    "reached: not accepting until a connection "
+			    "closes", s->max_connections);
+		if (!full)
+			s->unfull_ms = now;
+		s->full = full;
+	}
+	if (on != s->accepting) {
+		s->accepting = on;
+		set_accepting(s, on);
+	}
+}
+
+/* The rest after a failed accept() is over: try again. */
+static void
+accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct sqc_server *s = arg;
+
+	s->starved = 0;
+	update_accepting(s);
+}
+
+/* A connection closed: a descriptor is free, no need to rest longer. */
+static void
+fd_freed(struct sqc_server *s)
+{
+	if (s->starved) {
+		s->starved = 0;
+		evtimer_del(s->retry_ev);
+	}
+	update_accepting(s);
+}
+
+/*
+ * evconnlistener's error callback: accept() failed other than with
+ * EAGAIN, EINTR or ECONNABORTED, most likely for want of descriptors
+ * (EMFILE, ENFILE) or memory. The pending connection stays in the
+ * backlog and the socket readable, so the loop would spin on it: the
+ * listeners rest until a connection closes or for 100 ms, doubling up to
+ * 1 s while accept() keeps failing. The episode, until accept() has not
+ * failed for a second, is logged once.
+ */
+static void
+accept_failed(struct evconnlistener *l, void *arg)
+{
+	struct sqc_server *s = current;
+	int e = EVUTIL_SOCKET_ERROR();
+	struct timeval tv;
+
+	if (s == NULL || s->stopping)
+		return;
+	if (!s->starved_logged) {
+		sqc_log(SQ_LOG_WARN, NULL, "cannot accept connections (%s): "
+		    "pausing until a connection closes, or a second at most",
+		    strerror(e));
+		s->starved_logged = 1;
+	}
+	s->failed_ms = now_ms();
+	if (!s->starved) {
+		s->starved = 1;
+		tv.tv_sec = s->retry_ms / 1000;
+		tv.tv_usec = (s->retry_ms % 1000) * 1000;
+		evtimer_add(s->retry_ev, &tv);
+		s->retry_ms = s->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS :
+		    s->retry_ms * 2;
+	}
+	update_accepting(s);
+}
 
 /* evhttp is freeing the connection: the client left or it timed out. */
 static void
@@ -173,6 +330,9 @@ conn_closed(struct evhttp_connection *evcon, void *arg)
 		req_gone(c->req);
 	if (c->watch)
 		event_free(c->watch);
+	if (c->incb)
+		evbuffer_remove_cb_entry(bufferevent_get_input(c->bev),
+		    c->incb);
 	for (pp = &s->conns[conn_slot(s, evcon)]; *pp; pp = &(*pp)->hnext)
 		if (*pp == c) {
 			*pp = c->hnext;
@@ -180,39 +340,329 @@ conn_closed(struct evhttp_connection *evcon, void *arg)
 		}
 	s->nconns--;
 	free(c);
-	if (s->paused && !s->stopping && s->nconns < s->max_connections) {
-		s->paused = 0;
-		set_accepting(s, 1);
-	}
+	fd_freed(s);
 }
 
-static struct conn *
-conn_get(struct sqc_server *s, struct evhttp_connection *evcon)
+/* Tracks c as evcon's until evhttp frees evcon. */
+static int
+conn_insert(struct sqc_server *s, struct conn *c,
+    struct evhttp_connection *evcon)
 {
-	struct conn *c = conn_find(s, evcon);
 	size_t slot;
 
-	if (c)
-		return c;
 	if (s->nconns >= s->conns_size && conn_grow(s) != 0)
-		return NULL;
-	if ((c = calloc(1, sizeof(*c))) == NULL)
-		return NULL;
+		return -ENOMEM;
 	c->evcon = evcon;
-	c->srv = s;
 	slot = conn_slot(s, evcon);
 	c->hnext = s->conns[slot];
 	s->conns[slot] = c;
 	s->nconns++;
 	evhttp_connection_set_closecb(evcon, conn_closed, c);
-	if (s->nconns >= s->max_connections && !s->paused) {
-		s->paused = 1;
-		set_accepting(s, 0);
-		sqc_log(SQ_LOG_WARN, NULL, "max_connections (%zu) reached: "
-		    "not accepting until a connection closes",
-		    s->max_connections);
+	return 0;
+}
+
+/* Forgets a connection accepted() made that was never attached. */
+static void
+conn_drop(struct conn *c)
+{
+	if (c->incb)
+		evbuffer_remove_cb_entry(bufferevent_get_input(c->bev),
+		    c->incb);
+	bufferevent_decref(c->bev);
+	free(c);
+}
+
+/*
+ * Later in the loop turn of the accepts, before any read: evhttp has
+ * wrapped each new bufferevent in an evhttp_connection and made itself
+ * the bufferevent's callbacks, with the connection as their argument.
+ * That is libevent 2.1's private behaviour (no public call maps a
+ * bufferevent to its connection), checked as far as the public API
+ * allows. A connection evhttp dropped at once left its bufferevent
+ * without callbacks (we held a reference on it).
+ */
+static void
+attach(evutil_socket_t fd, short what, void *arg)
+{
+	struct sqc_server *s = arg;
+	struct conn *c;
+
+	while ((c = s->pending) != NULL) {
+		struct evhttp_connection *evcon;
+		void *cbarg = NULL;
+
+		s->pending = c->hnext;
+		s->npending--;
+		c->hnext = NULL;
+		bufferevent_getcb(c->bev, NULL, NULL, NULL, &cbarg);
+		evcon = cbarg;
+		if (evcon == NULL ||
+		    evhttp_connection_get_bufferevent(evcon) != c->bev ||
+		    conn_insert(s, c, evcon) != 0) {
+			conn_drop(c);
+			continue;
+		}
+		bufferevent_decref(c->bev);	/* evhttp's from now */
 	}
+	update_accepting(s);
+}
+
+/*
+ * evhttp_set_bevcb: evhttp has accepted a connection and asks for its
+ * bufferevent. We make it as evhttp would, count the connection from
+ * now on, watch its input for the header limit, and let attach() find
+ * its evhttp_connection once evhttp has made it.
+ */
+static struct bufferevent *
+accepted(struct event_base *base, void *arg)
+{
+	struct sqc_server *s = arg;
+	struct bufferevent *bev;
+	struct conn *c;
+
+	s->retry_ms = RETRY_MIN_MS;
+	if (s->starved_logged && now_ms() - s->failed_ms >= QUIET_MS) {
+		sqc_log(SQ_LOG_INFO, NULL, "accepting connections again");
+		s->starved_logged = 0;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	if ((bev = bufferevent_socket_new(base, -1, 0)) == NULL) {
+		free(c);
+		return NULL;
+	}
+	bufferevent_incref(bev);
+	c->bev = bev;
+	c->srv = s;
+	c->incb = evbuffer_add_cb(bufferevent_get_input(bev), hdr_input, c);
+	c->hnext = s->pending;
+	s->pending = c;
+	s->npending++;
+	event_active(s->attach_ev, EV_TIMEOUT, 0);
+	update_accepting(s);
+	return bev;
+}
+
+static struct conn *
+conn_get(struct sqc_server *s, struct evhttp_connection *evcon)
+{
+	struct conn *c;
+
+	if (s->pending)
+		attach(-1, 0, s);
+	if ((c = conn_find(s, evcon)) != NULL)
+		return c;
+	/* not seen at accept (out of memory then): tracked from now */
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	c->srv = s;
+	if (conn_insert(s, c, evcon) != 0) {
+		free(c);
+		return NULL;
+	}
+	update_accepting(s);
 	return c;
+}
+
+/*
+ * A WebSocket session takes over a connection's socket (ws.c, loop
+ * thread): it counts against max_connections until the matching
+ * sqc_http_conn_release. Call it before freeing the evhttp connection,
+ * so that the count never dips in between.
+ */
+void
+sqc_http_conn_hold(void)
+{
+	if (current == NULL)
+		return;
+	current->nws++;
+	update_accepting(current);
+}
+
+/* The session of a sqc_http_conn_hold has ended (loop thread). */
+void
+sqc_http_conn_release(void)
+{
+	if (current == NULL || current->nws == 0)
+		return;
+	current->nws--;
+	fd_freed(current);
+}
+
+/* ---- the header limit ------------------------------------------------ */
+
+/*
+ * evhttp 2.1 answers a header section over its own limit with 400 and
+ * never calls us (the overflow becomes EVREQ_HTTP_INVALID_HEADER, whose
+ * answer evhttp_handle_request sends itself; there is no error callback
+ * for incoming requests). So we count each request's header section,
+ * request line to blank line, as its bytes arrive on the connection's
+ * bufferevent, and answer 431 ourselves past max_header_size, before
+ * evhttp (whose limit is set higher) parses them. Lines end in LF or
+ * CRLF, as evhttp reads them. The count restarts when a request is
+ * dispatched: evhttp has then consumed exactly that request.
+ */
+static void
+hdr_scan(struct conn *c, const char *p, size_t n)
+{
+	while (n > 0 && c->phase == HDR_HEAD) {
+		const char *nl = memchr(p, '\n', n);
+		size_t k = nl ? (size_t)(nl - p) : n;
+
+		if (!c->first_done && c->first_len < sizeof(c->first) - 1) {
+			size_t room = sizeof(c->first) - 1 - c->first_len;
+			size_t m = k < room ? k : room;
+
+			memcpy(c->first + c->first_len, p, m);
+			c->first_len += m;
+		}
+		if (k > 0)
+			c->last_cr = p[k - 1] == '\r';
+		c->line_len += k;
+		c->hdr_len += k;
+		if (nl == NULL)
+			break;
+		c->hdr_len++;
+		if (c->line_len == 0 || (c->line_len == 1 && c->last_cr))
+			c->phase = HDR_BODY;
+		c->first_done = 1;
+		c->line_len = 0;
+		c->last_cr = 0;
+		p += k + 1;
+		n -= k + 1;
+	}
+	if (c->hdr_len > c->srv->max_header_size)
+		c->hdr_over = 1;
+}
+
+/* Counts the bytes of b from offset from on. */
+static void
+hdr_scan_buffer(struct conn *c, struct evbuffer *b, size_t from)
+{
+	size_t len = evbuffer_get_length(b);
+
+	while (from < len && c->phase == HDR_HEAD) {
+		struct evbuffer_iovec v[4];
+		struct evbuffer_ptr pos;
+		int n;
+
+		if (evbuffer_ptr_set(b, &pos, from, EVBUFFER_PTR_SET) != 0 ||
+		    (n = evbuffer_peek(b, (ev_ssize_t)(len - from), &pos, v,
+		    4)) <= 0)
+			return;
+		for (int i = 0; i < n && i < 4 && from < len; i++) {
+			size_t k = v[i].iov_len < len - from ? v[i].iov_len :
+			    len - from;
+
+			hdr_scan(c, v[i].iov_base, k);
+			from += k;
+		}
+	}
+}
+
+/* A request was dispatched: what follows it in the input is the next. */
+static void
+hdr_restart(struct conn *c)
+{
+	if (c->incb == NULL || c->phase == HDR_OFF)
+		return;
+	c->phase = HDR_HEAD;
+	c->hdr_len = c->line_len = c->first_len = 0;
+	c->last_cr = c->hdr_over = c->first_done = 0;
+	hdr_scan_buffer(c, bufferevent_get_input(c->bev), 0);
+}
+
+/*
+ * After our 431: read and discard what the client still sends (closing
+ * with unread input would reset the connection, and the client could
+ * lose the answer), half-close once the answer is out, and free the
+ * connection once the client is done and the answer out, or at an
+ * error, evhttp's timeout, or past LINGER_MAX bytes.
+ */
+static void
+linger_read(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	c->discarded += evbuffer_get_length(in);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	if (c->discarded > LINGER_MAX)
+		evhttp_connection_free(c->evcon);
+}
+
+static void
+linger_write(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->peer_eof)
+		evhttp_connection_free(c->evcon);
+	else
+		shutdown(bufferevent_getfd(bev), SHUT_WR);
+}
+
+static void
+linger_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	if ((what & BEV_EVENT_EOF) &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+		c->peer_eof = 1;	/* linger_write ends it */
+		return;
+	}
+	evhttp_connection_free(c->evcon);
+}
+
+/*
+ * The header section passed max_header_size: c's bufferevent becomes
+ * ours, the input is dropped and the 431 goes out after anything evhttp
+ * is still writing. evhttp frees its half-read request with the
+ * connection.
+ */
+static void
+hdr_refuse(struct conn *c)
+{
+	static const char body[] = "431 Request Header Fields Too Large\n";
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	char *host = NULL, method[16], target[128];
+	ev_uint16_t port;
+	int n;
+
+	c->phase = HDR_OFF;
+	c->discarded = evbuffer_get_length(in);
+	evbuffer_drain(in, c->discarded);
+	bufferevent_setcb(c->bev, linger_read, linger_write, linger_event, c);
+	evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 431 %s"
+	    "\r\nContent-Type: text/plain; charset=utf-8\r\n"
+	    "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+	    reason_phrase(431), sizeof(body) - 1, body);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	evhttp_connection_get_peer(c->evcon, &host, &port);
+	c->first[c->first_len] = '\0';
+	n = sscanf(c->first, "%15s %127s", method, target);
+	sqc_access_log(host ? host : "-", n >= 1 ? method : "-",
+	    n >= 2 ? target : "-", 1, 1, 431, sizeof(body) - 1, NULL, NULL);
+	sqc_log(SQ_LOG_DEBUG, NULL, "client %s: header section over "
+	    "max_header_size (%zu): 431", host ? host : "-",
+	    c->srv->max_header_size);
+}
+
+/* evbuffer callback on a connection's input: bytes came in or left. */
+static void
+hdr_input(struct evbuffer *in, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct conn *c = arg;
+
+	if (info->n_added == 0 || c->phase == HDR_OFF)
+		return;
+	if (c->phase == HDR_HEAD)
+		hdr_scan_buffer(c, in, evbuffer_get_length(in) -
+		    info->n_added);
+	if (c->hdr_over && c->evcon != NULL && c->req == NULL)
+		hdr_refuse(c);
 }
 
 /* ---- requests -------------------------------------------------------- */
@@ -506,17 +956,70 @@ watch_start(struct conn *c)
 	event_add(c->watch, NULL);
 }
 
+/*
+ * A request's body framing must be unambiguous, or a proxy in front of
+ * us may have taken another body, and the bytes after it for another
+ * request (request smuggling). evhttp 2.1 takes the first Content-Length
+ * and ignores the others, lets strtoll accept "+5", reads the body as
+ * chunked when the first Transfer-Encoding is "chunked" whatever
+ * Content-Length says, and ignores other codings. Refused, as nginx
+ * does: Content-Lengths that differ or are not digits, Transfer-Encoding
+ * twice or with a Content-Length (400), a coding other than chunked
+ * (501). Returns 0 or the status; the connection closes after it, since
+ * what follows in it cannot be trusted.
+ */
+static int
+framing_status(struct evhttp_request *ev)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
+	const char *cl = NULL, *te = NULL;
+	struct evkeyval *kv;
+	int nte = 0;
+
+	TAILQ_FOREACH(kv, h, next) {
+		const char *v = kv->value;
+
+		if (strcasecmp(kv->key, "Content-Length") == 0) {
+			if (v[0] == '\0' || v[strspn(v, "0123456789")] != '\0' ||
+			    (cl != NULL && strcmp(cl, v) != 0))
+				return 400;
+			cl = v;
+		} else if (strcasecmp(kv->key, "Transfer-Encoding") == 0) {
+			te = v;
+			nte++;
+		}
+	}
+	if (te == NULL)
+		return 0;
+	if (nte > 1 || cl != NULL)
+		return 400;
+	return strcasecmp(te, "chunked") == 0 ? 0 : 501;
+}
+
 static void
 dispatch(struct evhttp_request *ev, void *arg)
 {
 	struct sqc_server *s = arg;
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
+	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
+	struct conn *c = evcon ? conn_get(s, evcon) : NULL;
 	const char *raw, *rest;
-	struct evhttp_connection *evcon;
 	struct sq_inst *inst;
 	struct sq_req *req;
 	char *path;
+	int status;
 
+	if (c)
+		hdr_restart(c);
+	if ((status = framing_status(ev)) != 0) {
+		char client[INET6_ADDRSTRLEN];
+
+		client_addr(s, ev, client, sizeof(client));
+		sqc_log(SQ_LOG_DEBUG, NULL, "client %s: Content-Length or "
+		    "Transfer-Encoding refused: %d", client, status);
+		reply_plain(s, ev, status, "Connection", "close");
+		return;
+	}
 	if (s->stopping) {
 		reply_plain(s, ev, 503, "Connection", "close");
 		return;
@@ -543,7 +1046,6 @@ dispatch(struct evhttp_request *ev, void *arg)
 	}
 	if (is_upgrade(ev)) {
 		char client[INET6_ADDRSTRLEN];
-		int status;
 
 		free(path);
 		if (!sqc_inst_handles_ws(inst)) {
@@ -562,7 +1064,6 @@ dispatch(struct evhttp_request *ev, void *arg)
 		reply_plain(s, ev, 400, NULL, NULL);
 		return;
 	}
-	evcon = evhttp_request_get_connection(ev);
 	if ((req = calloc(1, sizeof(*req))) == NULL) {
 		free(path);
 		reply_plain(s, ev, 503, NULL, NULL);
@@ -580,8 +1081,8 @@ dispatch(struct evhttp_request *ev, void *arg)
 		s->inflight->prev = req;
 	s->inflight = req;
 	s->ninflight++;
-	if (evcon && (req->conn = conn_get(s, evcon)) != NULL)
-		req->conn->req = req;
+	if ((req->conn = c) != NULL)
+		c->req = req;
 	s->dispatching = req;
 	sqc_call_handle(inst, req);
 	if (s->dispatching == req) {
@@ -816,10 +1317,34 @@ sq_resp_error(struct sq_req *req, int status)
 
 /* ---- the server ------------------------------------------------------ */
 
+/* libevent's own messages, into our log (any thread). */
+static void
+libevent_log(int severity, const char *msg)
+{
+	enum sq_log_level level;
+
+	switch (severity) {
+	case EVENT_LOG_DEBUG:
+		level = SQ_LOG_DEBUG;
+		break;
+	case EVENT_LOG_MSG:
+		level = SQ_LOG_INFO;
+		break;
+	case EVENT_LOG_WARN:
+		level = SQ_LOG_WARN;
+		break;
+	default:
+		level = SQ_LOG_ERROR;
+		break;
+	}
+	sqc_log(level, "libevent", "%s", msg);
+}
+
 /*
  * Creates the evhttp server on base; listening comes later. With
  * reuseport, sockets are bound with SO_REUSEPORT, so that several workers
- * listen on one address and the kernel spreads the connections.
+ * listen on one address and the kernel spreads the connections. One per
+ * process: it also routes libevent's log lines into ours.
  */
 struct sqc_server *
 sqc_http_new(struct event_base *base, int reuseport)
@@ -830,14 +1355,25 @@ sqc_http_new(struct event_base *base, int reuseport)
 		return NULL;
 	s->base = base;
 	s->reuseport = reuseport;
-	if ((s->http = evhttp_new(base)) == NULL) {
+	s->accepting = 1;
+	s->retry_ms = RETRY_MIN_MS;
+	if ((s->http = evhttp_new(base)) == NULL ||
+	    (s->attach_ev = event_new(base, -1, 0, attach, s)) == NULL ||
+	    (s->retry_ev = evtimer_new(base, accept_retry, s)) == NULL) {
+		if (s->attach_ev)
+			event_free(s->attach_ev);
+		if (s->http)
+			evhttp_free(s->http);
 		free(s);
 		return NULL;
 	}
+	event_set_log_callback(libevent_log);
 	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
 	    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
 	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
 	evhttp_set_gencb(s->http, dispatch, s);
+	evhttp_set_bevcb(s->http, accepted, s);
+	current = s;
 	return s;
 }
 
@@ -911,7 +1447,9 @@ bind_one(struct sqc_server *s, const struct sqc_listen *l, int port,
 	    ((struct sockaddr_in6 *)&ss)->sin6_port :
 	    ((struct sockaddr_in *)&ss)->sin_port);
 	nb->keep = 1;
-	if (s->paused)
+	evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(b),
+	    accept_failed);
+	if (!s->accepting)
 		evconnlistener_disable(evhttp_bound_socket_get_listener(b));
 	sqc_log(SQ_LOG_INFO, NULL, v6 ? "listening on [%s]:%d" :
 	    "listening on %s:%d", l->host, nb->actual);
@@ -999,13 +1537,14 @@ sqc_http_apply(struct sqc_server *s, const struct sqc_config *c,
 	s->trusted = c->trusted;
 	s->ntrusted = c->ntrusted;
 	/*
-	 * evhttp answers 413 itself past its limit; ours, checked in
-	 * dispatch, answers 431. Its limit is a backstop for memory.
+	 * Ours answers 431 (hdr_scan, and dispatch for what it missed);
+	 * evhttp's, higher, would answer 400: a backstop.
 	 */
 	evhttp_set_max_headers_size(s->http, (ev_ssize_t)
 	    (c->max_header_size * 4 + 4096));
 	evhttp_set_max_body_size(s->http, (ev_ssize_t)c->max_body_size);
 	evhttp_set_timeout(s->http, (int)c->request_timeout);
+	update_accepting(s);
 }
 
 /* Closes the listening sockets; open connections carry on. */
@@ -1013,6 +1552,8 @@ void
 sqc_http_stop_accepting(struct sqc_server *s)
 {
 	s->stopping = 1;
+	s->accepting = 0;
+	evtimer_del(s->retry_ev);
 	for (size_t i = 0; i < s->nbound; i++)
 		s->bound[i].keep = 0;
 	drop_unkept(s, 0);
@@ -1026,11 +1567,11 @@ sqc_http_origin(const struct sqc_server *s)
 }
 
 /* Requests accepted and not yet answered (or aborted). */
-/* Connections open now (not yet counting WebSocket sessions). */
+/* Connections open now: HTTP ones and handed-over WebSocket sessions. */
 size_t
 sqc_http_connections(const struct sqc_server *s)
 {
-	return s->nconns;
+	return conns_open(s);
 }
 
 size_t
@@ -1080,7 +1621,19 @@ sqc_http_free(struct sqc_server *s)
 	if (s == NULL)
 		return;
 	sqc_http_abort_all(s);
+	s->stopping = 1;
+	s->nbound = 0;		/* evhttp_free closes the listeners */
 	evhttp_free(s->http);
+	while (s->pending) {
+		struct conn *c = s->pending;
+
+		s->pending = c->hnext;
+		conn_drop(c);
+	}
+	event_free(s->attach_ev);
+	event_free(s->retry_ev);
+	if (current == s)
+		current = NULL;
 	free(s->bound);
 	free(s->conns);
 	free(s);

@@ -121,6 +121,7 @@ struct sq_ws {
 	size_t		 max_message, max_queue;
 	int		 closing;	/* sq_ws_close called */
 	int		 opening;	/* inside ws_open: hold commands */
+	int		 counted;	/* sqc_http_conn_hold'ed */
 	STAILQ_HEAD(, cmd) held;	/* sent from ws_open, after ADOPT */
 	struct sq_ws	*hnext;
 };
@@ -664,6 +665,8 @@ session_free(struct sq_ws *w)
 	}
 	evhttp_clear_headers(&w->headers);
 	sqc_inst_unref(w->inst);
+	if (w->counted)
+		sqc_http_conn_release();
 	free(w);
 }
 
@@ -952,6 +955,8 @@ handover(evutil_socket_t unused, short what, void *arg)
 	    dup2(devnull, fd) < 0)
 		goto fail;
 	sqc_http_log_access(h->ev, h->client, 101, 0);
+	sqc_http_conn_hold();		/* still a connection: count it */
+	w->counted = 1;
 	evhttp_connection_free(h->evcon);	/* frees ev too */
 	/* chat lines are small: do not let Nagle hold them back */
 	setsockopt(dup_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

@@ -254,7 +254,8 @@ send_prometheus(struct sq_req *req, const struct sq_stats *s)
 		put_label(fp, version);
 		fputs("\"} 1\n", fp);
 	}
-	metric(fp, "connections", "gauge", "HTTP connections open.");
+	metric(fp, "connections", "gauge", "Connections open, HTTP and "
+	    "WebSocket.");
 	fprintf(fp, "squall_connections %llu\n",
 	    (unsigned long long)s->connections);
 	metric(fp, "requests_total", "counter", "Requests answered, by status "

@@ -312,7 +312,7 @@ struct sq_stats {
 	uint64_t	 uptime_ms;
 	uint64_t	 generation;	/* configurations served: 1 + reloads_ok */
 	uint64_t	 reloads_ok, reloads_failed;
-	uint64_t	 connections;	/* HTTP connections open */
+	uint64_t	 connections;	/* open: HTTP and WebSocket */
 	uint64_t	 requests[6];	/* answered, by class: [2] is 2xx...;
 					 * [0] anything else */
 	uint64_t	 requests_inflight;

@@ -6,11 +6,13 @@
 #include "config.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <json-c/json.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -618,4 +620,297 @@ Test(http, reason_phrases_and_head_length)
 		}
 		free(out);
 	}
+}
+
+/* CPU time (user + system) of process pid so far, in milliseconds. */
+static long
+cpu_ms(pid_t pid)
+{
+	char path[64], *stat, *p;
+	unsigned long ut = 0, st = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	stat = t_read(path, NULL);
+	p = strrchr(stat, ')');
+	cr_assert_not_null(p, "cannot read %s", path);
+	/* after the name: state, then fields 4 to 13, utime and stime */
+	cr_assert_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+	    "%*u %lu %lu", &ut, &st), 2);
+	free(stat);
+	return (long)((ut + st) * 1000 / (unsigned long)sysconf(_SC_CLK_TCK));
+}
+
+static int
+open_fds(pid_t pid)
+{
+	char path[64];
+	struct dirent *d;
+	DIR *dir;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	cr_assert_not_null(dir = opendir(path));
+	while ((d = readdir(dir)) != NULL)
+		n += d->d_name[0] != '.';
+	closedir(dir);
+	return n;
+}
+
+Test(http, out_of_descriptors_pauses_accepting)
+{
+	struct rlimit rl;
+	struct resp r;
+	int fd[6];
+	long cpu;
+
+	srv_start(&s, "[route /hello]\nplugin = hello\n");
+	/* room for two more descriptors: the third accept() fails */
+	cr_assert_eq(prlimit(s.pid, RLIMIT_NOFILE, NULL, &rl), 0);
+	rl.rlim_cur = (rlim_t)open_fds(s.pid) + 2;
+	cr_assert_eq(prlimit(s.pid, RLIMIT_NOFILE, &rl, NULL), 0);
+	for (int i = 0; i < 6; i++)
+		cr_assert((fd[i] = t_connect(s.port)) >= 0);
+	cr_assert_eq(srv_wait_log(&s, "cannot accept connections (Too many "
+	    "open files)", 1, 5000), 0, "no pause logged");
+	/* the backlog still holds clients: the server must not spin */
+	cpu = cpu_ms(s.pid);
+	usleep(1000 * 1000);
+	cpu = cpu_ms(s.pid) - cpu;
+	cr_assert_lt(cpu, 200, "%ld ms of CPU in a second out of descriptors",
+	    cpu);
+	cr_assert_eq(srv_log_count(&s, "cannot accept connections"), 1);
+	cr_assert_eq(srv_log_count(&s, "Error from accept"), 0,
+	    "libevent's own warnings");
+	/* the clients leave: the server serves again, same limit */
+	for (int i = 0; i < 6; i++)
+		close(fd[i]);
+	cr_assert_eq(http_get(s.port, "/hello", &r), 0);
+	cr_assert_eq(r.status, 200);
+	resp_free(&r);
+	cr_assert_eq(srv_log_count(&s, "cannot accept connections"), 1);
+	cr_assert_eq(srv_stop(&s), 0);
+}
+
+Test(http, max_connections_counts_idle_connections)
+{
+	const char *req = "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+	char buf[512];
+	struct pollfd p;
+	int idle[5], fd;
+	ssize_t n;
+
+	srv_start(&s, "max_connections = 5\n[route /hello]\nplugin = hello\n");
+	for (int i = 0; i < 5; i++)
+		cr_assert((idle[i] = t_connect(s.port)) >= 0);
+	cr_assert_eq(srv_wait_log(&s, "max_connections (5) reached", 1, 3000),
+	    0, "five idle connections did not reach max_connections = 5");
+	/* the sixth connects (the kernel's backlog) but is not accepted */
+	cr_assert((fd = t_connect(s.port)) >= 0);
+	cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+	p.fd = fd;
+	p.events = POLLIN;
+	cr_assert_eq(poll(&p, 1, 500), 0, "a sixth client was served past "
+	    "max_connections = 5");
+	close(idle[0]);
+	cr_assert_eq(poll(&p, 1, 3000), 1, "the waiting client was not "
+	    "served after an idle connection closed");
+	n = read(fd, buf, sizeof(buf) - 1);
+	cr_assert_gt(n, 0);
+	buf[n] = '\0';
+	cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
+	/* back at the limit at once: no second line for it */
+	cr_assert_eq(srv_log_count(&s, "max_connections (5) reached"), 1);
+	close(fd);
+	for (int i = 1; i < 5; i++)
+		close(idle[i]);
+}
+
+/* Sends req on a connection of its own: the answer, up to the close. */
+static char *
+exchange_until_close(const char *req, size_t len)
+{
+	long t0 = t_now_ms();
+	char *out = raw_exchange(s.port, req, len, 5000, NULL);
+
+	cr_assert_lt(t_now_ms() - t0, 4000, "the connection stayed open "
+	    "after:\n%s", out);
+	return out;
+}
+
+static int
+count_str(const char *hay, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	return n;
+}
+
+Test(http, ambiguous_body_framing_is_refused)
+{
+	static const char smuggled[] = "GET /echo/smuggled HTTP/1.1\r\n"
+	    "Host: x\r\n\r\n";
+	static const struct {
+		const char	*fmt;	/* %zu: length with smuggled */
+		int		 with_len;
+		int		 status;
+	} refused[] = {
+		/* two lengths: evhttp took the first */
+		{ "POST /echo/a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+		  "Content-Length: %zu\r\n\r\nhello%s", 1, 400 },
+		/* and the other way round */
+		{ "POST /echo/a HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n"
+		  "Content-Length: 5\r\n\r\nhello%s", 1, 400 },
+		/* a length and chunked: evhttp reads chunks */
+		{ "POST /echo/a HTTP/1.1\r\nHost: x\r\nContent-Length: 99\r\n"
+		  "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n%s", 0, 400 },
+		/* a length strtoll reads, but not digits */
+		{ "POST /echo/a HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n"
+		  "\r\nhello%s", 0, 400 },
+		/* a coding evhttp ignores: no body for it */
+		{ "POST /echo/a HTTP/1.1\r\nHost: x\r\n"
+		  "Transfer-Encoding: gzip\r\n\r\n%s", 0, 501 },
+	};
+	const char *same = "POST /echo/a HTTP/1.1\r\nHost: x\r\n"
+	    "Content-Length: 5\r\nContent-Length: 5\r\nConnection: close\r\n"
+	    "\r\nhello";
+	char req[512], want[16], *out;
+
+	srv_start(&s, "[route /echo/*]\nplugin = %s\n",
+	    t_test_plugin("echo"));
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		if (refused[i].with_len)
+			snprintf(req, sizeof(req), refused[i].fmt,
+			    5 + strlen(smuggled), smuggled);
+		else
+			snprintf(req, sizeof(req), refused[i].fmt, smuggled);
+		out = exchange_until_close(req, strlen(req));
+		snprintf(want, sizeof(want), "HTTP/1.1 %d", refused[i].status);
+		cr_assert(strncmp(out, want, 12) == 0, "case %zu:\n%s", i,
+		    out);
+		cr_assert_eq(count_str(out, "HTTP/1.1 "), 1, "case %zu:\n%s",
+		    i, out);
+		cr_assert_not_null(strstr(out, "Connection: close"));
+		free(out);
+	}
+	/* the same length twice is no ambiguity */
+	out = exchange_until_close(same, strlen(same));
+	cr_assert(strncmp(out, "HTTP/1.1 200", 12) == 0, "%s", out);
+	cr_assert_not_null(strstr(out, "\"body\":\"hello\""), "%s", out);
+	free(out);
+	cr_assert_eq(srv_log_count(&s, "/echo/a from"), 1, "the plugin saw "
+	    "a refused request");
+	cr_assert_eq(srv_log_count(&s, "smuggled"), 0, "the bytes after a "
+	    "body were served as a request");
+}
+
+static char *
+big_header_request(const char *path, size_t n)
+{
+	char *req = malloc(n + 128);
+	int k = snprintf(req, 128, "GET %s HTTP/1.1\r\nHost: x\r\nX-Big: ",
+	    path);
+
+	memset(req + k, 'a', n);
+	memcpy(req + k + n, "\r\n\r\n", 5);
+	return req;
+}
+
+Test(http, headers_get_431_whatever_their_size)
+{
+	char big[40 * 1024 + 8], *req, *out;
+	const char *h[] = { big, NULL };
+	struct resp r;
+
+	srv_start(&s, "[route /hello]\nplugin = hello\n");
+	/* 40 KB: past four times the default max_header_size (8K) */
+	memset(big, 'a', sizeof(big));
+	memcpy(big, "X-Big: ", 7);
+	big[sizeof(big) - 1] = '\0';
+	cr_assert_eq(http_request(s.port, "GET", "/hello", h, NULL, 0, 5000,
+	    &r), 0);
+	cr_assert_eq(r.status, 431);
+	resp_free(&r);
+	/* half a megabyte, as raw bytes: one answer, then the close */
+	req = big_header_request("/hello", 512 * 1024);
+	out = exchange_until_close(req, strlen(req));
+	cr_assert(strncmp(out, "HTTP/1.1 431 ", 13) == 0, "%.200s", out);
+	cr_assert_eq(count_str(out, "HTTP/1.1 "), 1);
+	free(out);
+	free(req);
+	/* a request line as long */
+	req = big_header_request("/hello?", 60000);
+	memcpy(strstr(req, "?") + 1 + 59990, " HTTP/1.1\r\n", 11);
+	out = exchange_until_close(req, strlen(req));
+	cr_assert(strncmp(out, "HTTP/1.1 431 ", 13) == 0, "%.200s", out);
+	free(out);
+	free(req);
+	cr_assert_eq(srv_wait_log(&s, "\"GET /hello HTTP/1.1\" 431", 2, 3000),
+	    0);
+	t_expect_status(s.port, "/hello", 200);
+	cr_assert_eq(srv_stop(&s), 0);
+}
+
+Test(http, header_limit_counts_each_request_apart)
+{
+	char pad[601], body[5001], *req, *out;
+	char *second;
+	int fd, n;
+
+	memset(pad, 'p', sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	memset(body, '\n', sizeof(body) - 1);	/* blank lines: a body */
+	body[sizeof(body) - 1] = '\0';
+	srv_start(&s, "max_header_size = 1K\n[route /echo/*]\nplugin = %s\n",
+	    t_test_plugin("echo"));
+	/* three requests of 600-byte headers, and a body, in one write */
+	n = asprintf(&req, "POST /echo/1 HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n"
+	    "Content-Length: %zu\r\n\r\n%sGET /echo/2 HTTP/1.1\r\nHost: x\r\n"
+	    "X-Pad: %s\r\n\r\nGET /echo/3 HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n"
+	    "Connection: close\r\n\r\n", pad, strlen(body), body, pad, pad);
+	cr_assert_gt(n, 0);
+	out = exchange_until_close(req, (size_t)n);
+	cr_assert_eq(count_str(out, "HTTP/1.1 200"), 3, "%s", out);
+	free(out);
+	free(req);
+	/* past the limit in the second request of a connection */
+	fd = t_connect(s.port);
+	n = asprintf(&req, "GET /echo/1 HTTP/1.1\r\nHost: x\r\n\r\n");
+	cr_assert_eq(write(fd, req, (size_t)n), n);
+	free(req);
+	{
+		char buf[4096];
+		struct pollfd p = { fd, POLLIN, 0 };
+
+		cr_assert_eq(poll(&p, 1, 3000), 1);
+		cr_assert_gt(read(fd, buf, sizeof(buf)), 0);
+		cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0);
+	}
+	n = asprintf(&req, "GET /echo/2 HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n"
+	    "X-Pad: %s\r\n\r\n", pad, pad);
+	cr_assert_eq(write(fd, req, (size_t)n), n);
+	free(req);
+	{
+		char buf[4096];
+		struct pollfd p = { fd, POLLIN, 0 };
+		ssize_t k;
+
+		cr_assert_eq(poll(&p, 1, 3000), 1);
+		cr_assert_gt(k = read(fd, buf, sizeof(buf) - 1), 0);
+		buf[k] = '\0';
+		cr_assert(strncmp(buf, "HTTP/1.1 431", 12) == 0, "%s", buf);
+	}
+	close(fd);
+	/* and pipelined behind a first request */
+	n = asprintf(&req, "GET /echo/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+	    "GET /echo/2 HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\nX-Pad: %s\r\n\r\n",
+	    pad, pad);
+	out = exchange_until_close(req, (size_t)n);
+	cr_assert(strncmp(out, "HTTP/1.1 200", 12) == 0, "%s", out);
+	second = strstr(out + 1, "HTTP/1.1 ");
+	cr_assert_not_null(second, "%s", out);
+	cr_assert(strncmp(second, "HTTP/1.1 431", 12) == 0, "%s", out);
+	free(out);
+	free(req);
 }

@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <criterion/criterion.h>
+#include <poll.h>
 #include <regex.h>
 #include <signal.h>
 #include <stdio.h>
@@ -590,5 +591,42 @@ Test(ws, refused_origin_is_logged_escaped)
 	cr_assert_null(strchr(log, '\x1b'), "a raw ESC in the log");
 	cr_assert_null(strchr(log, '\x07'), "a raw BEL in the log");
 	free(log);
+	cr_assert_eq(srv_stop(&s), 0);
+}
+
+Test(ws, sessions_count_against_max_connections)
+{
+	static struct wsc c[5];
+	const char *req = "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+	char buf[512];
+	struct pollfd p;
+	ssize_t n;
+	int fd;
+
+	srv_start(&s, "max_connections = 5\n[route /chat]\nplugin = chat\n"
+	    "[route /hello]\nplugin = hello\n");
+	for (int i = 0; i < 5; i++) {
+		cr_assert_eq(ws_connect(&c[i], s.port, "/chat", NULL), 101);
+		expect_line(&c[i], "joined at");
+	}
+	cr_assert_eq(srv_wait_log(&s, "max_connections (5) reached", 1, 3000),
+	    0, "five chat sessions did not reach max_connections = 5");
+	/* the sixth connects (the kernel's backlog) but is not accepted */
+	cr_assert((fd = t_connect(s.port)) >= 0);
+	cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+	p.fd = fd;
+	p.events = POLLIN;
+	cr_assert_eq(poll(&p, 1, 500), 0, "a sixth client was served past "
+	    "max_connections = 5");
+	ws_disconnect(&c[0]);
+	cr_assert_eq(poll(&p, 1, 3000), 1, "the waiting client was not "
+	    "served after a chat session ended");
+	n = read(fd, buf, sizeof(buf) - 1);
+	cr_assert_gt(n, 0);
+	buf[n] = '\0';
+	cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
+	close(fd);
+	for (int i = 1; i < 5; i++)
+		ws_disconnect(&c[i]);
 	cr_assert_eq(srv_stop(&s), 0);
 }

@@ -630,3 +630,43 @@ Test(ws, sessions_count_against_max_connections)
 		ws_disconnect(&c[i]);
 	cr_assert_eq(srv_stop(&s), 0);
 }
+
+/*
+ * libwebsockets' own messages are logged from its thread while SIGUSR1
+ * reopens the log on the loop: a line must never land on a closed (and
+ * reused) descriptor. Under ThreadSanitizer (./configure --enable-tsan)
+ * this is the race the log's stable descriptors removed.
+ */
+Test(ws, log_reopen_while_the_websocket_thread_logs)
+{
+	/* a ping of 200 bytes: lws logs a warning, then closes with 1002 */
+	unsigned char ping[8 + 200] = { 0x89, 0x80 | 126, 0, 200, 1, 2, 3, 4 };
+	char moved[420], *text;
+	struct wsc c;
+
+	/* the error log is the file the harness reads; stderr stays in the
+	 * first one, which the rotations below rename */
+	srv_start(&s, "error_log = squalld.log\n[route /chat]\nplugin = chat\n");
+	for (int i = 0; i < 40; i++) {
+		cr_assert_eq(ws_connect(&c, s.port, "/chat", NULL), 101);
+		send_raw(&c, ping, sizeof(ping));
+		if (i % 4 == 0) {
+			snprintf(moved, sizeof(moved), "%s.%d", s.log, i);
+			rename(s.log, moved);
+		}
+		srv_signal(&s, SIGUSR1);
+		cr_assert_eq(ws_wait_close(&c, 5000), 1002);
+		ws_disconnect(&c);
+	}
+	cr_assert_eq(srv_stop(&s), 0);
+	text = t_read(s.log, NULL);
+	cr_assert_not_null(strstr(text, "websocket: "), "no line of "
+	    "libwebsockets' in the reopened log:\n%s", text);
+	free(text);
+	for (int i = 0; i < 40; i += 4) {
+		snprintf(moved, sizeof(moved), "%s.%d", s.log, i);
+		text = t_read(moved, NULL);
+		cr_assert_null(strstr(text, "Sanitizer"), "%s", text);
+		free(text);
+	}
+}

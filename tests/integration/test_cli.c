@@ -531,22 +531,33 @@ uid_of(pid_t pid)
 	return uid;
 }
 
-Test(cli, user_drops_root_after_binding)
+/*
+ * For the tests of user = nobody (as root): s.dir readable by nobody,
+ * with hello.so in it, since everything nobody reads on a reload must be.
+ * Returns nobody's entry; skips the test when not root.
+ */
+static struct passwd *
+nobody_dir(void)
 {
 	struct passwd *pw = getpwnam("nobody");
+	char so[400], src[400];
 
 	if (geteuid() != 0 || pw == NULL)
 		cr_skip_test("needs root and a user nobody");
-	char so[400], ini[1024];
-
-	/* everything nobody reads on a reload lives in the test's folder */
 	memset(&s, 0, sizeof(s));
 	t_tmpdir(s.dir, sizeof(s.dir));
 	chmod(s.dir, 0755);
 	snprintf(so, sizeof(so), "%s/hello.so", s.dir);
-	snprintf(ini, sizeof(ini), "%s/hello.so", t_plugin_dir());
-	t_copy(ini, so);
+	snprintf(src, sizeof(src), "%s/hello.so", t_plugin_dir());
+	t_copy(src, so);
 	chmod(so, 0755);
+	return pw;
+}
+
+Test(cli, user_drops_root_after_binding)
+{
+	struct passwd *pw = nobody_dir();
+
 	srv_start_in(&s, "[server]\nlisten = 127.0.0.1:0\nplugin_dir = .\n"
 	    "user = nobody\n[route /hello]\nplugin = hello\n");
 	cr_assert_eq(srv_wait_log(&s, "running as user nobody", 1, 3000), 0);
@@ -574,18 +585,9 @@ Test(cli, user_drops_root_after_binding)
  */
 Test(cli, user_must_be_able_to_reopen_the_logs)
 {
-	struct passwd *pw = getpwnam("nobody");
-	char logs[400], so[400], ini[1024], moved[500], path[500], *out;
+	struct passwd *pw = nobody_dir();
+	char logs[400], ini[1024], moved[500], path[500], *out;
 
-	if (geteuid() != 0 || pw == NULL)
-		cr_skip_test("needs root and a user nobody");
-	memset(&s, 0, sizeof(s));
-	t_tmpdir(s.dir, sizeof(s.dir));
-	chmod(s.dir, 0755);
-	snprintf(so, sizeof(so), "%s/hello.so", s.dir);
-	snprintf(ini, sizeof(ini), "%s/hello.so", t_plugin_dir());
-	t_copy(ini, so);
-	chmod(so, 0755);
 	snprintf(logs, sizeof(logs), "%s/logs", s.dir);
 	cr_assert_eq(mkdir(logs, 0755), 0);	/* root's */
 	snprintf(ini, sizeof(ini), "%s/squall.ini", s.dir);

@@ -378,22 +378,6 @@ Test(fetch, cancel_from_callbacks_is_safe)
 	cr_assert_eq(srv_stop(&s), 0);
 }
 
-static int
-count_fds(pid_t pid)
-{
-	char path[64];
-	struct dirent *de;
-	DIR *d;
-	int n = 0;
-
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	cr_assert_not_null(d = opendir(path));
-	while ((de = readdir(d)) != NULL)
-		n += de->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
 static long
 rss_kb(pid_t pid)
 {
@@ -444,10 +428,10 @@ Test(fetch, ten_thousand_fetches_leave_fds_and_memory_flat)
 	    "[route /d]\nplugin = data_fetch\ncoalesce = off\n"
 	    "url = " UP "json\n");
 	hammer("/d", 1000);
-	fd1 = count_fds(s.pid);
+	fd1 = t_open_fds(s.pid);
 	rss1 = rss_kb(s.pid);
 	hammer("/d", 9000);
-	fd2 = count_fds(s.pid);
+	fd2 = t_open_fds(s.pid);
 	rss2 = rss_kb(s.pid);
 	cr_log_info("after 1,000 fetches: %d fds, %ld KiB; after 10,000: "
 	    "%d fds, %ld KiB", fd1, rss1, fd2, rss2);

@@ -640,22 +640,6 @@ cpu_ms(pid_t pid)
 	return (long)((ut + st) * 1000 / (unsigned long)sysconf(_SC_CLK_TCK));
 }
 
-static int
-open_fds(pid_t pid)
-{
-	char path[64];
-	struct dirent *d;
-	DIR *dir;
-	int n = 0;
-
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	cr_assert_not_null(dir = opendir(path));
-	while ((d = readdir(dir)) != NULL)
-		n += d->d_name[0] != '.';
-	closedir(dir);
-	return n;
-}
-
 Test(http, out_of_descriptors_pauses_accepting)
 {
 	struct rlimit rl;
@@ -666,7 +650,7 @@ Test(http, out_of_descriptors_pauses_accepting)
 	srv_start(&s, "[route /hello]\nplugin = hello\n");
 	/* room for two more descriptors: the third accept() fails */
 	cr_assert_eq(prlimit(s.pid, RLIMIT_NOFILE, NULL, &rl), 0);
-	rl.rlim_cur = (rlim_t)open_fds(s.pid) + 2;
+	rl.rlim_cur = (rlim_t)t_open_fds(s.pid) + 2;
 	cr_assert_eq(prlimit(s.pid, RLIMIT_NOFILE, &rl, NULL), 0);
 	for (int i = 0; i < 6; i++)
 		cr_assert((fd[i] = t_connect(s.port)) >= 0);
@@ -693,34 +677,18 @@ Test(http, out_of_descriptors_pauses_accepting)
 
 Test(http, max_connections_counts_idle_connections)
 {
-	const char *req = "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
-	char buf[512];
-	struct pollfd p;
 	int idle[5], fd;
-	ssize_t n;
 
 	srv_start(&s, "max_connections = 5\n[route /hello]\nplugin = hello\n");
 	for (int i = 0; i < 5; i++)
 		cr_assert((idle[i] = t_connect(s.port)) >= 0);
 	cr_assert_eq(srv_wait_log(&s, "max_connections (5) reached", 1, 3000),
 	    0, "five idle connections did not reach max_connections = 5");
-	/* the sixth connects (the kernel's backlog) but is not accepted */
-	cr_assert((fd = t_connect(s.port)) >= 0);
-	cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
-	p.fd = fd;
-	p.events = POLLIN;
-	cr_assert_eq(poll(&p, 1, 500), 0, "a sixth client was served past "
-	    "max_connections = 5");
+	fd = t_connect_unserved(s.port);
 	close(idle[0]);
-	cr_assert_eq(poll(&p, 1, 3000), 1, "the waiting client was not "
-	    "served after an idle connection closed");
-	n = read(fd, buf, sizeof(buf) - 1);
-	cr_assert_gt(n, 0);
-	buf[n] = '\0';
-	cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
+	t_expect_served(fd, "an idle connection closed");
 	/* back at the limit at once: no second line for it */
 	cr_assert_eq(srv_log_count(&s, "max_connections (5) reached"), 1);
-	close(fd);
 	for (int i = 1; i < 5; i++)
 		close(idle[i]);
 }

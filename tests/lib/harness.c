@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -505,6 +506,54 @@ resp_free(struct resp *r)
 	free(r->body);
 	free(r->headers);
 	r->body = r->headers = NULL;
+}
+
+int
+t_open_fds(pid_t pid)
+{
+	char path[64];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	cr_assert_not_null(d = opendir(path));
+	while ((de = readdir(d)) != NULL)
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+int
+t_connect_unserved(int port)
+{
+	const char *req = "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+	struct pollfd p;
+	int fd;
+
+	cr_assert((fd = t_connect(port)) >= 0);
+	cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+	p.fd = fd;
+	p.events = POLLIN;
+	cr_assert_eq(poll(&p, 1, 500), 0, "a client was served past "
+	    "max_connections");
+	return fd;
+}
+
+void
+t_expect_served(int fd, const char *why)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+	char buf[512];
+	ssize_t n;
+
+	cr_assert_eq(poll(&p, 1, 3000), 1, "the waiting client was not "
+	    "served after %s", why);
+	n = read(fd, buf, sizeof(buf) - 1);
+	cr_assert_gt(n, 0);
+	buf[n] = '\0';
+	cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
+	close(fd);
 }
 
 int

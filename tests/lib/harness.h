@@ -91,6 +91,15 @@ char	*raw_exchange(int port, const void *data, size_t len, int timeout_ms,
 int	 t_connect(int port);
 /* With a small SO_RCVBUF, for a client that reads slowly. */
 int	 t_connect_rcvbuf(int port, int rcvbuf);
+/* Descriptors process pid has open now. */
+int	 t_open_fds(pid_t pid);
+/*
+ * A client beyond max_connections: connects (the kernel's backlog takes
+ * it) and sends GET /hello; fails the test if it is answered within half
+ * a second. t_expect_served() then waits for its 200 and closes it.
+ */
+int	 t_connect_unserved(int port);
+void	 t_expect_served(int fd, const char *why);
 /* A loopback port that nothing listens on right now. */
 int	 t_free_port(void);
 /* GET path and fail the test unless the status is the one expected. */

@@ -588,11 +588,24 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		if (l && l->close_code == 0)
 			lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
 		return 0;
-	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: {
+		int code = len >= 2 ? ((unsigned char *)in)[0] << 8 |
+		    ((unsigned char *)in)[1] : 0;
+
+		/*
+		 * lws echoes a 1-byte payload and codes from 5000 on (RFC
+		 * 6455 5.5.1, 7.4: a protocol error); it already answers
+		 * the reserved ones below 5000 with 1002.
+		 */
+		if (len == 1 || code > 4999) {
+			lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR,
+			    (unsigned char *)"bad close frame", 15);
+			return -1;
+		}
 		if (l && len >= 2)
-			l->peer_code = ((unsigned char *)in)[0] << 8 |
-			    ((unsigned char *)in)[1];
+			l->peer_code = code;
 		return 0;
+	}
 	case LWS_CALLBACK_CLOSED:
 		/* the link itself goes at WSI_DESTROY, which follows */
 		if (l != NULL)

@@ -654,3 +654,30 @@ Test(ws, log_reopen_while_the_websocket_thread_logs)
 		free(text);
 	}
 }
+
+/* Close frames: a 1-byte payload or a code past 4999 gets 1002. */
+Test(ws, bad_close_frames_get_1002)
+{
+	static const struct {
+		const char *payload;
+		size_t len;
+		int want;
+	} cases[] = {
+		{ "\x03", 1, 1002 },
+		{ "\x13\x88", 2, 1002 },	/* 5000 */
+		{ "\x03\xed", 2, 1002 },	/* 1005: reserved */
+		{ "\x03\xe8" "bye", 5, 1000 },	/* echoed */
+		{ "\x0f\xa0", 2, 4000 },	/* an application's code */
+	};
+	struct wsc c;
+
+	srv_start(&s, "[route /chat]\nplugin = chat\n");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cr_assert_eq(ws_connect(&c, s.port, "/chat", NULL), 101);
+		cr_assert_eq(ws_send(&c, 8, cases[i].payload, cases[i].len), 0);
+		cr_assert_eq(ws_wait_close(&c, 5000), cases[i].want, "case %zu",
+		    i);
+		ws_disconnect(&c);
+	}
+	cr_assert_eq(srv_stop(&s), 0);
+}

@@ -41,6 +41,10 @@ man8=$(find "$dest" -name squalld.8 | head -n 1)
 check "squalld(8) names $conf" grep -qF "$conf" "$man8"
 check "squalld(8) names $plugindir" grep -qF "$plugindir" "$man8"
 check "squalld(8) has no placeholder" sh -c "! grep -q '@[a-z]*@' '$man8'"
+man7=$(dirname "$(find "$dest" -name squall-fetch.7 | head -n 1)")
+for p in hello static delay data_fetch multi_fetch chat status; do
+	check "a page for the $p plugin" test -e "$man7/squall-$p.7"
+done
 
 echo "; edited by the operator" >> "$dest$conf"
 inst install

@@ -13,9 +13,11 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/squall-exports.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 sed -n 's/.*[^a-z_]\(sq_[a-z0-9_]*\)(.*/\1/p' "$header" | sort -u \
     > "$tmp/api"
-# Defined dynamic symbols, less what every executable has.
+# Defined dynamic symbols, less what every executable has (and, in the
+# sanitizer builds, the sanitizers' runtime).
 nm -D --defined-only "$squalld" | awk '{ print $3 }' | sed 's/@.*//' |
     grep -vxE '_IO_stdin_used|__bss_start|__data_start|data_start|_edata|_end|_start|_init|_fini|main|__dso_handle|optarg|optind|opterr|optopt|stderr|stdout|stdin|environ|__environ|__progname|__progname_full|program_invocation_name|program_invocation_short_name' |
+    grep -vE '^__(asan|ubsan|tsan|lsan|sanitizer)_' |
     sort -u > "$tmp/exported"
 fail=0
 extra=$(comm -13 "$tmp/api" "$tmp/exported")

@@ -63,6 +63,7 @@ check "plugin_dir defaults to $plugindir" sh -c \
 inst uninstall
 check "uninstall keeps the edited squall.ini" test -f "$dest$conf"
 check "uninstall removes squall.ini.default" test ! -e "$dest$conf.default"
+check "uninstall removes the plugins" test ! -e "$dest$plugindir/hello.so"
 rm -f "$dest.log"
 echo "$((n - fail)) passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -159,6 +159,7 @@ sqc_path_normalize(char *path)
 	while (*in) {
 		char *seg;
 		size_t len;
+		int dots;
 
 		while (*in == '/')
 			in++;
@@ -168,18 +169,17 @@ sqc_path_normalize(char *path)
 		len = (size_t)(in - seg);
 		if (len == 0)
 			break;
-		if (len == 1 && seg[0] == '.')
-			;
-		else if (len == 2 && seg[0] == '.' && seg[1] == '.') {
+		/* "." or ".."; decided before the memmove below moves seg */
+		dots = len <= 2 && seg[0] == '.' && (len == 1 || seg[1] == '.');
+		if (dots && len == 2) {
 			while (out > path && *--out != '/')
 				;
-		} else {
+		} else if (!dots) {
 			*out++ = '/';
 			memmove(out, seg, len);
 			out += len;
 		}
-		if (*in == '\0' && (len <= 2 && seg[0] == '.' &&
-		    (len == 1 || seg[1] == '.')))
+		if (*in == '\0' && dots)
 			*out++ = '/';	/* "/a/.." is the folder "/" */
 	}
 	if (out == path || (in > path && in[-1] == '/' && out[-1] != '/'))

@@ -134,6 +134,15 @@ Test(router, normalize_merges_slashes_and_keeps_trailing_one)
 	norm("/a//", "/a/");
 }
 
+Test(router, normalize_keeps_a_last_segment_ending_in_a_dot)
+{
+	/* found by fuzz_router: "o." was taken for ".." after moving */
+	norm("//at/o.", "/at/o.");
+	norm("//static/file.", "/static/file.");
+	norm("/a//b/c.", "/a/b/c.");
+	norm("//a/..", "/");
+}
+
 Test(router, normalize_refuses_bad_input)
 {
 	char a[] = "/a%00b", b[] = "/a%zz", c[] = "relative", d[] = "/a%4";

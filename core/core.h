@@ -154,6 +154,8 @@ const struct sq_inst *sqc_gen_at(const struct sqc_gen *g, size_t i);
 void	 sqc_inst_describe(const struct sq_inst *inst, const char **route,
 	    const char **plugin, const char **version);
 /* Does its plugin take HTTP requests (.handle), WebSockets (.ws_open)? */
+void	 sqc_inst_counts(const struct sq_inst *inst,
+	    struct sq_route_stats *out, size_t size);
 int	 sqc_inst_handles_http(const struct sq_inst *inst);
 int	 sqc_inst_handles_ws(const struct sq_inst *inst);
 void	 sqc_gen_describe(const struct sqc_gen *g, const struct sqc_gen *old,

@@ -55,6 +55,7 @@ struct sq_inst {
 	struct sqc_opt	*opts;
 	size_t		 nopts;
 	char		 note[192];	/* "plugin P V, route R", for a crash */
+	struct sq_route_stats counts;	/* kept by the sqc_call_* wrappers */
 };
 
 struct sqc_gen {
@@ -671,6 +672,7 @@ sqc_call_handle(struct sq_inst *inst, struct sq_req *req)
 {
 	struct sq_inst *prev = sqc_inst_enter(inst);
 
+	inst->counts.requests++;
 	inst->desc->handle(inst->state, req);
 	sqc_inst_leave(prev);
 }
@@ -683,6 +685,8 @@ sqc_call_ws_open(struct sq_inst *inst, struct sq_ws *ws)
 	int rc = inst->desc->ws_open(inst->state, ws);
 
 	sqc_inst_leave(prev);
+	if (rc == 0)
+		inst->counts.ws_sessions++;
 	return rc;
 }
 
@@ -692,6 +696,7 @@ sqc_call_ws_message(struct sq_inst *inst, struct sq_ws *ws, const void *data,
 {
 	struct sq_inst *prev;
 
+	inst->counts.ws_messages++;
 	if (inst->desc->ws_message == NULL)
 		return;
 	prev = sqc_inst_enter(inst);
@@ -973,6 +978,16 @@ sqc_inst_describe(const struct sq_inst *inst, const char **route,
 	*route = inst->route;
 	*plugin = inst->desc->name;
 	*version = inst->desc->version ? inst->desc->version : "";
+}
+
+/* What the wrappers counted for inst (size bytes of it, as the caller
+ * knows struct sq_route_stats). */
+void
+sqc_inst_counts(const struct sq_inst *inst, struct sq_route_stats *out,
+    size_t size)
+{
+	memcpy(out, &inst->counts, size < sizeof(inst->counts) ? size :
+	    sizeof(inst->counts));
 }
 
 int

@@ -94,3 +94,19 @@ sq_route_at(size_t i, const char **path, const char **plugin,
 	sqc_inst_describe(inst, path, plugin, version);
 	return 0;
 }
+
+/*
+ * What the i-th route's instance has done since it was created (a reload
+ * that keeps the route keeps its counts): size bytes of out are filled.
+ */
+int
+sq_route_stats(size_t i, struct sq_route_stats *out, size_t size)
+{
+	const struct sq_inst *inst;
+
+	if (gen == NULL || (inst = sqc_gen_at(gen, i)) == NULL)
+		return -ENOENT;
+	memset(out, 0, size);
+	sqc_inst_counts(inst, out, size);
+	return 0;
+}

@@ -165,12 +165,17 @@ send_json(struct sq_req *req, const struct sq_stats *s)
 	for (size_t i = 0; sq_route_at(i, &path, &plugin, &version) == 0;
 	    i++) {
 		struct json_object *r = json_object_new_object();
+		struct sq_route_stats rs;
 
+		sq_route_stats(i, &rs, sizeof(rs));
 		json_object_object_add(r, "route", json_object_new_string(path));
 		json_object_object_add(r, "plugin",
 		    json_object_new_string(plugin));
 		json_object_object_add(r, "version",
 		    json_object_new_string(version));
+		add_u64(r, "requests", rs.requests);
+		add_u64(r, "ws_sessions", rs.ws_sessions);
+		add_u64(r, "ws_messages", rs.ws_messages);
 		json_object_array_add(routes, r);
 	}
 	json_object_object_add(o, "routes", routes);
@@ -253,6 +258,17 @@ send_prometheus(struct sq_req *req, const struct sq_stats *s)
 		fputs("\",version=\"", fp);
 		put_label(fp, version);
 		fputs("\"} 1\n", fp);
+	}
+	metric(fp, "route_requests_total", "counter", "Requests each route's "
+	    "plugin handled.");
+	for (size_t i = 0; sq_route_at(i, &path, &plugin, &version) == 0;
+	    i++) {
+		struct sq_route_stats rs;
+
+		sq_route_stats(i, &rs, sizeof(rs));
+		fputs("squall_route_requests_total{route=\"", fp);
+		put_label(fp, path);
+		fprintf(fp, "\"} %llu\n", (unsigned long long)rs.requests);
 	}
 	metric(fp, "connections", "gauge", "Connections open, HTTP and "
 	    "WebSocket.");

@@ -327,6 +327,15 @@ int		 sq_stats_get(struct sq_stats *out, size_t size);
 size_t		 sq_route_count(void);
 int		 sq_route_at(size_t i, const char **path, const char **plugin,
 		    const char **version);
+/* What the i-th route's instance has done since it was created (a
+ * reload that keeps the route keeps it). Pass sizeof: it may grow. */
+struct sq_route_stats {
+	uint64_t	 requests;	/* handled by .handle */
+	uint64_t	 ws_sessions;	/* accepted by .ws_open */
+	uint64_t	 ws_messages;	/* received */
+};
+int		 sq_route_stats(size_t i, struct sq_route_stats *out,
+		    size_t size);
 
 const char	*sq_strerror(int err);
 

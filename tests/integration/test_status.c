@@ -101,7 +101,8 @@ Test(status, json_counts_the_traffic)
 		    "route")), "/chat") == 0 && strcmp(json_object_get_string(
 		    json_object_object_get(route, "plugin")), "chat") == 0 &&
 		    strcmp(json_object_get_string(json_object_object_get(route,
-		    "version")), "1.0") == 0)
+		    "version")), "1.0") == 0 && jget(route, "ws_sessions",
+		    NULL) == 1 && jget(route, "ws_messages", NULL) == 2)
 			found = 1;
 	}
 	cr_assert(found, "no /chat route in %s", r.body);
@@ -127,6 +128,7 @@ Test(status, prometheus_counts_the_traffic)
 		"squall_generation 2\n",
 		"squall_route_info{route=\"/hello\",plugin=\"hello\","
 		    "version=\"1.0\"} 1\n",
+		"squall_route_requests_total{route=\"/hello\"} 3\n",
 		"squall_fetches{state=\"queued\"} 0\n",
 		"squall_offload_jobs 0\n",
 	};

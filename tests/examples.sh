@@ -47,6 +47,15 @@ kit() {		# kit FOLDER TARGET...: the kit's own Makefile, as a user runs it
 	    CFLAGS="$cflags" "$@")
 }
 
+# What the kit's Makefile relies on: the .pc names a folder that has
+# the header (under DESTDIR too), and brings json-c's flags.
+pcdir=$($pkg_config --cflags-only-I squall-plugin | tr ' ' '\n' |
+    sed -n 's/^-I//p' | head -n 1)
+check "squall-plugin.pc names the header's folder" \
+    test -f "$pcdir/squall/plugin.h"
+check "squall-plugin.pc brings json-c" sh -c \
+    "$pkg_config --libs squall-plugin | grep -q -- -ljson-c"
+
 mkdir "$dir/ex"
 cp "$examples"/*.c "$examples"/Makefile "$examples"/README "$dir/ex/" ||
     { echo "no examples in $examples"; echo "0 passed, 1 failed"; exit 1; }

@@ -41,7 +41,7 @@ check() {	# check WHAT COMMAND...
 	if "$@" >"$dir/out" 2>&1; then ok "$what"; else
 		notok "$what"; sed 's/^/  /' "$dir/out"; fi
 }
-kit() {		# kit FOLDER TARGET...: the kit's own Makefile, as a user runs it
+kit() {		# kit FOLDER TARGET...: the kit's Makefile, as a user runs it
 	d=$1; shift
 	(cd "$d" && make PKG_CONFIG="$pkg_config" CPPFLAGS="$cppflags" \
 	    CFLAGS="$cflags" "$@")
@@ -78,6 +78,11 @@ check "squall-plugin-new refuses an existing folder" \
     sh -c "! sh '$plugin_new' myplug"
 check "the skeleton is left as it was" grep -q myplug_handle myplug/myplug.c
 check "the skeleton builds with its Makefile" kit myplug
+if [ -n "$sq_installed" ]; then	# the build tree's .pc has no plugindir
+	check "the skeleton's make install copies it to plugindir" sh -c \
+	    "cd myplug && make PKG_CONFIG='$pkg_config' install \
+	    DESTDIR='$dir/inst' && find '$dir/inst' -name myplug.so | grep -q ."
+fi
 cd - >/dev/null || exit 1
 
 cat > "$dir/squall.ini" <<EOF
@@ -103,6 +108,7 @@ plugin = echo_ws
 [route /myplug]
 plugin = $dir/myplug/myplug.so
 EOF
+: >"$dir/log"	# before the waiting below greps it
 "$squalld" -c "$dir/squall.ini" >"$dir/log" 2>&1 &
 pid=$!
 . "$top/tests/lib/squalld.sh"
@@ -123,6 +129,10 @@ answers /myplug "Hello from myplug"
 # it, and the server goes on (and stops promptly at the end).
 curl -s -m 0.3 "$url/slow" >/dev/null
 answers /counter '{"count":3}'
+# A reload that changes nothing keeps the instance, and its count.
+kill -HUP $pid
+sq_wait_log "$dir/log" $pid "reloaded:"
+answers /counter '{"count":4}'
 code=$(curl -s -o /dev/null -w '%{http_code}' -m 10 "$url/echo")
 if [ "$code" = 426 ]; then ok "/echo without an upgrade: 426"; else
 	notok "/echo without an upgrade: 426"; echo "  got $code"; fi

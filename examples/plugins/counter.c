@@ -1,8 +1,9 @@
 /*
  * counter - counts the requests of its route and answers {"count": N}.
  * Shows state kept per instance (each route that names counter has its
- * own count, which a reload that keeps the route also keeps) and a JSON
- * answer built with json-c and sent with sq_resp_json.
+ * own count, kept across a reload that changes neither the route nor
+ * the plugin) and a JSON answer built with json-c, sent with
+ * sq_resp_json.
  */
 #include <errno.h>
 #include <stdint.h>

@@ -3,7 +3,8 @@
 # edited in between: the edit survives (squall.ini.default is refreshed),
 # no libtool .la is left beside the plugins, the man pages and squalld -h
 # name this build's paths, and a configuration without plugin_dir finds
-# the installed plugins. make uninstall keeps the edited file.
+# the installed plugins; the plugin starter kit and squall-plugin-new are
+# installed. make uninstall keeps the edited file, and removes the rest.
 top=${top_srcdir:-$(dirname "$0")/..}
 build=${top_builddir:-.}
 dest=$(mktemp -d "${TMPDIR:-/tmp}/squall-install.XXXXXX")
@@ -45,6 +46,12 @@ man7=$(dirname "$(find "$dest" -name squall-fetch.7 | head -n 1)")
 for p in hello static delay data_fetch multi_fetch chat status; do
 	check "a page for the $p plugin" test -e "$man7/squall-$p.7"
 done
+kit=$(find "$dest" -path '*/examples/plugins' -type d | head -n 1)
+for f in README Makefile hello.c counter.c async.c echo_ws.c; do
+	check "the starter kit's $f installed" test -f "$kit/$f"
+done
+check "squall-plugin-new installed" sh -c \
+    "find '$dest' -name squall-plugin-new -type f -perm -u+x | grep -q ."
 
 echo "; edited by the operator" >> "$dest$conf"
 inst install
@@ -64,6 +71,9 @@ inst uninstall
 check "uninstall keeps the edited squall.ini" test -f "$dest$conf"
 check "uninstall removes squall.ini.default" test ! -e "$dest$conf.default"
 check "uninstall removes the plugins" test ! -e "$dest$plugindir/hello.so"
+check "uninstall removes the starter kit" test ! -e "$kit/hello.c"
+check "uninstall removes squall-plugin-new" sh -c \
+    "! find '$dest' -name squall-plugin-new | grep -q ."
 rm -f "$dest.log"
 echo "$((n - fail)) passed, $fail failed"
 [ "$fail" -eq 0 ]

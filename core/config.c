@@ -447,7 +447,9 @@ empty_route_check(struct parse_state *ps)
 {
 	int line = ps->line;
 
-	if (ps->hdr[0] == '\0' || strncmp(ps->hdr, "route", 5) != 0)
+	/* route headers as start_section knows them: hdr + 6 is the path */
+	if (strncmp(ps->hdr, "route ", 6) != 0 &&
+	    strncmp(ps->hdr, "route\t", 6) != 0)
 		return;
 	ps->line = ps->hdr_line;
 	fail(ps, "route '%s' has no 'plugin' key", ps->hdr + 6);

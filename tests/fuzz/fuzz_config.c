@@ -13,6 +13,39 @@
 #include "../../core/core.h"
 #include "fuzz.h"
 
+/*
+ * A "route 'NAME' has no 'plugin' key" error names a route of the line
+ * it gives: NAME is on that line of the input.
+ */
+static void
+check_route_error(const char *err, const uint8_t *data, size_t size)
+{
+	const char *p, *q, *line, *end;
+	char name[SQC_ERRLEN];
+	int n;
+
+	if ((p = strstr(err, ": route '")) == NULL ||
+	    (q = strstr(p, "' has no 'plugin' key")) == NULL)
+		return;
+	n = atoi(strchr(err + strlen("/proc/self/fd/"), ':') + 1);
+	p += strlen(": route '");
+	snprintf(name, sizeof(name), "%.*s", (int)(q - p), p);
+	/* the route as given, without the '*' of a prefix route */
+	if (name[0] != '\0' && name[strlen(name) - 1] == '*')
+		name[strlen(name) - 1] = '\0';
+	line = (const char *)data;
+	end = line + size;
+	while (--n > 0 && line < end) {
+		const char *nl = memchr(line, '\n', (size_t)(end - line));
+
+		line = nl ? nl + 1 : end;
+	}
+	FUZZ_CHECK(line < end || name[0] == '\0');
+	if (name[0] != '\0')
+		FUZZ_CHECK(memmem(line, (size_t)(end - line), name,
+		    strlen(name)) != NULL);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -34,6 +67,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* every refusal says where and why */
 		FUZZ_CHECK(strncmp(err, path, strlen(path)) == 0);
 		FUZZ_CHECK(strlen(err) > strlen(path) + 1);
+		check_route_error(err, data, size);
 	} else {
 		FUZZ_CHECK(c->nlisten > 0);
 		for (size_t i = 0; i < c->nroutes; i++) {

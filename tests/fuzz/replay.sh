@@ -1,8 +1,9 @@
 #!/bin/sh
 # tests/fuzz/replay.sh - make check: every fuzz target, built with the
 # normal compiler and tests/fuzz/replay.c, runs once over each input of
-# its committed corpus, tests/fuzz/corpus/TARGET/. A failing check or a
-# sanitizer report fails the test.
+# its committed corpus, tests/fuzz/corpus/TARGET/, and over the inputs
+# that once found a bug, tests/fuzz/regress/TARGET/. A failing check or
+# a sanitizer report fails the test.
 srcdir=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
 builddir=${top_builddir:-.}
 status=0
@@ -15,7 +16,9 @@ for dir in "$srcdir"/tests/fuzz/corpus/*/; do
 		status=1
 		continue
 	fi
-	if "$builddir/tests/fuzz/$t" "$dir"; then
+	regress=$srcdir/tests/fuzz/regress/$t
+	[ -d "$regress" ] || regress=
+	if "$builddir/tests/fuzz/$t" "$dir" $regress; then
 		echo "PASS: $t"
 	else
 		echo "FAIL: $t"

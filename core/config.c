@@ -28,6 +28,8 @@
 struct parse_state {
 	struct sqc_config *c;
 	FILE		*fp;
+	char		*buf;		/* the line being read (getline) */
+	size_t		 bufsize;
 	int		 line;
 	int		 too_long;	/* line number of an over-long line */
 	int		 long_section;	/* ...of an over-long [section] name */
@@ -455,7 +457,9 @@ empty_route_check(struct parse_state *ps)
 {
 	int line = ps->line;
 
-	if (ps->hdr[0] == '\0' || strncmp(ps->hdr, "route", 5) != 0)
+	/* route headers as start_section knows them: hdr + 6 is the path */
+	if (strncmp(ps->hdr, "route ", 6) != 0 &&
+	    strncmp(ps->hdr, "route\t", 6) != 0)
 		return;
 	ps->line = ps->hdr_line;
 	fail(ps, "route '%s' has no 'plugin' key", ps->hdr + 6);
@@ -598,29 +602,33 @@ note_header(struct parse_state *ps, const char *s)
 	snprintf(ps->hdr, sizeof(ps->hdr), "%.*s", (int)(end - s - 1), s + 1);
 }
 
-/* An fgets that counts lines and notices lines inih would cut. */
+/*
+ * An fgets that counts lines and notices lines inih would cut. The line
+ * is read whole (getline): fgets would stop at num - 1 bytes, and when
+ * these hold a NUL byte strlen could not tell the line was cut, so its
+ * tail would be read as one more line, with every line number after it
+ * one too high.
+ */
 static char *
 reader(char *str, int num, void *stream)
 {
 	struct parse_state *ps = stream;
-	char *s = fgets(str, num, ps->fp);
+	ssize_t n = getline(&ps->buf, &ps->bufsize, ps->fp);
 	size_t len;
 
-	if (s == NULL)
+	if (n < 0)
 		return NULL;
 	ps->line++;
-	len = strlen(s);
-	note_header(ps, s);
-	if (len == (size_t)num - 1 && s[len - 1] != '\n' && !feof(ps->fp)) {
-		int ch;
-
+	len = (size_t)n < (size_t)num - 1 ? (size_t)n : (size_t)num - 1;
+	memcpy(str, ps->buf, len);
+	str[len] = '\0';
+	note_header(ps, str);
+	if ((size_t)n > (size_t)num - 1) {
 		if (!ps->too_long)
 			ps->too_long = ps->line;
-		while ((ch = fgetc(ps->fp)) != EOF && ch != '\n')
-			;
-		s[0] = '\0';
+		str[0] = '\0';
 	}
-	return s;
+	return str;
 }
 
 /* "hello" is plugin_dir/hello.so; a value with a '/' is a path. */
@@ -710,6 +718,7 @@ sqc_config_load(const char *file, char *err, size_t errlen)
 	rc = ini_parse_stream(reader, &ps, on_entry, &ps);
 	empty_route_check(&ps);
 	fclose(ps.fp);
+	free(ps.buf);
 	if (!ps.failed && ps.too_long) {
 		ps.line = ps.too_long;
 		fail(&ps, "line longer than %d characters", INI_MAX_LINE - 2);

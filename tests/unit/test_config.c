@@ -178,6 +178,18 @@ Test(config, rejects_route_without_plugin)
 	    "route '/x' has no 'plugin' key");
 }
 
+/* Found by tests/fuzz/fuzz_config: a keyless [route] (no path) was
+ * reported with the path of the header before it. */
+Test(config, keyless_route_header_without_path_is_not_a_route)
+{
+	struct sqc_config *c = load("[route /abcdefgh]\nplugin = a\n"
+	    "[route]\n");
+
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(c->nroutes, 1);
+	sqc_config_free(c);
+}
+
 Test(config, rejects_duplicate_route)
 {
 	expect_error("[route /x]\nplugin = a\n[route /y]\nplugin = b\n"

@@ -14,10 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include <squall/plugin.h>
+
+#include "chat_line.h"
 
 /* What a line adds to a message: "[IPv6] at YYYY-MM-DD HH:MM:SS: " */
 #define LINE_OVERHEAD	96
@@ -26,9 +27,7 @@ struct room {
 	struct sq_inst	*inst;
 	struct sq_ws	**members;
 	size_t		 n, cap;
-	char		**origins;	/* allowed_origins, or NULL */
-	size_t		 norigins;
-	int		 any_origin;
+	struct chat_origins origins;	/* allowed_origins */
 	int		 require_origin;
 	size_t		 max_message, max_queue;
 	long long	 history;	/* lines kept for newcomers */
@@ -44,43 +43,12 @@ struct room {
 static void
 room_free(struct room *r)
 {
-	for (size_t i = 0; i < r->norigins; i++)
-		free(r->origins[i]);
-	free(r->origins);
+	chat_origins_free(&r->origins);
 	for (size_t i = 0; i < r->nlines; i++)
 		free(r->lines[(r->first + i) % (size_t)r->history]);
 	free(r->lines);
 	free(r->members);
 	free(r);
-}
-
-static int
-add_origins(struct room *r, const char *list)
-{
-	char *copy = strdup(list), *tok, *save;
-
-	if (copy == NULL)
-		return -ENOMEM;
-	for (tok = strtok_r(copy, " \t,", &save); tok;
-	    tok = strtok_r(NULL, " \t,", &save)) {
-		char **n;
-
-		if (strcmp(tok, "*") == 0) {
-			r->any_origin = 1;
-			continue;
-		}
-		n = realloc(r->origins, (r->norigins + 1) * sizeof(*n));
-		if (n == NULL || (n[r->norigins] = strdup(tok)) == NULL) {
-			if (n)
-				r->origins = n;
-			free(copy);
-			return -ENOMEM;
-		}
-		r->origins = n;
-		r->norigins++;
-	}
-	free(copy);
-	return 0;
 }
 
 static int
@@ -92,7 +60,8 @@ chat_create(struct sq_inst *inst, struct sq_opts *opts, void **state)
 	if (r == NULL)
 		return -ENOMEM;
 	r->inst = inst;
-	rc = add_origins(r, sq_opt_str(opts, "allowed_origins", ""));
+	rc = chat_origins_add(&r->origins,
+	    sq_opt_str(opts, "allowed_origins", ""));
 	if (rc == 0)
 		rc = sq_opt_bool(opts, "require_origin", 0, &r->require_origin);
 	if (rc == 0)
@@ -141,23 +110,8 @@ chat_destroy(void *state)
 static int
 origin_ok(struct room *r, struct sq_ws *ws)
 {
-	const char *origin = sq_ws_header(ws, "Origin");
-	const char *host = sq_ws_header(ws, "Host"), *rest;
-
-	if (origin == NULL)
-		return !r->require_origin;	/* not a browser */
-	if (r->any_origin)
-		return 1;
-	for (size_t i = 0; i < r->norigins; i++)
-		if (strcasecmp(r->origins[i], origin) == 0)
-			return 1;
-	if (strncasecmp(origin, "http://", 7) == 0)
-		rest = origin + 7;
-	else if (strncasecmp(origin, "https://", 8) == 0)
-		rest = origin + 8;
-	else
-		return 0;
-	return host != NULL && strcasecmp(rest, host) == 0;
+	return chat_origin_ok(&r->origins, r->require_origin,
+	    sq_ws_header(ws, "Origin"), sq_ws_header(ws, "Host"));
 }
 
 static void
@@ -222,22 +176,29 @@ ping_all(int status, void *arg)
 	arm_pinger(r);
 }
 
+/* Says to the room what ws did (msg: what it said), stamped with now. */
 static void
-stamp(char *buf, size_t len)
+announce(struct room *r, enum chat_event ev, struct sq_ws *ws,
+    const char *msg, size_t len)
 {
 	time_t now = time(NULL);
 	struct tm tm;
+	char when[32], *line;
+	size_t n;
 
 	localtime_r(&now, &tm);
-	strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm);
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+	if (chat_line(&line, &n, ev, sq_ws_client_ip(ws), when, msg,
+	    len) == 0) {
+		say(r, line, n);
+		free(line);
+	}
 }
 
 static int
 chat_open(void *state, struct sq_ws *ws)
 {
 	struct room *r = state;
-	char when[32], *line;
-	int n;
 
 	if (!origin_ok(r, ws)) {
 		sq_log(r->inst, SQ_LOG_WARN, "refused %s from origin %s",
@@ -262,12 +223,7 @@ chat_open(void *state, struct sq_ws *ws)
 	}
 	r->members[r->n++] = ws;
 	arm_pinger(r);
-	stamp(when, sizeof(when));
-	if ((n = asprintf(&line, "[%s] joined at %s", sq_ws_client_ip(ws),
-	    when)) > 0) {
-		say(r, line, (size_t)n);
-		free(line);
-	}
+	announce(r, CHAT_JOINED, ws, NULL, 0);
 	return 0;
 }
 
@@ -276,27 +232,18 @@ chat_message(void *state, struct sq_ws *ws, const void *data, size_t len,
     int binary)
 {
 	struct room *r = state;
-	char when[32], *line;
-	int n;
 
 	if (binary) {
 		sq_ws_close(ws, 1003, "text only");
 		return;
 	}
-	stamp(when, sizeof(when));
-	if ((n = asprintf(&line, "[%s] at %s: %.*s", sq_ws_client_ip(ws),
-	    when, (int)len, (const char *)data)) > 0) {
-		say(r, line, (size_t)n);
-		free(line);
-	}
+	announce(r, CHAT_SAID, ws, data, len);
 }
 
 static void
 chat_close(void *state, struct sq_ws *ws, int code)
 {
 	struct room *r = state;
-	char when[32], *line;
-	int n;
 
 	for (size_t i = 0; i < r->n; i++)
 		if (r->members[i] == ws) {
@@ -307,12 +254,7 @@ chat_close(void *state, struct sq_ws *ws, int code)
 		r->cancelling = 1;
 		sq_timer_cancel(r->pinger);	/* ping_all clears it */
 	}
-	stamp(when, sizeof(when));
-	if ((n = asprintf(&line, "[%s] left at %s", sq_ws_client_ip(ws),
-	    when)) > 0) {
-		say(r, line, (size_t)n);
-		free(line);
-	}
+	announce(r, CHAT_LEFT, ws, NULL, 0);
 }
 
 static void

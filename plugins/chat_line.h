@@ -1,0 +1,32 @@
+/*
+ * chat_line - the pure parts of the chat plugin: the allowed_origins list
+ * and the Origin check, and the lines the room hears. No libwebsockets,
+ * no squall core: compiled into chat.so and into tests/fuzz/fuzz_chat.
+ * Nothing here keeps state between calls; any thread may call it.
+ */
+#ifndef CHAT_LINE_H
+#define CHAT_LINE_H
+
+#include <stddef.h>
+
+/* The origins a room lets in besides the page's own. */
+struct chat_origins {
+	char	**list;		/* each strdup'd, compared without case */
+	size_t	  n;
+	int	  any;		/* "*" was listed */
+};
+
+enum chat_event {
+	CHAT_JOINED,		/* [IP] joined at WHEN */
+	CHAT_SAID,		/* [IP] at WHEN: MESSAGE */
+	CHAT_LEFT		/* [IP] left at WHEN */
+};
+
+int	chat_origins_add(struct chat_origins *o, const char *list);
+void	chat_origins_free(struct chat_origins *o);
+int	chat_origin_ok(const struct chat_origins *o, int require_origin,
+	    const char *origin, const char *host);
+int	chat_line(char **line, size_t *len, enum chat_event ev,
+	    const char *ip, const char *when, const char *msg, size_t msglen);
+
+#endif

@@ -1,7 +1,8 @@
 /*
  * addr.c - client addresses: parsing lists of addresses and CIDR blocks
- * (trusted_proxies) and matching an address against them, for xheaders.
- * Pure code, no logging; loop thread.
+ * (trusted_proxies) and matching an address against them, and telling a
+ * request's client address from its peer and its X-Real-IP and
+ * X-Forwarded-For headers (xheaders). Pure code, no logging; loop thread.
  */
 #include "config.h"
 
@@ -115,4 +116,38 @@ sqc_is_ip(const char *s)
 	unsigned char a[16];
 
 	return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
+}
+
+/*
+ * Fills out (len bytes) with a request's client address: peer's (NULL
+ * gives "-"), or, with xheaders on and peer inside one of the ntrusted
+ * blocks of trusted (a proxy such as nginx), the address in real_ip
+ * (X-Real-IP) or else the last one in forwarded (X-Forwarded-For), when
+ * it is one valid numeric address. Either header may be NULL (absent).
+ * Returns 1 when out came from a header, 0 when it is the peer's.
+ */
+int
+sqc_client_addr(const char *peer, const char *real_ip, const char *forwarded,
+    int xheaders, const struct sqc_cidr *trusted, int ntrusted, char *out,
+    size_t len)
+{
+	const char *v;
+	char fwd[INET6_ADDRSTRLEN];
+
+	snprintf(out, len, "%s", peer ? peer : "-");
+	if (!xheaders || !sqc_cidr_match(trusted, ntrusted, out))
+		return 0;
+	if ((v = real_ip) == NULL && (v = forwarded) != NULL) {
+		const char *comma = strrchr(v, ',');
+
+		v = comma ? comma + 1 : v;
+	}
+	if (v == NULL)
+		return 0;
+	v += strspn(v, " \t");
+	snprintf(fwd, sizeof(fwd), "%.*s", (int)strcspn(v, " \t"), v);
+	if (!sqc_is_ip(fwd))
+		return 0;
+	snprintf(out, len, "%s", fwd);
+	return 1;
 }

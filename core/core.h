@@ -116,6 +116,9 @@ int	 sqc_cidr_parse(const char *s, struct sqc_cidr **out, char *bad,
 	    size_t badlen);
 int	 sqc_cidr_match(const struct sqc_cidr *list, int n, const char *ip);
 int	 sqc_is_ip(const char *s);
+int	 sqc_client_addr(const char *peer, const char *real_ip,
+	    const char *forwarded, int xheaders, const struct sqc_cidr *trusted,
+	    int ntrusted, char *out, size_t len);
 
 /* ---- router.c --------------------------------------------------------- */
 

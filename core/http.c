@@ -695,27 +695,18 @@ client_addr(const struct sqc_server *s, struct evhttp_request *ev,
 {
 	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
 	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
-	const char *v;
-	char *host = NULL, fwd[INET6_ADDRSTRLEN];
+	const char *real_ip = NULL, *forwarded = NULL;
+	char *host = NULL;
 	ev_uint16_t port;
 
 	if (evcon)
 		evhttp_connection_get_peer(evcon, &host, &port);
-	snprintf(out, len, "%s", host ? host : "-");
-	if (!s->xheaders || !sqc_cidr_match(s->trusted, s->ntrusted, out))
-		return;
-	if ((v = evhttp_find_header(h, "X-Real-IP")) == NULL &&
-	    (v = evhttp_find_header(h, "X-Forwarded-For")) != NULL) {
-		const char *comma = strrchr(v, ',');
-
-		v = comma ? comma + 1 : v;
+	if (s->xheaders) {
+		real_ip = evhttp_find_header(h, "X-Real-IP");
+		forwarded = evhttp_find_header(h, "X-Forwarded-For");
 	}
-	if (v == NULL)
-		return;
-	v += strspn(v, " \t");
-	snprintf(fwd, sizeof(fwd), "%.*s", (int)strcspn(v, " \t"), v);
-	if (sqc_is_ip(fwd))
-		snprintf(out, len, "%s", fwd);
+	sqc_client_addr(host, real_ip, forwarded, s->xheaders, s->trusted,
+	    s->ntrusted, out, len);
 }
 
 /* One access log line for ev (the WebSocket hand-over logs its 101). */

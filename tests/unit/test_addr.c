@@ -1,6 +1,7 @@
 /*
  * test_addr.c - trusted_proxies lists: parsing addresses and CIDR blocks,
- * and matching client addresses against them.
+ * matching client addresses against them, and the client address taken
+ * from a trusted proxy's X-Real-IP or X-Forwarded-For.
  */
 #include "config.h"
 
@@ -93,4 +94,47 @@ Test(addr, is_ip)
 	cr_assert_not(sqc_is_ip("1.2.3.4 "));
 	cr_assert_not(sqc_is_ip("example.com"));
 	cr_assert_not(sqc_is_ip(""));
+}
+
+/* client(peer, X-Real-IP, X-Forwarded-For) with xheaders on, 127.0.0.1 */
+static const char *
+client(const char *peer, const char *real_ip, const char *fwd, int want)
+{
+	static char out[64];
+	struct sqc_cidr *l = parse("127.0.0.1 ::1", 2);
+
+	cr_assert_eq(sqc_client_addr(peer, real_ip, fwd, 1, l, 2, out,
+	    sizeof(out)), want, "peer %s, X-Real-IP %s, X-Forwarded-For %s",
+	    peer, real_ip, fwd);
+	free(l);
+	return out;
+}
+
+Test(addr, client_from_a_trusted_peers_headers)
+{
+	cr_assert_str_eq(client("127.0.0.1", "203.0.113.9", "198.51.100.1",
+	    1), "203.0.113.9", "X-Real-IP comes first");
+	cr_assert_str_eq(client("::1", NULL, "198.51.100.1, 10.0.0.1", 1),
+	    "10.0.0.1", "the last X-Forwarded-For address (the proxy's)");
+	cr_assert_str_eq(client("127.0.0.1", NULL, " 2001:db8::1 \t", 1),
+	    "2001:db8::1");
+	cr_assert_str_eq(client("127.0.0.1", "nope", "198.51.100.1", 0),
+	    "127.0.0.1", "a bad X-Real-IP leaves the peer");
+	cr_assert_str_eq(client("127.0.0.1", NULL, "1.2.3.4,", 0),
+	    "127.0.0.1", "an empty last X-Forwarded-For leaves the peer");
+	cr_assert_str_eq(client("127.0.0.1", NULL, NULL, 0), "127.0.0.1");
+	cr_assert_str_eq(client("192.0.2.1", "203.0.113.9", NULL, 0),
+	    "192.0.2.1", "an untrusted peer's headers are ignored");
+	cr_assert_str_eq(client(NULL, "203.0.113.9", NULL, 0), "-");
+}
+
+Test(addr, client_headers_need_xheaders)
+{
+	struct sqc_cidr *l = parse("127.0.0.1", 1);
+	char out[64];
+
+	cr_assert_eq(sqc_client_addr("127.0.0.1", "203.0.113.9", NULL, 0, l,
+	    1, out, sizeof(out)), 0);
+	cr_assert_str_eq(out, "127.0.0.1");
+	free(l);
 }

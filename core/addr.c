@@ -133,6 +133,7 @@ sqc_client_addr(const char *peer, const char *real_ip, const char *forwarded,
 {
 	const char *v;
 	char fwd[INET6_ADDRSTRLEN];
+	size_t n;
 
 	snprintf(out, len, "%s", peer ? peer : "-");
 	if (!xheaders || !sqc_cidr_match(trusted, ntrusted, out))
@@ -145,7 +146,11 @@ sqc_client_addr(const char *peer, const char *real_ip, const char *forwarded,
 	if (v == NULL)
 		return 0;
 	v += strspn(v, " \t");
-	snprintf(fwd, sizeof(fwd), "%.*s", (int)strcspn(v, " \t"), v);
+	/* a longer word is no address, even if its start is one */
+	if ((n = strcspn(v, " \t")) >= sizeof(fwd))
+		return 0;
+	memcpy(fwd, v, n);
+	fwd[n] = '\0';
 	if (!sqc_is_ip(fwd))
 		return 0;
 	snprintf(out, len, "%s", fwd);

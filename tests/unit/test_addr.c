@@ -128,6 +128,17 @@ Test(addr, client_from_a_trusted_peers_headers)
 	cr_assert_str_eq(client(NULL, "203.0.113.9", NULL, 0), "-");
 }
 
+Test(addr, client_header_longer_than_an_address_is_no_address)
+{
+	/* 46 characters whose first 45 are a valid address */
+	cr_assert_str_eq(client("127.0.0.1",
+	    "1111:2222:3333:4444:5555:6666:123.123.123.1234", NULL, 0),
+	    "127.0.0.1");
+	cr_assert_str_eq(client("127.0.0.1", NULL,
+	    "1111:2222:3333:4444:5555:6666:123.123.123.123", 1),
+	    "1111:2222:3333:4444:5555:6666:123.123.123.123");
+}
+
 Test(addr, client_headers_need_xheaders)
 {
 	struct sqc_cidr *l = parse("127.0.0.1", 1);

@@ -50,7 +50,10 @@ sqc_log_level_parse(const char *s)
 static int
 open_log(const char *path, char *err, size_t errlen)
 {
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	/* never through a symlink: with `user`, the folder is the user's,
+	 * and root must not be led to open (and chown) another file */
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
+	    O_NOFOLLOW, 0644);
 
 	if (fd < 0)
 		snprintf(err, errlen, "cannot open log file %s: %s", path,
@@ -203,6 +206,14 @@ sqc_log_give(const char *user, uid_t uid, gid_t gid, char *err,
 
 		if (paths[i] == NULL)
 			continue;
+		/* only a file of its own: not a hard link to another one */
+		if (fstat(fds[i], &st) != 0 || !S_ISREG(st.st_mode) ||
+		    st.st_nlink != 1) {
+			snprintf(err, errlen, "log file %s is not a plain file "
+			    "with one link: not giving it to user %s", paths[i],
+			    user);
+			return -EACCES;
+		}
 		(void)fchown(fds[i], uid, gid);
 		if ((dir = strdup(paths[i])) == NULL)
 			return -ENOMEM;

@@ -600,6 +600,26 @@ Test(cli, user_must_be_able_to_reopen_the_logs)
 	    "nobody"), "%s", out);
 	free(out);
 	cr_assert_eq(chown(logs, pw->pw_uid, pw->pw_gid), 0);
+	/* the user's folder: a link planted there leads root nowhere */
+	{
+		char victim[500], link[500];
+		struct stat st;
+
+		snprintf(victim, sizeof(victim), "%s/victim", s.dir);
+		t_write(victim, "root's\n");
+		snprintf(link, sizeof(link), "%s/access.log", logs);
+		unlink(link);	/* made by the refused start above */
+		cr_assert_eq(symlink(victim, link), 0);
+		cr_assert_eq(t_run_squalld(&out, "-c", ini, NULL), 1, "%s",
+		    out);
+		free(out);
+		cr_assert_eq(stat(victim, &st), 0);
+		cr_assert_eq(st.st_uid, 0, "the victim was given to nobody");
+		out = t_read(victim, NULL);
+		cr_assert_str_eq(out, "root's\n", "the victim was written");
+		free(out);
+		unlink(link);
+	}
 	srv_start_in(&s, NULL);
 	t_expect_status(s.port, "/hello", 200);
 	snprintf(path, sizeof(path), "%s/access.log", logs);

@@ -437,9 +437,10 @@ broker_create(struct room *r, struct sq_opts *opts, struct broker **out)
 
 	*out = NULL;
 	if (*url == '\0') {
-		if (channel != NULL || password != NULL)
-			return sq_opt_error(opts, channel ? "channel" :
-			    "password", "needs a broker");
+		if ((channel && *channel) || (password && *password))
+			return sq_opt_error(opts, channel && *channel ?
+			    "channel" : "password", "%s needs a broker",
+			    channel && *channel ? "channel" : "password");
 		return 0;
 	}
 	if ((b = calloc(1, sizeof(*b))) == NULL)
@@ -459,8 +460,8 @@ broker_create(struct room *r, struct sq_opts *opts, struct broker **out)
 	if ((rc = broker_parse(b, url)) != 0) {
 		broker_free(b);
 		if (rc == -EINVAL)
-			return sq_opt_error(opts, "broker", "\"%s\" is not "
-			    "redis://host[:port][/db] nor unix:/path", url);
+			return sq_opt_error(opts, "broker", "broker \"%s\" is "
+			    "not redis://host[:port][/db] nor unix:/path", url);
 		return rc;
 	}
 	*out = b;

@@ -37,9 +37,10 @@ redis_stop(void)
 	redis = -1;
 }
 
-/* redis-server on 127.0.0.1:port in rdir; waits until it accepts. */
+/* redis-server on 127.0.0.1:port in rdir (with requirepass when
+ * password is not NULL); waits until it accepts. */
 static void
-redis_start(int port)
+redis_start_auth(int port, const char *password)
 {
 	char portarg[16], logf[300];
 	long deadline = t_now_ms() + 10000;
@@ -51,6 +52,7 @@ redis_start(int port)
 		execlp("redis-server", "redis-server", "--port", portarg,
 		    "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		    "--dir", rdir, "--logfile", logf, "--daemonize", "no",
+		    password ? "--requirepass" : (char *)NULL, password,
 		    (char *)NULL);
 		_exit(127);
 	}
@@ -65,6 +67,12 @@ redis_start(int port)
 		usleep(20000);
 	}
 	cr_assert_fail("redis-server did not start on port %d", port);
+}
+
+static void
+redis_start(int port)
+{
+	redis_start_auth(port, NULL);
 }
 
 static void
@@ -251,4 +259,67 @@ Test(broker, lost_broker_then_back)
 	ws_disconnect(&a);
 	cr_assert_eq(srv_stop(&s1), 0);
 	cr_assert_eq(srv_stop(&s2), 0);
+}
+
+Test(broker, password_is_sent)
+{
+	struct wsc a;
+	int rport = t_free_port();
+
+	redis_start_auth(rport, "s3cret");
+	srv_start(&s1, "[route /chat]\nplugin = chat\n"
+	    "broker = redis://127.0.0.1:%d\npassword = s3cret\n"
+	    "channel = room1\n"
+	    "[route /wrong]\nplugin = chat\n"
+	    "broker = redis://127.0.0.1:%d/0\npassword = nope\n", rport,
+	    rport);
+	cr_assert_eq(srv_wait_log(&s1, " up, channel room1", 1, 5000), 0);
+	cr_assert_eq(srv_wait_log(&s1, "chat /wrong: broker redis://127.0.0.1:",
+	    1, 5000), 0);
+	cr_assert_eq(srv_log_count(&s1, "unreachable"), 1,
+	    "a wrong password is not logged as the broker's failure");
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, "^" IP " joined at " TS "$");
+	cr_assert_eq(ws_send(&a, 1, "authed", 6), 0);
+	expect(&a, ": authed$");
+	expect_quiet(&a, "a");
+	ws_disconnect(&a);
+	cr_assert_eq(srv_stop(&s1), 0);
+}
+
+/*
+ * A broker that stops answering (SIGSTOP): beyond 1000 unanswered
+ * PUBLISHes, lines are dropped and counted, logged once; once it answers
+ * again the lines it had are delivered and the room goes on.
+ */
+Test(broker, slow_broker_costs_lines_not_memory)
+{
+	struct wsc a;
+	int rport = t_free_port(), got = 0;
+	char *line;
+
+	redis_start(rport);
+	srv_start(&s1, "[route /chat]\nplugin = chat\n"
+	    "broker = redis://127.0.0.1:%d\n", rport);
+	cr_assert_eq(srv_wait_log(&s1, " up, channel ", 1, 5000), 0);
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, "joined at");
+	kill(redis, SIGSTOP);
+	for (int i = 0; i < 1100; i++)
+		cr_assert_eq(ws_send(&a, 1, "queued", 6), 0);
+	cr_assert_eq(srv_wait_log(&s1, "too slow", 1, 5000), 0);
+	cr_assert_eq(srv_log_count(&s1, "too slow"), 1);
+	kill(redis, SIGCONT);
+	cr_assert_eq(srv_wait_log(&s1, "caught up (100 lines dropped", 1,
+	    5000), 0);
+	while ((line = ws_recv_text(&a, 1000)) != NULL) {
+		cr_assert_not_null(strstr(line, ": queued"), "%s", line);
+		free(line);
+		got++;
+	}
+	cr_assert_eq(got, 1000);
+	cr_assert_eq(ws_send(&a, 1, "after", 5), 0);
+	expect(&a, ": after$");
+	ws_disconnect(&a);
+	cr_assert_eq(srv_stop(&s1), 0);
 }

@@ -323,3 +323,43 @@ Test(broker, slow_broker_costs_lines_not_memory)
 	ws_disconnect(&a);
 	cr_assert_eq(srv_stop(&s1), 0);
 }
+
+/* unix:/path, and the room still spans two servers. */
+Test(broker, unix_socket)
+{
+	char sock[300], logf[300];
+	long deadline = t_now_ms() + 10000;
+	struct wsc a, b;
+
+	snprintf(sock, sizeof(sock), "%s/redis.sock", rdir);
+	snprintf(logf, sizeof(logf), "%s/redis.log", rdir);
+	if ((redis = fork()) == 0) {
+		t_close_inherited();
+		execlp("redis-server", "redis-server", "--port", "0",
+		    "--unixsocket", sock, "--save", "", "--appendonly", "no",
+		    "--dir", rdir, "--logfile", logf, "--daemonize", "no",
+		    (char *)NULL);
+		_exit(127);
+	}
+	while (access(sock, F_OK) != 0 && t_now_ms() < deadline)
+		usleep(20000);
+	cr_assert_eq(access(sock, F_OK), 0, "redis-server made no socket");
+	srv_start(&s1, "[route /chat]\nplugin = chat\nbroker = unix:%s\n",
+	    sock);
+	srv_start(&s2, "[route /chat]\nplugin = chat\nbroker = unix:%s\n",
+	    sock);
+	cr_assert_eq(srv_wait_log(&s1, " up, channel ", 1, 5000), 0);
+	cr_assert_eq(srv_wait_log(&s2, " up, channel ", 1, 5000), 0);
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, "joined at");
+	cr_assert_eq(ws_connect(&b, s2.port, "/chat", NULL), 101);
+	expect(&b, "joined at");
+	expect(&a, "joined at");
+	cr_assert_eq(ws_send(&b, 1, "via unix", 8), 0);
+	expect(&a, ": via unix$");
+	expect(&b, ": via unix$");
+	ws_disconnect(&a);
+	ws_disconnect(&b);
+	cr_assert_eq(srv_stop(&s1), 0);
+	cr_assert_eq(srv_stop(&s2), 0);
+}

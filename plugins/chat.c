@@ -636,8 +636,9 @@ say(struct room *r, const char *line, size_t len)
 		deliver(r, line, len);
 		return;
 	}
-	if (b->pending >= PUB_MAX_PENDING ||
-	    b->pending_bytes + len > PUB_MAX_BYTES) {
+	/* one line larger than PUB_MAX_BYTES still goes, alone */
+	if (b->pending >= PUB_MAX_PENDING || (b->pending > 0 &&
+	    b->pending_bytes + len > PUB_MAX_BYTES)) {
 		b->dropped++;
 		if (!b->drop_logged)
 			sq_log(r->inst, SQ_LOG_WARN, "broker %s too slow (%zu "

@@ -34,6 +34,18 @@ sqc_timer_init(struct event_base *base)
 	tbase = base;
 }
 
+/*
+ * The loop's event_base, as an opaque pointer, for a plugin that attaches
+ * a library's own libevent adapter (the chat plugin's hiredis). It is the
+ * base the timers run on, so it lives here rather than in main.c: the
+ * unit tests link the core without main.c. Loop thread only.
+ */
+void *
+sq_loop_base(void)
+{
+	return tbase;
+}
+
 static void
 fire(evutil_socket_t fd, short what, void *arg)
 {

@@ -8,17 +8,37 @@
  * another site cannot join (403), only the page's own origin and those in
  * allowed_origins. Shows the WebSocket side of the API: ws_open deciding,
  * sq_ws_broadcast to the room, limits, closing with a code.
+ *
+ * With broker = redis://host:port (or unix:/path), a room spans every
+ * squalld on that Redis: each line is PUBLISHed once, by the process where
+ * it happened, and every process delivers what its subscription brings to
+ * its own members, so all see the same lines in the broker's order. The
+ * client is hiredis with its libevent adapter on the server's loop
+ * (sq_loop_base): no thread, no blocking call. While the broker is
+ * unreachable the room is local: lines go straight to local members.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#include <hiredis/adapters/libevent.h>
+
 #include <squall/plugin.h>
 
 #include "chat_line.h"
+
+/* Reconnection backoff, and the most a slow broker may hold of ours. */
+#define RETRY_MIN_MS	100
+#define RETRY_MAX_MS	5000
+#define PUB_MAX_PENDING	1000
+#define PUB_MAX_BYTES	(1 << 20)
 
 /* What a line adds to a message: "[IPv6] at YYYY-MM-DD HH:MM:SS: " */
 #define LINE_OVERHEAD	96
@@ -38,7 +58,417 @@ struct room {
 	int		 rearm;		/* someone joined meanwhile */
 	char		**lines;	/* ring of the last `history` lines */
 	size_t		 nlines, first;
+	struct broker	*broker;	/* NULL: a room of this process only */
 };
+
+/*
+ * The Redis broker of a room: one subscriber and one publisher
+ * connection. It is up when the subscription is confirmed and the
+ * publisher connected; only then are lines published rather than
+ * delivered locally. A line is either published or delivered locally,
+ * never both, so nothing is delivered twice.
+ */
+struct broker {
+	char			*url;		/* as configured, for the log */
+	char			*host;		/* or NULL for unix */
+	char			*unix_path;
+	int			 port;
+	char			*password;	/* or NULL */
+	char			*channel;
+	redisAsyncContext	*sub, *pub;
+	int			 sub_ready, pub_ready;
+	int			 up;		/* both ready */
+	int			 ever_up;	/* for the log: lost or never */
+	int			 down_logged;	/* loss logged, return not yet */
+	size_t			 pending;	/* PUBLISH replies to come */
+	size_t			 pending_bytes;
+	unsigned long long	 dropped;	/* lines a slow broker cost */
+	int			 drop_logged;
+	uint64_t		 backoff_ms;
+	struct sq_timer		*retry;		/* pending reconnection */
+	int			 idle;		/* down, waiting for a member */
+};
+
+static void	deliver(struct room *, const char *, size_t);
+static void	broker_connect(struct room *);
+
+static void
+broker_free(struct broker *b)
+{
+	if (b == NULL)
+		return;
+	free(b->url);
+	free(b->host);
+	free(b->unix_path);
+	free(b->password);
+	free(b->channel);
+	free(b);
+}
+
+/*
+ * Parse redis://host[:port][/db] or unix:/path. Pub/sub channels are
+ * global to a Redis server, so a db number is accepted and ignored.
+ */
+static int
+broker_parse(struct broker *b, const char *url)
+{
+	const char *p, *end;
+	char *e;
+	long port = 6379;
+
+	if (strncmp(url, "unix:", 5) == 0) {
+		if (url[5] != '/')
+			return -EINVAL;
+		return (b->unix_path = strdup(url + 5)) ? 0 : -ENOMEM;
+	}
+	if (strncmp(url, "redis://", 8) != 0)
+		return -EINVAL;
+	p = url + 8;
+	if (*p == '[') {
+		if ((end = strchr(p, ']')) == NULL)
+			return -EINVAL;
+		b->host = strndup(p + 1, (size_t)(end - p - 1));
+		end++;
+	} else {
+		end = p + strcspn(p, ":/");
+		b->host = strndup(p, (size_t)(end - p));
+	}
+	if (b->host == NULL)
+		return -ENOMEM;
+	if (*b->host == '\0')
+		return -EINVAL;
+	if (*end == ':') {
+		errno = 0;
+		port = strtol(end + 1, &e, 10);
+		if (errno != 0 || e == end + 1 || port < 1 || port > 65535)
+			return -EINVAL;
+		end = e;
+	}
+	if (*end == '/') {
+		if (end[1] != '\0') {
+			errno = 0;
+			(void)strtol(end + 1, &e, 10);
+			if (errno != 0 || *e != '\0')
+				return -EINVAL;
+		}
+	} else if (*end != '\0')
+		return -EINVAL;
+	b->port = (int)port;
+	return 0;
+}
+
+/* Drop both connections; their callbacks then find nothing of ours. */
+static void
+broker_close(struct broker *b)
+{
+	redisAsyncContext *sub = b->sub, *pub = b->pub;
+
+	b->sub = b->pub = NULL;
+	b->sub_ready = b->pub_ready = b->up = 0;
+	b->pending = b->pending_bytes = 0;
+	if (sub)
+		redisAsyncFree(sub);
+	if (pub)
+		redisAsyncFree(pub);
+}
+
+static void
+retry_cb(int status, void *arg)
+{
+	struct room *r = arg;
+
+	r->broker->retry = NULL;
+	if (status == 0)
+		broker_connect(r);
+}
+
+/*
+ * Try again later, doubling the delay up to RETRY_MAX_MS. An empty room
+ * does not retry: a pending timer would keep an instance that a reload
+ * removed alive; the next member to join reconnects instead.
+ */
+static void
+schedule_retry(struct room *r)
+{
+	struct broker *b = r->broker;
+
+	if (b->retry != NULL)
+		return;
+	if (r->n == 0 || (b->retry = sq_timer_start(r->inst, b->backoff_ms,
+	    retry_cb, r)) == NULL) {
+		b->idle = 1;
+		return;
+	}
+	b->backoff_ms *= 2;
+	if (b->backoff_ms > RETRY_MAX_MS)
+		b->backoff_ms = RETRY_MAX_MS;
+}
+
+/*
+ * A connection failed or was lost (dying is the one hiredis is freeing
+ * itself, if any): the room goes local until both are back.
+ */
+static void
+broker_down(struct room *r, const redisAsyncContext *dying, const char *why)
+{
+	struct broker *b = r->broker;
+
+	if (b->sub == dying)
+		b->sub = NULL;
+	if (b->pub == dying)
+		b->pub = NULL;
+	broker_close(b);
+	if (!b->down_logged) {
+		if (b->ever_up)
+			sq_log(r->inst, SQ_LOG_WARN, "broker %s lost (%s): "
+			    "the room is local until it returns", b->url,
+			    why && *why ? why : "closed");
+		else
+			sq_log(r->inst, SQ_LOG_WARN, "broker %s unreachable "
+			    "(%s): the room is local until it answers",
+			    b->url, why && *why ? why : "closed");
+		b->down_logged = 1;
+	}
+	schedule_retry(r);
+}
+
+static void
+check_up(struct room *r)
+{
+	struct broker *b = r->broker;
+
+	if (b->up || !b->sub_ready || !b->pub_ready)
+		return;
+	b->up = 1;
+	b->backoff_ms = RETRY_MIN_MS;
+	if (b->ever_up && b->down_logged)
+		sq_log(r->inst, SQ_LOG_INFO, "broker %s back: the room spans "
+		    "its processes again", b->url);
+	else
+		sq_log(r->inst, SQ_LOG_INFO, "broker %s up, channel %s",
+		    b->url, b->channel);
+	b->ever_up = 1;
+	b->down_logged = 0;
+}
+
+/* Which of ours ac is, or NULL when it is no longer ours. */
+static struct room *
+owner(const redisAsyncContext *ac)
+{
+	struct room *r = ac->data;
+
+	if (r == NULL || r->broker == NULL ||
+	    (ac != r->broker->sub && ac != r->broker->pub))
+		return NULL;
+	return r;
+}
+
+static void
+on_connect(const redisAsyncContext *ac, int status)
+{
+	struct room *r = owner(ac);
+
+	if (r == NULL)
+		return;
+	if (status != REDIS_OK)
+		broker_down(r, ac, ac->errstr);
+	else if (ac == r->broker->pub && r->broker->password == NULL) {
+		r->broker->pub_ready = 1;
+		check_up(r);
+	}
+}
+
+static void
+on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct room *r = owner(ac);
+
+	if (r != NULL)
+		broker_down(r, ac, status == REDIS_OK ? "closed" : ac->errstr);
+}
+
+/* Everything the subscription brings: confirmations, then lines. */
+static void
+sub_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct room *r = owner(ac);
+	redisReply *rep = reply, *kind, *data;
+
+	(void)priv;
+	if (r == NULL || rep == NULL)
+		return;
+	if (rep->type == REDIS_REPLY_ERROR) {
+		broker_down(r, NULL, rep->str);
+		return;
+	}
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3)
+		return;
+	kind = rep->element[0];
+	data = rep->element[2];
+	if (kind->type != REDIS_REPLY_STRING)
+		return;
+	if (strcmp(kind->str, "subscribe") == 0) {
+		r->broker->sub_ready = 1;
+		check_up(r);
+	} else if (strcmp(kind->str, "message") == 0 &&
+	    data->type == REDIS_REPLY_STRING)
+		deliver(r, data->str, data->len);
+}
+
+static void
+subscribe(struct room *r)
+{
+	struct broker *b = r->broker;
+
+	if (redisAsyncCommand(b->sub, sub_reply, NULL, "SUBSCRIBE %b",
+	    b->channel, strlen(b->channel)) != REDIS_OK)
+		broker_down(r, NULL, "cannot subscribe");
+}
+
+/*
+ * AUTH goes first on each connection; the subscriber subscribes only
+ * once it passed (hiredis routes replies differently once subscribed).
+ */
+static void
+auth_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct room *r = owner(ac);
+	redisReply *rep = reply;
+
+	(void)priv;
+	if (r == NULL || rep == NULL)
+		return;
+	if (rep->type == REDIS_REPLY_ERROR) {
+		broker_down(r, NULL, rep->str);
+		return;
+	}
+	if (ac == r->broker->sub)
+		subscribe(r);
+	else {
+		r->broker->pub_ready = 1;
+		check_up(r);
+	}
+}
+
+static void
+pub_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct room *r = owner(ac);
+	struct broker *b;
+	size_t len = (size_t)(uintptr_t)priv;
+
+	(void)reply;
+	if (r == NULL || ac != r->broker->pub)
+		return;
+	b = r->broker;
+	if (b->pending > 0)
+		b->pending--;
+	b->pending_bytes -= len < b->pending_bytes ? len : b->pending_bytes;
+	if (b->pending == 0 && b->drop_logged) {
+		sq_log(r->inst, SQ_LOG_INFO, "broker %s caught up (%llu "
+		    "lines dropped so far)", b->url, b->dropped);
+		b->drop_logged = 0;
+	}
+}
+
+static redisAsyncContext *
+open_conn(struct room *r, char *err, size_t errlen)
+{
+	struct broker *b = r->broker;
+	redisAsyncContext *ac;
+
+	ac = b->host ? redisAsyncConnect(b->host, b->port) :
+	    redisAsyncConnectUnix(b->unix_path);
+	if (ac == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (ac->err) {
+		snprintf(err, errlen, "%s", ac->errstr);
+		redisAsyncFree(ac);
+		return NULL;
+	}
+	ac->data = r;
+	if (redisLibeventAttach(ac, sq_loop_base()) != REDIS_OK) {
+		snprintf(err, errlen, "cannot attach to the loop");
+		redisAsyncFree(ac);
+		return NULL;
+	}
+	redisAsyncSetConnectCallback(ac, on_connect);
+	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	if (b->password && redisAsyncCommand(ac, auth_reply, NULL, "AUTH %s",
+	    b->password) != REDIS_OK) {
+		snprintf(err, errlen, "cannot send AUTH");
+		redisAsyncFree(ac);
+		return NULL;
+	}
+	return ac;
+}
+
+/* Open both connections; they come up (or fail) in callbacks. */
+static void
+broker_connect(struct room *r)
+{
+	struct broker *b = r->broker;
+	char err[256];
+
+	b->idle = 0;
+	if (sq_loop_base() == NULL || b->sub || b->pub)
+		return;		/* squalld -t: no loop */
+	if ((b->sub = open_conn(r, err, sizeof(err))) == NULL ||
+	    (b->pub = open_conn(r, err, sizeof(err))) == NULL) {
+		broker_down(r, NULL, err);
+		return;
+	}
+	if (b->password == NULL)
+		subscribe(r);
+}
+
+/* The broker's options; *out stays NULL without one. */
+static int
+broker_create(struct room *r, struct sq_opts *opts, struct broker **out)
+{
+	const char *url = sq_opt_str(opts, "broker", "");
+	const char *channel = sq_opt_str(opts, "channel", NULL);
+	const char *password = sq_opt_str(opts, "password", NULL);
+	struct broker *b;
+	int rc;
+
+	*out = NULL;
+	if (*url == '\0') {
+		if ((channel && *channel) || (password && *password))
+			return sq_opt_error(opts, channel && *channel ?
+			    "channel" : "password", "%s needs a broker",
+			    channel && *channel ? "channel" : "password");
+		return 0;
+	}
+	if ((b = calloc(1, sizeof(*b))) == NULL)
+		return -ENOMEM;
+	b->backoff_ms = RETRY_MIN_MS;
+	if ((b->url = strdup(url)) == NULL)
+		goto nomem;
+	if (password && *password && (b->password = strdup(password)) == NULL)
+		goto nomem;
+	if (channel && *channel)
+		b->channel = strdup(channel);
+	else if (asprintf(&b->channel, "squall:chat:%s",
+	    sq_inst_route(r->inst)) < 0)
+		b->channel = NULL;
+	if (b->channel == NULL)
+		goto nomem;
+	if ((rc = broker_parse(b, url)) != 0) {
+		broker_free(b);
+		if (rc == -EINVAL)
+			return sq_opt_error(opts, "broker", "broker \"%s\" is "
+			    "not redis://host[:port][/db] nor unix:/path", url);
+		return rc;
+	}
+	*out = b;
+	return 0;
+nomem:
+	broker_free(b);
+	return -ENOMEM;
+}
 
 static void
 room_free(struct room *r)
@@ -48,6 +478,10 @@ room_free(struct room *r)
 		free(r->lines[(r->first + i) % (size_t)r->history]);
 	free(r->lines);
 	free(r->members);
+	if (r->broker) {
+		broker_close(r->broker);
+		broker_free(r->broker);
+	}
 	free(r);
 }
 
@@ -92,10 +526,14 @@ chat_create(struct sq_inst *inst, struct sq_opts *opts, void **state)
 	if (rc == 0 && r->history > 0 &&
 	    (r->lines = calloc((size_t)r->history, sizeof(char *))) == NULL)
 		rc = -ENOMEM;
+	if (rc == 0)
+		rc = broker_create(r, opts, &r->broker);
 	if (rc != 0) {
 		room_free(r);
 		return rc;
 	}
+	if (r->broker)
+		broker_connect(r);
 	*state = r;
 	return 0;
 }
@@ -129,11 +567,48 @@ remember(struct room *r, const char *line)
 		r->lines[(r->first + r->nlines++) % (size_t)r->history] = copy;
 }
 
+/* A line for the members of this process (and its history). */
 static void
-say(struct room *r, const char *line, size_t len)
+deliver(struct room *r, const char *line, size_t len)
 {
 	sq_ws_broadcast(r->members, r->n, line, len, 0);
 	remember(r, line);
+}
+
+/*
+ * A line that happened here: published once when the broker is up (it
+ * comes back through the subscription, to us as to every process), else
+ * delivered to the local members only. A broker that falls behind by
+ * PUB_MAX_PENDING replies or PUB_MAX_BYTES costs lines, not memory.
+ */
+static void
+say(struct room *r, const char *line, size_t len)
+{
+	struct broker *b = r->broker;
+
+	if (b == NULL || !b->up) {
+		deliver(r, line, len);
+		return;
+	}
+	/* one line larger than PUB_MAX_BYTES still goes, alone */
+	if (b->pending >= PUB_MAX_PENDING || (b->pending > 0 &&
+	    b->pending_bytes + len > PUB_MAX_BYTES)) {
+		b->dropped++;
+		if (!b->drop_logged)
+			sq_log(r->inst, SQ_LOG_WARN, "broker %s too slow (%zu "
+			    "lines unanswered): dropping lines (%llu so far)",
+			    b->url, b->pending, b->dropped);
+		b->drop_logged = 1;
+		return;
+	}
+	if (redisAsyncCommand(b->pub, pub_reply, (void *)(uintptr_t)len,
+	    "PUBLISH %b %b", b->channel, strlen(b->channel), line, len) !=
+	    REDIS_OK) {
+		deliver(r, line, len);	/* not published: no double */
+		return;
+	}
+	b->pending++;
+	b->pending_bytes += len;
 }
 
 static void ping_all(int status, void *arg);
@@ -223,6 +698,8 @@ chat_open(void *state, struct sq_ws *ws)
 	}
 	r->members[r->n++] = ws;
 	arm_pinger(r);
+	if (r->broker && r->broker->idle)
+		broker_connect(r);	/* an empty room stopped retrying */
 	announce(r, CHAT_JOINED, ws, NULL, 0);
 	return 0;
 }

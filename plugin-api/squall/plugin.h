@@ -217,6 +217,15 @@ struct sq_timer	*sq_timer_start(struct sq_inst *inst, uint64_t ms,
 void		 sq_timer_cancel(struct sq_timer *t);
 
 /*
+ * The libevent event_base of the server's loop, as an opaque pointer,
+ * for plugins that attach a library's own libevent adapter (hiredis's
+ * redisLibeventAttach); only on the loop thread. Such a plugin links
+ * libevent itself; whatever it registers on the base must be gone when
+ * its .destroy returns, since nothing of it keeps the instance alive.
+ */
+void		*sq_loop_base(void);
+
+/*
  * The shared asynchronous HTTP client (libcurl on the server's loop).
  * Create a fetch, set what you need, then start it: cb runs once, on the
  * loop, with the fetch, which is valid until cb returns. Errors (no

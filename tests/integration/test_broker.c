@@ -1,0 +1,365 @@
+/*
+ * test_broker.c - the chat plugin's Redis broker: two squalld on one
+ * redis-server make one room (the seed's lines, in the same order for
+ * everyone); a broker that never answers leaves a local room and one log
+ * line; a broker killed mid-chat leaves local rooms, and once it is back
+ * the room is whole again with nothing delivered twice. Each test starts
+ * its own redis-server (no persistence, loopback, in its own folder) and
+ * is skipped where there is none.
+ */
+#include "config.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <regex.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct srv s1, s2;
+static char rdir[256];
+static pid_t redis = -1;
+
+static void
+redis_stop(void)
+{
+	int status;
+
+	if (redis > 0) {
+		kill(redis, SIGKILL);
+		waitpid(redis, &status, 0);
+	}
+	redis = -1;
+}
+
+/* redis-server on 127.0.0.1:port in rdir (with requirepass when
+ * password is not NULL); waits until it accepts. */
+static void
+redis_start_auth(int port, const char *password)
+{
+	char portarg[16], logf[300];
+	long deadline = t_now_ms() + 10000;
+
+	snprintf(portarg, sizeof(portarg), "%d", port);
+	snprintf(logf, sizeof(logf), "%s/redis.log", rdir);
+	if ((redis = fork()) == 0) {
+		t_close_inherited();
+		execlp("redis-server", "redis-server", "--port", portarg,
+		    "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		    "--dir", rdir, "--logfile", logf, "--daemonize", "no",
+		    password ? "--requirepass" : (char *)NULL, password,
+		    (char *)NULL);
+		_exit(127);
+	}
+	cr_assert_gt(redis, 0, "fork: %s", strerror(errno));
+	while (t_now_ms() < deadline) {
+		int fd = t_connect(port);
+
+		if (fd >= 0) {
+			close(fd);
+			return;
+		}
+		usleep(20000);
+	}
+	cr_assert_fail("redis-server did not start on port %d", port);
+}
+
+static void
+redis_start(int port)
+{
+	redis_start_auth(port, NULL);
+}
+
+static void
+setup(void)
+{
+	if (system("command -v redis-server >/dev/null 2>&1") != 0)
+		cr_skip_test("redis-server is missing (Debian: redis-server)");
+	t_tmpdir(rdir, sizeof(rdir));
+}
+
+static void
+teardown(void)
+{
+	redis_stop();
+	srv_cleanup(&s1);
+	srv_cleanup(&s2);
+	if (rdir[0])
+		t_rm_rf(rdir);
+	rdir[0] = '\0';
+}
+
+TestSuite(broker, .init = setup, .fini = teardown, .timeout = 90);
+
+#define TS "[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}"
+#define IP "\\[127\\.0\\.0\\.1\\]"
+
+static char *
+expect_line(struct wsc *c, const char *pattern)
+{
+	char *line = ws_recv_text(c, 5000);
+	regex_t re;
+
+	cr_assert_not_null(line, "no line (expected /%s/)", pattern);
+	cr_assert_eq(regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB), 0);
+	cr_assert_eq(regexec(&re, line, 0, NULL, 0), 0, "\"%s\" does not "
+	    "match /%s/", line, pattern);
+	regfree(&re);
+	return line;
+}
+
+static void
+expect(struct wsc *c, const char *pattern)
+{
+	free(expect_line(c, pattern));
+}
+
+/* Nothing more arrives (a line delivered twice would). */
+static void
+expect_quiet(struct wsc *c, const char *who)
+{
+	char *line = ws_recv_text(c, 400);
+
+	cr_assert_null(line, "%s got an extra line: \"%s\"", who, line);
+}
+
+static void
+start_pair(int rport)
+{
+	const char *conf = "[route /chat]\nplugin = chat\n"
+	    "broker = redis://127.0.0.1:%d\n";
+
+	srv_start(&s1, conf, rport);
+	srv_start(&s2, conf, rport);
+	cr_assert_eq(srv_wait_log(&s1, "broker redis://", 1, 5000), 0);
+	cr_assert_eq(srv_wait_log(&s2, "broker redis://", 1, 5000), 0);
+}
+
+Test(broker, two_servers_one_room)
+{
+	struct wsc a, b;
+	char *la[2], *lb[2];
+	int rport = t_free_port();
+
+	redis_start(rport);
+	start_pair(rport);
+	cr_assert_eq(srv_log_count(&s1, "broker redis://127.0.0.1:"), 1);
+	cr_assert_eq(srv_wait_log(&s1, " up, channel squall:chat:/chat", 1,
+	    100), 0);
+	cr_assert_eq(srv_wait_log(&s2, " up, channel squall:chat:/chat", 1,
+	    100), 0);
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, "^" IP " joined at " TS "$");
+	cr_assert_eq(ws_connect(&b, s2.port, "/chat", NULL), 101);
+	expect(&b, "^" IP " joined at " TS "$");
+	expect(&a, "^" IP " joined at " TS "$");
+	cr_assert_eq(ws_send(&a, 1, "from one", 8), 0);
+	expect(&a, "^" IP " at " TS ": from one$");
+	expect(&b, "^" IP " at " TS ": from one$");
+	/* two lines at once, one from each server: the same order on both */
+	cr_assert_eq(ws_send(&a, 1, "h\xc3\xa9llo", 6), 0);
+	cr_assert_eq(ws_send(&b, 1, "world", 5), 0);
+	for (int i = 0; i < 2; i++) {
+		la[i] = expect_line(&a, "^" IP " at " TS ": (h\xc3\xa9llo|"
+		    "world)$");
+		lb[i] = expect_line(&b, "^" IP " at " TS ": (h\xc3\xa9llo|"
+		    "world)$");
+	}
+	cr_assert_str_neq(la[0], la[1]);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_str_eq(la[i], lb[i], "line %d differs", i);
+		free(la[i]);
+		free(lb[i]);
+	}
+	ws_disconnect(&b);
+	expect(&a, "^" IP " left at " TS "$");
+	expect_quiet(&a, "a");
+	ws_disconnect(&a);
+	cr_assert_eq(srv_stop(&s1), 0);
+	cr_assert_eq(srv_stop(&s2), 0);
+}
+
+Test(broker, unreachable_broker_leaves_a_local_room)
+{
+	struct wsc a, b;
+	int rport = t_free_port();
+
+	srv_start(&s1, "[route /chat]\nplugin = chat\n"
+	    "broker = redis://127.0.0.1:%d\n", rport);
+	cr_assert_eq(srv_wait_log(&s1, "unreachable", 1, 5000), 0,
+	    "the unreachable broker was not logged");
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, "^" IP " joined at " TS "$");
+	cr_assert_eq(ws_connect(&b, s1.port, "/chat", NULL), 101);
+	expect(&b, "^" IP " joined at " TS "$");
+	expect(&a, "^" IP " joined at " TS "$");
+	cr_assert_eq(ws_send(&a, 1, "local", 5), 0);
+	expect(&a, "^" IP " at " TS ": local$");
+	expect(&b, "^" IP " at " TS ": local$");
+	/* retries (100 ms, 200 ms...) go on while members are there */
+	usleep(1600 * 1000);
+	cr_assert_eq(srv_log_count(&s1, "broker redis://"), 1,
+	    "the broker's failures were logged more than once");
+	ws_disconnect(&b);
+	expect(&a, "^" IP " left at " TS "$");
+	expect_quiet(&a, "a");
+	ws_disconnect(&a);
+	cr_assert_eq(srv_stop(&s1), 0);
+}
+
+Test(broker, lost_broker_then_back)
+{
+	struct wsc a, b;
+	int rport = t_free_port();
+
+	redis_start(rport);
+	start_pair(rport);
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, "joined at");
+	cr_assert_eq(ws_connect(&b, s2.port, "/chat", NULL), 101);
+	expect(&b, "joined at");
+	expect(&a, "joined at");
+	cr_assert_eq(ws_send(&b, 1, "before", 6), 0);
+	expect(&a, ": before$");
+	expect(&b, ": before$");
+
+	redis_stop();
+	cr_assert_eq(srv_wait_log(&s1, "lost", 1, 5000), 0);
+	cr_assert_eq(srv_wait_log(&s2, "lost", 1, 5000), 0);
+	/* each server's room carries on locally */
+	cr_assert_eq(ws_send(&a, 1, "alone 1", 7), 0);
+	expect(&a, "^" IP " at " TS ": alone 1$");
+	cr_assert_eq(ws_send(&b, 1, "alone 2", 7), 0);
+	expect(&b, "^" IP " at " TS ": alone 2$");
+	expect_quiet(&a, "a");
+	expect_quiet(&b, "b");
+
+	redis_start(rport);
+	cr_assert_eq(srv_wait_log(&s1, " back: ", 1, 10000), 0,
+	    "server 1 did not reconnect");
+	cr_assert_eq(srv_wait_log(&s2, " back: ", 1, 10000), 0,
+	    "server 2 did not reconnect");
+	cr_assert_eq(srv_log_count(&s1, "lost"), 1);
+	cr_assert_eq(srv_log_count(&s2, "lost"), 1);
+	cr_assert_eq(ws_send(&a, 1, "whole", 5), 0);
+	expect(&a, "^" IP " at " TS ": whole$");
+	expect(&b, "^" IP " at " TS ": whole$");
+	cr_assert_eq(ws_send(&b, 1, "again", 5), 0);
+	expect(&a, ": again$");
+	expect(&b, ": again$");
+	expect_quiet(&a, "a");
+	expect_quiet(&b, "b");
+	ws_disconnect(&b);
+	expect(&a, "^" IP " left at " TS "$");
+	ws_disconnect(&a);
+	cr_assert_eq(srv_stop(&s1), 0);
+	cr_assert_eq(srv_stop(&s2), 0);
+}
+
+Test(broker, password_is_sent)
+{
+	struct wsc a;
+	int rport = t_free_port();
+
+	redis_start_auth(rport, "s3cret");
+	srv_start(&s1, "[route /chat]\nplugin = chat\n"
+	    "broker = redis://127.0.0.1:%d\npassword = s3cret\n"
+	    "channel = room1\n"
+	    "[route /wrong]\nplugin = chat\n"
+	    "broker = redis://127.0.0.1:%d/0\npassword = nope\n", rport,
+	    rport);
+	cr_assert_eq(srv_wait_log(&s1, " up, channel room1", 1, 5000), 0);
+	cr_assert_eq(srv_wait_log(&s1, "chat /wrong: broker redis://127.0.0.1:",
+	    1, 5000), 0);
+	cr_assert_eq(srv_log_count(&s1, "unreachable"), 1,
+	    "a wrong password is not logged as the broker's failure");
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, "^" IP " joined at " TS "$");
+	cr_assert_eq(ws_send(&a, 1, "authed", 6), 0);
+	expect(&a, ": authed$");
+	expect_quiet(&a, "a");
+	ws_disconnect(&a);
+	cr_assert_eq(srv_stop(&s1), 0);
+}
+
+/*
+ * A broker that stops answering (SIGSTOP): beyond 1000 unanswered
+ * PUBLISHes, lines are dropped and counted, logged once; once it answers
+ * again the lines it had are delivered and the room goes on.
+ */
+Test(broker, slow_broker_costs_lines_not_memory)
+{
+	struct wsc a;
+	int rport = t_free_port(), got = 0;
+	char *line;
+
+	redis_start(rport);
+	srv_start(&s1, "[route /chat]\nplugin = chat\n"
+	    "broker = redis://127.0.0.1:%d\n", rport);
+	cr_assert_eq(srv_wait_log(&s1, " up, channel ", 1, 5000), 0);
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, "joined at");
+	kill(redis, SIGSTOP);
+	for (int i = 0; i < 1100; i++)
+		cr_assert_eq(ws_send(&a, 1, "queued", 6), 0);
+	cr_assert_eq(srv_wait_log(&s1, "too slow", 1, 5000), 0);
+	cr_assert_eq(srv_log_count(&s1, "too slow"), 1);
+	kill(redis, SIGCONT);
+	cr_assert_eq(srv_wait_log(&s1, "caught up (100 lines dropped", 1,
+	    5000), 0);
+	while ((line = ws_recv_text(&a, 1000)) != NULL) {
+		cr_assert_not_null(strstr(line, ": queued"), "%s", line);
+		free(line);
+		got++;
+	}
+	cr_assert_eq(got, 1000);
+	cr_assert_eq(ws_send(&a, 1, "after", 5), 0);
+	expect(&a, ": after$");
+	ws_disconnect(&a);
+	cr_assert_eq(srv_stop(&s1), 0);
+}
+
+/* unix:/path, and the room still spans two servers. */
+Test(broker, unix_socket)
+{
+	char sock[300], logf[300];
+	long deadline = t_now_ms() + 10000;
+	struct wsc a, b;
+
+	snprintf(sock, sizeof(sock), "%s/redis.sock", rdir);
+	snprintf(logf, sizeof(logf), "%s/redis.log", rdir);
+	if ((redis = fork()) == 0) {
+		t_close_inherited();
+		execlp("redis-server", "redis-server", "--port", "0",
+		    "--unixsocket", sock, "--save", "", "--appendonly", "no",
+		    "--dir", rdir, "--logfile", logf, "--daemonize", "no",
+		    (char *)NULL);
+		_exit(127);
+	}
+	while (access(sock, F_OK) != 0 && t_now_ms() < deadline)
+		usleep(20000);
+	cr_assert_eq(access(sock, F_OK), 0, "redis-server made no socket");
+	srv_start(&s1, "[route /chat]\nplugin = chat\nbroker = unix:%s\n",
+	    sock);
+	srv_start(&s2, "[route /chat]\nplugin = chat\nbroker = unix:%s\n",
+	    sock);
+	cr_assert_eq(srv_wait_log(&s1, " up, channel ", 1, 5000), 0);
+	cr_assert_eq(srv_wait_log(&s2, " up, channel ", 1, 5000), 0);
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, "joined at");
+	cr_assert_eq(ws_connect(&b, s2.port, "/chat", NULL), 101);
+	expect(&b, "joined at");
+	expect(&a, "joined at");
+	cr_assert_eq(ws_send(&b, 1, "via unix", 8), 0);
+	expect(&a, ": via unix$");
+	expect(&b, ": via unix$");
+	ws_disconnect(&a);
+	ws_disconnect(&b);
+	cr_assert_eq(srv_stop(&s1), 0);
+	cr_assert_eq(srv_stop(&s2), 0);
+}

@@ -11,7 +11,6 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <regex.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,27 +95,12 @@ teardown(void)
 
 TestSuite(broker, .init = setup, .fini = teardown, .timeout = 90);
 
-#define TS "[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}"
-#define IP "\\[127\\.0\\.0\\.1\\]"
 
-static char *
-expect_line(struct wsc *c, const char *pattern)
-{
-	char *line = ws_recv_text(c, 5000);
-	regex_t re;
-
-	cr_assert_not_null(line, "no line (expected /%s/)", pattern);
-	cr_assert_eq(regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB), 0);
-	cr_assert_eq(regexec(&re, line, 0, NULL, 0), 0, "\"%s\" does not "
-	    "match /%s/", line, pattern);
-	regfree(&re);
-	return line;
-}
 
 static void
 expect(struct wsc *c, const char *pattern)
 {
-	free(expect_line(c, pattern));
+	free(ws_expect_line(c, pattern));
 }
 
 /* Nothing more arrives (a line delivered twice would). */
@@ -165,9 +149,9 @@ Test(broker, two_servers_one_room)
 	cr_assert_eq(ws_send(&a, 1, "h\xc3\xa9llo", 6), 0);
 	cr_assert_eq(ws_send(&b, 1, "world", 5), 0);
 	for (int i = 0; i < 2; i++) {
-		la[i] = expect_line(&a, "^" IP " at " TS ": (h\xc3\xa9llo|"
+		la[i] = ws_expect_line(&a, "^" IP " at " TS ": (h\xc3\xa9llo|"
 		    "world)$");
-		lb[i] = expect_line(&b, "^" IP " at " TS ": (h\xc3\xa9llo|"
+		lb[i] = ws_expect_line(&b, "^" IP " at " TS ": (h\xc3\xa9llo|"
 		    "world)$");
 	}
 	cr_assert_str_neq(la[0], la[1]);

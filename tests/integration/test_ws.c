@@ -8,7 +8,6 @@
 
 #include <criterion/criterion.h>
 #include <poll.h>
-#include <regex.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,19 +29,9 @@ TestSuite(ws, .fini = stop, .timeout = 60);
 static void
 expect_line(struct wsc *c, const char *pattern)
 {
-	char *line = ws_recv_text(c, 5000);
-	regex_t re;
-
-	cr_assert_not_null(line, "no line (expected /%s/)", pattern);
-	cr_assert_eq(regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB), 0);
-	cr_assert_eq(regexec(&re, line, 0, NULL, 0), 0, "\"%s\" does not "
-	    "match /%s/", line, pattern);
-	regfree(&re);
-	free(line);
+	free(ws_expect_line(c, pattern));
 }
 
-#define TS "[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}"
-#define IP "\\[127\\.0\\.0\\.1\\]"
 
 Test(ws, chat_lines_are_the_seeds)
 {

@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
+#include <regex.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
@@ -843,6 +844,20 @@ ws_recv_text(struct wsc *c, int timeout_ms)
 			break;
 	}
 	return NULL;
+}
+
+char *
+ws_expect_line(struct wsc *c, const char *pattern)
+{
+	char *line = ws_recv_text(c, 5000);
+	regex_t re;
+
+	cr_assert_not_null(line, "no line (expected /%s/)", pattern);
+	cr_assert_eq(regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB), 0);
+	cr_assert_eq(regexec(&re, line, 0, NULL, 0), 0, "\"%s\" does not "
+	    "match /%s/", line, pattern);
+	regfree(&re);
+	return line;
 }
 
 int

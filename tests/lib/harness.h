@@ -144,6 +144,14 @@ int	 ws_recv(struct wsc *c, int *opcode, char **data, size_t *len,
 	    int *code, int timeout_ms);
 /* Next text message, or NULL. */
 char	*ws_recv_text(struct wsc *c, int timeout_ms);
+/*
+ * The next text message, which must match the extended regular
+ * expression pattern (the test fails otherwise); malloc'ed. TS and IP
+ * match the chat's time stamps and the loopback client in patterns.
+ */
+char	*ws_expect_line(struct wsc *c, const char *pattern);
+#define TS "[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}"
+#define IP "\\[127\\.0\\.0\\.1\\]"
 /* Waits for the server's close frame: its code, or -1. */
 int	 ws_wait_close(struct wsc *c, int timeout_ms);
 void	 ws_disconnect(struct wsc *c);

@@ -53,7 +53,15 @@ open_log(const char *path, char *err, size_t errlen)
 	/* never through a symlink: with `user`, the folder is the user's,
 	 * and root must not be led to open (and chown) another file */
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
-	    O_NOFOLLOW, 0644);
+	    O_NOFOLLOW | O_NONBLOCK, 0644);
+	struct stat st;
+
+	/* and a plain file: a FIFO there would block the loop */
+	if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+		close(fd);
+		fd = -1;
+		errno = EINVAL;
+	}
 
 	if (fd < 0)
 		snprintf(err, errlen, "cannot open log file %s: %s", path,
@@ -168,11 +176,13 @@ static int
 writable_by(const struct stat *st, uid_t uid, gid_t gid,
     const gid_t *groups, int ngroups)
 {
-	if (uid == 0 || (st->st_mode & S_IWOTH))
+	if (uid == 0 || (st->st_mode & (S_IWOTH | S_IXOTH)) ==
+	    (S_IWOTH | S_IXOTH))
 		return 1;
 	if (st->st_uid == uid)
-		return (st->st_mode & S_IWUSR) != 0;
-	if (st->st_mode & S_IWGRP) {
+		return (st->st_mode & (S_IWUSR | S_IXUSR)) ==
+		    (S_IWUSR | S_IXUSR);
+	if ((st->st_mode & (S_IWGRP | S_IXGRP)) == (S_IWGRP | S_IXGRP)) {
 		if (st->st_gid == gid)
 			return 1;
 		for (int i = 0; i < ngroups; i++)

@@ -334,6 +334,19 @@ send_signal(const char *what)
 }
 
 /*
+ * With `user`, the private plugin folders become that user's: their
+ * owner too may have left one behind to remove (plugin.c).
+ */
+static void
+note_owner(const char *user)
+{
+	struct passwd *pw;
+
+	if (user && *user && geteuid() == 0 && (pw = getpwnam(user)) != NULL)
+		sqc_plugin_set_owner(pw->pw_uid);
+}
+
+/*
  * `user`: once the sockets are bound and the pid file written, a server
  * started as root becomes that user. The private folder of plugin copies
  * becomes the user's, so that reloads can still load plugins; log files
@@ -405,6 +418,7 @@ serve(int ready_fd)
 		sqc_log(SQ_LOG_ERROR, NULL, "cannot set up the HTTP client");
 		goto out;
 	}
+	note_owner(conf->user);
 	if (sqc_plugin_init(err, sizeof(err)) != 0) {
 		sqc_log(SQ_LOG_ERROR, NULL, "%s", err);
 		goto out;
@@ -541,13 +555,7 @@ start(void)
 		sqc_config_free(c);
 		return 1;
 	}
-	if (c->user && *c->user && geteuid() == 0) {
-		struct passwd *pw = getpwnam(c->user);
-
-		/* the workers' private folders become that user's */
-		if (pw)
-			sqc_plugin_set_owner(pw->pw_uid);
-	}
+	note_owner(c->user);
 	rc = sqc_master_run((size_t)c->workers, c->pid_file,
 	    c->shutdown_timeout, worker_main);
 	sqc_config_free(c);

@@ -245,9 +245,9 @@ sqc_reload_result_open(const char *pid_file)
 	    (size_t)snprintf(path, sizeof(path), "%s.reload", pid_file) >=
 	    sizeof(path))
 		return;
-	/* not O_CLOEXEC: a master's workers inherit it across fork only */
+	/* a master's workers inherit it across fork (CLOEXEC is for exec) */
 	if ((result_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND |
-	    O_NOFOLLOW, 0644)) < 0)
+	    O_NOFOLLOW | O_CLOEXEC, 0644)) < 0)
 		sqc_log(SQ_LOG_WARN, NULL, "cannot write %s: %s (squalld -s "
 		    "reload will not hear how reloads went)", path,
 		    strerror(errno));

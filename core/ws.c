@@ -406,12 +406,15 @@ adopt(struct cmd *c)
 	adopting = NULL;
 	if ((l = link_find(c->id)) == NULL)
 		return;		/* WSI_DESTROY ended it already */
-	if (wsi == NULL) {
-		/* lws closed the fd, and freed any wsi without telling */
+	if (wsi == NULL && !l->established) {
+		/* lws failed the handshake; no callback has the link */
 		link_report(l, 1006);
 		link_free(l);
 	}
-	/* else ESTABLISHED ran, or will, or WSI_DESTROY will end it */
+	/*
+	 * Else ESTABLISHED ran, or will, and WSI_DESTROY ends the link
+	 * (NULL after ESTABLISHED: lws is closing the wsi, not done yet).
+	 */
 }
 
 /* [lws thread] the commands from the loop */
@@ -444,9 +447,10 @@ run_commands(void)
 			break;
 		case C_PING:
 			if ((l = link_find(c->id)) != NULL &&
-			    l->established && l->close_code == 0) {
+			    l->close_code == 0) {
 				l->ping_secs = c->code;
-				lws_callback_on_writable(l->wsi);
+				if (l->established)
+					lws_callback_on_writable(l->wsi);
 			}
 			break;
 		case C_STOP:
@@ -514,7 +518,8 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		*pl = l;
 		l->established = 1;
 		default_close_reason(wsi);
-		if (l->nout > l->outhead)
+		/* what was asked before the handshake was done */
+		if (l->nout > l->outhead || l->close_code || l->ping_secs)
 			lws_callback_on_writable(wsi);
 		return 0;
 	case LWS_CALLBACK_RECEIVE: {

@@ -647,3 +647,21 @@ Test(cli, unknown_user_is_an_error)
 	free(out);
 	t_rm_rf(dir);
 }
+
+/* A FIFO where a log file should be is refused: opening it would block. */
+Test(cli, log_path_that_is_a_fifo_is_refused)
+{
+	char dir[256], ini[300], fifo[300], *out;
+
+	t_tmpdir(dir, sizeof(dir));
+	snprintf(fifo, sizeof(fifo), "%s/access.log", dir);
+	cr_assert_eq(mkfifo(fifo, 0644), 0);
+	snprintf(ini, sizeof(ini), "%s/squall.ini", dir);
+	t_write(ini, "[server]\nlisten = 127.0.0.1:0\nplugin_dir = %s\n"
+	    "access_log = access.log\n[route /hello]\nplugin = hello\n",
+	    t_plugin_dir());
+	cr_assert_eq(t_run_squalld(&out, "-c", ini, NULL), 1, "%s", out);
+	cr_assert_not_null(strstr(out, "cannot open log file"), "%s", out);
+	free(out);
+	t_rm_rf(dir);
+}

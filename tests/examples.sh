@@ -57,7 +57,7 @@ check "squall-plugin.pc brings json-c" sh -c \
     "$pkg_config --libs squall-plugin | grep -q -- -ljson-c"
 
 mkdir "$dir/ex"
-cp "$examples"/*.c "$examples"/Makefile "$examples"/README "$dir/ex/" ||
+cp "$examples"/*.c "$examples"/GNUmakefile "$examples"/README "$dir/ex/" ||
     { echo "no examples in $examples"; echo "0 passed, 1 failed"; exit 1; }
 check "the examples build with their Makefile" kit "$dir/ex"
 for p in hello counter async echo_ws; do

@@ -47,7 +47,7 @@ for p in hello static delay data_fetch multi_fetch chat status; do
 	check "a page for the $p plugin" test -e "$man7/squall-$p.7"
 done
 kit=$(find "$dest" -path '*/examples/plugins' -type d | head -n 1)
-for f in README Makefile hello.c counter.c async.c echo_ws.c; do
+for f in README GNUmakefile hello.c counter.c async.c echo_ws.c; do
 	check "the starter kit's $f installed" test -f "$kit/$f"
 done
 check "squall-plugin-new installed" sh -c \

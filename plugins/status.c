@@ -223,6 +223,15 @@ metric(FILE *fp, const char *name, const char *type, const char *help)
 	    name, type);
 }
 
+/* A metric of one unlabelled value. */
+static void
+value(FILE *fp, const char *name, const char *type, const char *help,
+    uint64_t v)
+{
+	metric(fp, name, type, help);
+	fprintf(fp, "squall_%s %llu\n", name, (unsigned long long)v);
+}
+
 static void
 send_prometheus(struct sq_req *req, const struct sq_stats *s)
 {
@@ -239,9 +248,8 @@ send_prometheus(struct sq_req *req, const struct sq_stats *s)
 	    "started.");
 	fprintf(fp, "squall_uptime_seconds %.3f\n",
 	    (double)s->uptime_ms / 1000.0);
-	metric(fp, "generation", "gauge", "Configurations served since start.");
-	fprintf(fp, "squall_generation %llu\n",
-	    (unsigned long long)s->generation);
+	value(fp, "generation", "gauge", "Configurations served since start.",
+	    s->generation);
 	metric(fp, "reloads_total", "counter", "Reloads, by result.");
 	fprintf(fp, "squall_reloads_total{result=\"ok\"} %llu\n"
 	    "squall_reloads_total{result=\"failed\"} %llu\n",
@@ -270,21 +278,17 @@ send_prometheus(struct sq_req *req, const struct sq_stats *s)
 		put_label(fp, path);
 		fprintf(fp, "\"} %llu\n", (unsigned long long)rs.requests);
 	}
-	metric(fp, "connections", "gauge", "Connections open, HTTP and "
-	    "WebSocket.");
-	fprintf(fp, "squall_connections %llu\n",
-	    (unsigned long long)s->connections);
+	value(fp, "connections", "gauge", "Connections open, HTTP and "
+	    "WebSocket.", s->connections);
 	metric(fp, "requests_total", "counter", "Requests answered, by status "
 	    "class.");
 	for (size_t i = 0; i < 6; i++)
 		fprintf(fp, "squall_requests_total{class=\"%s\"} %llu\n",
 		    classes[i], (unsigned long long)s->requests[i]);
-	metric(fp, "requests_in_flight", "gauge", "Requests being handled.");
-	fprintf(fp, "squall_requests_in_flight %llu\n",
-	    (unsigned long long)s->requests_inflight);
-	metric(fp, "websocket_sessions", "gauge", "WebSocket sessions open.");
-	fprintf(fp, "squall_websocket_sessions %llu\n",
-	    (unsigned long long)s->ws_sessions);
+	value(fp, "requests_in_flight", "gauge", "Requests being handled.",
+	    s->requests_inflight);
+	value(fp, "websocket_sessions", "gauge", "WebSocket sessions open.",
+	    s->ws_sessions);
 	metric(fp, "websocket_messages_total", "counter", "WebSocket "
 	    "messages received (in) and queued to clients (out).");
 	fprintf(fp, "squall_websocket_messages_total{direction=\"in\"} %llu\n"
@@ -297,14 +301,10 @@ send_prometheus(struct sq_req *req, const struct sq_stats *s)
 	    "squall_fetches{state=\"queued\"} %llu\n",
 	    (unsigned long long)s->fetches_active,
 	    (unsigned long long)s->fetches_queued);
-	metric(fp, "fetches_failed_total", "counter", "Fetches that ended in "
-	    "an error.");
-	fprintf(fp, "squall_fetches_failed_total %llu\n",
-	    (unsigned long long)s->fetches_failed);
-	metric(fp, "offload_jobs", "gauge", "Offloaded jobs waiting or "
-	    "running.");
-	fprintf(fp, "squall_offload_jobs %llu\n",
-	    (unsigned long long)s->offload_queued);
+	value(fp, "fetches_failed_total", "counter", "Fetches that ended in "
+	    "an error.", s->fetches_failed);
+	value(fp, "offload_jobs", "gauge", "Offloaded jobs waiting or "
+	    "running.", s->offload_queued);
 	fclose(fp);
 	sq_resp_header(req, "Content-Type", "text/plain; version=0.0.4; "
 	    "charset=utf-8");

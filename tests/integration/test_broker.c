@@ -124,6 +124,20 @@ start_pair(int rport)
 	cr_assert_eq(srv_wait_log(&s2, "broker redis://", 1, 5000), 0);
 }
 
+/*
+ * a joins on port pa, then b on port pb: each hears its own joined line,
+ * a hears b's (the room spans the two servers when the ports differ).
+ */
+static void
+join_two(struct wsc *a, int pa, struct wsc *b, int pb)
+{
+	cr_assert_eq(ws_connect(a, pa, "/chat", NULL), 101);
+	expect(a, "^" IP " joined at " TS "$");
+	cr_assert_eq(ws_connect(b, pb, "/chat", NULL), 101);
+	expect(b, "^" IP " joined at " TS "$");
+	expect(a, "^" IP " joined at " TS "$");
+}
+
 Test(broker, two_servers_one_room)
 {
 	struct wsc a, b;
@@ -137,11 +151,7 @@ Test(broker, two_servers_one_room)
 	    100), 0);
 	cr_assert_eq(srv_wait_log(&s2, " up, channel squall:chat:/chat", 1,
 	    100), 0);
-	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
-	expect(&a, "^" IP " joined at " TS "$");
-	cr_assert_eq(ws_connect(&b, s2.port, "/chat", NULL), 101);
-	expect(&b, "^" IP " joined at " TS "$");
-	expect(&a, "^" IP " joined at " TS "$");
+	join_two(&a, s1.port, &b, s2.port);
 	cr_assert_eq(ws_send(&a, 1, "from one", 8), 0);
 	expect(&a, "^" IP " at " TS ": from one$");
 	expect(&b, "^" IP " at " TS ": from one$");
@@ -177,11 +187,7 @@ Test(broker, unreachable_broker_leaves_a_local_room)
 	    "broker = redis://127.0.0.1:%d\n", rport);
 	cr_assert_eq(srv_wait_log(&s1, "unreachable", 1, 5000), 0,
 	    "the unreachable broker was not logged");
-	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
-	expect(&a, "^" IP " joined at " TS "$");
-	cr_assert_eq(ws_connect(&b, s1.port, "/chat", NULL), 101);
-	expect(&b, "^" IP " joined at " TS "$");
-	expect(&a, "^" IP " joined at " TS "$");
+	join_two(&a, s1.port, &b, s1.port);
 	cr_assert_eq(ws_send(&a, 1, "local", 5), 0);
 	expect(&a, "^" IP " at " TS ": local$");
 	expect(&b, "^" IP " at " TS ": local$");
@@ -203,11 +209,7 @@ Test(broker, lost_broker_then_back)
 
 	redis_start(rport);
 	start_pair(rport);
-	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
-	expect(&a, "joined at");
-	cr_assert_eq(ws_connect(&b, s2.port, "/chat", NULL), 101);
-	expect(&b, "joined at");
-	expect(&a, "joined at");
+	join_two(&a, s1.port, &b, s2.port);
 	cr_assert_eq(ws_send(&b, 1, "before", 6), 0);
 	expect(&a, ": before$");
 	expect(&b, ": before$");
@@ -334,11 +336,7 @@ Test(broker, unix_socket)
 	    sock);
 	cr_assert_eq(srv_wait_log(&s1, " up, channel ", 1, 5000), 0);
 	cr_assert_eq(srv_wait_log(&s2, " up, channel ", 1, 5000), 0);
-	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
-	expect(&a, "joined at");
-	cr_assert_eq(ws_connect(&b, s2.port, "/chat", NULL), 101);
-	expect(&b, "joined at");
-	expect(&a, "joined at");
+	join_two(&a, s1.port, &b, s2.port);
 	cr_assert_eq(ws_send(&b, 1, "via unix", 8), 0);
 	expect(&a, ": via unix$");
 	expect(&b, ": via unix$");

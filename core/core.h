@@ -40,6 +40,20 @@ void	 sqc_log_raw(const char *s, size_t len);
 size_t	 sqc_log_escape(char *out, size_t cap, const char *s,
 	    int quoted);
 
+/* ---- idmap.c ---------------------------------------------------------- */
+
+/* Non-zero 64-bit keys to pointers; zero-initialise, one thread each. */
+struct sqc_idmap {
+	size_t		 cap, n;
+	struct { uint64_t key; void *val; } *slots;
+};
+
+void	*sqc_idmap_get(const struct sqc_idmap *m, uint64_t key);
+int	 sqc_idmap_reserve(struct sqc_idmap *m, size_t extra);
+int	 sqc_idmap_put(struct sqc_idmap *m, uint64_t key, void *val);
+void	*sqc_idmap_del(struct sqc_idmap *m, uint64_t key);
+void	 sqc_idmap_free(struct sqc_idmap *m);
+
 /* ---- config.c --------------------------------------------------------- */
 
 struct sqc_opt {

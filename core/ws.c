@@ -9,9 +9,17 @@
  * touch only lws state and the lws-side records (struct link); all the
  * rest runs on the loop thread and touches only struct sq_ws. The two
  * talk through two mutex-protected queues: commands to the service thread
- * (adopt, send, close, stop), woken with lws_cancel_service(), and events
- * to the loop (message, closed), woken with event_active(). Sessions are
- * named by id across the threads, never by pointer.
+ * (adopt, send, close, stop), collected over a loop turn and handed over
+ * at its end with one lws_cancel_service(), and events to the loop
+ * (message, closed), woken with event_active(). Sessions are named by id
+ * across the threads, never by pointer.
+ *
+ * Sending. A broadcast is one copy of the message and one command naming
+ * its recipients. The service thread queues it on each link, and once the
+ * batch of commands is done writes every link's queue straight away, many
+ * messages to one send, framed here and given to lws as raw bytes (see
+ * link_write). Only what the socket does not take waits for lws to call
+ * back, so a delivery costs one send in the common case.
  *
  * The hand-over follows shared/notes/websocket-bridge.md: duplicate the
  * fd, dup2 /dev/null over evhttp's number, free the evhttp connection,
@@ -35,6 +43,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,28 +65,41 @@
 
 #define DEFAULT_MAX_MESSAGE	(64u << 10)
 #define DEFAULT_MAX_QUEUE	(1u << 20)
+/*
+ * What one send on a connection carries at most: queued messages go out
+ * several to a send, and larger ones as fragments of this size, each a
+ * whole frame, so that lws never holds more than one batch of a
+ * connection that does not read (control frames may come between
+ * fragments, never inside a frame).
+ */
+#define BATCH_SIZE		(64u << 10)
+#define FRAME_HEADER_MAX	10
+/* lws' receive buffer per connection: it reassembles, we append */
+#define RX_CHUNK		1024
 
-/* A buffer shared by the recipients of one send or broadcast. */
+/* A message shared by its recipients; the last one frees it. */
 struct wbuf {
-	unsigned	 refs;		/* under cmd_lock until handed over */
+	atomic_uint	 refs;
 	size_t		 len;
 	int		 binary;
-	unsigned char	 data[];	/* LWS_PRE bytes, then the payload */
+	unsigned char	 data[];
 };
 
 enum cmd_kind { C_ADOPT, C_SEND, C_CLOSE, C_PING, C_STOP, C_QUIT };
 
 struct cmd {
 	enum cmd_kind	 kind;
-	uint64_t	 id;
+	uint64_t	 id;		/* not C_SEND, which has ids */
 	int		 fd;		/* C_ADOPT */
 	char		*readbuf;	/* C_ADOPT */
 	size_t		 readlen;
 	size_t		 max_message, max_queue;
-	struct wbuf	*buf;		/* C_SEND */
+	struct wbuf	*buf;		/* C_SEND, one reference per id */
 	int		 code;		/* C_CLOSE; seconds for C_PING */
 	char		 reason[64];
 	STAILQ_ENTRY(cmd) next;
+	size_t		 nids;		/* C_SEND: the recipients */
+	uint64_t	 ids[];
 };
 
 enum ev_kind { E_MESSAGE, E_CLOSED };
@@ -96,19 +118,22 @@ struct wev {
 struct link {
 	uint64_t	 id;
 	struct lws	*wsi;		/* from WSI_CREATE to WSI_DESTROY */
-	struct link	*wnext;		/* in by_wsi */
 	size_t		 max_message, max_queue;
 	unsigned char	*rx;		/* message being reassembled */
-	size_t		 rxlen;
-	struct wbuf	**out;		/* queue of buffers to write */
+	size_t		 rxlen, rxcap;
+	struct wbuf	**out;		/* queue of messages to write */
 	size_t		 nout, outcap, outhead, queued;
+	size_t		 outoff;	/* of out[outhead], already framed */
 	int		 close_code;	/* to send, once the queue is out */
 	char		 close_reason[64];
 	int		 peer_code;	/* from the client's close frame */
+	int		 peer_closed;	/* its close frame came: write no more */
 	int		 ping_secs;	/* a ping to send, then wait that long */
 	int		 established;
 	int		 reported;	/* E_CLOSED pushed */
-	struct link	*hnext;
+	int		 dirty;		/* in the flush list */
+	struct link	*dnext;
+	LIST_ENTRY(link) all;
 };
 
 /* The loop side, what plugins hold. */
@@ -123,7 +148,7 @@ struct sq_ws {
 	int		 opening;	/* inside ws_open: hold commands */
 	int		 counted;	/* sqc_http_conn_hold'ed */
 	STAILQ_HEAD(, cmd) held;	/* sent from ws_open, after ADOPT */
-	struct sq_ws	*hnext;
+	LIST_ENTRY(sq_ws) all;
 };
 
 struct handover {
@@ -147,8 +172,12 @@ static pthread_t thread;
 static int thread_running;
 static int devnull = -1;
 static size_t hs_space;		/* handshake bytes lws is given room for */
-static struct event *wake;
+static struct event *wake;	/* events from the service thread */
+static struct event *flush_ev;	/* this turn's commands to hand over */
 static uint64_t next_id = 1;
+
+/* loop thread: the commands of this loop turn, handed over at its end */
+static STAILQ_HEAD(, cmd) pending = STAILQ_HEAD_INITIALIZER(pending);
 
 static pthread_mutex_t cmd_lock = PTHREAD_MUTEX_INITIALIZER;
 static STAILQ_HEAD(, cmd) cmds = STAILQ_HEAD_INITIALIZER(cmds);
@@ -156,35 +185,75 @@ static pthread_mutex_t ev_lock = PTHREAD_MUTEX_INITIALIZER;
 static STAILQ_HEAD(, wev) events = STAILQ_HEAD_INITIALIZER(events);
 
 /* loop thread: sessions by id */
-static struct sq_ws *sessions[1024];
-static size_t nsessions;
+static struct sqc_idmap sessions;
+static LIST_HEAD(, sq_ws) all_sessions = LIST_HEAD_INITIALIZER(all_sessions);
 
 /* lws thread: links by id and by wsi, and the stop flags */
-static struct link *links[1024];
-static struct link *by_wsi[1024];
-static size_t nlinks;
+static struct sqc_idmap links, by_wsi;
+static LIST_HEAD(, link) all_links = LIST_HEAD_INITIALIZER(all_links);
+static struct link *dirty;	/* lws thread: links with output to write */
 static int stopping;		/* lws thread: close everyone */
 static int quitting;		/* lws thread: leave now */
 static struct link *adopting;	/* lws thread: set around an adoption */
 
 /* ---- queues ----------------------------------------------------------- */
 
-static void wbuf_unref(struct wbuf *b);
+static void
+wbuf_unref(struct wbuf *b)
+{
+	if (atomic_fetch_sub(&b->refs, 1) == 1)
+		free(b);
+}
 
-/* Loop thread: a command that will never run. */
+/* Loop thread: a command with room for nids recipients, or NULL. */
+static struct cmd *
+cmd_new(enum cmd_kind kind, size_t nids)
+{
+	struct cmd *c = calloc(1, sizeof(*c) + nids * sizeof(c->ids[0]));
+
+	if (c != NULL) {
+		c->kind = kind;
+		c->fd = -1;
+	}
+	return c;
+}
+
+/* A command that will never run. */
 static void
 cmd_discard(struct cmd *c)
 {
-	if (c->kind == C_ADOPT && c->fd >= 0)
+	if (c->fd >= 0)
 		close(c->fd);
-	if (c->buf)
+	/* a C_SEND holds one reference per recipient */
+	for (size_t i = 0; c->buf && i < c->nids; i++)
 		wbuf_unref(c->buf);
 	free(c->readbuf);
 	free(c);
 }
 
 /*
- * Loop thread: a command for the service thread. Once that thread has
+ * Loop thread: hands this turn's commands to the service thread, waking
+ * it only when its queue was empty (a wake-up is pending otherwise, and
+ * the thread takes the whole queue at once).
+ */
+static void
+flush_cmds(evutil_socket_t fd, short what, void *arg)
+{
+	int idle;
+
+	if (STAILQ_EMPTY(&pending))
+		return;
+	pthread_mutex_lock(&cmd_lock);
+	idle = STAILQ_EMPTY(&cmds);
+	STAILQ_CONCAT(&cmds, &pending);
+	pthread_mutex_unlock(&cmd_lock);
+	if (idle)
+		lws_cancel_service(ctx);
+}
+
+/*
+ * Loop thread: a command for the service thread, handed over at the end
+ * of this loop turn, with the others of the turn. Once that thread has
  * ended (at exit, while the last ws_close callbacks run and may still
  * broadcast), commands are dropped.
  */
@@ -195,10 +264,9 @@ push_cmd(struct cmd *c)
 		cmd_discard(c);
 		return;
 	}
-	pthread_mutex_lock(&cmd_lock);
-	STAILQ_INSERT_TAIL(&cmds, c, next);
-	pthread_mutex_unlock(&cmd_lock);
-	lws_cancel_service(ctx);
+	if (STAILQ_EMPTY(&pending))
+		event_active(flush_ev, EV_WRITE, 0);
+	STAILQ_INSERT_TAIL(&pending, c, next);
 }
 
 /* [lws thread] */
@@ -207,6 +275,7 @@ push_event(enum ev_kind kind, uint64_t id, unsigned char *data, size_t len,
     int binary, int code)
 {
 	struct wev *e = calloc(1, sizeof(*e));
+	int idle;
 
 	if (e == NULL) {
 		free(data);
@@ -219,9 +288,11 @@ push_event(enum ev_kind kind, uint64_t id, unsigned char *data, size_t len,
 	e->binary = binary;
 	e->code = code;
 	pthread_mutex_lock(&ev_lock);
+	idle = STAILQ_EMPTY(&events);
 	STAILQ_INSERT_TAIL(&events, e, next);
 	pthread_mutex_unlock(&ev_lock);
-	event_active(wake, EV_READ, 0);
+	if (idle)
+		event_active(wake, EV_READ, 0);
 }
 
 /* Loop thread: a command for w, held back while ws_open runs. */
@@ -234,48 +305,20 @@ session_cmd(struct sq_ws *w, struct cmd *c)
 		push_cmd(c);
 }
 
-static void
-wbuf_unref(struct wbuf *b)
-{
-	unsigned left;
-
-	pthread_mutex_lock(&cmd_lock);
-	left = --b->refs;
-	pthread_mutex_unlock(&cmd_lock);
-	if (left == 0)
-		free(b);
-}
-
 /* ---- lws side --------------------------------------------------------- */
 
 /* [lws thread] */
 static struct link *
 link_find(uint64_t id)
 {
-	struct link *l;
-
-	for (l = links[id % 1024]; l; l = l->hnext)
-		if (l->id == id)
-			return l;
-	return NULL;
-}
-
-static size_t
-wsi_slot(const struct lws *wsi)
-{
-	return (size_t)(((uintptr_t)wsi >> 4) % 1024);
+	return sqc_idmap_get(&links, id);
 }
 
 /* [lws thread] the link of wsi, or NULL */
 static struct link *
 link_of(const struct lws *wsi)
 {
-	struct link *l;
-
-	for (l = by_wsi[wsi_slot(wsi)]; l; l = l->wnext)
-		if (l->wsi == wsi)
-			return l;
-	return NULL;
+	return sqc_idmap_get(&by_wsi, (uintptr_t)wsi);
 }
 
 /* [lws thread] tells the loop the session is over, once */
@@ -294,16 +337,14 @@ link_free(struct link *l)
 {
 	struct link **pp;
 
-	for (pp = &links[l->id % 1024]; *pp; pp = &(*pp)->hnext)
-		if (*pp == l) {
-			*pp = l->hnext;
-			nlinks--;
-			break;
-		}
+	sqc_idmap_del(&links, l->id);
 	if (l->wsi)
-		for (pp = &by_wsi[wsi_slot(l->wsi)]; *pp; pp = &(*pp)->wnext)
+		sqc_idmap_del(&by_wsi, (uintptr_t)l->wsi);
+	LIST_REMOVE(l, all);
+	if (l->dirty)
+		for (pp = &dirty; *pp; pp = &(*pp)->dnext)
 			if (*pp == l) {
-				*pp = l->wnext;
+				*pp = l->dnext;
 				break;
 			}
 	for (size_t i = l->outhead; i < l->nout; i++)
@@ -329,11 +370,22 @@ link_close(struct link *l, int code, const char *reason)
 	}
 }
 
-/* [lws thread] */
+/* [lws thread] drops the connection at once: it cannot be written to */
+static void
+link_kill(struct link *l, int code)
+{
+	if (l->close_code == 0)
+		l->close_code = code;
+	if (l->wsi)
+		lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK,
+		    LWS_TO_KILL_ASYNC);
+}
+
+/* [lws thread] queues b on l, to be written when the commands are done */
 static void
 link_send(struct link *l, struct wbuf *b)
 {
-	if (l->close_code != 0) {
+	if (l->close_code != 0 || l->peer_closed) {
 		wbuf_unref(b);
 		return;
 	}
@@ -344,37 +396,122 @@ link_send(struct link *l, struct wbuf *b)
 		 * drop the connection.
 		 */
 		wbuf_unref(b);
-		l->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
-		if (l->wsi)
-			lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK,
-			    LWS_TO_KILL_ASYNC);
+		link_kill(l, LWS_CLOSE_STATUS_POLICY_VIOLATION);
 		return;
+	}
+	if (l->nout == l->outcap && l->outhead > 0) {
+		memmove(l->out, l->out + l->outhead,
+		    (l->nout - l->outhead) * sizeof(*l->out));
+		l->nout -= l->outhead;
+		l->outhead = 0;
 	}
 	if (l->nout == l->outcap) {
 		size_t cap = l->outcap ? l->outcap * 2 : 8;
-		struct wbuf **n;
+		struct wbuf **n = realloc(l->out, cap * sizeof(*n));
 
-		if (l->outhead > 0) {
-			memmove(l->out, l->out + l->outhead,
-			    (l->nout - l->outhead) * sizeof(*n));
-			l->nout -= l->outhead;
-			l->outhead = 0;
+		if (n == NULL) {
+			wbuf_unref(b);
+			link_close(l, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
+			    "out of memory");
+			return;
 		}
-		if (l->nout == l->outcap) {
-			if ((n = realloc(l->out, cap * sizeof(*n))) == NULL) {
-				wbuf_unref(b);
-				link_close(l, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
-				    "out of memory");
-				return;
-			}
-			l->out = n;
-			l->outcap = cap;
-		}
+		l->out = n;
+		l->outcap = cap;
 	}
 	l->out[l->nout++] = b;
 	l->queued += b->len;
-	if (l->established)
-		lws_callback_on_writable(l->wsi);
+	if (!l->dirty) {
+		l->dirty = 1;
+		l->dnext = dirty;
+		dirty = l;
+	}
+}
+
+/* [lws thread] the header of a server frame (never masked) */
+static size_t
+frame_header(unsigned char *h, int opcode, int fin, size_t len)
+{
+	h[0] = (unsigned char)((fin ? 0x80 : 0) | opcode);
+	if (len < 126) {
+		h[1] = (unsigned char)len;
+		return 2;
+	}
+	if (len < 65536) {
+		h[1] = 126;
+		h[2] = (unsigned char)(len >> 8);
+		h[3] = (unsigned char)len;
+		return 4;
+	}
+	h[1] = 127;
+	for (int i = 0; i < 8; i++)
+		h[2 + i] = (unsigned char)(len >> (56 - 8 * i));
+	return 10;
+}
+
+/*
+ * [lws thread] Writes l's queue, framed by us, as many messages to a
+ * send as fit in a batch (a larger message goes as fragments, one per
+ * batch), for as long as the socket takes them whole: once lws has had
+ * to keep part of a send, the rest waits for it to ask for more. lws
+ * gets the frames as raw bytes, so they never touch its own framing
+ * state; its control frames (pongs, closes) go between our sends, never
+ * inside one. Returns -1 when the connection failed.
+ */
+static int
+link_write(struct link *l)
+{
+	static unsigned char batch[BATCH_SIZE + FRAME_HEADER_MAX];
+
+	while (l->outhead < l->nout && !lws_partial_buffered(l->wsi)) {
+		size_t n = 0;
+		int rc;
+
+		while (l->outhead < l->nout) {
+			struct wbuf *b = l->out[l->outhead];
+			size_t left = b->len - l->outoff;
+			size_t take = left < BATCH_SIZE - n ? left :
+			    BATCH_SIZE - n;
+			int op = l->outoff ? 0 : b->binary ? 2 : 1;
+
+			if (take < left && n > 0)
+				break;	/* a fragment starts a batch */
+			n += frame_header(batch + n, op, take == left, take);
+			memcpy(batch + n, b->data + l->outoff, take);
+			n += take;
+			if (take < left) {
+				l->outoff += take;
+				break;
+			}
+			l->outoff = 0;
+			l->outhead++;
+			l->queued -= b->len;
+			wbuf_unref(b);
+			if (n + FRAME_HEADER_MAX >= BATCH_SIZE)
+				break;
+		}
+		rc = lws_write(l->wsi, batch, n, LWS_WRITE_HTTP);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* [lws thread] what was queued for the links of this command batch */
+static void
+flush_links(void)
+{
+	struct link *l;
+
+	while ((l = dirty) != NULL) {
+		dirty = l->dnext;
+		l->dirty = 0;
+		if (!l->established || l->wsi == NULL || l->peer_closed)
+			continue;	/* ESTABLISHED asks to write */
+		if (l->close_code || l->ping_secs)
+			lws_callback_on_writable(l->wsi);
+		else if (link_write(l) < 0)
+			link_kill(l, 1006);
+	}
 }
 
 /*
@@ -389,20 +526,24 @@ adopt(struct cmd *c)
 	struct link *l;
 	struct lws *wsi;
 
-	if ((l = calloc(1, sizeof(*l))) == NULL) {
-		close(c->fd);
+	/* room in both maps first: WSI_CREATE cannot fail */
+	if ((l = calloc(1, sizeof(*l))) == NULL ||
+	    sqc_idmap_put(&links, c->id, l) != 0 ||
+	    sqc_idmap_reserve(&by_wsi, 1) != 0) {
+		if (l)
+			sqc_idmap_del(&links, c->id);
+		free(l);
 		push_event(E_CLOSED, c->id, NULL, 0, 0, 1011);
-		return;
+		return;		/* cmd_discard closes the fd */
 	}
 	l->id = c->id;
 	l->max_message = c->max_message;
 	l->max_queue = c->max_queue;
-	l->hnext = links[l->id % 1024];
-	links[l->id % 1024] = l;
-	nlinks++;
+	LIST_INSERT_HEAD(&all_links, l, all);
 	adopting = l;
 	wsi = lws_adopt_socket_vhost_readbuf(vhost, c->fd, c->readbuf,
 	    c->readlen);
+	c->fd = -1;		/* lws' now, whatever happened */
 	adopting = NULL;
 	if ((l = link_find(c->id)) == NULL)
 		return;		/* WSI_DESTROY ended it already */
@@ -423,23 +564,24 @@ run_commands(void)
 {
 	STAILQ_HEAD(, cmd) q = STAILQ_HEAD_INITIALIZER(q);
 	struct cmd *c;
+	struct link *l;
 
 	pthread_mutex_lock(&cmd_lock);
 	STAILQ_CONCAT(&q, &cmds);
 	pthread_mutex_unlock(&cmd_lock);
 	while ((c = STAILQ_FIRST(&q)) != NULL) {
-		struct link *l;
-
 		STAILQ_REMOVE_HEAD(&q, next);
 		switch (c->kind) {
 		case C_ADOPT:
 			adopt(c);
 			break;
 		case C_SEND:
-			if ((l = link_find(c->id)) != NULL)
-				link_send(l, c->buf);
-			else
-				wbuf_unref(c->buf);
+			for (size_t i = 0; i < c->nids; i++)
+				if ((l = link_find(c->ids[i])) != NULL)
+					link_send(l, c->buf);
+				else
+					wbuf_unref(c->buf);
+			c->buf = NULL;
 			break;
 		case C_CLOSE:
 			if ((l = link_find(c->id)) != NULL)
@@ -455,19 +597,17 @@ run_commands(void)
 			break;
 		case C_STOP:
 			stopping = 1;
-			for (size_t i = 0; i < 1024; i++)
-				for (l = links[i]; l; l = l->hnext)
-					link_close(l,
-					    LWS_CLOSE_STATUS_GOINGAWAY,
-					    "server stopping");
+			LIST_FOREACH(l, &all_links, all)
+				link_close(l, LWS_CLOSE_STATUS_GOINGAWAY,
+				    "server stopping");
 			break;
 		case C_QUIT:
 			quitting = 1;
 			break;
 		}
-		free(c->readbuf);
-		free(c);
+		cmd_discard(c);
 	}
+	flush_links();
 }
 
 /*
@@ -481,6 +621,27 @@ static void
 default_close_reason(struct lws *wsi)
 {
 	lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, NULL, 0);
+}
+
+/* [lws thread] appends a received fragment to the message */
+static int
+link_receive(struct link *l, const void *in, size_t len)
+{
+	if (l->rxlen + len + 1 > l->rxcap) {
+		size_t cap = l->rxcap ? l->rxcap : 256;
+		unsigned char *n;
+
+		while (cap < l->rxlen + len + 1)
+			cap *= 2;
+		if ((n = realloc(l->rx, cap)) == NULL)
+			return -1;
+		l->rx = n;
+		l->rxcap = cap;
+	}
+	memcpy(l->rx + l->rxlen, in, len);
+	l->rxlen += len;
+	l->rx[l->rxlen] = '\0';
+	return 0;
 }
 
 /* [lws thread] */
@@ -498,8 +659,7 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		/* inside lws_adopt_socket_vhost_readbuf(), for our link */
 		if (adopting != NULL && adopting->wsi == NULL) {
 			adopting->wsi = wsi;
-			adopting->wnext = by_wsi[wsi_slot(wsi)];
-			by_wsi[wsi_slot(wsi)] = adopting;
+			sqc_idmap_put(&by_wsi, (uintptr_t)wsi, adopting);
 		}
 		return 0;
 	case LWS_CALLBACK_WSI_DESTROY:
@@ -522,9 +682,7 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		if (l->nout > l->outhead || l->close_code || l->ping_secs)
 			lws_callback_on_writable(wsi);
 		return 0;
-	case LWS_CALLBACK_RECEIVE: {
-		unsigned char *nrx;
-
+	case LWS_CALLBACK_RECEIVE:
 		if (l == NULL)
 			return -1;
 		/* a frame announcing more than the limit is refused at once */
@@ -534,21 +692,16 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			    (unsigned char *)"message too large", 17);
 			return -1;
 		}
-		if ((nrx = realloc(l->rx, l->rxlen + len + 1)) == NULL)
+		if (link_receive(l, in, len) != 0)
 			return -1;
-		l->rx = nrx;
-		memcpy(l->rx + l->rxlen, in, len);
-		l->rxlen += len;
-		l->rx[l->rxlen] = '\0';
 		if (lws_is_final_fragment(wsi) &&
 		    lws_remaining_packet_payload(wsi) == 0) {
 			push_event(E_MESSAGE, l->id, l->rx, l->rxlen,
 			    lws_frame_is_binary(wsi), 0);
 			l->rx = NULL;
-			l->rxlen = 0;
+			l->rxlen = l->rxcap = 0;
 		}
 		return 0;
-	}
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		if (l == NULL)
 			return -1;
@@ -565,23 +718,11 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			lws_set_timeout(wsi, PENDING_TIMEOUT_WS_PONG_CHECK_GET_PONG,
 			    l->ping_secs);
 			l->ping_secs = 0;
-			if (l->outhead < l->nout)
-				lws_callback_on_writable(wsi);
-			return 0;
 		}
-		if (l->outhead < l->nout) {
-			struct wbuf *b = l->out[l->outhead++];
-			int n = lws_write(wsi, b->data + LWS_PRE, b->len,
-			    b->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
-
-			l->queued -= b->len;
-			wbuf_unref(b);
-			if (n < 0)
-				return -1;
-			if (l->outhead < l->nout || l->close_code)
-				lws_callback_on_writable(wsi);
-			return 0;
-		}
+		if (link_write(l) < 0)
+			return -1;
+		if (lws_partial_buffered(wsi))
+			return 0;	/* lws calls again once it is out */
 		if (l->close_code) {
 			lws_close_reason(wsi, (enum lws_close_status)
 			    l->close_code, (unsigned char *)l->close_reason,
@@ -597,6 +738,9 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		int code = len >= 2 ? ((unsigned char *)in)[0] << 8 |
 		    ((unsigned char *)in)[1] : 0;
 
+		/* lws answers it: nothing of ours may follow */
+		if (l)
+			l->peer_closed = 1;
 		/*
 		 * lws echoes a 1-byte payload and codes from 5000 on (RFC
 		 * 6455 5.5.1, 7.4: a protocol error); it already answers
@@ -623,7 +767,8 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 }
 
 static const struct lws_protocols protocols[] = {
-	{ "squall", on_lws, sizeof(struct link *), 4096, 0, NULL, 0 },
+	{ "squall", on_lws, sizeof(struct link *), RX_CHUNK, 0, NULL,
+	    BATCH_SIZE + FRAME_HEADER_MAX },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
@@ -631,7 +776,7 @@ static const struct lws_protocols protocols[] = {
 static void *
 service(void *arg)
 {
-	while (!quitting && (!stopping || nlinks > 0))
+	while (!quitting && (!stopping || !LIST_EMPTY(&all_links)))
 		if (lws_service(ctx, 0) < 0)
 			break;
 	return NULL;
@@ -654,32 +799,19 @@ lws_emit(int level, const char *line)
 static struct sq_ws *
 session_find(uint64_t id)
 {
-	struct sq_ws *w;
-
-	for (w = sessions[id % 1024]; w; w = w->hnext)
-		if (w->id == id)
-			return w;
-	return NULL;
+	return sqc_idmap_get(&sessions, id);
 }
 
 static void
 session_free(struct sq_ws *w)
 {
-	struct sq_ws **pp;
+	struct cmd *c;
 
-	for (pp = &sessions[w->id % 1024]; *pp; pp = &(*pp)->hnext)
-		if (*pp == w) {
-			*pp = w->hnext;
-			nsessions--;
-			break;
-		}
-	while (!STAILQ_EMPTY(&w->held)) {
-		struct cmd *c = STAILQ_FIRST(&w->held);
-
+	sqc_idmap_del(&sessions, w->id);
+	LIST_REMOVE(w, all);
+	while ((c = STAILQ_FIRST(&w->held)) != NULL) {
 		STAILQ_REMOVE_HEAD(&w->held, next);
-		if (c->buf)
-			wbuf_unref(c->buf);
-		free(c);
+		cmd_discard(c);
 	}
 	evhttp_clear_headers(&w->headers);
 	sqc_inst_unref(w->inst);
@@ -731,7 +863,8 @@ sqc_ws_init(struct event_base *base, size_t max_header_size, char *err,
 
 	wbase = base;
 	if ((devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0 ||
-	    (wake = event_new(base, -1, 0, on_wake, NULL)) == NULL) {
+	    (wake = event_new(base, -1, 0, on_wake, NULL)) == NULL ||
+	    (flush_ev = event_new(base, -1, 0, flush_cmds, NULL)) == NULL) {
 		snprintf(err, errlen, "cannot set up WebSockets: %s",
 		    strerror(errno));
 		return -EIO;
@@ -770,7 +903,7 @@ sqc_ws_init(struct event_base *base, size_t max_header_size, char *err,
 size_t
 sqc_ws_count(void)
 {
-	return nsessions;
+	return sessions.n;
 }
 
 /* At shutdown: every session is closed with 1001 (going away). */
@@ -780,10 +913,10 @@ sqc_ws_stop(void)
 	struct cmd *c;
 
 	ws_stopping = 1;
-	if (ctx == NULL || (c = calloc(1, sizeof(*c))) == NULL)
+	if (ctx == NULL || (c = cmd_new(C_STOP, 0)) == NULL)
 		return;
-	c->kind = C_STOP;
 	push_cmd(c);
+	flush_cmds(-1, 0, NULL);
 }
 
 /*
@@ -801,9 +934,9 @@ sqc_ws_free(void)
 	drop_handovers();
 	if (thread_running) {
 		sqc_ws_stop();
-		if ((c = calloc(1, sizeof(*c))) != NULL) {
-			c->kind = C_QUIT;
+		if ((c = cmd_new(C_QUIT, 0)) != NULL) {
 			push_cmd(c);
+			flush_cmds(-1, 0, NULL);
 		} else
 			quitting = 1;	/* racy, but only when out of memory */
 		pthread_join(thread, NULL);
@@ -813,27 +946,33 @@ sqc_ws_free(void)
 	if (ctx)
 		lws_context_destroy(ctx);
 	ctx = NULL;
+	STAILQ_CONCAT(&cmds, &pending);
 	while ((c = STAILQ_FIRST(&cmds)) != NULL) {
 		STAILQ_REMOVE_HEAD(&cmds, next);
 		cmd_discard(c);
 	}
-	for (size_t i = 0; i < 1024; i++)
-		while (links[i]) {
-			link_report(links[i], 1006);
-			link_free(links[i]);
-		}
+	while (!LIST_EMPTY(&all_links)) {
+		link_report(LIST_FIRST(&all_links), 1006);
+		link_free(LIST_FIRST(&all_links));
+	}
 	if (wake) {
 		on_wake(-1, 0, NULL);
 		event_free(wake);
 		wake = NULL;
 	}
-	for (size_t i = 0; i < 1024; i++)
-		while (sessions[i]) {
-			struct sq_ws *w = sessions[i];
+	while (!LIST_EMPTY(&all_sessions)) {
+		struct sq_ws *w = LIST_FIRST(&all_sessions);
 
-			sqc_call_ws_close(w->inst, w, 1001);
-			session_free(w);
-		}
+		sqc_call_ws_close(w->inst, w, 1001);
+		session_free(w);
+	}
+	/* commands the last ws_close callbacks sent were dropped */
+	if (flush_ev)
+		event_free(flush_ev);
+	flush_ev = NULL;
+	sqc_idmap_free(&sessions);
+	sqc_idmap_free(&links);
+	sqc_idmap_free(&by_wsi);
 	if (devnull >= 0)
 		close(devnull);
 	devnull = -1;
@@ -864,7 +1003,9 @@ sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
 	if ((*status = sqc_upgrade_check(evhttp_request_get_command(ev) ==
 	    EVHTTP_REQ_GET, evhttp_request_get_uri(ev), h, hs_space)) != 0)
 		return -EINVAL;
-	if ((w = calloc(1, sizeof(*w))) == NULL) {
+	if ((w = calloc(1, sizeof(*w))) == NULL ||
+	    sqc_idmap_put(&sessions, next_id, w) != 0) {
+		free(w);
 		*status = 503;
 		return -ENOMEM;
 	}
@@ -878,9 +1019,7 @@ sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
 	STAILQ_INIT(&w->held);
 	TAILQ_FOREACH(kv, h, next)
 		evhttp_add_header(&w->headers, kv->key, kv->value);
-	w->hnext = sessions[w->id % 1024];
-	sessions[w->id % 1024] = w;
-	nsessions++;
+	LIST_INSERT_HEAD(&all_sessions, w, all);
 	w->opening = 1;		/* until the hand-over: commands wait */
 	rc = sqc_call_ws_open(inst, w);
 	if (rc != 0) {
@@ -958,8 +1097,7 @@ handover(evutil_socket_t unused, short what, void *arg)
 	handover_unlink(h);
 	if (ws_stopping)
 		goto fail;
-	if ((hs = evbuffer_new()) == NULL || (c = calloc(1,
-	    sizeof(*c))) == NULL)
+	if ((hs = evbuffer_new()) == NULL || (c = cmd_new(C_ADOPT, 0)) == NULL)
 		goto fail;
 	if (sqc_upgrade_handshake(hs, hdr) != 0 ||
 	    evbuffer_add_buffer(hs, bufferevent_get_input(bev)) != 0)
@@ -980,7 +1118,6 @@ handover(evutil_socket_t unused, short what, void *arg)
 	setsockopt(dup_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	evbuffer_free(hs);
 	free(h);
-	c->kind = C_ADOPT;
 	c->id = w->id;
 	c->fd = dup_fd;
 	c->max_message = w->max_message;
@@ -1028,44 +1165,63 @@ drop_handovers(void)
 static struct wbuf *
 wbuf_new(const void *data, size_t len, int binary, unsigned refs)
 {
-	struct wbuf *b = malloc(sizeof(*b) + LWS_PRE + len);
+	struct wbuf *b = malloc(sizeof(*b) + len);
 
 	if (b == NULL)
 		return NULL;
-	b->refs = refs;
+	atomic_init(&b->refs, refs);
 	b->len = len;
 	b->binary = binary;
-	memcpy(b->data + LWS_PRE, data, len);
+	memcpy(b->data, data, len);
 	return b;
 }
 
+/*
+ * One copy of the message for all, and one command carrying the
+ * recipients; a recipient still inside ws_open gets a command of its own,
+ * held until its hand-over.
+ */
 int
 sq_ws_broadcast(struct sq_ws *const *to, size_t n, const void *data,
     size_t len, int binary)
 {
 	struct wbuf *b;
-	size_t live = 0;
+	struct cmd *c = NULL;
+	size_t live = 0, held = 0;
 
 	for (size_t i = 0; i < n; i++)
-		live += to[i] && !to[i]->closing;
+		if (to[i] && !to[i]->closing) {
+			live++;
+			held += to[i]->opening;
+		}
 	if (live == 0)
 		return 0;
-	if ((b = wbuf_new(data, len, binary, (unsigned)live)) == NULL)
+	if ((b = wbuf_new(data, len, binary, (unsigned)live)) == NULL ||
+	    (live > held && (c = cmd_new(C_SEND, live - held)) == NULL)) {
+		free(b);
 		return -ENOMEM;
+	}
 	sqc_counters.ws_out += live;
 	for (size_t i = 0; i < n; i++) {
-		struct cmd *c;
+		struct cmd *h;
 
 		if (to[i] == NULL || to[i]->closing)
 			continue;
-		if ((c = calloc(1, sizeof(*c))) == NULL) {
+		if (!to[i]->opening) {
+			c->ids[c->nids++] = to[i]->id;
+			continue;
+		}
+		if ((h = cmd_new(C_SEND, 1)) == NULL) {
 			wbuf_unref(b);
 			continue;
 		}
-		c->kind = C_SEND;
-		c->id = to[i]->id;
+		h->ids[h->nids++] = to[i]->id;
+		h->buf = b;
+		STAILQ_INSERT_TAIL(&to[i]->held, h, next);
+	}
+	if (c != NULL) {
 		c->buf = b;
-		session_cmd(to[i], c);
+		push_cmd(c);
 	}
 	return 0;
 }
@@ -1081,10 +1237,9 @@ sq_ws_close(struct sq_ws *ws, int code, const char *reason)
 {
 	struct cmd *c;
 
-	if (ws->closing || (c = calloc(1, sizeof(*c))) == NULL)
+	if (ws->closing || (c = cmd_new(C_CLOSE, 0)) == NULL)
 		return;
 	ws->closing = 1;
-	c->kind = C_CLOSE;
 	c->id = ws->id;
 	c->code = code;
 	snprintf(c->reason, sizeof(c->reason), "%s", reason ? reason : "");
@@ -1096,9 +1251,8 @@ sq_ws_ping(struct sq_ws *ws, uint64_t timeout_ms)
 {
 	struct cmd *c;
 
-	if (ws->closing || (c = calloc(1, sizeof(*c))) == NULL)
+	if (ws->closing || (c = cmd_new(C_PING, 0)) == NULL)
 		return;
-	c->kind = C_PING;
 	c->id = ws->id;
 	c->code = (int)((timeout_ms + 999) / 1000);
 	if (c->code < 1)

@@ -117,6 +117,9 @@ struct sqc_config *sqc_config_load(const char *file, char *err,
 void	 sqc_config_free(struct sqc_config *c);
 int	 sqc_config_dump(const struct sqc_config *c, int port_override,
 	    FILE *out);
+
+/* ---- values.c --------------------------------------------------------- */
+
 char	*sqc_path_resolve(const char *dir, const char *path);
 int	 sqc_parse_size(const char *s, size_t *out);
 int	 sqc_parse_int(const char *s, long long min, long long max,

@@ -50,6 +50,13 @@
 #define RETRY_MAX_MS	1000	/* the rest doubles up to this */
 #define QUIET_MS	1000	/* no failure this long: episode over */
 #define LINGER_MAX	(1 << 20)	/* input discarded after our 431 */
+#define LISTEN_BACKLOG	1024	/* clients waiting to be accepted */
+/*
+ * evhttp's own header limit, a backstop behind our 431 (which counts the
+ * header bytes itself): this many times max_header_size, plus room.
+ */
+#define EVHTTP_HEADER_FACTOR	4
+#define EVHTTP_HEADER_ROOM	4096
 
 /* Where a connection's header counter is (see hdr_scan). */
 enum hdr_phase {
@@ -1409,7 +1416,7 @@ bind_one(struct sqc_server *s, const struct sqc_listen *l, int port,
 	if (v6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&ss, sl) != 0 ||
-	    listen(fd, 1024) != 0) {
+	    listen(fd, LISTEN_BACKLOG) != 0) {
 		int e = errno;
 
 		snprintf(err, errlen, "cannot listen on %s: %s", name,
@@ -1532,7 +1539,7 @@ sqc_http_apply(struct sqc_server *s, const struct sqc_config *c,
 	 * evhttp's, higher, would answer 400: a backstop.
 	 */
 	evhttp_set_max_headers_size(s->http, (ev_ssize_t)
-	    (c->max_header_size * 4 + 4096));
+	    (c->max_header_size * EVHTTP_HEADER_FACTOR + EVHTTP_HEADER_ROOM));
 	evhttp_set_max_body_size(s->http, (ev_ssize_t)c->max_body_size);
 	evhttp_set_timeout(s->http, (int)c->request_timeout);
 	update_accepting(s);

@@ -27,6 +27,9 @@
 
 #define RESPAWN_FAST	1	/* a worker that dies within a second... */
 #define RESPAWN_DELAY	1	/* ...is restarted after a second's pause */
+#define START_TIMEOUT	60	/* seconds for every worker to be ready */
+#define KILL_GRACE	5	/* seconds past shutdown_timeout, then KILL */
+#define POLL_NS		(50 * 1000 * 1000)	/* waits between checks */
 
 struct worker {
 	pid_t		 pid;		/* 0: not running */
@@ -152,7 +155,7 @@ wait_ready(int fd, int timeout_s)
 	char byte;
 
 	while (ready < nworkers) {
-		struct timespec ts = { 0, 50 * 1000 * 1000 };
+		struct timespec ts = { 0, POLL_NS };
 		ssize_t n = read(fd, &byte, 1);
 
 		if (n == 1) {
@@ -210,7 +213,7 @@ sqc_master_run(size_t n, const char *pid_file, long long shutdown_timeout,
 	for (size_t i = 0; i < n; i++)
 		if (spawn(i, fds[1], worker_main) < 0)
 			break;
-	if (running() < n || (rc = wait_ready(fds[0], 60)) != 0) {
+	if (running() < n || (rc = wait_ready(fds[0], START_TIMEOUT)) != 0) {
 		if (rc > 0)
 			sqc_log(SQ_LOG_INFO, NULL, "stopped while starting");
 		else
@@ -218,7 +221,7 @@ sqc_master_run(size_t n, const char *pid_file, long long shutdown_timeout,
 			    "start: stopping");
 		signal_all(SIGTERM);
 		while (running() > 0) {
-			struct timespec ts = { 0, 50 * 1000 * 1000 };
+			struct timespec ts = { 0, POLL_NS };
 
 			reap(1);
 			(void)sigtimedwait(&caught, NULL, &ts);
@@ -237,7 +240,7 @@ sqc_master_run(size_t n, const char *pid_file, long long shutdown_timeout,
 		    n, (int)getpid());
 		sqc_notify(SQC_NOTIFY_READY);
 	}
-	deadline = now_s() + shutdown_timeout + 5;
+	deadline = now_s() + shutdown_timeout + KILL_GRACE;
 	for (;;) {
 		struct timespec ts = { 1, 0 };
 		siginfo_t si;
@@ -253,7 +256,7 @@ sqc_master_run(size_t n, const char *pid_file, long long shutdown_timeout,
 				sqc_notify(SQC_NOTIFY_STOPPING);
 			}
 			stopping = 1;
-			deadline = now_s() + shutdown_timeout + 5;
+			deadline = now_s() + shutdown_timeout + KILL_GRACE;
 			signal_all(SIGTERM);
 		} else if (sig == SIGHUP && !stopping) {
 			sqc_log(SQ_LOG_INFO, NULL, "reload: signalling %zu "

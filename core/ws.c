@@ -41,6 +41,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -76,6 +77,14 @@
 #define FRAME_HEADER_MAX	10
 /* lws' receive buffer per connection: it reassembles, we append */
 #define RX_CHUNK		1024
+/*
+ * lws' header space for a handshake: max_header_size and this much more,
+ * within [HS_SPACE_MIN, USHRT_MAX] (lws counts in 16 bits); the check before
+ * ws_open keeps HS_MARGIN of it for lws' own bookkeeping.
+ */
+#define HS_EXTRA		1024
+#define HS_SPACE_MIN		4096
+#define HS_MARGIN		512
 
 /* A message shared by its recipients; the last one frees it. */
 struct wbuf {
@@ -859,7 +868,7 @@ sqc_ws_init(struct event_base *base, size_t max_header_size, char *err,
     size_t errlen)
 {
 	struct lws_context_creation_info info;
-	size_t space = max_header_size + 1024;
+	size_t space = max_header_size + HS_EXTRA;
 
 	wbase = base;
 	if ((devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0 ||
@@ -880,12 +889,12 @@ sqc_ws_init(struct event_base *base, size_t max_header_size, char *err,
 	 * lws keeps the header values, each with some bookkeeping, in this
 	 * space; the check in sqc_ws_upgrade leaves it a margin.
 	 */
-	if (space < 4096)
-		space = 4096;
-	if (space > 65535)
-		space = 65535;
+	if (space < HS_SPACE_MIN)
+		space = HS_SPACE_MIN;
+	if (space > USHRT_MAX)
+		space = USHRT_MAX;
 	info.max_http_header_data = (unsigned short)space;
-	hs_space = space - 512;
+	hs_space = space - HS_MARGIN;
 	if ((ctx = lws_create_context(&info)) == NULL ||
 	    (vhost = lws_get_vhost_by_name(ctx, "default")) == NULL) {
 		snprintf(err, errlen, "cannot create the libwebsockets "

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <strings.h>
 
 #include <curl/curl.h>
@@ -58,7 +59,7 @@ struct sq_fetch {
 	char		 errbuf[CURL_ERROR_SIZE];
 
 	struct event	*later;		/* deferred completion */
-	struct sq_fetch	*prev, *next;	/* queue or active list */
+	TAILQ_ENTRY(sq_fetch) link;	/* in queue, active or waiting */
 };
 
 struct sq_fetch_group {
@@ -76,8 +77,11 @@ static struct event *timer_ev;
 static char *origin;			/* "http://127.0.0.1:8888" */
 static size_t max_active = 256;
 static size_t nactive;
-static struct sq_fetch *queue_head, *queue_tail, *active;
-static struct sq_fetch *waiting;	/* done, callback on a later turn */
+static size_t nqueued;
+static TAILQ_HEAD(, sq_fetch) queue = TAILQ_HEAD_INITIALIZER(queue);
+static TAILQ_HEAD(, sq_fetch) active = TAILQ_HEAD_INITIALIZER(active);
+/* done, their callback on a later turn */
+static TAILQ_HEAD(, sq_fetch) waiting = TAILQ_HEAD_INITIALIZER(waiting);
 
 /*
  * Finished easy handles, reset and kept for the next fetches: creating
@@ -205,42 +209,6 @@ sqc_fetch_set_max(size_t max)
 	max_active = max ? max : 1;
 	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)max_active);
 	pump_queue();
-}
-
-/* ---- lists ----------------------------------------------------------- */
-
-static void
-list_remove(struct sq_fetch **head, struct sq_fetch **tail,
-    struct sq_fetch *f)
-{
-	if (f->prev)
-		f->prev->next = f->next;
-	else
-		*head = f->next;
-	if (f->next)
-		f->next->prev = f->prev;
-	else if (tail)
-		*tail = f->prev;
-	f->prev = f->next = NULL;
-}
-
-static void
-list_push(struct sq_fetch **head, struct sq_fetch **tail, struct sq_fetch *f)
-{
-	f->next = NULL;
-	f->prev = tail ? *tail : NULL;
-	if (tail) {
-		if (*tail)
-			(*tail)->next = f;
-		else
-			*head = f;
-		*tail = f;
-	} else {
-		f->next = *head;
-		if (*head)
-			(*head)->prev = f;
-		*head = f;
-	}
 }
 
 /* ---- the fetch ------------------------------------------------------- */
@@ -412,7 +380,7 @@ on_later(evutil_socket_t fd, short kind, void *arg)
 {
 	struct sq_fetch *f = arg;
 
-	list_remove(&waiting, NULL, f);
+	TAILQ_REMOVE(&waiting, f, link);
 	finish(f);
 }
 
@@ -427,7 +395,7 @@ complete_later(struct sq_fetch *f, int error, const char *why)
 	if (f->later == NULL)
 		f->later = event_new(fbase, -1, 0, on_later, f);
 	if (f->later) {
-		list_push(&waiting, NULL, f);
+		TAILQ_INSERT_TAIL(&waiting, f, link);
 		event_active(f->later, EV_TIMEOUT, 0);
 	} else
 		finish(f);	/* out of memory: better late than never */
@@ -447,17 +415,18 @@ activate(struct sq_fetch *f)
 		return;
 	}
 	f->state = F_ACTIVE;
-	list_push(&active, NULL, f);
+	TAILQ_INSERT_TAIL(&active, f, link);
 	nactive++;
 }
 
 static void
 pump_queue(void)
 {
-	while (queue_head && nactive < max_active) {
-		struct sq_fetch *f = queue_head;
+	struct sq_fetch *f;
 
-		list_remove(&queue_head, &queue_tail, f);
+	while ((f = TAILQ_FIRST(&queue)) != NULL && nactive < max_active) {
+		TAILQ_REMOVE(&queue, f, link);
+		nqueued--;
 		activate(f);
 	}
 }
@@ -466,7 +435,8 @@ static void
 enqueue(struct sq_fetch *f)
 {
 	f->state = F_QUEUED;
-	list_push(&queue_head, &queue_tail, f);
+	TAILQ_INSERT_TAIL(&queue, f, link);
+	nqueued++;
 	pump_queue();
 }
 
@@ -519,11 +489,12 @@ fetch_free(struct sq_fetch *f)
 static void
 detach(struct sq_fetch *f)
 {
-	if (f->state == F_QUEUED)
-		list_remove(&queue_head, &queue_tail, f);
-	else if (f->state == F_ACTIVE) {
+	if (f->state == F_QUEUED) {
+		TAILQ_REMOVE(&queue, f, link);
+		nqueued--;
+	} else if (f->state == F_ACTIVE) {
 		curl_multi_remove_handle(multi, f->easy);
-		list_remove(&active, NULL, f);
+		TAILQ_REMOVE(&active, f, link);
 		nactive--;
 	}
 	f->state = F_DONE;
@@ -825,9 +796,7 @@ void
 sqc_fetch_counts(uint64_t *nrun, uint64_t *nwait)
 {
 	*nrun = nactive;
-	*nwait = 0;
-	for (struct sq_fetch *f = queue_head; f; f = f->next)
-		(*nwait)++;
+	*nwait = nqueued;
 }
 
 /* At shutdown: every fetch calls back with -ECANCELED, now. */
@@ -836,14 +805,15 @@ sqc_fetch_cancel_all(void)
 {
 	struct sq_fetch *f;
 
-	while ((f = queue_head) != NULL || (f = active) != NULL) {
+	while ((f = TAILQ_FIRST(&queue)) != NULL ||
+	    (f = TAILQ_FIRST(&active)) != NULL) {
 		detach(f);
 		f->error = -ECANCELED;
 		snprintf(f->errbuf, sizeof(f->errbuf), "the server is stopping");
 		finish(f);
 	}
-	while ((f = waiting) != NULL) {
-		list_remove(&waiting, NULL, f);
+	while ((f = TAILQ_FIRST(&waiting)) != NULL) {
+		TAILQ_REMOVE(&waiting, f, link);
 		finish(f);
 	}
 }

@@ -72,7 +72,7 @@ struct conn {
 	struct sqc_server *srv;
 	struct sq_req	*req;		/* pending request, or NULL */
 	struct event	*watch;		/* EOF watch while req is pending */
-	struct conn	*hnext;		/* hash chain, or pending list */
+	LIST_ENTRY(conn) link;		/* in conns, or pending */
 	enum hdr_phase	 phase;
 	size_t		 hdr_len;	/* bytes of the header section */
 	size_t		 line_len;	/* bytes of its current line */
@@ -108,7 +108,7 @@ struct sq_req {
 	void		(*abort_cb)(struct sq_req *, void *);
 	void		*abort_arg;
 	int		 in_abort;	/* inside the abort callback */
-	struct sq_req	*prev, *next;	/* in-flight list */
+	LIST_ENTRY(sq_req) link;	/* in inflight */
 };
 
 struct sqc_server {
@@ -135,12 +135,13 @@ struct sqc_server {
 	long		 failed_ms;	/* when accept() last failed */
 	struct event	*retry_ev;	/* ends the rest */
 
-	struct sq_req	*inflight;
+	LIST_HEAD(, sq_req) inflight;
 	size_t		 ninflight;
 
-	struct conn	**conns;	/* hash by evcon */
-	size_t		 nconns, conns_size;
-	struct conn	*pending;	/* accepted, evcon not known yet */
+	struct sqc_idmap by_evcon;	/* the conns */
+	LIST_HEAD(, conn) conns;	/* attached to their evcon */
+	size_t		 nconns;
+	LIST_HEAD(, conn) pending;	/* accepted, evcon not known yet */
 	size_t		 npending;
 	struct event	*attach_ev;	/* runs attach() */
 	size_t		 nws;		/* WebSocket sessions held */
@@ -159,53 +160,10 @@ static void hdr_input(struct evbuffer *in,
 
 /* ---- connections ----------------------------------------------------- */
 
-static size_t
-conn_slot(const struct sqc_server *s, const void *evcon)
-{
-	uintptr_t p = (uintptr_t)evcon;
-
-	p ^= p >> 17;
-	p *= 0x9e3779b97f4a7c15ULL;
-	return (size_t)(p >> 20) & (s->conns_size - 1);
-}
-
 static struct conn *
 conn_find(struct sqc_server *s, struct evhttp_connection *evcon)
 {
-	struct conn *c;
-
-	if (s->conns_size == 0)
-		return NULL;
-	for (c = s->conns[conn_slot(s, evcon)]; c; c = c->hnext)
-		if (c->evcon == evcon)
-			return c;
-	return NULL;
-}
-
-static int
-conn_grow(struct sqc_server *s)
-{
-	size_t nsize = s->conns_size ? s->conns_size * 2 : 256;
-	struct conn **old = s->conns, **nt;
-	size_t osize = s->conns_size;
-
-	if ((nt = calloc(nsize, sizeof(*nt))) == NULL)
-		return -ENOMEM;
-	s->conns = nt;
-	s->conns_size = nsize;
-	for (size_t i = 0; i < osize; i++) {
-		struct conn *c, *next;
-
-		for (c = old[i]; c; c = next) {
-			size_t slot = conn_slot(s, c->evcon);
-
-			next = c->hnext;
-			c->hnext = nt[slot];
-			nt[slot] = c;
-		}
-	}
-	free(old);
-	return 0;
+	return sqc_idmap_get(&s->by_evcon, (uintptr_t)evcon);
 }
 
 /* Connections that count against max_connections. */
@@ -330,7 +288,7 @@ accept_failed(struct evconnlistener *l, void *arg)
 static void
 conn_closed(struct evhttp_connection *evcon, void *arg)
 {
-	struct conn *c = arg, **pp;
+	struct conn *c = arg;
 	struct sqc_server *s = c->srv;
 
 	if (c->req)
@@ -340,11 +298,8 @@ conn_closed(struct evhttp_connection *evcon, void *arg)
 	if (c->incb)
 		evbuffer_remove_cb_entry(bufferevent_get_input(c->bev),
 		    c->incb);
-	for (pp = &s->conns[conn_slot(s, evcon)]; *pp; pp = &(*pp)->hnext)
-		if (*pp == c) {
-			*pp = c->hnext;
-			break;
-		}
+	sqc_idmap_del(&s->by_evcon, (uintptr_t)evcon);
+	LIST_REMOVE(c, link);
 	s->nconns--;
 	free(c);
 	fd_freed(s);
@@ -355,14 +310,10 @@ static int
 conn_insert(struct sqc_server *s, struct conn *c,
     struct evhttp_connection *evcon)
 {
-	size_t slot;
-
-	if (s->nconns >= s->conns_size && conn_grow(s) != 0)
+	if (sqc_idmap_put(&s->by_evcon, (uintptr_t)evcon, c) != 0)
 		return -ENOMEM;
 	c->evcon = evcon;
-	slot = conn_slot(s, evcon);
-	c->hnext = s->conns[slot];
-	s->conns[slot] = c;
+	LIST_INSERT_HEAD(&s->conns, c, link);
 	s->nconns++;
 	evhttp_connection_set_closecb(evcon, conn_closed, c);
 	return 0;
@@ -394,13 +345,12 @@ attach(evutil_socket_t fd, short what, void *arg)
 	struct sqc_server *s = arg;
 	struct conn *c;
 
-	while ((c = s->pending) != NULL) {
+	while ((c = LIST_FIRST(&s->pending)) != NULL) {
 		struct evhttp_connection *evcon;
 		void *cbarg = NULL;
 
-		s->pending = c->hnext;
+		LIST_REMOVE(c, link);
 		s->npending--;
-		c->hnext = NULL;
 		bufferevent_getcb(c->bev, NULL, NULL, NULL, &cbarg);
 		evcon = cbarg;
 		if (evcon == NULL ||
@@ -442,8 +392,7 @@ accepted(struct event_base *base, void *arg)
 	c->bev = bev;
 	c->srv = s;
 	c->incb = evbuffer_add_cb(bufferevent_get_input(bev), hdr_input, c);
-	c->hnext = s->pending;
-	s->pending = c;
+	LIST_INSERT_HEAD(&s->pending, c, link);
 	s->npending++;
 	event_active(s->attach_ev, EV_TIMEOUT, 0);
 	update_accepting(s);
@@ -455,7 +404,7 @@ conn_get(struct sqc_server *s, struct evhttp_connection *evcon)
 {
 	struct conn *c;
 
-	if (s->pending)
+	if (!LIST_EMPTY(&s->pending))
 		attach(-1, 0, s);
 	if ((c = conn_find(s, evcon)) != NULL)
 		return c;
@@ -862,12 +811,7 @@ req_free(struct sq_req *req)
 {
 	struct sqc_server *s = req->srv;
 
-	if (req->prev)
-		req->prev->next = req->next;
-	else
-		s->inflight = req->next;
-	if (req->next)
-		req->next->prev = req->prev;
+	LIST_REMOVE(req, link);
 	s->ninflight--;
 	if (s->dispatching == req)
 		s->dispatching = NULL;
@@ -1074,10 +1018,7 @@ dispatch(struct evhttp_request *ev, void *arg)
 	req->inst = inst;
 	sqc_inst_ref(inst);
 	client_addr(s, ev, req->client, sizeof(req->client));
-	req->next = s->inflight;
-	if (s->inflight)
-		s->inflight->prev = req;
-	s->inflight = req;
+	LIST_INSERT_HEAD(&s->inflight, req, link);
 	s->ninflight++;
 	if ((req->conn = c) != NULL)
 		c->req = req;
@@ -1582,17 +1523,16 @@ sqc_http_inflight(const struct sqc_server *s)
 size_t
 sqc_http_unflushed(const struct sqc_server *s)
 {
+	const struct conn *c;
 	size_t n = 0;
 
-	for (size_t i = 0; i < s->conns_size; i++)
-		for (struct conn *c = s->conns[i]; c; c = c->hnext) {
-			struct bufferevent *bev;
+	LIST_FOREACH(c, &s->conns, link) {
+		struct bufferevent *bev;
 
-			bev = evhttp_connection_get_bufferevent(c->evcon);
-			if (bev && evbuffer_get_length(
-			    bufferevent_get_output(bev)) > 0)
-				n++;
-		}
+		bev = evhttp_connection_get_bufferevent(c->evcon);
+		if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+			n++;
+	}
 	return n;
 }
 
@@ -1600,9 +1540,9 @@ sqc_http_unflushed(const struct sqc_server *s)
 void
 sqc_http_abort_all(struct sqc_server *s)
 {
-	while (s->inflight) {
-		struct sq_req *req = s->inflight;
+	struct sq_req *req;
 
+	while ((req = LIST_FIRST(&s->inflight)) != NULL) {
 		if (req->abort_cb) {
 			req->in_abort = 1;
 			req->abort_cb(req, req->abort_arg);
@@ -1622,10 +1562,10 @@ sqc_http_free(struct sqc_server *s)
 	s->stopping = 1;
 	s->nbound = 0;		/* evhttp_free closes the listeners */
 	evhttp_free(s->http);
-	while (s->pending) {
-		struct conn *c = s->pending;
+	while (!LIST_EMPTY(&s->pending)) {
+		struct conn *c = LIST_FIRST(&s->pending);
 
-		s->pending = c->hnext;
+		LIST_REMOVE(c, link);
 		conn_drop(c);
 	}
 	event_free(s->attach_ev);
@@ -1633,6 +1573,6 @@ sqc_http_free(struct sqc_server *s)
 	if (current == s)
 		current = NULL;
 	free(s->bound);
-	free(s->conns);
+	sqc_idmap_free(&s->by_evcon);
 	free(s);
 }

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/queue.h>
 
 #include <event2/event.h>
 
@@ -32,16 +33,15 @@ struct sq_job {
 	void		*arg;
 	int		 status;
 	int		 started;	/* under lock: a worker took it */
-	struct sq_job	*next;
+	TAILQ_ENTRY(sq_job) link;	/* in todo or finished */
 };
 
-struct jobq {
-	struct sq_job	*head, *tail;
-};
+TAILQ_HEAD(jobq, sq_job);
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t more = PTHREAD_COND_INITIALIZER;
-static struct jobq todo, finished;	/* both under lock */
+static struct jobq todo = TAILQ_HEAD_INITIALIZER(todo);	/* under lock */
+static struct jobq finished = TAILQ_HEAD_INITIALIZER(finished);	/* same */
 static int stopping;			/* under lock */
 static pthread_t *threads;
 static size_t nthreads;
@@ -50,27 +50,14 @@ static size_t nwaiting;			/* under lock: in todo */
 static size_t max_waiting = 1024;	/* offload_queue */
 static struct event *wake;
 
-static void
-push(struct jobq *q, struct sq_job *j)
-{
-	j->next = NULL;
-	if (q->tail)
-		q->tail->next = j;
-	else
-		q->head = j;
-	q->tail = j;
-}
-
+/* The first job of q, taken off it, or NULL. */
 static struct sq_job *
 pop(struct jobq *q)
 {
-	struct sq_job *j = q->head;
+	struct sq_job *j = TAILQ_FIRST(q);
 
-	if (j) {
-		q->head = j->next;
-		if (q->head == NULL)
-			q->tail = NULL;
-	}
+	if (j)
+		TAILQ_REMOVE(q, j, link);
 	return j;
 }
 
@@ -83,7 +70,7 @@ worker(void *arg)
 
 	pthread_mutex_lock(&lock);
 	for (;;) {
-		while (!stopping && todo.head == NULL)
+		while (!stopping && TAILQ_EMPTY(&todo))
 			pthread_cond_wait(&more, &lock);
 		if ((j = pop(&todo)) == NULL)
 			break;		/* stopping, nothing left */
@@ -94,7 +81,7 @@ worker(void *arg)
 		j->work(j->arg);
 		sqc_inst_leave(prev);
 		pthread_mutex_lock(&lock);
-		push(&finished, j);
+		TAILQ_INSERT_TAIL(&finished, j, link);
 		event_active(wake, EV_READ, 0);
 	}
 	pthread_mutex_unlock(&lock);
@@ -118,12 +105,11 @@ run_done(struct sq_job *j)
 static void
 on_wake(evutil_socket_t fd, short kind, void *arg)
 {
-	struct jobq q;
+	struct jobq q = TAILQ_HEAD_INITIALIZER(q);
 	struct sq_job *j;
 
 	pthread_mutex_lock(&lock);
-	q = finished;
-	finished.head = finished.tail = NULL;
+	TAILQ_CONCAT(&q, &finished, link);
 	pthread_mutex_unlock(&lock);
 	while ((j = pop(&q)) != NULL)
 		run_done(j);
@@ -184,7 +170,7 @@ sq_offload(struct sq_inst *inst, void (*work)(void *),
 		errno = EAGAIN;		/* full: answer now, not later */
 		return NULL;
 	}
-	push(&todo, j);
+	TAILQ_INSERT_TAIL(&todo, j, link);
 	nwaiting++;
 	pthread_cond_signal(&more);
 	pthread_mutex_unlock(&lock);
@@ -196,26 +182,16 @@ sq_offload(struct sq_inst *inst, void (*work)(void *),
 int
 sq_job_cancel(struct sq_job *job)
 {
-	struct sq_job **pp;
 	int rc = -EBUSY;
 
 	pthread_mutex_lock(&lock);
-	if (!job->started) {
-		for (pp = &todo.head; *pp; pp = &(*pp)->next)
-			if (*pp == job) {
-				*pp = job->next;
-				if (todo.tail == job) {
-					todo.tail = todo.head;
-					while (todo.tail && todo.tail->next)
-						todo.tail = todo.tail->next;
-				}
-				nwaiting--;
-				job->started = 1;	/* never to run */
-				job->status = -ECANCELED;
-				push(&finished, job);
-				rc = 0;
-				break;
-			}
+	if (!job->started) {	/* then it is in todo */
+		TAILQ_REMOVE(&todo, job, link);
+		nwaiting--;
+		job->started = 1;	/* never to run */
+		job->status = -ECANCELED;
+		TAILQ_INSERT_TAIL(&finished, job, link);
+		rc = 0;
 	}
 	pthread_mutex_unlock(&lock);
 	if (rc == 0)
@@ -238,14 +214,15 @@ sqc_offload_pending(void)
 void
 sqc_offload_free(void)
 {
-	struct jobq never;
+	struct jobq never = TAILQ_HEAD_INITIALIZER(never);
 	struct sq_job *j;
 
 	if (wake == NULL)
 		return;
 	pthread_mutex_lock(&lock);
-	never = todo;
-	todo.head = todo.tail = NULL;
+	TAILQ_CONCAT(&never, &todo, link);
+	TAILQ_FOREACH(j, &never, link)
+		j->started = 1;		/* out of todo: sq_job_cancel says EBUSY */
 	nwaiting = 0;
 	stopping = 1;
 	pthread_cond_broadcast(&more);

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,7 +41,7 @@ struct sqc_module {
 	void		*dl;
 	const struct sq_plugin *desc;
 	unsigned	 refs;
-	struct sqc_module *next;
+	LIST_ENTRY(sqc_module) link;
 };
 
 /* An instance: private to this file, plugins and the rest of the core
@@ -73,7 +74,7 @@ struct sq_opts {
 	int		 failed;
 };
 
-static struct sqc_module *modules;
+static LIST_HEAD(, sqc_module) modules = LIST_HEAD_INITIALIZER(modules);
 static char *private_dir;
 static unsigned copy_seq;
 
@@ -231,9 +232,10 @@ sqc_plugin_shutdown(void)
 unsigned
 sqc_module_count(void)
 {
+	struct sqc_module *m;
 	unsigned n = 0;
 
-	for (struct sqc_module *m = modules; m; m = m->next)
+	LIST_FOREACH(m, &modules, link)
 		n++;
 	return n;
 }
@@ -303,15 +305,9 @@ module_free(struct sqc_module *m)
 static void
 module_unref(struct sqc_module *m)
 {
-	struct sqc_module **pp;
-
 	if (--m->refs > 0)
 		return;
-	for (pp = &modules; *pp; pp = &(*pp)->next)
-		if (*pp == m) {
-			*pp = m->next;
-			break;
-		}
+	LIST_REMOVE(m, link);
 	sqc_log(SQ_LOG_DEBUG, NULL, "unloaded %s", m->path);
 	module_free(m);
 }
@@ -346,7 +342,7 @@ check_descriptor(const struct sq_plugin *d, const char *path, char *err,
 static struct sqc_module *
 module_get(const char *path, char *err, size_t errlen)
 {
-	struct sqc_module *m;
+	struct sqc_module *m, *o;
 	uint64_t hash;
 	off_t size;
 	void *sym;
@@ -354,7 +350,7 @@ module_get(const char *path, char *err, size_t errlen)
 
 	if (hash_copy(path, -1, &hash, &size, err, errlen) != 0)
 		return NULL;
-	for (m = modules; m; m = m->next)
+	LIST_FOREACH(m, &modules, link)
 		if (m->hash == hash && m->size == size &&
 		    strcmp(m->path, path) == 0) {
 			m->refs++;
@@ -399,7 +395,7 @@ module_get(const char *path, char *err, size_t errlen)
 		goto fail;
 	}
 	m->desc = sym;
-	for (struct sqc_module *o = modules; o; o = o->next)
+	LIST_FOREACH(o, &modules, link)
 		if (o->desc == m->desc) {
 			snprintf(err, errlen, "plugin %s: the dynamic loader "
 			    "returned an object that is already loaded",
@@ -409,8 +405,7 @@ module_get(const char *path, char *err, size_t errlen)
 	if (check_descriptor(m->desc, path, err, errlen) != 0)
 		goto fail;
 	m->refs = 1;
-	m->next = modules;
-	modules = m;
+	LIST_INSERT_HEAD(&modules, m, link);
 	sqc_log(SQ_LOG_DEBUG, NULL, "loaded %s (%s %s) from %s", path,
 	    m->desc->name, m->desc->version ? m->desc->version : "",
 	    m->copy);

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/queue.h>
 
 #include <event2/event.h>
 
@@ -20,11 +21,11 @@ struct sq_timer {
 	void		(*cb)(int status, void *arg);
 	void		*arg;
 	int		 status;
-	struct sq_timer	*prev, *next;
+	LIST_ENTRY(sq_timer) link;
 };
 
 static struct event_base *tbase;
-static struct sq_timer *timers;
+static LIST_HEAD(, sq_timer) timers = LIST_HEAD_INITIALIZER(timers);
 static size_t ntimers;
 
 /* Timers run on base from now on. */
@@ -52,12 +53,7 @@ fire(evutil_socket_t fd, short what, void *arg)
 	struct sq_timer *t = arg;
 	struct sq_inst *inst = t->inst, *prev;
 
-	if (t->prev)
-		t->prev->next = t->next;
-	else
-		timers = t->next;
-	if (t->next)
-		t->next->prev = t->prev;
+	LIST_REMOVE(t, link);
 	ntimers--;
 	event_free(t->ev);
 	prev = sqc_inst_enter(inst);
@@ -88,10 +84,7 @@ sq_timer_start(struct sq_inst *inst, uint64_t ms,
 	t->cb = cb;
 	t->arg = arg;
 	sqc_inst_ref(inst);
-	t->next = timers;
-	if (timers)
-		timers->prev = t;
-	timers = t;
+	LIST_INSERT_HEAD(&timers, t, link);
 	ntimers++;
 	return t;
 }
@@ -110,10 +103,12 @@ sq_timer_cancel(struct sq_timer *t)
 void
 sqc_timer_cancel_all(void)
 {
-	while (timers) {
-		timers->status = -ECANCELED;
-		evtimer_del(timers->ev);
-		fire(-1, 0, timers);
+	struct sq_timer *t;
+
+	while ((t = LIST_FIRST(&timers)) != NULL) {
+		t->status = -ECANCELED;
+		evtimer_del(t->ev);
+		fire(-1, 0, t);
 	}
 }
 

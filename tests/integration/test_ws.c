@@ -564,6 +564,53 @@ Test(ws, long_history_is_delivered)
 	cr_assert_eq(srv_stop(&s), 0);
 }
 
+/*
+ * A message larger than the server's 64 KiB send batch goes out as
+ * fragments, each a whole frame, and arrives whole and in order, for
+ * the sender and for another member.
+ */
+Test(ws, long_messages_arrive_whole_as_fragments)
+{
+	enum { LEN = 300 * 1000 };
+	struct wsc a, b;
+	char *msg = malloc(LEN), *line;
+	int op;
+	size_t len;
+
+	srv_start(&s, "[route /chat]\nplugin = chat\n"
+	    "max_message_size = 1M\nmax_queue = 4M\n");
+	memset(msg, 'x', LEN);
+	cr_assert_eq(ws_connect(&a, s.port, "/chat", NULL), 101);
+	expect_line(&a, "joined at");
+	cr_assert_eq(ws_connect(&b, s.port, "/chat", NULL), 101);
+	expect_line(&b, "joined at");
+	expect_line(&a, "joined at");
+	cr_assert_eq(ws_send(&a, 1, msg, LEN), 0);
+	cr_assert_eq(ws_send(&a, 1, "after", 5), 0);
+	/* the first frame is a text frame without FIN */
+	cr_assert_eq(ws_recv(&b, &op, &line, &len, NULL, 5000), 0);
+	cr_assert_eq(op, 1);
+	cr_assert(!b.fin, "a %zu-byte first frame with FIN", len);
+	free(line);
+	line = ws_recv_text(&a, 5000);
+	cr_assert_not_null(line);
+	cr_assert_geq(strlen(line), LEN, "%zu bytes", strlen(line));
+	cr_assert_eq(strspn(strstr(line, ": ") + 2, "x"), LEN);
+	free(line);
+	expect_line(&a, ": after$");
+	/* b's first fragment was taken above: the rest are continuations */
+	while (!b.fin) {
+		cr_assert_eq(ws_recv(&b, &op, &line, &len, NULL, 5000), 0);
+		cr_assert_eq(op, 0);
+		free(line);
+	}
+	expect_line(&b, ": after$");
+	ws_disconnect(&b);
+	ws_disconnect(&a);
+	free(msg);
+	cr_assert_eq(srv_stop(&s), 0);
+}
+
 /* A refused origin is logged with its control bytes escaped. */
 Test(ws, refused_origin_is_logged_escaped)
 {

@@ -817,6 +817,7 @@ ws_recv(struct wsc *c, int *opcode, char **data, size_t *len, int *code,
 		return ws_recv(c, opcode, data, len, code, timeout_ms);
 	}
 	*opcode = b[0] & 0x0f;
+	c->fin = (b[0] & 0x80) != 0;
 	*len = plen;
 	*data = malloc(plen + 1);
 	memcpy(*data, b + hdr, plen);
@@ -829,6 +830,32 @@ ws_recv(struct wsc *c, int *opcode, char **data, size_t *len, int *code,
 	return 0;
 }
 
+/* The continuation frames of the message that starts with msg. */
+static char *
+recv_rest(struct wsc *c, char *msg, size_t len, int timeout_ms)
+{
+	int op;
+	size_t n;
+	char *data;
+
+	while (ws_recv(c, &op, &data, &n, NULL, timeout_ms) == 0) {
+		if (op == 8)
+			break;
+		if (op != 0) {		/* a control frame in between */
+			free(data);
+			continue;
+		}
+		msg = realloc(msg, len + n + 1);
+		memcpy(msg + len, data, n + 1);
+		len += n;
+		free(data);
+		if (c->fin)
+			return msg;
+	}
+	free(msg);
+	return NULL;
+}
+
 char *
 ws_recv_text(struct wsc *c, int timeout_ms)
 {
@@ -838,7 +865,8 @@ ws_recv_text(struct wsc *c, int timeout_ms)
 
 	while (ws_recv(c, &op, &data, &len, NULL, timeout_ms) == 0) {
 		if (op == 1)
-			return data;
+			return c->fin ? data : recv_rest(c, data, len,
+			    timeout_ms);
 		free(data);
 		if (op == 8)
 			break;

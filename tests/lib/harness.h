@@ -125,6 +125,7 @@ long	 t_now_ms(void);
 struct wsc {
 	int	 fd;
 	int	 auto_pong;	/* answer pings inside ws_recv */
+	int	 fin;		/* the last frame ws_recv returned had FIN */
 	char	 buf[1 << 17];
 	size_t	 len;
 };
@@ -139,7 +140,9 @@ int	 ws_connect_rcvbuf(struct wsc *c, int port, const char *path,
 int	 ws_handshake(struct wsc *c, int port, const char *req, int rcvbuf);
 int	 ws_send(struct wsc *c, int opcode, const void *data, size_t len);
 /* Next frame; 0, or -1 on timeout or end of stream. *data is malloc'ed
- * and NUL-terminated; for a close frame, *code gets its status. */
+ * and NUL-terminated; for a close frame, *code gets its status; c->fin
+ * says whether it ended its message. ws_recv_text reassembles
+ * fragmented text messages. */
 int	 ws_recv(struct wsc *c, int *opcode, char **data, size_t *len,
 	    int *code, int timeout_ms);
 /* Next text message, or NULL. */

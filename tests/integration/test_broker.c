@@ -1,20 +1,28 @@
 /*
  * test_broker.c - the chat plugin's Redis broker: two squalld on one
  * redis-server make one room (the seed's lines, in the same order for
- * everyone); a broker that never answers leaves a local room and one log
- * line; a broker killed mid-chat leaves local rooms, and once it is back
- * the room is whole again with nothing delivered twice. Each test starts
- * its own redis-server (no persistence, loopback, in its own folder) and
- * is skipped where there is none.
+ * everyone), and so do the workers of one squalld; a broker that never
+ * answers leaves a local room and one log line, and so does one that
+ * accepts but never answers in time; a broker killed mid-chat leaves
+ * local rooms, and once it is back the room is whole again with nothing
+ * delivered twice; what others publish on the channel reaches the room
+ * only when it is a chat line; reloads keep the room, or move it to
+ * another broker. Each test starts its own redis-server (no persistence,
+ * loopback, in its own folder) and is skipped where there is none.
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,31 +30,38 @@
 
 static struct srv s1, s2;
 static char rdir[256];
-static pid_t redis = -1;
+static pid_t redis = -1, redis2 = -1;	/* redis2: a second broker */
+
+static void
+kill_redis(pid_t *pid)
+{
+	int status;
+
+	if (*pid > 0) {
+		kill(*pid, SIGKILL);
+		waitpid(*pid, &status, 0);
+	}
+	*pid = -1;
+}
 
 static void
 redis_stop(void)
 {
-	int status;
-
-	if (redis > 0) {
-		kill(redis, SIGKILL);
-		waitpid(redis, &status, 0);
-	}
-	redis = -1;
+	kill_redis(&redis);
 }
 
 /* redis-server on 127.0.0.1:port in rdir (with requirepass when
  * password is not NULL); waits until it accepts. */
-static void
-redis_start_auth(int port, const char *password)
+static pid_t
+redis_run(int port, const char *password)
 {
 	char portarg[16], logf[300];
 	long deadline = t_now_ms() + 10000;
+	pid_t pid;
 
 	snprintf(portarg, sizeof(portarg), "%d", port);
-	snprintf(logf, sizeof(logf), "%s/redis.log", rdir);
-	if ((redis = fork()) == 0) {
+	snprintf(logf, sizeof(logf), "%s/redis-%d.log", rdir, port);
+	if ((pid = fork()) == 0) {
 		t_close_inherited();
 		execlp("redis-server", "redis-server", "--port", portarg,
 		    "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -55,17 +70,25 @@ redis_start_auth(int port, const char *password)
 		    (char *)NULL);
 		_exit(127);
 	}
-	cr_assert_gt(redis, 0, "fork: %s", strerror(errno));
+	cr_assert_gt(pid, 0, "fork: %s", strerror(errno));
 	while (t_now_ms() < deadline) {
 		int fd = t_connect(port);
 
 		if (fd >= 0) {
 			close(fd);
-			return;
+			return pid;
 		}
 		usleep(20000);
 	}
+	kill(pid, SIGKILL);
 	cr_assert_fail("redis-server did not start on port %d", port);
+	return -1;
+}
+
+static void
+redis_start_auth(int port, const char *password)
+{
+	redis = redis_run(port, password);
 }
 
 static void
@@ -86,6 +109,7 @@ static void
 teardown(void)
 {
 	redis_stop();
+	kill_redis(&redis2);
 	srv_cleanup(&s1);
 	srv_cleanup(&s2);
 	if (rdir[0])
@@ -344,4 +368,157 @@ Test(broker, unix_socket)
 	ws_disconnect(&b);
 	cr_assert_eq(srv_stop(&s1), 0);
 	cr_assert_eq(srv_stop(&s2), 0);
+}
+
+/* ---- the workers of one squalld ------------------------------------- */
+
+/*
+ * The pid of the process among pids that holds the server's end of the
+ * connection c made to port: the socket's inode from /proc/net/tcp, then
+ * the process whose descriptors include it. 0 when none does.
+ */
+static pid_t
+owner_of(struct wsc *c, int port, const pid_t *pids, int n)
+{
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	char line[512], want[64], path[300], link[64];
+	unsigned long inode = 0;
+	FILE *fp;
+
+	cr_assert_eq(getsockname(c->fd, (struct sockaddr *)&sa, &sl), 0);
+	cr_assert_not_null(fp = fopen("/proc/net/tcp", "r"));
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		unsigned int lport, rport;
+		unsigned long ino;
+
+		if (sscanf(line, " %*d: %*x:%x %*x:%x %*x %*x:%*x %*x:%*x %*x "
+		    "%*u %*u %lu", &lport, &rport, &ino) == 3 &&
+		    (int)lport == port && rport == ntohs(sa.sin_port) &&
+		    ino != 0)
+			inode = ino;
+	}
+	fclose(fp);
+	cr_assert_neq(inode, 0, "no server socket for client port %d",
+	    ntohs(sa.sin_port));
+	snprintf(want, sizeof(want), "socket:[%lu]", inode);
+	for (int i = 0; i < n; i++) {
+		struct dirent *de;
+		DIR *d;
+		int hit = 0;
+
+		snprintf(path, sizeof(path), "/proc/%d/fd", (int)pids[i]);
+		if ((d = opendir(path)) == NULL)
+			continue;
+		while (!hit && (de = readdir(d)) != NULL) {
+			ssize_t len;
+
+			snprintf(path, sizeof(path), "/proc/%d/fd/%s",
+			    (int)pids[i], de->d_name);
+			len = readlink(path, link, sizeof(link) - 1);
+			if (len > 0) {
+				link[len] = '\0';
+				hit = strcmp(link, want) == 0;
+			}
+		}
+		closedir(d);
+		if (hit)
+			return pids[i];
+	}
+	return 0;
+}
+
+/* The pids of the workers' "squalld V ready: ..., pid P" lines. */
+static int
+worker_pids(struct srv *s, pid_t *out, int max)
+{
+	char *log = t_read(s->log, NULL), *p = log;
+	int n = 0;
+
+	while (n < max && (p = strstr(p, PACKAGE_VERSION " ready: ")) != NULL) {
+		char *q = strstr(p, ", pid ");
+
+		p += strlen(PACKAGE_VERSION " ready: ");
+		if (q && q < strchr(p, '\n'))
+			out[n++] = (pid_t)strtol(q + 6, NULL, 10);
+	}
+	free(log);
+	return n;
+}
+
+/*
+ * workers = 2 on one broker: each worker subscribes, and two clients
+ * that the kernel gave to different workers are in one room. Clients
+ * join until one lands on the other worker than the first (the kernel
+ * spreads connections by their addresses); the ones that landed on the
+ * same worker leave again, which the first one hears.
+ */
+Test(broker, workers_of_one_server_share_the_room)
+{
+	struct wsc a, b;
+	pid_t pids[2], wa, wb = 0;
+	char *ini, *la[2], *lb[2], who[128];
+	int rport = t_free_port(), tries;
+
+	redis_start(rport);
+	memset(&s1, 0, sizeof(s1));
+	t_tmpdir(s1.dir, sizeof(s1.dir));
+	s1.port = t_free_port();
+	cr_assert(asprintf(&ini, "[server]\nlisten = 127.0.0.1:%d\n"
+	    "plugin_dir = %s\nworkers = 2\npid_file = squalld.pid\n"
+	    "[route /chat]\nplugin = chat\nbroker = redis://127.0.0.1:%d\n",
+	    s1.port, t_plugin_dir(), rport) > 0);
+	srv_start_in(&s1, ini);
+	free(ini);
+	cr_assert_eq(srv_wait_log(&s1, "master ready: ", 1, 20000), 0);
+	cr_assert_eq(srv_wait_log(&s1, " up, channel squall:chat:/chat", 2,
+	    5000), 0, "not every worker subscribed");
+	cr_assert_eq(worker_pids(&s1, pids, 2), 2);
+	for (int i = 0; i < 2; i++) {
+		snprintf(who, sizeof(who), "] %d chat /chat: broker redis://",
+		    (int)pids[i]);
+		cr_assert_eq(srv_log_count(&s1, who), 1, "worker %d: no broker "
+		    "line of its own", (int)pids[i]);
+	}
+
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, "^" IP " joined at " TS "$");
+	wa = owner_of(&a, s1.port, pids, 2);
+	cr_assert_neq(wa, 0, "the first client is on no worker");
+	for (tries = 0; tries < 64; tries++) {
+		cr_assert_eq(ws_connect(&b, s1.port, "/chat", NULL), 101);
+		expect(&b, "^" IP " joined at " TS "$");
+		expect(&a, "^" IP " joined at " TS "$");
+		if ((wb = owner_of(&b, s1.port, pids, 2)) != wa)
+			break;
+		ws_disconnect(&b);
+		expect(&a, "^" IP " left at " TS "$");
+	}
+	cr_assert(wb != 0 && wb != wa, "64 clients all landed on worker %d",
+	    (int)wa);
+
+	cr_assert_eq(ws_send(&a, 1, "from one worker", 15), 0);
+	expect(&a, "^" IP " at " TS ": from one worker$");
+	expect(&b, "^" IP " at " TS ": from one worker$");
+	cr_assert_eq(ws_send(&b, 1, "from the other", 14), 0);
+	expect(&a, "^" IP " at " TS ": from the other$");
+	expect(&b, "^" IP " at " TS ": from the other$");
+	/* one line from each worker at once: the same order for both */
+	cr_assert_eq(ws_send(&a, 1, "one", 3), 0);
+	cr_assert_eq(ws_send(&b, 1, "two", 3), 0);
+	for (int i = 0; i < 2; i++) {
+		la[i] = ws_expect_line(&a, "^" IP " at " TS ": (one|two)$");
+		lb[i] = ws_expect_line(&b, "^" IP " at " TS ": (one|two)$");
+	}
+	cr_assert_str_neq(la[0], la[1]);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_str_eq(la[i], lb[i], "line %d differs", i);
+		free(la[i]);
+		free(lb[i]);
+	}
+	ws_disconnect(&b);
+	expect(&a, "^" IP " left at " TS "$");
+	expect_quiet(&a, "a");
+	ws_disconnect(&a);
+	cr_assert_eq(srv_stop(&s1), 0);
 }

@@ -16,6 +16,8 @@
  * client is hiredis with its libevent adapter on the server's loop
  * (sq_loop_base): no thread, no blocking call. While the broker is
  * unreachable the room is local: lines go straight to local members.
+ * What comes from the broker is checked before anyone gets it: any
+ * client of that Redis may publish on the channel.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -87,6 +89,8 @@ struct broker {
 	uint64_t		 backoff_ms;
 	struct sq_timer		*retry;		/* pending reconnection */
 	int			 idle;		/* down, waiting for a member */
+	unsigned long long	 invalid;	/* lines from Redis refused */
+	int			 invalid_logged; /* since the last valid one */
 };
 
 static void	deliver(struct room *, const char *, size_t);
@@ -287,6 +291,34 @@ on_disconnect(const redisAsyncContext *ac, int status)
 		broker_down(r, ac, status == REDIS_OK ? "closed" : ac->errstr);
 }
 
+/*
+ * A line from the broker, which any client of that Redis could have
+ * published: only what this plugin could have said goes to the members
+ * (chat_line_check: UTF-8, one chat line, no longer than max_message_size
+ * allows). The rest is dropped and counted, and logged once for each run
+ * of them, so that a flood of junk is one line in the log.
+ */
+static void
+from_broker(struct room *r, const char *line, size_t len)
+{
+	struct broker *b = r->broker;
+	const char *why;
+
+	why = chat_line_check(line, len, r->max_message + LINE_OVERHEAD);
+	if (why == NULL) {
+		b->invalid_logged = 0;
+		deliver(r, line, len);
+		return;
+	}
+	b->invalid++;
+	if (!b->invalid_logged)
+		sq_log(r->inst, SQ_LOG_WARN, "broker %s: dropped a line of "
+		    "%zu bytes from channel %s (%s; %llu so far); the next "
+		    "ones are not logged until a valid line comes", b->url,
+		    len, b->channel, why, b->invalid);
+	b->invalid_logged = 1;
+}
+
 /* Everything the subscription brings: confirmations, then lines. */
 static void
 sub_reply(redisAsyncContext *ac, void *reply, void *priv)
@@ -312,7 +344,7 @@ sub_reply(redisAsyncContext *ac, void *reply, void *priv)
 		check_up(r);
 	} else if (strcmp(kind->str, "message") == 0 &&
 	    data->type == REDIS_REPLY_STRING)
-		deliver(r, data->str, data->len);
+		from_broker(r, data->str, data->len);
 }
 
 static void
@@ -469,6 +501,7 @@ nomem:
 	broker_free(b);
 	return -ENOMEM;
 }
+
 
 static void
 room_free(struct room *r)

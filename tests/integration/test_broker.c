@@ -522,3 +522,118 @@ Test(broker, workers_of_one_server_share_the_room)
 	ws_disconnect(&a);
 	cr_assert_eq(srv_stop(&s1), 0);
 }
+
+/* ---- what others publish on the channel ----------------------------- */
+
+/* A string literal and its length, NULs inside included. */
+#define S(lit)	lit, sizeof(lit) - 1
+
+/* PUBLISH msg (len bytes, any) on channel: the subscribers it reached. */
+static long
+redis_publish(int port, const char *channel, const void *msg, size_t len)
+{
+	char head[256], reply[64];
+	size_t got = 0;
+	int fd = t_connect(port), n;
+	long deadline = t_now_ms() + 5000;
+
+	cr_assert_geq(fd, 0, "cannot reach redis-server on %d", port);
+	n = snprintf(head, sizeof(head), "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n%s"
+	    "\r\n$%zu\r\n", strlen(channel), channel, len);
+	cr_assert_eq(write(fd, head, (size_t)n), n);
+	cr_assert_eq(write(fd, msg, len), (ssize_t)len);
+	cr_assert_eq(write(fd, "\r\n", 2), 2);
+	while (memchr(reply, '\n', got) == NULL && got < sizeof(reply) - 1 &&
+	    t_now_ms() < deadline) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		ssize_t r;
+
+		if (poll(&pfd, 1, 100) == 1) {
+			if ((r = read(fd, reply + got, sizeof(reply) - 1 - got))
+			    <= 0)
+				break;
+			got += (size_t)r;
+		}
+	}
+	close(fd);
+	reply[got] = '\0';
+	cr_assert_eq(reply[0], ':', "PUBLISH answered \"%s\"", reply);
+	return strtol(reply + 1, NULL, 10);
+}
+
+/*
+ * Any client of the Redis can publish on the room's channel. What is not
+ * a chat line this plugin could have said (not UTF-8: a browser would
+ * close with 1007; too long for max_message_size; not a chat line at
+ * all; a NUL inside) is dropped and counted, logged once per run of
+ * them; the members get the valid lines only, and stay connected.
+ */
+Test(broker, invalid_lines_from_the_broker_are_dropped)
+{
+	static const struct { const char *data; size_t len; } bad[] = {
+		{ S("\xff\xfe not UTF-8") },
+		{ S("[10.0.0.9] at 2026-01-01 00:00:00: \xc3(") },
+		{ S("[10.0.0.9] at 2026-01-01 00:00:00: \xed\xa0\x80") },
+		{ S("[10.0.0.9] at 2026-01-01 00:00:00: \xc0\xaf") },
+		{ S("[10.0.0.9] at 2026-01-01 00:00:00: a\0b") },
+		{ S("hello") },
+		{ S("") },
+		{ S("[10.0.0.9] said at 2026-01-01 00:00:00: x") },
+		{ S("[10.0.0.9] joined at 2026-01-01 00:00") },
+		{ S("[10.0.0.9] joined at 2026-01-01 00:00:00 and more") },
+		{ S("[] at 2026-01-01 00:00:00: x") },
+		{ S("[10.0.0.9 at 2026-01-01 00:00:00: x") },
+	};
+	const char *chan = "squall:chat:/chat";
+	char big[400], *line;
+	struct wsc a;
+	int rport = t_free_port(), n;
+
+	redis_start(rport);
+	srv_start(&s1, "[route /chat]\nplugin = chat\nmax_message_size = 100\n"
+	    "broker = redis://127.0.0.1:%d\n", rport);
+	cr_assert_eq(srv_wait_log(&s1, " up, channel ", 1, 5000), 0);
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, "^" IP " joined at " TS "$");
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(redis_publish(rport, chan, bad[i].data,
+		    bad[i].len), 1, "bad line %zu did not reach squalld", i);
+	/* 100 bytes of message fit, 101 do not */
+	n = snprintf(big, sizeof(big), "[10.0.0.9] at 2026-01-01 00:00:00: ");
+	memset(big + n, 'x', 100 + 96 - (size_t)n + 1);
+	cr_assert_eq(redis_publish(rport, chan, big, 100 + 96 + 1), 1);
+	memset(big + n, 'y', 100);
+	cr_assert_eq(redis_publish(rport, chan, big, (size_t)n + 100), 1);
+	line = ws_expect_line(&a, "^\\[10\\.0\\.0\\.9\\] at 2026-01-01 "
+	    "00:00:00: y{100}$");
+	free(line);
+	cr_assert_eq(srv_wait_log(&s1, "dropped a line of", 1, 1000), 0);
+	cr_assert_eq(srv_log_count(&s1, "dropped a line of"), 1,
+	    "a run of invalid lines was logged more than once");
+	cr_assert_eq(srv_log_count(&s1, "dropped a line of 12 bytes from "
+	    "channel squall:chat:/chat (not UTF-8 text; 1 so far)"), 1);
+
+	/* valid lines of every kind, with IPv6 and its zone */
+	cr_assert_eq(redis_publish(rport, chan, S("[::1] joined at 2026-01-01 "
+	    "00:00:00")), 1);
+	cr_assert_eq(redis_publish(rport, chan, S("[fe80::1%eth0] at "
+	    "2026-01-01 00:00:00: h\xc3\xa9 \xf0\x9f\x98\x80")), 1);
+	cr_assert_eq(redis_publish(rport, chan, S("[::1] left at 2026-01-01 "
+	    "00:00:00")), 1);
+	expect(&a, "^\\[::1\\] joined at 2026-01-01 00:00:00$");
+	expect(&a, "^\\[fe80::1%eth0\\] at 2026-01-01 00:00:00: "
+	    "h\xc3\xa9 \xf0\x9f\x98\x80$");
+	expect(&a, "^\\[::1\\] left at 2026-01-01 00:00:00$");
+
+	/* another run of them: logged again, with the count */
+	cr_assert_eq(redis_publish(rport, chan, S("junk")), 1);
+	cr_assert_eq(srv_wait_log(&s1, "dropped a line of 4 bytes from "
+	    "channel squall:chat:/chat (not a chat line; 14 so far)", 1, 5000),
+	    0);
+	cr_assert_eq(ws_send(&a, 1, "still here", 10), 0);
+	expect(&a, "^" IP " at " TS ": still here$");
+	expect_quiet(&a, "a");
+	ws_disconnect(&a);
+	cr_assert_eq(srv_stop(&s1), 0);
+}

@@ -36,9 +36,14 @@
 
 #include "chat_line.h"
 
-/* Reconnection backoff, and the most a slow broker may hold of ours. */
+/*
+ * Reconnection backoff, how long a connection may take to be up (both
+ * connected, AUTH passed, SUBSCRIBE confirmed), and the most a slow
+ * broker may hold of ours.
+ */
 #define RETRY_MIN_MS	100
 #define RETRY_MAX_MS	5000
+#define CONNECT_MS	2000
 #define PUB_MAX_PENDING	1000
 #define PUB_MAX_BYTES	(1 << 20)
 
@@ -89,12 +94,23 @@ struct broker {
 	uint64_t		 backoff_ms;
 	struct sq_timer		*retry;		/* pending reconnection */
 	int			 idle;		/* down, waiting for a member */
+	struct sq_timer		*watch;		/* is the attempt up in time? */
+	uint64_t		 attempt_ms;	/* when it began */
 	unsigned long long	 invalid;	/* lines from Redis refused */
 	int			 invalid_logged; /* since the last valid one */
 };
 
 static void	deliver(struct room *, const char *, size_t);
 static void	broker_connect(struct room *);
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static void
 broker_free(struct broker *b)
@@ -421,6 +437,12 @@ open_conn(struct room *r, char *err, size_t errlen)
 		return NULL;
 	}
 	ac->data = r;
+	/* a broker's host that vanishes is found in about half a minute */
+	if (b->host && redisEnableKeepAlive(&ac->c) != REDIS_OK) {
+		snprintf(err, errlen, "%s", ac->errstr);
+		redisAsyncFree(ac);
+		return NULL;
+	}
 	if (redisLibeventAttach(ac, sq_loop_base()) != REDIS_OK) {
 		snprintf(err, errlen, "cannot attach to the loop");
 		redisAsyncFree(ac);
@@ -435,6 +457,33 @@ open_conn(struct room *r, char *err, size_t errlen)
 		return NULL;
 	}
 	return ac;
+}
+
+/*
+ * hiredis 0.14 has no timeout for an asynchronous connect, and a broker
+ * may accept the connection and never answer: an attempt that is not up
+ * CONNECT_MS after it began (see check_up) is given up, and retried
+ * after the backoff like any failure. One timer watches every attempt;
+ * it is re-armed when a later attempt has time left.
+ */
+static void
+watch_cb(int status, void *arg)
+{
+	struct room *r = arg;
+	struct broker *b = r->broker;
+	uint64_t waited;
+
+	if (b == NULL)
+		return;
+	b->watch = NULL;
+	if (status != 0 || b->up || (b->sub == NULL && b->pub == NULL))
+		return;		/* up, or already down and retrying */
+	waited = now_ms() - b->attempt_ms;
+	if (waited >= CONNECT_MS)
+		broker_down(r, NULL, "no answer within 2 seconds");
+	else
+		b->watch = sq_timer_start(r->inst, CONNECT_MS - waited,
+		    watch_cb, r);
 }
 
 /* Open both connections; they come up (or fail) in callbacks. */
@@ -452,6 +501,9 @@ broker_connect(struct room *r)
 		broker_down(r, NULL, err);
 		return;
 	}
+	b->attempt_ms = now_ms();
+	if (b->watch == NULL)
+		b->watch = sq_timer_start(r->inst, CONNECT_MS, watch_cb, r);
 	if (b->password == NULL)
 		subscribe(r);
 }

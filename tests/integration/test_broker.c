@@ -637,3 +637,147 @@ Test(broker, invalid_lines_from_the_broker_are_dropped)
 	ws_disconnect(&a);
 	cr_assert_eq(srv_stop(&s1), 0);
 }
+
+/* ---- brokers that do not answer in time ----------------------------- */
+
+/* A listening socket on 127.0.0.1:port with this backlog, never served. */
+static int
+listen_on(int port, int backlog)
+{
+	struct sockaddr_in sa;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	cr_assert_geq(fd, 0);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(fd, backlog), 0);
+	return fd;
+}
+
+/* The next connection to lfd within timeout_ms, or -1. */
+static int
+accept_within(int lfd, int timeout_ms)
+{
+	struct pollfd pfd = { lfd, POLLIN, 0 };
+
+	if (poll(&pfd, 1, timeout_ms) != 1)
+		return -1;
+	return accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+}
+
+/* Does the peer close fd within timeout_ms (what it sent is skipped)? */
+static int
+closed_within(int fd, int timeout_ms)
+{
+	long deadline = t_now_ms() + timeout_ms;
+	char buf[512];
+
+	while (t_now_ms() < deadline) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+
+		if (poll(&pfd, 1, 50) == 1 && read(fd, buf, sizeof(buf)) <= 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * The room works while the broker is away, and once a real Redis takes
+ * the broker's port the room spans both servers: the attempts went on.
+ */
+static void
+then_redis_comes(int rport, struct wsc *a)
+{
+	struct wsc b;
+
+	redis_start(rport);
+	cr_assert_eq(srv_wait_log(&s1, " up, channel ", 1, 15000), 0,
+	    "no attempt after the timeout reached the broker");
+	srv_start(&s2, "[route /chat]\nplugin = chat\n"
+	    "broker = redis://127.0.0.1:%d\n", rport);
+	cr_assert_eq(srv_wait_log(&s2, " up, channel ", 1, 5000), 0);
+	cr_assert_eq(ws_connect(&b, s2.port, "/chat", NULL), 101);
+	expect(&b, "^" IP " joined at " TS "$");
+	expect(a, "^" IP " joined at " TS "$");
+	cr_assert_eq(ws_send(a, 1, "now via redis", 13), 0);
+	expect(a, ": now via redis$");
+	expect(&b, ": now via redis$");
+	ws_disconnect(&b);
+	expect(a, "^" IP " left at " TS "$");
+	ws_disconnect(a);
+	cr_assert_eq(srv_stop(&s1), 0);
+	cr_assert_eq(srv_stop(&s2), 0);
+}
+
+/*
+ * A "broker" that accepts connections (the kernel does) but never
+ * answers: not up (SUBSCRIBE confirmed) within 2 seconds, the attempt is
+ * given up, logged once, and retried: the connections are closed, new
+ * ones come.
+ */
+Test(broker, broker_that_never_answers_times_out)
+{
+	struct wsc a;
+	int rport = t_free_port(), lfd, first[2], later;
+
+	lfd = listen_on(rport, 64);
+	srv_start(&s1, "[route /chat]\nplugin = chat\n"
+	    "broker = redis://127.0.0.1:%d\n", rport);
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, "^" IP " joined at " TS "$");
+	for (int i = 0; i < 2; i++)
+		cr_assert_geq(first[i] = accept_within(lfd, 5000), 0,
+		    "squalld did not connect");
+	cr_assert_eq(srv_wait_log(&s1, "unreachable (no answer within 2 "
+	    "seconds): the room is local", 1, 5000), 0,
+	    "a broker that never answers was not given up");
+	for (int i = 0; i < 2; i++) {
+		cr_assert(closed_within(first[i], 2000), "connection %d of "
+		    "the attempt that timed out is still open", i);
+		close(first[i]);
+	}
+	cr_assert_geq(later = accept_within(lfd, 5000), 0, "no new attempt");
+	close(later);
+	/* the room is local meanwhile */
+	cr_assert_eq(ws_send(&a, 1, "local", 5), 0);
+	expect(&a, "^" IP " at " TS ": local$");
+	close(lfd);
+	then_redis_comes(rport, &a);
+	cr_assert_eq(srv_log_count(&s1, "unreachable"), 1,
+	    "the failures were logged more than once");
+}
+
+/*
+ * A "broker" whose connections never complete: its accept queue is full
+ * (the kernel drops the SYNs, as a host that drops packets would). The
+ * attempt is given up after 2 seconds instead of the kernel's couple of
+ * minutes.
+ */
+Test(broker, connect_that_never_completes_times_out)
+{
+	struct wsc a;
+	int rport = t_free_port(), lfd, filler;
+	long t0;
+
+	lfd = listen_on(rport, 0);
+	cr_assert_geq(filler = t_connect(rport), 0);	/* queue now full */
+	t0 = t_now_ms();
+	srv_start(&s1, "[route /chat]\nplugin = chat\n"
+	    "broker = redis://127.0.0.1:%d\n", rport);
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, "^" IP " joined at " TS "$");
+	cr_assert_eq(srv_wait_log(&s1, "unreachable (no answer within 2 "
+	    "seconds)", 1, 6000), 0, "a connect that never completes was "
+	    "not given up");
+	cr_assert_geq(t_now_ms() - t0, 1900);
+	cr_assert_eq(ws_send(&a, 1, "local", 5), 0);
+	expect(&a, "^" IP " at " TS ": local$");
+	close(filler);
+	close(lfd);
+	then_redis_comes(rport, &a);
+	cr_assert_eq(srv_log_count(&s1, "unreachable"), 1);
+}

@@ -781,3 +781,140 @@ Test(broker, connect_that_never_completes_times_out)
 	then_redis_comes(rport, &a);
 	cr_assert_eq(srv_log_count(&s1, "unreachable"), 1);
 }
+
+/* ---- reloads --------------------------------------------------------- */
+
+/* s's configuration becomes the /chat route on broker port rport, then
+ * more (routes); SIGHUP. Returns srv_reload's answer. */
+static int
+reload_with(struct srv *s, int rport, const char *more)
+{
+	t_write(s->ini, "[server]\nlisten = 127.0.0.1:0\nplugin_dir = %s\n"
+	    "[route /chat]\nplugin = chat\nbroker = redis://127.0.0.1:%d\n%s",
+	    t_plugin_dir(), rport, more);
+	return srv_reload(s);
+}
+
+/*
+ * A reload that leaves the route as it was keeps the room: its members,
+ * and its connections to the broker (no new "up" line).
+ */
+Test(broker, reload_that_keeps_the_route_keeps_the_room)
+{
+	struct wsc a, b, c;
+	int rport = t_free_port();
+
+	redis_start(rport);
+	start_pair(rport);
+	join_two(&a, s1.port, &b, s2.port);
+	cr_assert_eq(reload_with(&s1, rport, "[route /hello]\nplugin = hello\n"),
+	    0);
+	cr_assert_eq(srv_log_count(&s1, "reloaded: 2 routes (1 kept, 1 new)"),
+	    1);
+	cr_assert_eq(ws_send(&b, 1, "across", 6), 0);
+	expect(&a, "^" IP " at " TS ": across$");
+	expect(&b, "^" IP " at " TS ": across$");
+	cr_assert_eq(ws_connect(&c, s1.port, "/chat", NULL), 101);
+	expect(&c, "^" IP " joined at " TS "$");
+	expect(&a, "^" IP " joined at " TS "$");
+	expect(&b, "^" IP " joined at " TS "$");
+	cr_assert_eq(ws_send(&c, 1, "newcomer", 8), 0);
+	expect(&a, ": newcomer$");
+	expect(&b, ": newcomer$");
+	expect(&c, ": newcomer$");
+	cr_assert_eq(srv_log_count(&s1, " up, channel"), 1,
+	    "the reload reconnected to the broker");
+	ws_disconnect(&c);
+	expect(&a, "^" IP " left at " TS "$");
+	expect(&b, "^" IP " left at " TS "$");
+	expect_quiet(&a, "a");
+	expect_quiet(&b, "b");
+	ws_disconnect(&a);
+	ws_disconnect(&b);
+	cr_assert_eq(srv_stop(&s1), 0);
+	cr_assert_eq(srv_stop(&s2), 0);
+}
+
+/*
+ * A reload of both servers onto another broker: the members who joined
+ * before stay connected and move with the room (the old broker can go
+ * away unnoticed), and they are in one room with those who join after.
+ */
+Test(broker, reload_that_changes_the_broker_moves_the_room)
+{
+	struct wsc a, b, c;
+	char moved[200], up[100];
+	int rport = t_free_port(), rport2 = t_free_port();
+
+	redis_start(rport);
+	redis2 = redis_run(rport2, NULL);
+	start_pair(rport);
+	join_two(&a, s1.port, &b, s2.port);
+	cr_assert_eq(reload_with(&s1, rport2, ""), 0);
+	cr_assert_eq(reload_with(&s2, rport2, ""), 0);
+	snprintf(moved, sizeof(moved), "a reload changed the broker: the 1 "
+	    "member who joined before moves from redis://127.0.0.1:%d to "
+	    "redis://127.0.0.1:%d", rport, rport2);
+	snprintf(up, sizeof(up), "broker redis://127.0.0.1:%d up, ", rport2);
+	cr_assert_eq(srv_wait_log(&s1, moved, 1, 5000), 0);
+	cr_assert_eq(srv_wait_log(&s2, moved, 1, 5000), 0);
+	/* the new room and the moved one, on each server */
+	cr_assert_eq(srv_wait_log(&s1, up, 2, 5000), 0);
+	cr_assert_eq(srv_wait_log(&s2, up, 2, 5000), 0);
+	redis_stop();
+
+	cr_assert_eq(ws_send(&a, 1, "moved", 5), 0);
+	expect(&a, "^" IP " at " TS ": moved$");
+	expect(&b, "^" IP " at " TS ": moved$");
+	cr_assert_eq(ws_connect(&c, s1.port, "/chat", NULL), 101);
+	expect(&c, "^" IP " joined at " TS "$");
+	expect(&a, "^" IP " joined at " TS "$");
+	expect(&b, "^" IP " joined at " TS "$");
+	cr_assert_eq(ws_send(&b, 1, "to all", 6), 0);
+	expect(&a, ": to all$");
+	expect(&b, ": to all$");
+	expect(&c, ": to all$");
+	cr_assert_eq(ws_send(&c, 1, "from c", 6), 0);
+	expect(&a, ": from c$");
+	expect(&b, ": from c$");
+	expect(&c, ": from c$");
+	cr_assert_eq(srv_log_count(&s1, "lost"), 0);
+	cr_assert_eq(srv_log_count(&s2, "lost"), 0);
+	ws_disconnect(&a);
+	expect(&b, "^" IP " left at " TS "$");
+	expect(&c, "^" IP " left at " TS "$");
+	expect_quiet(&b, "b");
+	expect_quiet(&c, "c");
+	ws_disconnect(&b);
+	ws_disconnect(&c);
+	cr_assert_eq(srv_stop(&s1), 0);
+	cr_assert_eq(srv_stop(&s2), 0);
+}
+
+/* A reload that fails moves nothing: the room stays on its broker. */
+Test(broker, failed_reload_leaves_the_room_on_its_broker)
+{
+	struct wsc a, b;
+	char more[300];
+	int rport = t_free_port(), rport2 = t_free_port();
+
+	redis_start(rport);
+	redis2 = redis_run(rport2, NULL);
+	start_pair(rport);
+	join_two(&a, s1.port, &b, s2.port);
+	/* the new /chat is created, then the next route fails */
+	snprintf(more, sizeof(more), "[route /broken]\nplugin = "
+	    "/nonexistent/x.so\n");
+	cr_assert_eq(reload_with(&s1, rport2, more), -1);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(ws_send(&a, 1, "still", 5), 0);
+		expect(&a, "^" IP " at " TS ": still$");
+		expect(&b, "^" IP " at " TS ": still$");
+	}
+	cr_assert_eq(srv_log_count(&s1, "a reload changed the broker"), 0);
+	ws_disconnect(&b);
+	expect(&a, "^" IP " left at " TS "$");
+	ws_disconnect(&a);
+	cr_assert_eq(srv_stop(&s1), 0);
+	cr_assert_eq(srv_stop(&s2), 0);
+}

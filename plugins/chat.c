@@ -16,6 +16,8 @@
  * client is hiredis with its libevent adapter on the server's loop
  * (sq_loop_base): no thread, no blocking call. While the broker is
  * unreachable the room is local: lines go straight to local members.
+ * What comes from the broker is checked before anyone gets it: any
+ * client of that Redis may publish on the channel.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -34,9 +36,14 @@
 
 #include "chat_line.h"
 
-/* Reconnection backoff, and the most a slow broker may hold of ours. */
+/*
+ * Reconnection backoff, how long a connection may take to be up (both
+ * connected, AUTH passed, SUBSCRIBE confirmed), and the most a slow
+ * broker may hold of ours.
+ */
 #define RETRY_MIN_MS	100
 #define RETRY_MAX_MS	5000
+#define CONNECT_MS	2000
 #define PUB_MAX_PENDING	1000
 #define PUB_MAX_BYTES	(1 << 20)
 
@@ -59,7 +66,15 @@ struct room {
 	char		**lines;	/* ring of the last `history` lines */
 	size_t		 nlines, first;
 	struct broker	*broker;	/* NULL: a room of this process only */
+	/* for a reload that changes the broker: see settle() */
+	struct room	*next;		/* every room of this module */
+	unsigned long long seq;		/* creation order */
+	unsigned long long cfg_seq;	/* whose broker settings it has */
+	uint64_t	 reloads_ok;	/* when it was created */
 };
+
+static struct room *rooms;
+static unsigned long long nrooms_made;
 
 /*
  * The Redis broker of a room: one subscriber and one publisher
@@ -87,10 +102,23 @@ struct broker {
 	uint64_t		 backoff_ms;
 	struct sq_timer		*retry;		/* pending reconnection */
 	int			 idle;		/* down, waiting for a member */
+	struct sq_timer		*watch;		/* is the attempt up in time? */
+	uint64_t		 attempt_ms;	/* when it began */
+	unsigned long long	 invalid;	/* lines from Redis refused */
+	int			 invalid_logged; /* since the last valid one */
 };
 
 static void	deliver(struct room *, const char *, size_t);
 static void	broker_connect(struct room *);
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static void
 broker_free(struct broker *b)
@@ -172,11 +200,18 @@ broker_close(struct broker *b)
 		redisAsyncFree(pub);
 }
 
+/*
+ * The timers of a broker are never cancelled: they find what is there
+ * when they fire (a reload may have moved the room to another broker,
+ * or to none).
+ */
 static void
 retry_cb(int status, void *arg)
 {
 	struct room *r = arg;
 
+	if (r->broker == NULL)
+		return;
 	r->broker->retry = NULL;
 	if (status == 0)
 		broker_connect(r);
@@ -287,6 +322,34 @@ on_disconnect(const redisAsyncContext *ac, int status)
 		broker_down(r, ac, status == REDIS_OK ? "closed" : ac->errstr);
 }
 
+/*
+ * A line from the broker, which any client of that Redis could have
+ * published: only what this plugin could have said goes to the members
+ * (chat_line_check: UTF-8, one chat line, no longer than max_message_size
+ * allows). The rest is dropped and counted, and logged once for each run
+ * of them, so that a flood of junk is one line in the log.
+ */
+static void
+from_broker(struct room *r, const char *line, size_t len)
+{
+	struct broker *b = r->broker;
+	const char *why;
+
+	why = chat_line_check(line, len, r->max_message + LINE_OVERHEAD);
+	if (why == NULL) {
+		b->invalid_logged = 0;
+		deliver(r, line, len);
+		return;
+	}
+	b->invalid++;
+	if (!b->invalid_logged)
+		sq_log(r->inst, SQ_LOG_WARN, "broker %s: dropped a line of "
+		    "%zu bytes from channel %s (%s; %llu so far); the next "
+		    "ones are not logged until a valid line comes", b->url,
+		    len, b->channel, why, b->invalid);
+	b->invalid_logged = 1;
+}
+
 /* Everything the subscription brings: confirmations, then lines. */
 static void
 sub_reply(redisAsyncContext *ac, void *reply, void *priv)
@@ -312,7 +375,7 @@ sub_reply(redisAsyncContext *ac, void *reply, void *priv)
 		check_up(r);
 	} else if (strcmp(kind->str, "message") == 0 &&
 	    data->type == REDIS_REPLY_STRING)
-		deliver(r, data->str, data->len);
+		from_broker(r, data->str, data->len);
 }
 
 static void
@@ -389,6 +452,12 @@ open_conn(struct room *r, char *err, size_t errlen)
 		return NULL;
 	}
 	ac->data = r;
+	/* a broker's host that vanishes is found in about half a minute */
+	if (b->host && redisEnableKeepAlive(&ac->c) != REDIS_OK) {
+		snprintf(err, errlen, "%s", ac->errstr);
+		redisAsyncFree(ac);
+		return NULL;
+	}
 	if (redisLibeventAttach(ac, sq_loop_base()) != REDIS_OK) {
 		snprintf(err, errlen, "cannot attach to the loop");
 		redisAsyncFree(ac);
@@ -403,6 +472,33 @@ open_conn(struct room *r, char *err, size_t errlen)
 		return NULL;
 	}
 	return ac;
+}
+
+/*
+ * hiredis 0.14 has no timeout for an asynchronous connect, and a broker
+ * may accept the connection and never answer: an attempt that is not up
+ * CONNECT_MS after it began (see check_up) is given up, and retried
+ * after the backoff like any failure. One timer watches every attempt;
+ * it is re-armed when a later attempt has time left.
+ */
+static void
+watch_cb(int status, void *arg)
+{
+	struct room *r = arg;
+	struct broker *b = r->broker;
+	uint64_t waited;
+
+	if (b == NULL)
+		return;
+	b->watch = NULL;
+	if (status != 0 || b->up || (b->sub == NULL && b->pub == NULL))
+		return;		/* up, or already down and retrying */
+	waited = now_ms() - b->attempt_ms;
+	if (waited >= CONNECT_MS)
+		broker_down(r, NULL, "no answer within 2 seconds");
+	else
+		b->watch = sq_timer_start(r->inst, CONNECT_MS - waited,
+		    watch_cb, r);
 }
 
 /* Open both connections; they come up (or fail) in callbacks. */
@@ -420,28 +516,26 @@ broker_connect(struct room *r)
 		broker_down(r, NULL, err);
 		return;
 	}
+	b->attempt_ms = now_ms();
+	if (b->watch == NULL)
+		b->watch = sq_timer_start(r->inst, CONNECT_MS, watch_cb, r);
 	if (b->password == NULL)
 		subscribe(r);
 }
 
-/* The broker's options; *out stays NULL without one. */
+/*
+ * A broker for url, channel (the default one when NULL or empty) and
+ * password (none when NULL or empty), not connected: 0, -ENOMEM, or
+ * -EINVAL when url does not parse.
+ */
 static int
-broker_create(struct room *r, struct sq_opts *opts, struct broker **out)
+broker_new(struct room *r, const char *url, const char *channel,
+    const char *password, struct broker **out)
 {
-	const char *url = sq_opt_str(opts, "broker", "");
-	const char *channel = sq_opt_str(opts, "channel", NULL);
-	const char *password = sq_opt_str(opts, "password", NULL);
 	struct broker *b;
 	int rc;
 
 	*out = NULL;
-	if (*url == '\0') {
-		if ((channel && *channel) || (password && *password))
-			return sq_opt_error(opts, channel && *channel ?
-			    "channel" : "password", "%s needs a broker",
-			    channel && *channel ? "channel" : "password");
-		return 0;
-	}
 	if ((b = calloc(1, sizeof(*b))) == NULL)
 		return -ENOMEM;
 	b->backoff_ms = RETRY_MIN_MS;
@@ -458,9 +552,6 @@ broker_create(struct room *r, struct sq_opts *opts, struct broker **out)
 		goto nomem;
 	if ((rc = broker_parse(b, url)) != 0) {
 		broker_free(b);
-		if (rc == -EINVAL)
-			return sq_opt_error(opts, "broker", "broker \"%s\" is "
-			    "not redis://host[:port][/db] nor unix:/path", url);
 		return rc;
 	}
 	*out = b;
@@ -470,9 +561,145 @@ nomem:
 	return -ENOMEM;
 }
 
+/* The broker's options; *out stays NULL without one. */
+static int
+broker_create(struct room *r, struct sq_opts *opts, struct broker **out)
+{
+	const char *url = sq_opt_str(opts, "broker", "");
+	const char *channel = sq_opt_str(opts, "channel", NULL);
+	const char *password = sq_opt_str(opts, "password", NULL);
+	int rc;
+
+	*out = NULL;
+	if (*url == '\0') {
+		if ((channel && *channel) || (password && *password))
+			return sq_opt_error(opts, channel && *channel ?
+			    "channel" : "password", "%s needs a broker",
+			    channel && *channel ? "channel" : "password");
+		return 0;
+	}
+	rc = broker_new(r, url, channel, password, out);
+	if (rc == -EINVAL)
+		return sq_opt_error(opts, "broker", "broker \"%s\" is not "
+		    "redis://host[:port][/db] nor unix:/path", url);
+	return rc;
+}
+
+static int
+same_str(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Do a and b (either NULL: no broker) name the same room on Redis? */
+static int
+same_broker(const struct broker *a, const struct broker *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a->url, b->url) == 0 &&
+	    strcmp(a->channel, b->channel) == 0 &&
+	    same_str(a->password, b->password);
+}
+
+/*
+ * A reload that changed the broker (or the channel, or the password) of
+ * a route creates a new room, and the members who joined before stay in
+ * the old one, whose instance lives until they leave. Left alone, they
+ * would talk on the old broker while newcomers talk on the new one, and
+ * the room would be split for as long as they stay. So the old room
+ * takes the new room's broker settings: its members stay connected, and
+ * the two rooms of this process meet on the new channel like those of
+ * two processes (each delivers to its own members).
+ *
+ * o takes the settings of r, which is newer. The connections to the old
+ * broker are closed; the broker's pending timers find the new settings
+ * (or no broker) when they fire.
+ */
+static void
+move_room(struct room *o, struct room *r)
+{
+	struct broker *b = o->broker, *nb = NULL;
+	const char *from = b ? b->url : "none";
+
+	o->cfg_seq = r->seq;
+	if (same_broker(b, r->broker))
+		return;
+	if (r->broker && broker_new(o, r->broker->url, r->broker->channel,
+	    r->broker->password, &nb) != 0) {
+		sq_log(o->inst, SQ_LOG_ERROR, "cannot move the room to broker "
+		    "%s: out of memory", r->broker->url);
+		return;
+	}
+	sq_log(o->inst, SQ_LOG_INFO, "a reload changed the broker: the %zu "
+	    "member%s who joined before move%s from %s to %s", o->n,
+	    o->n == 1 ? "" : "s", o->n == 1 ? "s" : "", from,
+	    nb ? nb->url : "none (a room of this process)");
+	if (b == NULL) {
+		o->broker = nb;
+	} else if (nb == NULL) {
+		broker_close(b);
+		broker_free(b);
+		o->broker = NULL;
+	} else {
+		/* in place: the pending timers hold o, and find b */
+		broker_close(b);
+		free(b->url);
+		free(b->host);
+		free(b->unix_path);
+		free(b->password);
+		free(b->channel);
+		b->url = nb->url;
+		b->host = nb->host;
+		b->unix_path = nb->unix_path;
+		b->port = nb->port;
+		b->password = nb->password;
+		b->channel = nb->channel;
+		b->ever_up = b->down_logged = b->drop_logged = 0;
+		b->invalid_logged = 0;
+		b->backoff_ms = RETRY_MIN_MS;
+		free(nb);
+	}
+	if (o->broker == NULL)
+		return;
+	if (o->n > 0)
+		broker_connect(o);
+	else
+		o->broker->idle = 1;
+}
+
+/*
+ * The turn after r was created: if the configuration r belongs to is
+ * serving (a reload that fails destroys its new rooms; reloads_ok tells
+ * the two apart), the older rooms of the same route in this process take
+ * r's broker settings (move_room). Each room remembers whose settings it
+ * has, so that the newest wins whatever the order of these turns.
+ */
+static void
+settle(int status, void *arg)
+{
+	struct room *r = arg;
+	struct sq_stats st;
+
+	if (status != 0)
+		return;
+	sq_stats_get(&st, sizeof(st));
+	if (st.reloads_ok == r->reloads_ok)
+		return;		/* the reload failed, or none */
+	for (struct room *o = rooms; o; o = o->next)
+		if (o != r && o->seq < r->seq && o->cfg_seq < r->seq &&
+		    strcmp(sq_inst_route(o->inst), sq_inst_route(r->inst)) == 0)
+			move_room(o, r);
+}
+
 static void
 room_free(struct room *r)
 {
+	for (struct room **p = &rooms; *p; p = &(*p)->next)
+		if (*p == r) {
+			*p = r->next;
+			break;
+		}
 	chat_origins_free(&r->origins);
 	for (size_t i = 0; i < r->nlines; i++)
 		free(r->lines[(r->first + i) % (size_t)r->history]);
@@ -494,6 +721,9 @@ chat_create(struct sq_inst *inst, struct sq_opts *opts, void **state)
 	if (r == NULL)
 		return -ENOMEM;
 	r->inst = inst;
+	r->seq = r->cfg_seq = ++nrooms_made;
+	r->next = rooms;
+	rooms = r;
 	rc = chat_origins_add(&r->origins,
 	    sq_opt_str(opts, "allowed_origins", ""));
 	if (rc == 0)
@@ -534,6 +764,13 @@ chat_create(struct sq_inst *inst, struct sq_opts *opts, void **state)
 	}
 	if (r->broker)
 		broker_connect(r);
+	if (sq_loop_base() != NULL) {
+		struct sq_stats st;
+
+		sq_stats_get(&st, sizeof(st));
+		r->reloads_ok = st.reloads_ok;
+		(void)sq_timer_start(inst, 0, settle, r);
+	}
 	*state = r;
 	return 0;
 }

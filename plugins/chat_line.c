@@ -144,3 +144,117 @@ chat_line(char **line, size_t *len, enum chat_event ev, const char *ip,
 	*len = n + msglen;
 	return 0;
 }
+
+/*
+ * Is s (len bytes) well-formed UTF-8 (RFC 3629): no overlong form, no
+ * surrogate, nothing past U+10FFFF? What a WebSocket text frame must
+ * carry: a browser closes the connection with 1007 otherwise. 1 or 0.
+ */
+int
+chat_utf8_ok(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	const unsigned char *end = p + len;
+
+	while (p < end) {
+		unsigned char c = *p++, lo = 0x80, hi = 0xbf;
+		int more;
+
+		if (c < 0x80)
+			continue;
+		if (c >= 0xc2 && c <= 0xdf)
+			more = 1;
+		else if (c >= 0xe0 && c <= 0xef) {
+			more = 2;
+			if (c == 0xe0)
+				lo = 0xa0;	/* overlong */
+			else if (c == 0xed)
+				hi = 0x9f;	/* surrogates */
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			more = 3;
+			if (c == 0xf0)
+				lo = 0x90;	/* overlong */
+			else if (c == 0xf4)
+				hi = 0x8f;	/* past U+10FFFF */
+		} else
+			return 0;
+		if (end - p < more || *p < lo || *p > hi)
+			return 0;
+		for (p++; --more > 0; p++)
+			if (*p < 0x80 || *p > 0xbf)
+				return 0;
+	}
+	return 1;
+}
+
+/* May c be part of an address, as sq_ws_client_ip gives it? */
+static int
+addr_char(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+	    (c >= 'A' && c <= 'Z') || (c != '\0' && strchr(".:%_-", c));
+}
+
+/* n ASCII digits at p, then what follows them. */
+static const char *
+digits(const char *p, const char *end, int n)
+{
+	for (; n > 0; n--, p++)
+		if (p >= end || *p < '0' || *p > '9')
+			return NULL;
+	return p;
+}
+
+/* "YYYY-MM-DD HH:MM:SS" at p: what follows it, or NULL. */
+static const char *
+stamp(const char *p, const char *end)
+{
+	static const char seps[] = " -- ::";	/* [0] unused */
+	static const int widths[] = { 4, 2, 2, 2, 2, 2 };
+
+	for (int i = 0; i < 6; i++) {
+		if (i > 0 && (p >= end || *p++ != seps[i]))
+			return NULL;
+		if ((p = digits(p, end, widths[i])) == NULL)
+			return NULL;
+	}
+	return p;
+}
+
+/*
+ * Could line (len bytes, from a broker: any bytes at all) be one of the
+ * lines chat_line builds, to be sent to the room as a text frame? It
+ * must be at most max bytes, be valid UTF-8 with no NUL (chat_line ends
+ * a message at its first NUL), and read "[ADDR] joined at STAMP",
+ * "[ADDR] left at STAMP" or "[ADDR] at STAMP: MESSAGE", ADDR being 1 to
+ * 64 characters of an IPv4 or IPv6 address (with a zone) and STAMP
+ * "YYYY-MM-DD HH:MM:SS". Returns NULL when it could, otherwise why not
+ * (a static string).
+ */
+const char *
+chat_line_check(const char *line, size_t len, size_t max)
+{
+	const char *p = line, *end = line + len;
+	size_t n;
+
+	if (len > max)
+		return "too long";
+	if (memchr(line, '\0', len) != NULL || !chat_utf8_ok(line, len))
+		return "not UTF-8 text";
+	if (len == 0 || *p++ != '[')
+		return "not a chat line";
+	for (n = 0; p + n < end && addr_char(p[n]); n++)
+		;
+	if (n == 0 || n > 64 || p + n == end || p[n] != ']')
+		return "not a chat line";
+	p += n + 1;
+	if ((size_t)(end - p) > 11 && memcmp(p, " joined at ", 11) == 0)
+		return stamp(p + 11, end) == end ? NULL : "not a chat line";
+	if ((size_t)(end - p) > 9 && memcmp(p, " left at ", 9) == 0)
+		return stamp(p + 9, end) == end ? NULL : "not a chat line";
+	if ((size_t)(end - p) > 4 && memcmp(p, " at ", 4) == 0 &&
+	    (p = stamp(p + 4, end)) != NULL && end - p >= 2 &&
+	    p[0] == ':' && p[1] == ' ')
+		return NULL;
+	return "not a chat line";
+}

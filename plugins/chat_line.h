@@ -28,5 +28,7 @@ int	chat_origin_ok(const struct chat_origins *o, int require_origin,
 	    const char *origin, const char *host);
 int	chat_line(char **line, size_t *len, enum chat_event ev,
 	    const char *ip, const char *when, const char *msg, size_t msglen);
+int	chat_utf8_ok(const char *s, size_t len);
+const char *chat_line_check(const char *line, size_t len, size_t max);
 
 #endif

@@ -4,7 +4,9 @@
 # no libtool .la is left beside the plugins, the man pages and squalld -h
 # name this build's paths, and a configuration without plugin_dir finds
 # the installed plugins; the plugin starter kit and squall-plugin-new are
-# installed. make uninstall keeps the edited file, and removes the rest.
+# installed; so is squall-broker.ini, the same way, with its paths
+# rewritten too. make uninstall keeps the edited file, and removes the
+# rest.
 top=${top_srcdir:-$(dirname "$0")/..}
 build=${top_builddir:-.}
 dest=$(mktemp -d "${TMPDIR:-/tmp}/squall-install.XXXXXX")
@@ -23,6 +25,7 @@ define() {	# the value of a string macro of config.h
 	sed -n "s/^#define $1 \"\(.*\)\"$/\1/p" "$build/config.h"
 }
 conf=$(define SQ_DEFAULT_CONFIG)
+bconf=$(dirname "$conf")/squall-broker.ini
 plugindir=$(define SQ_PLUGIN_DIR)
 # The install runs make again in this tree; keep the caller's -j out.
 unset MAKEFLAGS MFLAGS
@@ -34,6 +37,11 @@ check "squall.ini installed" test -f "$dest$conf"
 check "squall.ini.default installed" test -f "$dest$conf.default"
 check "squall.ini is the default on a first install" \
     cmp "$dest$conf" "$dest$conf.default"
+check "squall-broker.ini installed" cmp "$dest$bconf" "$dest$bconf.default"
+check "squall-broker.ini names the installed plugins" \
+    grep -qF "plugin_dir = $plugindir" "$dest$bconf"
+check "squall-broker.ini has a broker" \
+    grep -q "^broker = redis://127.0.0.1:6379" "$dest$bconf"
 check "plugins installed" test -f "$dest$plugindir/hello.so"
 check "no .la beside the plugins" sh -c "! ls '$dest$plugindir'/*.la"
 check "squalld -h names $conf" sh -c \
@@ -70,6 +78,8 @@ check "plugin_dir defaults to $plugindir" sh -c \
 inst uninstall
 check "uninstall keeps the edited squall.ini" test -f "$dest$conf"
 check "uninstall removes squall.ini.default" test ! -e "$dest$conf.default"
+check "uninstall removes the unedited squall-broker.ini" sh -c \
+    "! ls '$dest$bconf'*"
 check "uninstall removes the plugins" test ! -e "$dest$plugindir/hello.so"
 check "uninstall removes the starter kit" test ! -e "$kit/hello.c"
 check "uninstall removes squall-plugin-new" sh -c \

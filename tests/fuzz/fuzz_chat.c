@@ -6,14 +6,17 @@
  * no Origin, bit 2 no Host), allowed_origins, Origin, Host, the client's
  * address, the time stamp, then the message (the rest of the input, NUL
  * bytes and newlines included). Checks: every listed origin gets in, an
- * origin gets in only for a reason the plugin documents, and each line is
- * byte for byte what the seed's printf formats gave.
+ * origin gets in only for a reason the plugin documents, each line is
+ * byte for byte what the seed's printf formats gave, the check of lines
+ * from a broker (chat_line_check) passes every line the room says from a
+ * UTF-8 message, and refuses the message itself unless it is one.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -132,6 +135,32 @@ check_line(enum chat_event ev, const char *ip, const char *when,
 	free(line);
 }
 
+/* Lines from a broker: the message as one, and the line it makes. */
+static void
+check_broker_line(const char *msg, size_t msglen)
+{
+	const char *why = chat_line_check(msg, msglen, (size_t)-1);
+	size_t upto = strnlen(msg, msglen), len;
+	char *line;
+
+	FUZZ_CHECKF(why == NULL || strcmp(why, "not UTF-8 text") == 0 ||
+	    strcmp(why, "not a chat line") == 0, "%s", why);
+	if (why == NULL)
+		FUZZ_CHECKF(msglen > 0 && msg[0] == '[' && upto == msglen &&
+		    chat_utf8_ok(msg, msglen), "accepted '%.*s'", (int)msglen,
+		    msg);
+	if (msglen > 0)
+		FUZZ_CHECKF(chat_line_check(msg, msglen, msglen - 1) != NULL,
+		    "longer than the bound, accepted");
+	if (!chat_utf8_ok(msg, upto) || chat_line(&line, &len, CHAT_SAID,
+	    "127.0.0.1", "2024-01-01 00:00:00", msg, msglen) != 0)
+		return;
+	why = chat_line_check(line, len, upto + 96);
+	FUZZ_CHECKF(why == NULL, "the room's own line '%s' refused: %s", line,
+	    why);
+	free(line);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -152,6 +181,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_line(CHAT_JOINED, ip, when, NULL, 0);
 	check_line(CHAT_SAID, ip, when, msg ? msg : "", msglen);
 	check_line(CHAT_LEFT, ip, when, NULL, 0);
+	check_broker_line(msg ? msg : "", msglen);
 	FUZZ_CHECKF(chat_line(&(char *){ NULL }, &(size_t){ 0 },
 	    (enum chat_event)42, ip, when, NULL, 0) == -EINVAL, "ev 42");
 	fuzz_fields_free(&ff);

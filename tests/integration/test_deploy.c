@@ -2,11 +2,14 @@
  * test_deploy.c - the deployment of SPEC section 8 with the real
  * components: supervisord runs two squalld from etc/supervisor/squall.conf,
  * nginx from etc/nginx/squall.conf balances over them, and traffic goes
- * through nginx. The files are used as shipped, with their paths and
- * ports pointed at the build tree and free loopback ports (and without
- * supervisor's user=, since the build tree may not be readable by
- * www-data). Skipped when nginx or supervisord is not installed (as
- * scripts/test installs both, never in CI).
+ * through nginx. The broker variant (supervisor/squall-broker.conf,
+ * nginx/squall-broker.conf, squall-broker.ini) does the same with a
+ * redis-server of the test's own, and /chat balanced too. The files are
+ * used as shipped, with their paths and ports pointed at the build tree
+ * and free loopback ports (and without supervisor's user=, since the
+ * build tree may not be readable by www-data). Skipped when nginx or
+ * supervisord (or, for the broker, redis-server) is not installed (as
+ * scripts/test installs them, never in CI).
  */
 #include "config.h"
 
@@ -28,7 +31,7 @@ struct deploy {
 	char	 dir[256];
 	int	 port[2];	/* the two squalld */
 	int	 front;		/* nginx */
-	pid_t	 supervisord, nginx;
+	pid_t	 supervisord, nginx, redis;
 	char	 sup_conf[400];
 };
 
@@ -127,6 +130,10 @@ teardown(void)
 		kill(d.supervisord, SIGTERM);	/* stops its programs */
 		waitpid(d.supervisord, &st, 0);
 	}
+	if (d.redis > 0) {
+		kill(d.redis, SIGKILL);
+		waitpid(d.redis, &st, 0);
+	}
 	for (int i = 0; i < 2 && d.dir[0] && hit == NULL; i++) {
 		log = t_read(log_path(i, path, sizeof(path)), NULL);
 		if ((hit = strstr(log, "Sanitizer")) == NULL &&
@@ -145,6 +152,27 @@ TestSuite(deploy, .fini = teardown, .timeout = 90);
 
 
 /*
+ * etc/squall-broker.ini as shipped, made to run here: the built plugins,
+ * the source tree's web/, and the broker on rport. Malloc'ed.
+ */
+static char *
+broker_ini(int rport)
+{
+	char *ini = shipped("squall-broker.ini"), to[512];
+
+	cr_assert_not_null(strstr(ini, "\nplugin_dir = ../plugins "));
+	snprintf(to, sizeof(to), "\nplugin_dir = %s ", t_plugin_dir());
+	ini = replace(ini, "\nplugin_dir = ../plugins ", to);
+	snprintf(to, sizeof(to), "\nroot = %s/web", t_srcdir());
+	ini = replace(ini, "\nroot = ../web", to);
+	cr_assert_not_null(strstr(ini, "\nbroker = redis://127.0.0.1:6379 "));
+	snprintf(to, sizeof(to), "\nbroker = redis://127.0.0.1:%d ", rport);
+	return replace(ini, "\nbroker = redis://127.0.0.1:6379 ", to);
+}
+
+static void start_deployment_variant(const char *, int);
+
+/*
  * The shipped files, made to run here: supervisord with two squalld on
  * free ports, nginx in front. access_log, when not NULL, replaces the
  * shipped "access_log = -" (the logs then go to that file).
@@ -152,6 +180,19 @@ TestSuite(deploy, .fini = teardown, .timeout = 90);
 static void
 start_deployment_logging(const char *access_log)
 {
+	start_deployment_variant(access_log, 0);
+}
+
+/*
+ * The same with the broker variant when rport is not 0: squall-broker.ini
+ * with its broker on rport, supervisor/squall-broker.conf and
+ * nginx/squall-broker.conf.
+ */
+static void
+start_deployment_variant(const char *access_log, int rport)
+{
+	const char *v = rport ? "-broker" : "";
+	char rel[64], conf_path[128];
 	char path[512], ports[2][16], front[16], *text, *ini;
 	char *sup_argv[] = { "supervisord", "-n", "-c", d.sup_conf, NULL };
 	char ngx_conf[400], *ngx_argv[] = { "nginx", "-c", ngx_conf, "-p",
@@ -162,7 +203,20 @@ start_deployment_logging(const char *access_log)
 	if (!have("supervisord") || !have("nginx"))
 		cr_skip_test("nginx and supervisord are needed (Debian: "
 		    "nginx-light supervisor)");
+	if (rport && !have("redis-server"))
+		cr_skip_test("redis-server is needed (Debian: redis-server)");
 	t_tmpdir(d.dir, sizeof(d.dir));
+	if (rport) {
+		char port[16], *redis_argv[] = { "redis-server", "--port", port,
+		    "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		    "--dir", d.dir, "--daemonize", "no", NULL };
+		char log[300];
+
+		snprintf(port, sizeof(port), "%d", rport);
+		snprintf(log, sizeof(log), "%s/redis.log", d.dir);
+		d.redis = spawn(redis_argv, log);
+		wait_accepting(rport, "redis-server");
+	}
 	for (int i = 0; i < 2; i++) {
 		d.port[i] = t_free_port();
 		snprintf(ports[i], sizeof(ports[i]), "%d", d.port[i]);
@@ -171,7 +225,7 @@ start_deployment_logging(const char *access_log)
 	snprintf(front, sizeof(front), "%d", d.front);
 
 	/* squall.ini as shipped, with xheaders on as the nginx file asks */
-	ini = t_default_ini("on");
+	ini = rport ? broker_ini(rport) : t_default_ini("on");
 	if (access_log) {
 		char line[512];
 
@@ -183,10 +237,14 @@ start_deployment_logging(const char *access_log)
 	free(ini);
 
 	/* etc/supervisor/squall.conf, pointed at the build tree */
-	text = shipped("supervisor/squall.conf");
+	snprintf(rel, sizeof(rel), "supervisor/squall%s.conf", v);
+	text = shipped(rel);
 	snprintf(squalld, sizeof(squalld), "%s/core/squalld", t_builddir());
 	text = replace(text, "/usr/local/sbin/squalld", squalld);
-	text = replace(text, "/usr/local/etc/squall/squall.ini", path);
+	snprintf(conf_path, sizeof(conf_path), "/usr/local/etc/squall/"
+	    "squall%s.ini", v);
+	cr_assert_not_null(strstr(text, conf_path));
+	text = replace(text, conf_path, path);
 	{
 		char from[2][16] = { "-p 8000", "-p 8001" }, to[16];
 
@@ -216,7 +274,8 @@ start_deployment_logging(const char *access_log)
 	wait_accepting(d.port[1], "squalld (second program)");
 
 	/* etc/nginx/squall.conf in an http block of our own */
-	text = shipped("nginx/squall.conf");
+	snprintf(rel, sizeof(rel), "nginx/squall%s.conf", v);
+	text = shipped(rel);
 	text = replace(text, "127.0.0.1:8000", "127.0.0.1:PORT0");
 	text = replace(text, "127.0.0.1:8001", "127.0.0.1:PORT1");
 	text = replace(text, "PORT0", ports[0]);
@@ -438,6 +497,123 @@ Test(deploy, chat_through_nginx)
 	cr_assert_eq(ws_connect(&a, d.front, "/chat", "http://evil.example"),
 	    403);
 	ws_disconnect(&a);
+}
+
+/*
+ * A WebSocket to /chat through nginx: which backend took it, from its
+ * access log's 101 line (0 or 1). Fails the test if neither logs one.
+ */
+static int
+chat_via_nginx(struct wsc *c, int before[2])
+{
+	char origin[64];
+	long deadline;
+
+	snprintf(origin, sizeof(origin), "http://127.0.0.1:%d", d.front);
+	cr_assert_eq(ws_connect(c, d.front, "/chat", origin), 101);
+	deadline = t_now_ms() + 5000;
+	for (;;) {
+		for (int i = 0; i < 2; i++) {
+			int n = log_count(i, "\"GET /chat HTTP/1.1\" 101");
+
+			if (n > before[i]) {
+				before[i] = n;
+				return i;
+			}
+		}
+		cr_assert_lt(t_now_ms(), deadline, "no backend logged the "
+		    "WebSocket");
+		usleep(10 * 1000);
+	}
+}
+
+/*
+ * The broker variant: both backends on one redis-server, nginx balancing
+ * /chat over them; two clients that nginx sent to different backends are
+ * in one room (the seed's lines, the same order for both).
+ */
+Test(deploy, chat_spans_both_backends_with_the_broker)
+{
+	struct wsc a, b;
+	char up[100], *la[2], *lb[2];
+	int rport = t_free_port(), seen[2] = { 0, 0 }, ba, bb = -1;
+
+	start_deployment_variant(NULL, rport);
+	snprintf(up, sizeof(up), "broker redis://127.0.0.1:%d up, channel "
+	    "squall:chat:/chat", rport);
+	for (long end = t_now_ms() + 10000; log_count(0, up) < 1 ||
+	    log_count(1, up) < 1; usleep(20 * 1000))
+		cr_assert_lt(t_now_ms(), end, "the backends did not both "
+		    "subscribe");
+	ba = chat_via_nginx(&a, seen);
+	free(ws_expect_line(&a, "^" IP " joined at " TS "$"));
+	for (int tries = 0; tries < 16 && bb != 1 - ba; tries++) {
+		if (bb == ba) {
+			ws_disconnect(&b);
+			free(ws_expect_line(&a, "^" IP " left at " TS "$"));
+		}
+		bb = chat_via_nginx(&b, seen);
+		free(ws_expect_line(&b, "^" IP " joined at " TS "$"));
+		free(ws_expect_line(&a, "^" IP " joined at " TS "$"));
+	}
+	cr_assert_eq(bb, 1 - ba, "nginx sent every client to backend %d",
+	    ba);
+
+	cr_assert_eq(ws_send(&a, 1, "from one backend", 16), 0);
+	free(ws_expect_line(&a, "^" IP " at " TS ": from one backend$"));
+	free(ws_expect_line(&b, "^" IP " at " TS ": from one backend$"));
+	cr_assert_eq(ws_send(&a, 1, "one", 3), 0);
+	cr_assert_eq(ws_send(&b, 1, "two", 3), 0);
+	for (int i = 0; i < 2; i++) {
+		la[i] = ws_expect_line(&a, "^" IP " at " TS ": (one|two)$");
+		lb[i] = ws_expect_line(&b, "^" IP " at " TS ": (one|two)$");
+	}
+	cr_assert_str_neq(la[0], la[1]);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_str_eq(la[i], lb[i], "line %d differs", i);
+		free(la[i]);
+		free(lb[i]);
+	}
+	ws_disconnect(&b);
+	free(ws_expect_line(&a, "^" IP " left at " TS "$"));
+	cr_assert_null(ws_recv_text(&a, 300), "a line came twice");
+	ws_disconnect(&a);
+}
+
+/*
+ * squall-broker.ini is squall.ini with xheaders on and a broker: nothing
+ * else drifts apart (the header comment aside).
+ */
+Test(deploy, broker_ini_is_the_default_with_a_broker)
+{
+	char *def = shipped("squall.ini"), *brk = shipped("squall-broker.ini");
+	char *dl, *bl, *ds, *bs;
+	int differ = 0;
+
+	dl = strtok_r(def, "\n", &ds);
+	bl = strtok_r(brk, "\n", &bs);
+	while (dl && *dl == ';')
+		dl = strtok_r(NULL, "\n", &ds);
+	while (bl && *bl == ';')
+		bl = strtok_r(NULL, "\n", &bs);
+	for (; dl && bl; dl = strtok_r(NULL, "\n", &ds),
+	    bl = strtok_r(NULL, "\n", &bs)) {
+		if (strcmp(dl, bl) == 0)
+			continue;
+		differ++;
+		if (strncmp(dl, "xheaders = off ", 15) == 0)
+			cr_assert(strncmp(bl, "xheaders = on ", 14) == 0, "%s", bl);
+		else if (strncmp(dl, "broker = ", 9) == 0)
+			cr_assert(strncmp(bl, "broker = redis://127.0.0.1:6379 ",
+			    32) == 0, "%s", bl);
+		else
+			cr_assert_fail("squall-broker.ini has \"%s\" where "
+			    "squall.ini has \"%s\"", bl, dl);
+	}
+	cr_assert(dl == NULL && bl == NULL, "one file is longer");
+	cr_assert_eq(differ, 2);
+	free(def);
+	free(brk);
 }
 
 static int

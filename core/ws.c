@@ -76,7 +76,9 @@
 #define BATCH_SIZE		(64u << 10)
 #define FRAME_HEADER_MAX	10
 /* lws' receive buffer per connection: it reassembles, we append */
-#define RX_CHUNK		1024
+#define RX_CHUNK		256
+/* a link's queue keeps room for this many messages when it empties */
+#define OUT_KEEP		8
 /*
  * lws' header space for a handshake: max_header_size and this much more,
  * within [HS_SPACE_MIN, USHRT_MAX] (lws counts in 16 bits); the check before
@@ -151,13 +153,14 @@ struct sq_ws {
 	struct sq_inst	*inst;
 	void		*data;
 	char		 client[64];
-	struct evkeyvalq headers;
 	size_t		 max_message, max_queue;
 	int		 closing;	/* sq_ws_close called */
 	int		 opening;	/* inside ws_open: hold commands */
 	int		 counted;	/* sqc_http_conn_hold'ed */
 	STAILQ_HEAD(, cmd) held;	/* sent from ws_open, after ADOPT */
 	LIST_ENTRY(sq_ws) all;
+	/* the upgrade request's headers: "name\0value\0"..., then "\0" */
+	char		 headers[];
 };
 
 struct handover {
@@ -502,6 +505,15 @@ link_write(struct link *l)
 		if (rc < 0)
 			return -1;
 	}
+	if (l->outhead == l->nout) {
+		l->outhead = l->nout = 0;
+		if (l->outcap > OUT_KEEP) {
+			/* a burst is over: idle connections stay small */
+			free(l->out);
+			l->out = NULL;
+			l->outcap = 0;
+		}
+	}
 	return 0;
 }
 
@@ -822,7 +834,6 @@ session_free(struct sq_ws *w)
 		STAILQ_REMOVE_HEAD(&w->held, next);
 		cmd_discard(c);
 	}
-	evhttp_clear_headers(&w->headers);
 	sqc_inst_unref(w->inst);
 	if (w->counted)
 		sqc_http_conn_release();
@@ -1003,6 +1014,8 @@ sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
 	struct evkeyval *kv;
 	struct handover *ho;
 	struct sq_ws *w;
+	size_t hlen = 1;
+	char *p;
 	int rc;
 
 	if (ctx == NULL) {
@@ -1012,7 +1025,9 @@ sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
 	if ((*status = sqc_upgrade_check(evhttp_request_get_command(ev) ==
 	    EVHTTP_REQ_GET, evhttp_request_get_uri(ev), h, hs_space)) != 0)
 		return -EINVAL;
-	if ((w = calloc(1, sizeof(*w))) == NULL ||
+	TAILQ_FOREACH(kv, h, next)
+		hlen += strlen(kv->key) + strlen(kv->value) + 2;
+	if ((w = calloc(1, sizeof(*w) + hlen)) == NULL ||
 	    sqc_idmap_put(&sessions, next_id, w) != 0) {
 		free(w);
 		*status = 503;
@@ -1024,10 +1039,12 @@ sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
 	w->max_message = DEFAULT_MAX_MESSAGE;
 	w->max_queue = DEFAULT_MAX_QUEUE;
 	snprintf(w->client, sizeof(w->client), "%s", client);
-	TAILQ_INIT(&w->headers);
 	STAILQ_INIT(&w->held);
-	TAILQ_FOREACH(kv, h, next)
-		evhttp_add_header(&w->headers, kv->key, kv->value);
+	p = w->headers;		/* one block: idle sessions stay small */
+	TAILQ_FOREACH(kv, h, next) {
+		p = stpcpy(p, kv->key) + 1;
+		p = stpcpy(p, kv->value) + 1;
+	}
 	LIST_INSERT_HEAD(&all_sessions, w, all);
 	w->opening = 1;		/* until the hand-over: commands wait */
 	rc = sqc_call_ws_open(inst, w);
@@ -1287,7 +1304,14 @@ sq_ws_client_ip(struct sq_ws *ws)
 const char *
 sq_ws_header(struct sq_ws *ws, const char *name)
 {
-	return evhttp_find_header(&ws->headers, name);
+	for (const char *p = ws->headers; *p != '\0';) {
+		const char *value = p + strlen(p) + 1;
+
+		if (strcasecmp(p, name) == 0)
+			return value;
+		p = value + strlen(value) + 1;
+	}
+	return NULL;
 }
 
 struct sq_inst *

@@ -519,18 +519,32 @@ complete(struct sender *s, uint32_t q)
 		finish();
 }
 
+/* A decimal number ended by a blank at *p (len left); -1 if none. */
+static int
+field(const char **p, size_t *len, uint64_t *v)
+{
+	const char *s = *p;
+	size_t n = 0;
+
+	*v = 0;
+	while (n < *len && n < 20 && s[n] >= '0' && s[n] <= '9')
+		*v = *v * 10 + (uint64_t)(s[n++] - '0');
+	if (n == 0 || n == *len || s[n] != ' ')
+		return -1;
+	*p += n + 1;
+	*len -= n + 1;
+	return 0;
+}
+
 /* A message line's text "S Q T xxx..." arrived at c at time now. */
 static void
 on_said(struct conn *c, const char *p, size_t len, uint64_t now)
 {
-	unsigned long long sidx, seq, t;
-	char tmp[64];
+	uint64_t sidx, seq, t;
 	struct sender *s;
-	size_t n = len < sizeof(tmp) - 1 ? len : sizeof(tmp) - 1;
 
-	memcpy(tmp, p, n);
-	tmp[n] = '\0';
-	if (!measuring || sscanf(tmp, "%llu %llu %llu ", &sidx, &seq, &t) != 3 ||
+	if (!measuring || field(&p, &len, &sidx) != 0 ||
+	    field(&p, &len, &seq) != 0 || field(&p, &len, &t) != 0 ||
 	    sidx >= opt.senders || seq >= senders[sidx].sent) {
 		bogus++;
 		return;

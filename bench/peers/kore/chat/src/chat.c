@@ -1,0 +1,106 @@
+/*
+ * chat - the seed's chat room as a Kore 4.1 module, for bench/run's ws
+ * section: the lines are squall's chat plugin's (and the seed's), byte
+ * for byte, in local time:
+ *   [IP] joined at YYYY-MM-DD HH:MM:SS        to everyone, the newcomer too
+ *   [IP] at YYYY-MM-DD HH:MM:SS: MESSAGE      to everyone, the sender too
+ *   [IP] left at YYYY-MM-DD HH:MM:SS          to those who remain
+ * sent with kore_websocket_broadcast (every WebSocket of the worker: one
+ * room). No Origin check. Built with kodev (see bench/README.md).
+ */
+#include <sys/socket.h>
+#include <arpa/inet.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <kore/kore.h>
+#include <kore/http.h>
+
+void	kore_parent_configure(int, char **);
+int	page(struct http_request *);
+void	ws_connect(struct connection *);
+void	ws_message(struct connection *, u_int8_t, void *, size_t);
+void	ws_disconnect(struct connection *);
+
+static void
+client_ip(struct connection *c, char *ip, size_t len)
+{
+	const void *a = c->family == AF_INET6 ?
+	    (const void *)&c->addr.ipv6.sin6_addr :
+	    (const void *)&c->addr.ipv4.sin_addr;
+
+	if (c->family == AF_UNIX ||
+	    inet_ntop(c->family, a, ip, (socklen_t)len) == NULL)
+		(void)snprintf(ip, len, "unknown");
+}
+
+/* Broadcasts "[IP]" mid "WHEN" (": " msg when msg): src NULL is everyone. */
+static void
+say(struct connection *c, struct connection *src, const char *mid,
+    const void *msg, size_t msglen)
+{
+	struct kore_buf	*buf;
+	char		 ip[INET6_ADDRSTRLEN], when[32];
+	struct tm	 tm;
+	time_t		 now;
+
+	now = time(NULL);
+	localtime_r(&now, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+	client_ip(c, ip, sizeof(ip));
+	buf = kore_buf_alloc(64 + msglen);
+	kore_buf_appendf(buf, "[%s] %s %s", ip, mid, when);
+	if (msg != NULL) {
+		kore_buf_append(buf, ": ", 2);
+		kore_buf_append(buf, msg, msglen);
+	}
+	kore_websocket_broadcast(src, WEBSOCKET_OP_TEXT, buf->data,
+	    buf->offset, WEBSOCKET_BROADCAST_LOCAL);
+	kore_buf_free(buf);
+}
+
+/*
+ * Read the time zone now, in the parent: the workers inherit it, and
+ * localtime_r then never looks at /etc/localtime, which the workers'
+ * seccomp filter would not allow (the worker dies on its first line).
+ */
+void
+kore_parent_configure(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	tzset();
+}
+
+int
+page(struct http_request *req)
+{
+	kore_websocket_handshake(req, "ws_connect", "ws_message",
+	    "ws_disconnect");
+	return (KORE_RESULT_OK);
+}
+
+void
+ws_connect(struct connection *c)
+{
+	say(c, NULL, "joined at", NULL, 0);
+}
+
+void
+ws_message(struct connection *c, u_int8_t op, void *data, size_t len)
+{
+	if (op != WEBSOCKET_OP_TEXT) {
+		kore_connection_disconnect(c);
+		return;
+	}
+	/* the seed's "%s" of the message: it ends at its first NUL */
+	say(c, NULL, "at", data, strnlen(data, len));
+}
+
+void
+ws_disconnect(struct connection *c)
+{
+	say(c, c, "left at", NULL, 0);
+}

@@ -1,0 +1,69 @@
+// The seed's chat room on Node.js with the ws package (npm, see
+// package.json), for bench/run's ws section. Lines as squall's chat
+// plugin says them (the seed's, byte for byte), in local time:
+//   [IP] joined at YYYY-MM-DD HH:MM:SS       to everyone, the newcomer too
+//   [IP] at YYYY-MM-DD HH:MM:SS: MESSAGE     to everyone, the sender too
+//   [IP] left at YYYY-MM-DD HH:MM:SS         to those who remain
+// Broadcast as ws's documentation shows it: send to every open client.
+// No Origin check. One process.
+//
+//     (cd bench/peers && npm ci) && node node_chat.js PORT [PATH]
+'use strict';
+const http = require('http');
+const { WebSocketServer, WebSocket } = require('ws');
+
+const port = Number(process.argv[2] || 8888);
+const route = process.argv[3] || '/chat';
+
+function two(n) {
+  return n < 10 ? '0' + n : String(n);
+}
+
+function when() {
+  const d = new Date();
+  return d.getFullYear() + '-' + two(d.getMonth() + 1) + '-' +
+    two(d.getDate()) + ' ' + two(d.getHours()) + ':' +
+    two(d.getMinutes()) + ':' + two(d.getSeconds());
+}
+
+const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
+
+function broadcast(line) {
+  for (const c of wss.clients)
+    if (c.readyState === WebSocket.OPEN)
+      c.send(line);
+}
+
+wss.on('connection', (ws, req) => {
+  const ip = req.socket.remoteAddress;
+
+  broadcast(`[${ip}] joined at ${when()}`);
+  ws.on('message', (data, isBinary) => {
+    if (isBinary) {
+      ws.close(1003, 'text only');
+      return;
+    }
+    let msg = data.toString();
+    const nul = msg.indexOf('\0');  // the seed's "%s": ends at a NUL
+    if (nul >= 0)
+      msg = msg.slice(0, nul);
+    broadcast(`[${ip}] at ${when()}: ${msg}`);
+  });
+  ws.on('close', () => broadcast(`[${ip}] left at ${when()}`));
+  ws.on('error', () => {});
+});
+
+const server = http.createServer((req, res) => {
+  res.writeHead(426, { 'Content-Type': 'text/plain', Upgrade: 'websocket' });
+  res.end('this is a WebSocket endpoint\n');
+});
+
+server.on('upgrade', (req, socket, head) => {
+  if (req.url.split('?')[0] !== route) {
+    socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+    return;
+  }
+  wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+});
+
+server.listen(port, '127.0.0.1');

@@ -1,0 +1,1290 @@
+/*
+ * wsload - a WebSocket fan-out load generator for chat rooms that speak
+ * the seed's lines (squall's chat plugin, bench/peers/node_chat.js, the
+ * Kore module in bench/peers/kore). One process, one thread, libevent
+ * bufferevents, its own minimal RFC 6455 client (masked frames out,
+ * unmasked frames in, fragments, ping -> pong, close). bench/README.md
+ * ("How wsload measures") says what each number means.
+ *
+ * Build (bench/run does it):
+ *   cc -O2 -Wall -o bench/wsload bench/wsload.c \
+ *       $(pkg-config --cflags --libs libevent)
+ *
+ * Usage:
+ *   wsload -u ws://HOST:PORT/PATH [-n CLIENTS] [-m MESSAGES] [-s SENDERS]
+ *          [-w WINDOW] [-z SIZE] [-c HANDSHAKES] [-t TIMEOUT]
+ *          [-p PID[,PID...]] [-o ORIGIN] [-i]
+ *
+ *   -u, --url URL         the chat route (ws:// only)
+ *   -n, --clients N       members that join the room (100)
+ *   -m, --messages M      messages each sender sends (10000)
+ *   -s, --senders S       the first S members send (1)
+ *   -w, --window W        messages of one sender in flight at most (16);
+ *                         a message is in flight until every member that
+ *                         is still connected has received it
+ *   -z, --size BYTES      size of each message sent (64; at least 48)
+ *   -c, --concurrency C   handshakes under way at once while joining (64)
+ *   -t, --timeout SECS    give up after SECS without progress (10)
+ *   -p, --server-pid LIST server pids whose CPU time (utime + stime from
+ *                         /proc/PID/stat) and VmRSS are summed; repeatable
+ *   -o, --origin ORIGIN   send this Origin header (none by default)
+ *   -i, --idle            idle mode: only open the N connections and
+ *                         report the time it took and the server's RSS
+ *                         growth per connection
+ *
+ * Examples:
+ *   wsload -u ws://127.0.0.1:8888/chat -n 100 -m 20000 -w 16 -z 64 -p PID
+ *   wsload -u ws://127.0.0.1:8888/chat -n 10000 -i -p PID
+ *
+ * Output: one line on stdout, "wsload key=value ...", and a readable
+ * summary on stderr. Exit status 0 when every member got every message
+ * exactly once (or, idle, every connection joined), 3 when something was
+ * lost, duplicated, malformed, refused or closed, 1 on a usage or set-up
+ * error.
+ *
+ * Joining: the clients connect with at most C handshakes under way. The
+ * room is settled when every handshake got its 101 and the members have
+ * received, together, N(N+1)/2 "joined" lines: the k-th member to join
+ * hears its own join and those of the N-k after it. Nothing is sent
+ * before that point. The idle mode reports the time from the first
+ * connect to that point (and to the last 101); all clients share one
+ * address, so a member cannot tell its own "joined" line from another's.
+ */
+#define _GNU_SOURCE
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#define MAX_FRAME	(16u << 20)	/* a larger server frame is an error */
+#define MAX_HEADER	16384		/* of the handshake response */
+#define MAX_PIDS	16
+#define MIN_SIZE	48		/* "S Q T " with room to spare */
+#define WS_GUID		"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+/* Latency histogram: 1 us buckets below 100 ms, then 1 ms up to 100 s. */
+#define H_FINE		100000
+#define H_COARSE	100000
+#define H_BUCKETS	(H_FINE + H_COARSE + 1)
+
+enum cstate { C_NEW, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSED };
+
+struct conn {
+	struct bufferevent	*bev;
+	unsigned		 idx;
+	enum cstate		 state;
+	char			 accept[32];	/* the Sec-WebSocket-Accept due */
+	unsigned char		*frag;		/* a fragmented message so far */
+	size_t			 fraglen, fragcap;
+	int			 fragop;	/* 0: none under way */
+	uint8_t			*seen;		/* S * M bits: got seq q of s */
+};
+
+struct sender {
+	struct conn	*c;
+	uint32_t	 sent;		/* messages sent; the next seq */
+	uint32_t	 lo;		/* the oldest not yet complete */
+	uint32_t	 inflight;
+	uint32_t	*remaining;	/* members yet to receive, per seq */
+};
+
+static struct {
+	const char	*url, *origin;
+	char		*host, *path, *hosthdr;
+	unsigned	 n, senders, window, conc;
+	uint32_t	 messages;
+	size_t		 size;
+	double		 timeout;
+	int		 idle;
+	pid_t		 pids[MAX_PIDS];
+	int		 npids;
+} opt = {
+	.n = 100, .senders = 1, .window = 16, .conc = 64,
+	.messages = 10000, .size = 64, .timeout = 10,
+};
+
+static struct event_base	*base;
+static struct sockaddr_storage	 addr;
+static socklen_t		 addrlen;
+static struct conn		*conns;
+static struct sender		*senders;
+static struct event		*ticker;
+
+static unsigned	 next_conn;		/* the next to connect */
+static unsigned	 handshaking;		/* under way */
+static unsigned	 ok, failed;		/* handshakes */
+static unsigned	 open_now;		/* members connected */
+static unsigned	 closed;		/* members lost after joining */
+static uint64_t	 joined_lines, left_lines;
+static uint64_t	 deliveries, dups, bad, bogus;
+static uint64_t	 completed, sent_total;
+static int	 settled, measuring, finished, stalled;
+static int	 errors_shown;
+
+static uint64_t	 t_start, t_handshakes, t_settled, t_first, t_last;
+static uint64_t	 last_progress;
+static double	 cpu0, cpu1;		/* the server's */
+static double	 self0, self1;		/* ours */
+static long	 rss0, rss1;
+
+static uint64_t	 hist[H_BUCKETS];
+static uint64_t	 lat_n, lat_max;
+
+static uint64_t	 rnd_state;
+
+static void	conn_open(unsigned);
+static void	conn_lost(struct conn *, const char *, int);
+static void	finish(void);
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint32_t
+rnd(void)
+{
+	/* xorshift64*: masks and keys need not be secret here */
+	rnd_state ^= rnd_state >> 12;
+	rnd_state ^= rnd_state << 25;
+	rnd_state ^= rnd_state >> 27;
+	return (uint32_t)((rnd_state * 2685821657736338717ull) >> 32);
+}
+
+static void
+warnx_limited(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errors_shown++ >= 10) {
+		if (errors_shown == 12)
+			fprintf(stderr, "wsload: (more errors not shown)\n");
+		return;
+	}
+	va_start(ap, fmt);
+	fputs("wsload: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+static void
+die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fputs("wsload: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	exit(1);
+}
+
+/* --- SHA-1 (FIPS 180-4) and base64, for Sec-WebSocket-Accept -------- */
+
+static uint32_t
+rol(uint32_t x, int n)
+{
+	return (x << n) | (x >> (32 - n));
+}
+
+static void
+sha1_block(uint32_t h[5], const unsigned char *p)
+{
+	uint32_t w[80], a, b, c, d, e, f, k, t;
+	int i;
+
+	for (i = 0; i < 16; i++)
+		w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+		    (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+	for (; i < 80; i++)
+		w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+	a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+	for (i = 0; i < 80; i++) {
+		if (i < 20)
+			f = (b & c) | (~b & d), k = 0x5a827999;
+		else if (i < 40)
+			f = b ^ c ^ d, k = 0x6ed9eba1;
+		else if (i < 60)
+			f = (b & c) | (b & d) | (c & d), k = 0x8f1bbcdc;
+		else
+			f = b ^ c ^ d, k = 0xca62c1d6;
+		t = rol(a, 5) + f + e + k + w[i];
+		e = d, d = c, c = rol(b, 30), b = a, a = t;
+	}
+	h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e;
+}
+
+/* SHA-1 of len (< 120) bytes into out[20]. */
+static void
+sha1(const void *data, size_t len, unsigned char out[20])
+{
+	uint32_t h[5] = { 0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476,
+	    0xc3d2e1f0 };
+	unsigned char buf[128] = { 0 };
+	size_t total = len + 9 <= 64 ? 64 : 128;
+	uint64_t bits = (uint64_t)len * 8;
+
+	memcpy(buf, data, len);
+	buf[len] = 0x80;
+	for (int i = 0; i < 8; i++)
+		buf[total - 1 - i] = (unsigned char)(bits >> (8 * i));
+	for (size_t off = 0; off < total; off += 64)
+		sha1_block(h, buf + off);
+	for (int i = 0; i < 20; i++)
+		out[i] = (unsigned char)(h[i / 4] >> (24 - 8 * (i % 4)));
+}
+
+static void
+base64(const unsigned char *in, size_t len, char *out)
+{
+	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t i;
+
+	for (i = 0; i + 2 < len; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 |
+		    in[i + 2];
+
+		*out++ = tab[v >> 18];
+		*out++ = tab[(v >> 12) & 63];
+		*out++ = tab[(v >> 6) & 63];
+		*out++ = tab[v & 63];
+	}
+	if (i < len) {
+		uint32_t v = (uint32_t)in[i] << 16;
+
+		if (i + 1 < len)
+			v |= (uint32_t)in[i + 1] << 8;
+		*out++ = tab[v >> 18];
+		*out++ = tab[(v >> 12) & 63];
+		*out++ = i + 1 < len ? tab[(v >> 6) & 63] : '=';
+		*out++ = '=';
+	}
+	*out = '\0';
+}
+
+/* --- the server's CPU time and memory --------------------------------- */
+
+/* utime + stime of every pid, all threads, in seconds; -1 if unreadable */
+static double
+server_cpu(void)
+{
+	double ticks = 0;
+
+	if (opt.npids == 0)
+		return -1;
+	for (int i = 0; i < opt.npids; i++) {
+		char path[64], buf[1024], *p;
+		unsigned long long ut, st;
+		FILE *f;
+		size_t n;
+
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)opt.pids[i]);
+		if ((f = fopen(path, "r")) == NULL)
+			return -1;
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		/* the name may hold spaces and parentheses: skip to its end */
+		if ((p = strrchr(buf, ')')) == NULL ||
+		    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+		    "%*u %llu %llu", &ut, &st) != 2)
+			return -1;
+		ticks += (double)(ut + st);
+	}
+	return ticks / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* VmRSS of every pid in KiB, summed; -1 if unreadable */
+static long
+server_rss(void)
+{
+	long total = 0;
+
+	if (opt.npids == 0)
+		return -1;
+	for (int i = 0; i < opt.npids; i++) {
+		char path[64], line[256];
+		long kb = -1;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/status",
+		    (int)opt.pids[i]);
+		if ((f = fopen(path, "r")) == NULL)
+			return -1;
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+				break;
+		fclose(f);
+		if (kb < 0)
+			return -1;
+		total += kb;
+	}
+	return total;
+}
+
+/* Our own user + system time in seconds. */
+static double
+self_cpu(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+	    ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* --- latency ------------------------------------------------------------ */
+
+static void
+lat_add(uint64_t ns)
+{
+	uint64_t us = ns / 1000, b;
+
+	if (us < H_FINE)
+		b = us;
+	else if ((b = us / 1000 - H_FINE / 1000 + H_FINE) > H_BUCKETS - 1)
+		b = H_BUCKETS - 1;
+	hist[b]++;
+	lat_n++;
+	if (ns > lat_max)
+		lat_max = ns;
+}
+
+/* The p-quantile in microseconds (1 us below 100 ms, 1 ms above). */
+static double
+lat_quantile(double p)
+{
+	uint64_t want, seen = 0;
+
+	if (lat_n == 0)
+		return 0;
+	want = (uint64_t)(p * (double)lat_n);
+	if (want < 1)
+		want = 1;
+	if (want > lat_n)
+		want = lat_n;
+	for (uint64_t b = 0; b < H_BUCKETS; b++) {
+		seen += hist[b];
+		if (seen >= want)
+			return b < H_FINE ? (double)b :
+			    (double)(b - H_FINE + H_FINE / 1000) * 1000;
+	}
+	return (double)lat_max / 1000;
+}
+
+/* --- frames out ------------------------------------------------------- */
+
+/* One masked frame (FIN set) with opcode op. */
+static void
+ws_send(struct conn *c, int op, const void *data, size_t len)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	unsigned char h[14], m[4];
+	uint32_t key = rnd();
+	size_t hl = 2;
+
+	h[0] = (unsigned char)(0x80 | op);
+	if (len < 126)
+		h[1] = (unsigned char)(0x80 | len);
+	else if (len < 65536) {
+		h[1] = 0x80 | 126;
+		h[2] = (unsigned char)(len >> 8);
+		h[3] = (unsigned char)len;
+		hl = 4;
+	} else {
+		h[1] = 0x80 | 127;
+		for (int i = 0; i < 8; i++)
+			h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+		hl = 10;
+	}
+	memcpy(m, &key, 4);
+	memcpy(h + hl, m, 4);
+	hl += 4;
+	evbuffer_add(out, h, hl);
+	if (len > 0) {
+		struct evbuffer_iovec v;
+		const unsigned char *s = data;
+		unsigned char *d;
+
+		if (evbuffer_reserve_space(out, (ev_ssize_t)len, &v, 1) != 1)
+			die("out of memory");
+		d = v.iov_base;
+		for (size_t i = 0; i < len; i++)
+			d[i] = s[i] ^ m[i & 3];
+		v.iov_len = len;
+		evbuffer_commit_space(out, &v, 1);
+	}
+}
+
+/* --- the fan-out ------------------------------------------------------ */
+
+static int
+bit_test(const uint8_t *bits, uint64_t i)
+{
+	return (bits[i >> 3] & (1u << (i & 7))) != 0;
+}
+
+static int
+bit_test_set(uint8_t *bits, uint64_t i)
+{
+	uint8_t m = (uint8_t)(1u << (i & 7));
+	int was = (bits[i >> 3] & m) != 0;
+
+	bits[i >> 3] |= m;
+	return was;
+}
+
+static void
+progress(void)
+{
+	last_progress = now_ns();
+}
+
+/* Fill s's window: each message is "S Q T " padded with 'x' to size. */
+static void
+sender_fill(struct sender *s)
+{
+	char buf[65536];
+	unsigned idx = (unsigned)(s - senders);
+
+	if (s->c->state != C_OPEN)
+		return;
+	while (s->inflight < opt.window && s->sent < opt.messages) {
+		uint64_t t = now_ns();
+		int n = snprintf(buf, sizeof(buf), "%u %u %" PRIu64 " ", idx,
+		    s->sent, t);
+
+		memset(buf + n, 'x', opt.size - (size_t)n);
+		ws_send(s->c, 0x1, buf, opt.size);
+		if (t_first == 0)
+			t_first = t;
+		s->remaining[s->sent] = open_now;
+		s->sent++;
+		s->inflight++;
+		sent_total++;
+	}
+}
+
+static int
+all_done(void)
+{
+	for (unsigned i = 0; i < opt.senders; i++) {
+		struct sender *s = &senders[i];
+
+		if (s->inflight > 0)
+			return 0;
+		if (s->sent < opt.messages && s->c->state == C_OPEN)
+			return 0;
+	}
+	return 1;
+}
+
+/* Seq q of s reached the last member still connected. */
+static void
+complete(struct sender *s, uint32_t q)
+{
+	(void)q;
+	s->inflight--;
+	completed++;
+	while (s->lo < s->sent && s->remaining[s->lo] == 0)
+		s->lo++;
+	t_last = now_ns();
+	sender_fill(s);
+	if (all_done())
+		finish();
+}
+
+/* A decimal number ended by a blank at *p (len left); -1 if none. */
+static int
+field(const char **p, size_t *len, uint64_t *v)
+{
+	const char *s = *p;
+	size_t n = 0;
+
+	*v = 0;
+	while (n < *len && n < 20 && s[n] >= '0' && s[n] <= '9')
+		*v = *v * 10 + (uint64_t)(s[n++] - '0');
+	if (n == 0 || n == *len || s[n] != ' ')
+		return -1;
+	*p += n + 1;
+	*len -= n + 1;
+	return 0;
+}
+
+/* A message line's text "S Q T xxx..." arrived at c at time now. */
+static void
+on_said(struct conn *c, const char *p, size_t len, uint64_t now)
+{
+	uint64_t sidx, seq, t;
+	struct sender *s;
+
+	if (!measuring || field(&p, &len, &sidx) != 0 ||
+	    field(&p, &len, &seq) != 0 || field(&p, &len, &t) != 0 ||
+	    sidx >= opt.senders || seq >= senders[sidx].sent) {
+		bogus++;
+		return;
+	}
+	s = &senders[sidx];
+	if (bit_test_set(c->seen, sidx * opt.messages + seq)) {
+		dups++;
+		return;
+	}
+	deliveries++;
+	lat_add(now > t ? now - t : 0);
+	last_progress = now;
+	if (s->remaining[seq] > 0 && --s->remaining[seq] == 0)
+		complete(s, (uint32_t)seq);
+}
+
+static void
+start_measuring(void)
+{
+	measuring = 1;
+	cpu0 = server_cpu();
+	self0 = self_cpu();
+	progress();
+	for (unsigned i = 0; i < opt.senders; i++)
+		sender_fill(&senders[i]);
+}
+
+static void
+check_settled(void)
+{
+	uint64_t want = (uint64_t)ok * (ok + 1) / 2;
+
+	if (settled || ok + failed < opt.n || joined_lines < want)
+		return;
+	settled = 1;
+	t_settled = now_ns();
+	if (opt.idle) {
+		rss1 = server_rss();
+		cpu1 = server_cpu();
+		self1 = self_cpu();
+		finish();
+		return;
+	}
+	if (failed > 0) {
+		warnx_limited("%u of %u handshakes failed: not sending",
+		    failed, opt.n);
+		finish();
+		return;
+	}
+	start_measuring();
+}
+
+/*
+ * A complete text message at c: a seed line, "[IP] joined at WHEN",
+ * "[IP] left at WHEN" or "[IP] at WHEN: MESSAGE".
+ */
+static void
+on_line(struct conn *c, const unsigned char *p, size_t len, uint64_t now)
+{
+	const char *s = (const char *)p, *end = s + len, *r, *colon;
+
+	if (len < 2 || s[0] != '[' ||
+	    (r = memchr(s, ']', len)) == NULL || r + 2 > end || r[1] != ' ') {
+		bad++;
+		return;
+	}
+	r += 2;
+	if ((size_t)(end - r) >= 10 && memcmp(r, "joined at ", 10) == 0) {
+		joined_lines++;
+		progress();
+		check_settled();
+	} else if ((size_t)(end - r) >= 8 && memcmp(r, "left at ", 8) == 0)
+		left_lines++;
+	else if ((size_t)(end - r) >= 3 && memcmp(r, "at ", 3) == 0 &&
+	    (colon = memmem(r + 3, (size_t)(end - r - 3), ": ", 2)) != NULL)
+		on_said(c, colon + 2, (size_t)(end - colon - 2), now);
+	else
+		bad++;
+}
+
+/* Returns -1 when c must be dropped (close frame or protocol error). */
+static int
+on_frame(struct conn *c, int fin, int op, const unsigned char *p,
+    size_t len, uint64_t now)
+{
+	switch (op) {
+	case 0x0:			/* continuation */
+		if (c->fragop == 0) {
+			warnx_limited("continuation without a first frame");
+			return -1;
+		}
+		if (c->fraglen + len > MAX_FRAME) {
+			warnx_limited("message over %u bytes", MAX_FRAME);
+			return -1;
+		}
+		if (c->fraglen + len > c->fragcap) {
+			size_t cap = (c->fraglen + len) * 2;
+			unsigned char *n = realloc(c->frag, cap);
+
+			if (n == NULL)
+				die("out of memory");
+			c->frag = n;
+			c->fragcap = cap;
+		}
+		memcpy(c->frag + c->fraglen, p, len);
+		c->fraglen += len;
+		if (fin) {
+			if (c->fragop == 0x1)
+				on_line(c, c->frag, c->fraglen, now);
+			c->fragop = 0;
+			c->fraglen = 0;
+		}
+		return 0;
+	case 0x1:			/* text */
+	case 0x2:			/* binary */
+		if (c->fragop != 0) {
+			warnx_limited("new message inside a fragmented one");
+			return -1;
+		}
+		if (!fin) {
+			c->fragop = op;
+			c->fraglen = 0;
+			return on_frame(c, 0, 0x0, p, len, now);
+		}
+		if (op == 0x1)
+			on_line(c, p, len, now);
+		else
+			bad++;
+		return 0;
+	case 0x8:			/* close: answer with its code */
+		ws_send(c, 0x8, p, len >= 2 ? 2 : 0);
+		warnx_limited("member %u: the server closed (code %d)",
+		    c->idx, len >= 2 ? p[0] << 8 | p[1] : 1005);
+		return -1;
+	case 0x9:			/* ping */
+		ws_send(c, 0xa, p, len);
+		return 0;
+	case 0xa:			/* pong */
+		return 0;
+	default:
+		warnx_limited("member %u: opcode %d", c->idx, op);
+		return -1;
+	}
+}
+
+/* Every complete frame in c's input; -1 when c must be dropped. */
+static int
+on_frames(struct conn *c, uint64_t now)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	for (;;) {
+		size_t avail = evbuffer_get_length(in), hl = 2;
+		unsigned char h[10], *p;
+		uint64_t len;
+		int rc;
+
+		if (avail < 2)
+			return 0;
+		evbuffer_copyout(in, h, avail < 10 ? avail : 10);
+		if (h[0] & 0x70) {
+			warnx_limited("member %u: reserved bits set", c->idx);
+			return -1;
+		}
+		if (h[1] & 0x80) {
+			warnx_limited("member %u: masked frame from the server",
+			    c->idx);
+			return -1;
+		}
+		len = h[1] & 0x7f;
+		if (len == 126) {
+			if (avail < 4)
+				return 0;
+			len = (uint64_t)h[2] << 8 | h[3];
+			hl = 4;
+		} else if (len == 127) {
+			if (avail < 10)
+				return 0;
+			len = 0;
+			for (int i = 0; i < 8; i++)
+				len = len << 8 | h[2 + i];
+			hl = 10;
+		}
+		if (len > MAX_FRAME) {
+			warnx_limited("member %u: frame of %" PRIu64 " bytes",
+			    c->idx, len);
+			return -1;
+		}
+		if (avail < hl + len)
+			return 0;
+		if ((p = evbuffer_pullup(in, (ev_ssize_t)(hl + len))) == NULL)
+			die("out of memory");
+		rc = on_frame(c, h[0] & 0x80, h[0] & 0x0f, p + hl, len, now);
+		evbuffer_drain(in, hl + len);
+		if (rc != 0)
+			return rc;
+	}
+}
+
+/* --- connections -------------------------------------------------------- */
+
+/* A handshake ended (either way): let the next client start. */
+static void
+handshake_over(void)
+{
+	handshaking--;
+	while (handshaking < opt.conc && next_conn < opt.n)
+		conn_open(next_conn++);
+	if (ok + failed == opt.n && t_handshakes == 0)
+		t_handshakes = now_ns();
+}
+
+/* Parse the handshake response in c's input; 1 done, 0 more, -1 bad. */
+static int
+on_response(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+	char *hdr, *a;
+	size_t n;
+
+	if (end.pos < 0)
+		return evbuffer_get_length(in) > MAX_HEADER ? -1 : 0;
+	n = (size_t)end.pos + 4;
+	if ((hdr = malloc(n + 1)) == NULL)
+		die("out of memory");
+	evbuffer_remove(in, hdr, n);
+	hdr[n] = '\0';
+	if (strncmp(hdr, "HTTP/1.1 101", 12) != 0) {
+		warnx_limited("member %u: %.*s", c->idx,
+		    (int)strcspn(hdr, "\r\n"), hdr);
+		free(hdr);
+		return -1;
+	}
+	if ((a = strcasestr(hdr, "\r\nSec-WebSocket-Accept:")) == NULL) {
+		warnx_limited("member %u: no Sec-WebSocket-Accept", c->idx);
+		free(hdr);
+		return -1;
+	}
+	a += 23;
+	a += strspn(a, " \t");
+	if (strncmp(a, c->accept, strlen(c->accept)) != 0) {
+		warnx_limited("member %u: wrong Sec-WebSocket-Accept",
+		    c->idx);
+		free(hdr);
+		return -1;
+	}
+	free(hdr);
+	return 1;
+}
+
+static void
+read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	uint64_t now = now_ns();
+	int rc;
+
+	(void)bev;
+	if (c->state == C_HANDSHAKE) {
+		if ((rc = on_response(c)) == 0)
+			return;
+		if (rc < 0) {
+			conn_lost(c, NULL, 0);
+			return;
+		}
+		c->state = C_OPEN;
+		ok++;
+		open_now++;
+		progress();
+		handshake_over();
+	}
+	if (c->state != C_OPEN)
+		return;
+	if (on_frames(c, now) != 0)
+		conn_lost(c, NULL, 1);
+}
+
+static void
+event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		char req[1024];
+		unsigned char key[16];
+		char key64[32], cat[128];
+		unsigned char dig[20];
+		int one = 1;
+
+		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY,
+		    &one, sizeof(one));
+		for (int i = 0; i < 16; i += 4) {
+			uint32_t r = rnd();
+
+			memcpy(key + i, &r, 4);
+		}
+		base64(key, 16, key64);
+		snprintf(cat, sizeof(cat), "%s%s", key64, WS_GUID);
+		sha1(cat, strlen(cat), dig);
+		base64(dig, 20, c->accept);
+		snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\n"
+		    "Host: %s\r\n"
+		    "Upgrade: websocket\r\n"
+		    "Connection: Upgrade\r\n"
+		    "Sec-WebSocket-Key: %s\r\n"
+		    "Sec-WebSocket-Version: 13\r\n"
+		    "%s%s%s"
+		    "\r\n", opt.path, opt.hosthdr, key64,
+		    opt.origin ? "Origin: " : "", opt.origin ? opt.origin : "",
+		    opt.origin ? "\r\n" : "");
+		c->state = C_HANDSHAKE;
+		bufferevent_write(bev, req, strlen(req));
+		return;
+	}
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		conn_lost(c, what & BEV_EVENT_EOF ? "connection closed" :
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), 0);
+}
+
+/* Answer to a close is flushed: drop the connection. */
+static void
+close_flushed(struct bufferevent *bev, void *arg)
+{
+	(void)arg;
+	bufferevent_free(bev);
+}
+
+/*
+ * c failed or was closed: before the 101 a failed handshake, after it a
+ * member lost. Its in-flight messages no longer wait for it.
+ */
+static void
+conn_lost(struct conn *c, const char *why, int flush)
+{
+	enum cstate was = c->state;
+
+	if (was == C_CLOSED)
+		return;
+	c->state = C_CLOSED;
+	if (flush &&
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
+		bufferevent_disable(c->bev, EV_READ);
+		bufferevent_setcb(c->bev, NULL, close_flushed, NULL, NULL);
+	} else
+		bufferevent_free(c->bev);
+	c->bev = NULL;
+	if (was != C_OPEN) {
+		if (why)
+			warnx_limited("member %u: %s", c->idx, why);
+		failed++;
+		handshake_over();
+		check_settled();
+		return;
+	}
+	if (why)
+		warnx_limited("member %u: %s", c->idx, why);
+	closed++;
+	open_now--;
+	if (!measuring || finished)
+		return;
+	for (unsigned i = 0; i < opt.senders; i++) {
+		struct sender *s = &senders[i];
+
+		for (uint32_t q = s->lo; q < s->sent; q++)
+			if (s->remaining[q] > 0 && !bit_test(c->seen,
+			    (uint64_t)i * opt.messages + q) &&
+			    --s->remaining[q] == 0) {
+				complete(s, q);
+				if (finished)
+					return;
+			}
+	}
+	if (all_done())
+		finish();
+}
+
+static void
+conn_open(unsigned i)
+{
+	struct conn *c = &conns[i];
+
+	c->idx = i;
+	c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL)
+		die("bufferevent_socket_new failed");
+	bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	handshaking++;
+	c->state = C_CONNECTING;
+	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&addr,
+	    (int)addrlen) != 0) {
+		/* the error callback has not run: count it here */
+		bufferevent_free(c->bev);
+		c->bev = NULL;
+		c->state = C_CLOSED;
+		warnx_limited("member %u: connect: %s", i, strerror(errno));
+		failed++;
+		handshake_over();
+		check_settled();
+	}
+}
+
+/* --- the end ---------------------------------------------------------- */
+
+static void
+ticker_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what, (void)arg;
+	if ((double)(now_ns() - last_progress) / 1e9 >= opt.timeout) {
+		stalled = 1;
+		warnx_limited("no progress for %.0f s: giving up",
+		    opt.timeout);
+		if (opt.idle && !settled) {
+			rss1 = server_rss();
+			cpu1 = server_cpu();
+			self1 = self_cpu();
+		}
+		finish();
+	}
+}
+
+static void
+finish(void)
+{
+	if (finished)
+		return;
+	finished = 1;
+	if (measuring) {
+		cpu1 = server_cpu();
+		self1 = self_cpu();
+	}
+	event_base_loopbreak(base);
+}
+
+static void
+fmt_s(char *buf, size_t len, uint64_t from, uint64_t to)
+{
+	if (from == 0 || to == 0 || to < from)
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%.3f", (double)(to - from) / 1e9);
+}
+
+static int
+report(void)
+{
+	char hs[32], st[32], cpu[32], per[32];
+	int bad_run;
+
+	fmt_s(hs, sizeof(hs), t_start, t_handshakes);
+	fmt_s(st, sizeof(st), t_start, t_settled);
+	if (cpu0 >= 0 && cpu1 >= 0 && (opt.idle || measuring))
+		snprintf(cpu, sizeof(cpu), "%.2f", cpu1 - cpu0);
+	else
+		snprintf(cpu, sizeof(cpu), "-");
+	if (opt.idle) {
+		char growth[32];
+
+		if (rss0 >= 0 && rss1 >= 0 && ok > 0)
+			snprintf(growth, sizeof(growth), "%.2f",
+			    (double)(rss1 - rss0) / ok);
+		else
+			snprintf(growth, sizeof(growth), "-");
+		printf("wsload mode=idle n=%u ok=%u failed=%u closed=%u "
+		    "handshakes_s=%s open_s=%s joined_lines=%" PRIu64
+		    " rss_before_kib=%ld rss_after_kib=%ld "
+		    "rss_kib_per_conn=%s server_cpu_s=%s client_cpu_s=%.2f "
+		    "stalled=%d\n", opt.n, ok, failed, closed, hs, st,
+		    joined_lines, rss0, rss1, growth, cpu, self1 - self0,
+		    stalled);
+		fflush(stdout);
+		fprintf(stderr, "%u connections (%u failed, %u closed): all "
+		    "101s after %s s, all joins heard after %s s; server RSS "
+		    "%ld -> %ld KiB, %s KiB per connection; server CPU %s s\n",
+		    opt.n, failed, closed, hs, st, rss0, rss1, growth, cpu);
+		bad_run = failed || closed || stalled || bad;
+	} else {
+		uint64_t want = (uint64_t)ok * sent_total;
+		uint64_t lost = want > deliveries ? want - deliveries : 0;
+		double secs = t_last > t_first ? (double)(t_last - t_first) /
+		    1e9 : 0;
+		double rate = secs > 0 ? (double)deliveries / secs : 0;
+
+		if (cpu0 >= 0 && cpu1 >= 0 && measuring && deliveries > 0)
+			snprintf(per, sizeof(per), "%.3f",
+			    (cpu1 - cpu0) * 1e6 / (double)deliveries);
+		else
+			snprintf(per, sizeof(per), "-");
+		printf("wsload mode=fanout n=%u senders=%u messages=%u "
+		    "window=%u size=%zu sent=%" PRIu64 " deliveries=%" PRIu64
+		    " secs=%.3f deliveries_per_s=%.0f lat_p50_us=%.0f "
+		    "lat_p99_us=%.0f lat_max_us=%.0f lost=%" PRIu64
+		    " dup=%" PRIu64 " bad=%" PRIu64 " bogus=%" PRIu64
+		    " failed=%u closed=%u server_cpu_s=%s "
+		    "cpu_us_per_delivery=%s client_cpu_s=%.2f join_s=%s "
+		    "stalled=%d\n",
+		    opt.n, opt.senders, opt.messages, opt.window, opt.size,
+		    sent_total, deliveries, secs, rate, lat_quantile(0.50),
+		    lat_quantile(0.99), (double)lat_max / 1000, lost, dups, bad,
+		    bogus, failed, closed, cpu, per,
+		    measuring ? self1 - self0 : 0, st, stalled);
+		fflush(stdout);
+		fprintf(stderr, "%u members, %u sender(s), %" PRIu64 " of %"
+		    PRIu64 " messages sent: %" PRIu64 " deliveries in %.3f s "
+		    "= %.0f/s; latency p50 %.3f ms, p99 %.3f ms, max %.3f ms; "
+		    "lost %" PRIu64 ", duplicated %" PRIu64 "; server CPU %s s "
+		    "= %s us per delivery; joining took %s s\n", opt.n,
+		    opt.senders, sent_total, (uint64_t)opt.senders *
+		    opt.messages, deliveries, secs, rate,
+		    lat_quantile(0.50) / 1000, lat_quantile(0.99) / 1000,
+		    (double)lat_max / 1e6, lost, dups, cpu, per, st);
+		bad_run = lost || dups || bad || bogus || failed || closed ||
+		    stalled || sent_total < (uint64_t)opt.senders *
+		    opt.messages;
+	}
+	return bad_run ? 3 : 0;
+}
+
+/* --- set-up ------------------------------------------------------------- */
+
+static void
+parse_url(const char *url)
+{
+	const char *h, *slash, *port = "80";
+	struct addrinfo hints = { 0 }, *res;
+	char *host;
+	int rc;
+
+	if (strncmp(url, "ws://", 5) != 0)
+		die("%s: only ws:// URLs", url);
+	h = url + 5;
+	slash = strchr(h, '/');
+	opt.path = strdup(slash ? slash : "/");
+	opt.hosthdr = slash ? strndup(h, (size_t)(slash - h)) : strdup(h);
+	if (opt.path == NULL || opt.hosthdr == NULL)
+		die("out of memory");
+	if ((host = strdup(opt.hosthdr)) == NULL)
+		die("out of memory");
+	if (host[0] == '[') {
+		char *e = strchr(host, ']');
+
+		if (e == NULL)
+			die("%s: bad address", url);
+		*e = '\0';
+		if (e[1] == ':')
+			port = e + 2;
+		memmove(host, host + 1, strlen(host + 1) + 1);
+	} else {
+		char *colon = strrchr(host, ':');
+
+		if (colon) {
+			*colon = '\0';
+			port = colon + 1;
+		}
+	}
+	hints.ai_socktype = SOCK_STREAM;
+	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0)
+		die("%s: %s", url, gai_strerror(rc));
+	memcpy(&addr, res->ai_addr, res->ai_addrlen);
+	addrlen = res->ai_addrlen;
+	freeaddrinfo(res);
+	opt.host = host;
+}
+
+static unsigned long
+number(const char *s, const char *what, unsigned long min, unsigned long max)
+{
+	char *e;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &e, 10);
+	if (errno || e == s || *e || v < min || v > max)
+		die("%s: %s is not a number from %lu to %lu", what, s, min,
+		    max);
+	return v;
+}
+
+static void
+add_pids(const char *list)
+{
+	char *copy = strdup(list), *tok, *save;
+
+	if (copy == NULL)
+		die("out of memory");
+	for (tok = strtok_r(copy, ", ", &save); tok;
+	    tok = strtok_r(NULL, ", ", &save)) {
+		if (opt.npids == MAX_PIDS)
+			die("at most %d server pids", MAX_PIDS);
+		opt.pids[opt.npids++] = (pid_t)number(tok, "--server-pid", 1,
+		    INT32_MAX);
+	}
+	free(copy);
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: wsload -u ws://HOST:PORT/PATH [-n CLIENTS] "
+	    "[-m MESSAGES] [-s SENDERS]\n"
+	    "              [-w WINDOW] [-z SIZE] [-c HANDSHAKES] "
+	    "[-t TIMEOUT] [-p PID[,PID...]]\n"
+	    "              [-o ORIGIN] [-i]\n"
+	    "(the comment at the top of bench/wsload.c explains them)\n");
+	exit(1);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longs[] = {
+		{ "url", required_argument, NULL, 'u' },
+		{ "clients", required_argument, NULL, 'n' },
+		{ "messages", required_argument, NULL, 'm' },
+		{ "senders", required_argument, NULL, 's' },
+		{ "window", required_argument, NULL, 'w' },
+		{ "size", required_argument, NULL, 'z' },
+		{ "concurrency", required_argument, NULL, 'c' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "server-pid", required_argument, NULL, 'p' },
+		{ "origin", required_argument, NULL, 'o' },
+		{ "idle", no_argument, NULL, 'i' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct rlimit rl;
+	struct timeval tick = { 0, 100000 };
+	int ch, rc;
+
+	while ((ch = getopt_long(argc, argv, "u:n:m:s:w:z:c:t:p:o:ih", longs,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'u':
+			opt.url = optarg;
+			break;
+		case 'n':
+			opt.n = (unsigned)number(optarg, "-n", 1, 1000000);
+			break;
+		case 'm':
+			opt.messages = (uint32_t)number(optarg, "-m", 1,
+			    100000000);
+			break;
+		case 's':
+			opt.senders = (unsigned)number(optarg, "-s", 1, 100000);
+			break;
+		case 'w':
+			opt.window = (unsigned)number(optarg, "-w", 1, 1000000);
+			break;
+		case 'z':
+			opt.size = number(optarg, "-z", MIN_SIZE, 65536);
+			break;
+		case 'c':
+			opt.conc = (unsigned)number(optarg, "-c", 1, 1000000);
+			break;
+		case 't':
+			opt.timeout = (double)number(optarg, "-t", 1, 86400);
+			break;
+		case 'p':
+			add_pids(optarg);
+			break;
+		case 'o':
+			opt.origin = optarg;
+			break;
+		case 'i':
+			opt.idle = 1;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc || opt.url == NULL)
+		usage();
+	if (!opt.idle && opt.senders > opt.n)
+		die("more senders (%u) than clients (%u)", opt.senders, opt.n);
+	parse_url(opt.url);
+	signal(SIGPIPE, SIG_IGN);
+	rnd_state = now_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+
+	/* one descriptor per client, plus a few */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < opt.n + 16)
+		die("%u clients need %u descriptors; the limit is %llu "
+		    "(ulimit -n)", opt.n, opt.n + 16,
+		    (unsigned long long)rl.rlim_cur);
+
+	if ((conns = calloc(opt.n, sizeof(*conns))) == NULL)
+		die("out of memory");
+	if (!opt.idle) {
+		size_t bits = ((uint64_t)opt.senders * opt.messages + 7) / 8;
+
+		if ((senders = calloc(opt.senders, sizeof(*senders))) == NULL)
+			die("out of memory");
+		for (unsigned i = 0; i < opt.senders; i++) {
+			senders[i].c = &conns[i];
+			senders[i].remaining = calloc(opt.messages,
+			    sizeof(uint32_t));
+			if (senders[i].remaining == NULL)
+				die("out of memory");
+		}
+		for (unsigned i = 0; i < opt.n; i++)
+			if ((conns[i].seen = calloc(1, bits)) == NULL)
+				die("out of memory (%u clients x %zu bytes)",
+				    opt.n, bits);
+	}
+
+	if ((base = event_base_new()) == NULL)
+		die("event_base_new failed");
+	ticker = event_new(base, -1, EV_PERSIST, ticker_cb, NULL);
+	event_add(ticker, &tick);
+
+	rss0 = server_rss();
+	cpu0 = server_cpu();
+	self0 = self_cpu();
+	t_start = now_ns();
+	progress();
+	while (next_conn < opt.n && next_conn < opt.conc)
+		conn_open(next_conn++);
+	if (!finished)
+		event_base_dispatch(base);
+
+	rc = report();
+	for (unsigned i = 0; i < opt.n; i++) {
+		if (conns[i].bev)
+			bufferevent_free(conns[i].bev);
+		free(conns[i].frag);
+		free(conns[i].seen);
+	}
+	if (senders)
+		for (unsigned i = 0; i < opt.senders; i++)
+			free(senders[i].remaining);
+	free(senders);
+	free(conns);
+	event_free(ticker);
+	event_base_free(base);
+	free(opt.host);
+	free(opt.path);
+	free(opt.hosthdr);
+	return rc;
+}

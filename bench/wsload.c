@@ -15,7 +15,9 @@
  *          [-w WINDOW] [-z SIZE] [-c HANDSHAKES] [-t TIMEOUT]
  *          [-p PID[,PID...]] [-o ORIGIN] [-i]
  *
- *   -u, --url URL         the chat route (ws:// only)
+ *   -u, --url URL         the chat route (ws:// only); repeat it to
+ *                         spread the members over several servers (one
+ *                         room on a broker): member i uses URL i mod U
  *   -n, --clients N       members that join the room (100)
  *   -m, --messages M      messages each sender sends (10000)
  *   -s, --senders S       the first S members send (1)
@@ -77,6 +79,7 @@
 #define MAX_FRAME	(16u << 20)	/* a larger server frame is an error */
 #define MAX_HEADER	16384		/* of the handshake response */
 #define MAX_PIDS	16
+#define MAX_URLS	16
 #define MIN_SIZE	48		/* "S Q T " with room to spare */
 #define WS_GUID		"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -106,9 +109,16 @@ struct sender {
 	uint32_t	*remaining;	/* members yet to receive, per seq */
 };
 
+/* A server the members connect to (-u). */
+struct target {
+	char			*path, *hosthdr;
+	struct sockaddr_storage	 addr;
+	socklen_t		 addrlen;
+};
+
 static struct {
-	const char	*url, *origin;
-	char		*host, *path, *hosthdr;
+	const char	*urls[MAX_URLS], *origin;
+	int		 nurls;
 	unsigned	 n, senders, window, conc;
 	uint32_t	 messages;
 	size_t		 size;
@@ -122,8 +132,7 @@ static struct {
 };
 
 static struct event_base	*base;
-static struct sockaddr_storage	 addr;
-static socklen_t		 addrlen;
+static struct target		 targets[MAX_URLS];
 static struct conn		*conns;
 static struct sender		*senders;
 static struct event		*ticker;
@@ -853,7 +862,8 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		    "Sec-WebSocket-Key: %s\r\n"
 		    "Sec-WebSocket-Version: 13\r\n"
 		    "%s%s%s"
-		    "\r\n", opt.path, opt.hosthdr, key64,
+		    "\r\n", targets[c->idx % opt.nurls].path,
+		    targets[c->idx % opt.nurls].hosthdr, key64,
 		    opt.origin ? "Origin: " : "", opt.origin ? opt.origin : "",
 		    opt.origin ? "\r\n" : "");
 		c->state = C_HANDSHAKE;
@@ -935,8 +945,10 @@ conn_open(unsigned i)
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	handshaking++;
 	c->state = C_CONNECTING;
-	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&addr,
-	    (int)addrlen) != 0) {
+	const struct target *t = &targets[c->idx % opt.nurls];
+
+	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&t->addr,
+	    (int)t->addrlen) != 0) {
 		/* the error callback has not run: count it here */
 		bufferevent_free(c->bev);
 		c->bev = NULL;
@@ -1067,7 +1079,7 @@ report(void)
 /* --- set-up ------------------------------------------------------------- */
 
 static void
-parse_url(const char *url)
+parse_url(const char *url, struct target *t)
 {
 	const char *h, *slash, *port = "80";
 	struct addrinfo hints = { 0 }, *res;
@@ -1078,11 +1090,11 @@ parse_url(const char *url)
 		die("%s: only ws:// URLs", url);
 	h = url + 5;
 	slash = strchr(h, '/');
-	opt.path = strdup(slash ? slash : "/");
-	opt.hosthdr = slash ? strndup(h, (size_t)(slash - h)) : strdup(h);
-	if (opt.path == NULL || opt.hosthdr == NULL)
+	t->path = strdup(slash ? slash : "/");
+	t->hosthdr = slash ? strndup(h, (size_t)(slash - h)) : strdup(h);
+	if (t->path == NULL || t->hosthdr == NULL)
 		die("out of memory");
-	if ((host = strdup(opt.hosthdr)) == NULL)
+	if ((host = strdup(t->hosthdr)) == NULL)
 		die("out of memory");
 	if (host[0] == '[') {
 		char *e = strchr(host, ']');
@@ -1104,10 +1116,10 @@ parse_url(const char *url)
 	hints.ai_socktype = SOCK_STREAM;
 	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0)
 		die("%s: %s", url, gai_strerror(rc));
-	memcpy(&addr, res->ai_addr, res->ai_addrlen);
-	addrlen = res->ai_addrlen;
+	memcpy(&t->addr, res->ai_addr, res->ai_addrlen);
+	t->addrlen = res->ai_addrlen;
 	freeaddrinfo(res);
-	opt.host = host;
+	free(host);
 }
 
 static unsigned long
@@ -1179,7 +1191,9 @@ main(int argc, char **argv)
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'u':
-			opt.url = optarg;
+			if (opt.nurls == MAX_URLS)
+				die("at most %d -u", MAX_URLS);
+			opt.urls[opt.nurls++] = optarg;
 			break;
 		case 'n':
 			opt.n = (unsigned)number(optarg, "-n", 1, 1000000);
@@ -1216,11 +1230,12 @@ main(int argc, char **argv)
 			usage();
 		}
 	}
-	if (optind != argc || opt.url == NULL)
+	if (optind != argc || opt.nurls == 0)
 		usage();
 	if (!opt.idle && opt.senders > opt.n)
 		die("more senders (%u) than clients (%u)", opt.senders, opt.n);
-	parse_url(opt.url);
+	for (int i = 0; i < opt.nurls; i++)
+		parse_url(opt.urls[i], &targets[i]);
 	signal(SIGPIPE, SIG_IGN);
 	rnd_state = now_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
 
@@ -1283,8 +1298,9 @@ main(int argc, char **argv)
 	free(conns);
 	event_free(ticker);
 	event_base_free(base);
-	free(opt.host);
-	free(opt.path);
-	free(opt.hosthdr);
+	for (int i = 0; i < opt.nurls; i++) {
+		free(targets[i].path);
+		free(targets[i].hosthdr);
+	}
 	return rc;
 }

@@ -111,7 +111,7 @@ struct link {
 	struct link	*wnext;		/* in by_wsi */
 	size_t		 max_message, max_queue;
 	unsigned char	*rx;		/* message being reassembled */
-	size_t		 rxlen;
+	size_t		 rxlen, rxcap;
 	struct wbuf	**out;		/* queue of buffers to write */
 	size_t		 nout, outcap, outhead, queued;
 	int		 close_code;	/* to send, once the queue is out */
@@ -525,7 +525,7 @@ rx_fail(struct lws *wsi, struct link *l, int code, const char *reason)
 {
 	free(l->rx);
 	l->rx = NULL;
-	l->rxlen = 0;
+	l->rxlen = l->rxcap = 0;
 	if (!l->deflate) {
 		lws_close_reason(wsi, (enum lws_close_status)code,
 		    (unsigned char *)reason, strlen(reason));
@@ -630,12 +630,22 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		if (text && sqc_utf8_check(&l->utf8, in, len) != 0)
 			return rx_fail(wsi, l, LWS_CLOSE_STATUS_INVALID_PAYLOAD,
 			    "bad utf8");
-		if ((nrx = realloc(l->rx, l->rxlen + len + 1)) == NULL)
-			return rx_fail(wsi, l,
-			    LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
-			    "out of memory");
-		l->rx = nrx;
-		memcpy(l->rx + l->rxlen, in, len);
+		/* doubling: a large message comes in many small pieces */
+		if (l->rxlen + len + 1 > l->rxcap) {
+			size_t cap = l->rxcap * 2 > l->max_message + 1 ?
+			    l->max_message + 1 : l->rxcap * 2;
+
+			if (cap < l->rxlen + len + 1)
+				cap = l->rxlen + len + 1;
+			if ((nrx = realloc(l->rx, cap)) == NULL)
+				return rx_fail(wsi, l,
+				    LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
+				    "out of memory");
+			l->rx = nrx;
+			l->rxcap = cap;
+		}
+		if (len > 0)	/* lws ends compressed messages with NULL, 0 */
+			memcpy(l->rx + l->rxlen, in, len);
 		l->rxlen += len;
 		l->rx[l->rxlen] = '\0';
 		if (lws_is_final_fragment(wsi) &&
@@ -646,7 +656,7 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				    "partial utf8");
 			push_event(E_MESSAGE, l->id, l->rx, l->rxlen, !text, 0);
 			l->rx = NULL;
-			l->rxlen = 0;
+			l->rxlen = l->rxcap = 0;
 		}
 		return 0;
 	}

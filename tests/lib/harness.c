@@ -1075,7 +1075,7 @@ ws_recv_msg(struct wsc *c, int *opcode, char **data, size_t *len,
 {
 	long deadline = t_now_ms() + timeout_ms;
 	char *msg = NULL, *d, *grown;
-	size_t mlen = 0, dlen;
+	size_t mlen = 0, mcap = 0, dlen;
 	int op, fin, first = 0;
 
 	for (;;) {
@@ -1096,12 +1096,16 @@ ws_recv_msg(struct wsc *c, int *opcode, char **data, size_t *len,
 		}
 		if (op != 0)
 			first = op;
-		if ((grown = realloc(msg, mlen + dlen + 1)) == NULL) {
-			free(msg);
-			free(d);
-			return -1;
+		if (mlen + dlen + 1 > mcap) {
+			mcap = mcap * 2 > mlen + dlen + 1 ? mcap * 2 :
+			    mlen + dlen + 1;
+			if ((grown = realloc(msg, mcap)) == NULL) {
+				free(msg);
+				free(d);
+				return -1;
+			}
+			msg = grown;
 		}
-		msg = grown;
 		memcpy(msg + mlen, d, dlen);
 		mlen += dlen;
 		msg[mlen] = '\0';

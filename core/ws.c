@@ -512,6 +512,28 @@ default_close_reason(struct lws *wsi)
 	lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, NULL, 0);
 }
 
+/* [lws thread] appends a received fragment to the message */
+static int
+link_receive(struct link *l, const void *in, size_t len)
+{
+	if (l->rxlen + len + 1 > l->rxcap) {
+		size_t cap = l->rxcap ? l->rxcap : 256;
+		unsigned char *n;
+
+		while (cap < l->rxlen + len + 1)
+			cap *= 2;
+		if ((n = realloc(l->rx, cap)) == NULL)
+			return -1;
+		l->rx = n;
+		l->rxcap = cap;
+	}
+	if (len > 0)	/* lws ends a compressed message with NULL, 0 */
+		memcpy(l->rx + l->rxlen, in, len);
+	l->rxlen += len;
+	l->rx[l->rxlen] = '\0';
+	return 0;
+}
+
 /*
  * [lws thread] Fails the link for what it sent (RFC 6455 7.1.7): the
  * message so far is dropped, then the close frame with code goes out and
@@ -555,6 +577,31 @@ write_empty(struct lws *wsi, int binary)
 	f[LWS_PRE] = 0x80 | (binary ? 2 : 1);
 	f[LWS_PRE + 1] = 0;
 	return lws_write(wsi, f + LWS_PRE, 2, LWS_WRITE_RAW) == 2 ? 0 : -1;
+}
+
+/*
+ * [lws thread] Writes the next queued message with lws_write, which
+ * frames it and, on a permessage-deflate link, compresses it: that is a
+ * deflate link's only way out (frames written raw would skip the
+ * extension), from SERVER_WRITEABLE only. lws compresses in pieces,
+ * reading the message until its last piece is out, and calls
+ * SERVER_WRITEABLE again only then: so a deflate link keeps the buffer
+ * in l->sent until that call. Returns < 0 when lws failed.
+ */
+static int
+write_one(struct lws *wsi, struct link *l)
+{
+	struct wbuf *b = l->out[l->outhead++];
+	int n = b->len == 0 && l->deflate ? write_empty(wsi, b->binary) :
+	    lws_write(wsi, b->data + LWS_PRE, b->len, b->binary ?
+	    LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+
+	l->queued -= b->len;
+	if (n >= 0 && l->deflate)
+		l->sent = b;
+	else
+		wbuf_unref(b);
+	return n;
 }
 
 /* [lws thread] */
@@ -608,15 +655,11 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		if (l->nout > l->outhead || l->close_code || l->ping_secs)
 			lws_callback_on_writable(wsi);
 		return 0;
-	case LWS_CALLBACK_RECEIVE: {
-		unsigned char *nrx;
-		int text;
-
+	case LWS_CALLBACK_RECEIVE:
 		if (l == NULL)
 			return -1;
 		if (l->rx_failed)
 			return 0;	/* closing: lws may still deliver */
-		text = !lws_frame_is_binary(wsi);
 		/*
 		 * A frame announcing more than the limit is refused at once;
 		 * with permessage-deflate, what remains of a frame is
@@ -627,47 +670,30 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			return rx_fail(wsi, l, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
 			    "message too large");
 		/* text is checked as it comes: 1007 at the bad fragment */
-		if (text && sqc_utf8_check(&l->utf8, in, len) != 0)
+		if (!lws_frame_is_binary(wsi) &&
+		    sqc_utf8_check(&l->utf8, in, len) != 0)
 			return rx_fail(wsi, l, LWS_CLOSE_STATUS_INVALID_PAYLOAD,
 			    "bad utf8");
-		/* doubling: a large message comes in many small pieces */
-		if (l->rxlen + len + 1 > l->rxcap) {
-			size_t cap = l->rxcap * 2 > l->max_message + 1 ?
-			    l->max_message + 1 : l->rxcap * 2;
-
-			if (cap < l->rxlen + len + 1)
-				cap = l->rxlen + len + 1;
-			if ((nrx = realloc(l->rx, cap)) == NULL)
-				return rx_fail(wsi, l,
-				    LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
-				    "out of memory");
-			l->rx = nrx;
-			l->rxcap = cap;
-		}
-		if (len > 0)	/* lws ends compressed messages with NULL, 0 */
-			memcpy(l->rx + l->rxlen, in, len);
-		l->rxlen += len;
-		l->rx[l->rxlen] = '\0';
+		if (link_receive(l, in, len) != 0)
+			return rx_fail(wsi, l,
+			    LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
+			    "out of memory");
 		if (lws_is_final_fragment(wsi) &&
 		    lws_remaining_packet_payload(wsi) == 0) {
-			if (text && l->utf8 != 0)
+			if (l->utf8 != 0)	/* text cut inside a character */
 				return rx_fail(wsi, l,
 				    LWS_CLOSE_STATUS_INVALID_PAYLOAD,
 				    "partial utf8");
-			push_event(E_MESSAGE, l->id, l->rx, l->rxlen, !text, 0);
+			push_event(E_MESSAGE, l->id, l->rx, l->rxlen,
+			    lws_frame_is_binary(wsi), 0);
 			l->rx = NULL;
 			l->rxlen = l->rxcap = 0;
 		}
 		return 0;
-	}
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		if (l == NULL)
 			return -1;
-		/*
-		 * lws compresses a message in pieces, reading it from our
-		 * buffer until it is all out, and only then calls us again.
-		 */
-		if (l->sent) {
+		if (l->sent) {		/* lws is done compressing it */
 			wbuf_unref(l->sent);
 			l->sent = NULL;
 		}
@@ -689,18 +715,7 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			return 0;
 		}
 		if (l->outhead < l->nout) {
-			struct wbuf *b = l->out[l->outhead++];
-			int n = b->len == 0 && l->deflate ?
-			    write_empty(wsi, b->binary) :
-			    lws_write(wsi, b->data + LWS_PRE, b->len,
-			    b->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
-
-			l->queued -= b->len;
-			if (n >= 0 && l->deflate)
-				l->sent = b;
-			else
-				wbuf_unref(b);
-			if (n < 0)
+			if (write_one(wsi, l) < 0)
 				return -1;
 			if (l->outhead < l->nout || l->close_code)
 				lws_callback_on_writable(wsi);

@@ -1,7 +1,8 @@
 /*
  * config.c - reads squall.ini (with inih) into a struct sqc_config: the
  * [server] keys through one table of parsers, and one [route PATH] section
- * per route whose keys are kept, with their line numbers, for the plugin.
+ * per route: the core's keys (plugin, ws_deflate), and the others kept,
+ * with their line numbers, for the plugin.
  * It does not log: errors come back as a message naming file:line and key.
  * Loop thread (or before the loop starts).
  */
@@ -113,7 +114,8 @@ static const struct key server_keys[] = {
  * Writes c to out as the configuration it is in effect: every [server]
  * key with its value after defaults and path resolution (listen with the
  * -p port when port_override > 0), then every route with its resolved
- * plugin path and its options as given. Returns 0, or -EIO if out fails.
+ * plugin path, its options as given and the core's route keys
+ * (ws_deflate). Returns 0, or -EIO if out fails.
  */
 int
 sqc_config_dump(const struct sqc_config *c, int port_override, FILE *out)
@@ -180,6 +182,8 @@ sqc_config_dump(const struct sqc_config *c, int port_override, FILE *out)
 		for (size_t j = 0; j < r->nopts; j++)
 			fprintf(out, "%s = %s\n", r->opts[j].key,
 			    r->opts[j].value);
+		fprintf(out, "ws_deflate = %s\n", r->ws_deflate ? "on" :
+		    "off");
 	}
 	return fflush(out) == 0 && !ferror(out) ? 0 : -EIO;
 }
@@ -379,6 +383,7 @@ new_route(struct parse_state *ps, const char *spec)
 	r = &c->routes[c->nroutes++];
 	memset(r, 0, sizeof(*r));
 	r->line = ps->hdr_line;
+	r->ws_deflate = -1;		/* not given: on, after the parse */
 	r->prefix = spec[len - 1] == '*';
 	r->path = strndup(spec, len - (size_t)r->prefix);
 	if (r->path == NULL)
@@ -403,6 +408,18 @@ route_key(struct parse_state *ps, const char *name, const char *value)
 		/* resolved once plugin_dir is known, after the parse */
 		r->plugin = strdup(value);
 		return r->plugin ? 1 : fail(ps, "out of memory");
+	}
+	if (strcmp(name, "ws_deflate") == 0) {
+		/* the core's, not the plugin's: WebSocket compression */
+		if (r->ws_deflate >= 0)
+			return fail(ps, "key 'ws_deflate' given twice in route "
+			    "'%s'", r->path);
+		if (sqc_parse_bool(value, &r->ws_deflate) != 0) {
+			r->ws_deflate = 0;
+			return fail(ps, "bad value '%s' for 'ws_deflate': "
+			    "expected on or off", value);
+		}
+		return 1;
 	}
 	o = realloc(r->opts, (r->nopts + 1) * sizeof(*o));
 	if (o == NULL)
@@ -628,6 +645,8 @@ sqc_config_load(const char *file, char *err, size_t errlen)
 	for (size_t i = 0; !ps.failed && i < c->nroutes; i++) {
 		struct sqc_route_conf *r = &c->routes[i];
 
+		if (r->ws_deflate < 0)
+			r->ws_deflate = 1;
 		if (r->plugin == NULL) {
 			ps.line = r->line;
 			fail(&ps, "route '%s%s' has no 'plugin' key",

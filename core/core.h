@@ -67,6 +67,7 @@ struct sqc_route_conf {
 	char		*path;		/* "/hello" or "/static/" + prefix */
 	int		 prefix;	/* route ended in "*" */
 	char		*plugin;	/* resolved .so path */
+	int		 ws_deflate;	/* permessage-deflate offered: 0 or 1 */
 	int		 line;		/* of the [route] header */
 	struct sqc_opt	*opts;
 	size_t		 nopts;
@@ -168,6 +169,8 @@ struct sqc_gen *sqc_gen_build(struct sqc_config *c, const struct sqc_gen *old,
 void	 sqc_gen_release(struct sqc_gen *g);
 struct sq_inst *sqc_gen_route(struct sqc_gen *g, const char *path,
 	    const char **rest);
+int	 sqc_gen_ws_deflate(const struct sqc_gen *g,
+	    const struct sq_inst *inst);
 size_t	 sqc_gen_count(const struct sqc_gen *g, size_t *reused);
 const struct sq_inst *sqc_gen_at(const struct sqc_gen *g, size_t i);
 /* What an instance is: its route, plugin name and version (borrowed). */
@@ -253,7 +256,7 @@ void	 sqc_offload_free(void);
 int	 sqc_ws_init(struct event_base *base, size_t max_header_size,
 	    char *err, size_t errlen);
 int	 sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
-	    const char *client, int *status);
+	    const char *client, int deflate, int *status);
 size_t	 sqc_ws_count(void);
 void	 sqc_ws_stop(void);
 void	 sqc_ws_free(void);
@@ -265,7 +268,16 @@ struct evkeyvalq;
 
 int	 sqc_upgrade_check(int is_get, const char *target,
 	    const struct evkeyvalq *h, size_t space);
-int	 sqc_upgrade_handshake(struct evbuffer *b, const struct evkeyvalq *h);
+int	 sqc_upgrade_handshake(struct evbuffer *b, const struct evkeyvalq *h,
+	    int deflate);
+int	 sqc_upgrade_deflate_offer(const struct evkeyvalq *h, char *out,
+	    size_t len);
+int	 sqc_upgrade_protocols(const struct evkeyvalq *h, char ***out,
+	    size_t *n);
+
+/* ---- utf8.c ----------------------------------------------------------- */
+
+int	 sqc_utf8_check(unsigned *state, const unsigned char *p, size_t len);
 
 /* ---- signals.c -------------------------------------------------------- */
 

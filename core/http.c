@@ -996,7 +996,8 @@ dispatch(struct evhttp_request *ev, void *arg)
 		}
 		client_addr(s, ev, client, sizeof(client));
 		/* accepted: ev now belongs to the WebSocket hand-over */
-		if (sqc_ws_upgrade(ev, inst, client, &status) != 0)
+		if (sqc_ws_upgrade(ev, inst, client,
+		    sqc_gen_ws_deflate(s->gen, inst), &status) != 0)
 			reply_plain(s, ev, status, status == 426 ?
 			    "Sec-WebSocket-Version" : NULL, "13");
 		return;

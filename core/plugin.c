@@ -62,6 +62,7 @@ struct sq_inst {
 struct sqc_gen {
 	struct sqc_router *router;
 	struct sq_inst	**insts;
+	int		*ws_deflate;	/* the route keys, by insts' index */
 	size_t		 ninsts;
 	size_t		 reused;
 };
@@ -835,6 +836,7 @@ gen_free(struct sqc_gen *g)
 	for (size_t i = 0; i < g->ninsts; i++)
 		sqc_inst_unref(g->insts[i]);
 	free(g->insts);
+	free(g->ws_deflate);
 	sqc_router_free(g->router);
 	free(g);
 }
@@ -852,9 +854,13 @@ sqc_gen_build(struct sqc_config *c, const struct sqc_gen *old, char *err,
 
 	if ((g = calloc(1, sizeof(*g))) == NULL ||
 	    (g->router = sqc_router_new()) == NULL ||
-	    (g->insts = calloc(c->nroutes + 1, sizeof(*g->insts))) == NULL) {
-		if (g)
+	    (g->insts = calloc(c->nroutes + 1, sizeof(*g->insts))) == NULL ||
+	    (g->ws_deflate = calloc(c->nroutes + 1,
+	    sizeof(*g->ws_deflate))) == NULL) {
+		if (g) {
 			sqc_router_free(g->router);
+			free(g->insts);
+		}
 		free(g);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
@@ -887,6 +893,11 @@ sqc_gen_build(struct sqc_config *c, const struct sqc_gen *old, char *err,
 			module_unref(mod);
 			goto fail;
 		}
+		/*
+		 * Route keys of the core's live here, not in the instance,
+		 * which a reload may keep while they change.
+		 */
+		g->ws_deflate[g->ninsts] = r->ws_deflate;
 		g->insts[g->ninsts++] = inst;
 		if (sqc_router_add(g->router, r->path, r->prefix, inst) != 0) {
 			snprintf(err, errlen, "%s:%d: cannot add route '%s'",
@@ -913,6 +924,19 @@ struct sq_inst *
 sqc_gen_route(struct sqc_gen *g, const char *path, const char **rest)
 {
 	return sqc_router_match(g->router, path, rest);
+}
+
+/*
+ * Whether WebSockets on inst's route may use permessage-deflate (the
+ * route's ws_deflate key); 1 for an instance g does not serve.
+ */
+int
+sqc_gen_ws_deflate(const struct sqc_gen *g, const struct sq_inst *inst)
+{
+	for (size_t i = 0; g && i < g->ninsts; i++)
+		if (g->insts[i] == inst)
+			return g->ws_deflate[i];
+	return 1;
 }
 
 static const struct sq_inst *

@@ -14,6 +14,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
@@ -98,15 +100,240 @@ target_ok(const char *t)
 	return 1;
 }
 
+/* RFC 7230 3.2.6: a tchar. */
+static int
+is_tchar(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || (c != '\0' &&
+	    strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static const char *
+skip_ows(const char *p)
+{
+	while (*p == ' ' || *p == '\t')
+		p++;
+	return p;
+}
+
+/* The length of the token at p (0 if none). */
+static size_t
+token_len(const char *p)
+{
+	size_t n = 0;
+
+	while (is_tchar(p[n]))
+		n++;
+	return n;
+}
+
 /*
- * The handshake libwebsockets is given for an accepted upgrade with
- * headers h, appended to b. Returns 0 or -ENOMEM.
+ * The subprotocols the client offers (RFC 6455 4.1: Sec-WebSocket-Protocol,
+ * a comma-separated list of tokens, possibly over several header lines),
+ * in order, into *out: one malloc'ed block, the array of *n strings
+ * followed by the strings; free(*out) frees it all. *out is NULL when
+ * none is offered. Returns 0, -EINVAL when an element is not a token
+ * (empty elements are skipped, as RFC 7230 7 asks), or -ENOMEM.
  */
 int
-sqc_upgrade_handshake(struct evbuffer *b, const struct evkeyvalq *h)
+sqc_upgrade_protocols(const struct evkeyvalq *h, char ***out, size_t *n)
+{
+	const struct evkeyval *kv;
+	size_t count = 0, bytes = 0;
+	char **list = NULL, *s = NULL;
+
+	*out = NULL;
+	*n = 0;
+	/* two passes: check and measure, then copy */
+	for (int copy = 0; copy < 2; copy++) {
+		if (copy) {
+			if (count == 0)
+				return 0;
+			if ((list = malloc(count * sizeof(*list) +
+			    bytes)) == NULL)
+				return -ENOMEM;
+			s = (char *)(list + count);
+			count = 0;
+		}
+		TAILQ_FOREACH(kv, h, next) {
+			const char *p = kv->value;
+			size_t tl;
+
+			if (strcasecmp(kv->key, "Sec-WebSocket-Protocol") != 0)
+				continue;
+			for (;;) {
+				p = skip_ows(p);
+				if ((tl = token_len(p)) > 0) {
+					if (copy) {
+						list[count] = s;
+						memcpy(s, p, tl);
+						s[tl] = '\0';
+						s += tl + 1;
+					}
+					count++;
+					bytes += tl + 1;
+					p = skip_ows(p + tl);
+				}
+				if (*p == '\0')
+					break;
+				if (*p != ',')
+					return -EINVAL;	/* not copy: checked */
+				p++;
+			}
+		}
+	}
+	*out = list;
+	*n = count;
+	return 0;
+}
+
+/*
+ * An extension parameter's value (RFC 6455 9.1: a token, or a quoted
+ * string holding a token) at p, copied into v; returns the end, or NULL
+ * when malformed.
+ */
+static const char *
+param_value(const char *p, char *v, size_t vlen)
+{
+	int quoted = *p == '"';
+	size_t tl;
+
+	p += quoted;
+	if ((tl = token_len(p)) == 0 || tl >= vlen ||
+	    (quoted && p[tl] != '"'))
+		return NULL;
+	memcpy(v, p, tl);
+	v[tl] = '\0';
+	return p + tl + quoted;
+}
+
+/* A window size parameter's value: "8" to "15", no leading zero. */
+static int
+window_bits_ok(const char *v)
+{
+	return (v[0] >= '8' && v[0] <= '9' && v[1] == '\0') ||
+	    (v[0] == '1' && v[1] >= '0' && v[1] <= '5' && v[2] == '\0');
+}
+
+/*
+ * Reads one offer of the list at *pp (a name and its parameters, up to a
+ * comma or the end) and says whether it is a permessage-deflate offer
+ * squall can accept (RFC 7692 7.1): no parameter twice, none unknown,
+ * client_max_window_bits with a valid value or none, and no
+ * server_max_window_bits, which libwebsockets 4.1 cannot answer. *flags
+ * gets 1 for server_no_context_takeover, 2 for client_... Returns 1
+ * (acceptable), 0 (not), -1 (the list is malformed).
+ */
+static int
+deflate_offer(const char **pp, int *flags)
+{
+	static const char *const known[] = { "server_no_context_takeover",
+	    "client_no_context_takeover", "client_max_window_bits",
+	    "server_max_window_bits" };
+	const char *p = skip_ows(*pp);
+	size_t tl = token_len(p);
+	int ok, seen = 0;
+
+	if (tl == 0)
+		return -1;
+	ok = tl == 18 && strncasecmp(p, "permessage-deflate", 18) == 0;
+	p = skip_ows(p + tl);
+	*flags = 0;
+	while (*p == ';') {
+		char name[32], v[16];
+		int k = -1;
+
+		p = skip_ows(p + 1);
+		if ((tl = token_len(p)) == 0)
+			return -1;
+		for (int i = 0; i < 4; i++)
+			if (strlen(known[i]) == tl &&
+			    strncasecmp(p, known[i], tl) == 0)
+				k = i;
+		snprintf(name, sizeof(name), "%.*s", (int)tl, p);
+		p = skip_ows(p + tl);
+		v[0] = '\0';
+		if (*p == '=') {
+			if ((p = param_value(skip_ows(p + 1), v,
+			    sizeof(v))) == NULL)
+				return -1;
+			p = skip_ows(p);
+		}
+		if (k < 0 || k == 3 || (seen & 1 << k) ||
+		    (k < 2 && v[0] != '\0') ||
+		    (k == 2 && v[0] != '\0' && !window_bits_ok(v)))
+			ok = 0;
+		if (k >= 0)
+			seen |= 1 << k;
+	}
+	if (*p != ',' && *p != '\0')
+		return -1;
+	*pp = *p == ',' ? p + 1 : p;
+	*flags = seen & 3;
+	return ok;
+}
+
+/*
+ * What libwebsockets is to see of the client's Sec-WebSocket-Extensions
+ * (any number of header lines): the first permessage-deflate offer squall
+ * can accept, rewritten in out (len bytes) as "permessage-deflate" with
+ * the parameters to answer. Returns 1 with out filled, or 0 when there is
+ * no such offer (or the list is malformed: no extension, then).
+ *
+ * Why rewritten: lws 4.1 fails the handshake for a header over 255 bytes,
+ * answers only parameterless options, and mixes up the two
+ * no_context_takeover parameters on the server side (it resets its
+ * inflater for server_no_context_takeover and its deflater for
+ * client_no_...). Given both or neither, its behaviour is right, and RFC
+ * 7692 7.1.1 lets a server add client_no_context_takeover to an answer:
+ * so an offer with server_no_context_takeover is answered with both.
+ */
+int
+sqc_upgrade_deflate_offer(const struct evkeyvalq *h, char *out, size_t len)
+{
+	const struct evkeyval *kv;
+
+	TAILQ_FOREACH(kv, h, next) {
+		const char *p = kv->value;
+		int ok, flags;
+
+		if (strcasecmp(kv->key, "Sec-WebSocket-Extensions") != 0)
+			continue;
+		while (*(p = skip_ows(p)) != '\0') {
+			if (*p == ',') {	/* an empty element */
+				p++;
+				continue;
+			}
+			if ((ok = deflate_offer(&p, &flags)) < 0)
+				return 0;
+			if (ok) {
+				snprintf(out, len, "permessage-deflate%s",
+				    flags & 1 ? "; server_no_context_takeover"
+				    "; client_no_context_takeover" :
+				    flags & 2 ? "; client_no_context_takeover" :
+				    "");
+				return 1;
+			}
+		}
+	}
+	return 0;
+}
+
+/*
+ * The handshake libwebsockets is given for an accepted upgrade with
+ * headers h, appended to b: with a permessage-deflate offer when deflate
+ * is set and the client made an acceptable one. Never the subprotocols:
+ * lws would look them up in its own list; the bridge answers them.
+ * Returns 0 or -ENOMEM.
+ */
+int
+sqc_upgrade_handshake(struct evbuffer *b, const struct evkeyvalq *h,
+    int deflate)
 {
 	static const char *const pass[] = { "Host", "Sec-WebSocket-Key",
 	    "Sec-WebSocket-Version", "Origin" };
+	char ext[128];
 	int rc;
 
 	rc = evbuffer_add_printf(b, "GET / HTTP/1.1\r\nUpgrade: websocket\r\n"
@@ -118,6 +345,10 @@ sqc_upgrade_handshake(struct evbuffer *b, const struct evkeyvalq *h)
 		if (v != NULL)
 			rc = evbuffer_add_printf(b, "%s: %s\r\n", pass[i], v);
 	}
+	if (rc >= 0 && deflate && sqc_upgrade_deflate_offer(h, ext,
+	    sizeof(ext)))
+		rc = evbuffer_add_printf(b, "Sec-WebSocket-Extensions: %s\r\n",
+		    ext);
 	if (rc >= 0)
 		rc = evbuffer_add(b, "\r\n", 2);
 	return rc < 0 ? -ENOMEM : 0;
@@ -126,7 +357,8 @@ sqc_upgrade_handshake(struct evbuffer *b, const struct evkeyvalq *h)
 /*
  * Checks an upgrade request (method GET or not, its request target, its
  * headers) against RFC 6455 4.2.1 and against what libwebsockets can
- * take: `space` bytes of handshake. Returns 0 when acceptable, else the
+ * take: `space` bytes of handshake. A subprotocol list that is not a
+ * list of tokens is malformed. Returns 0 when acceptable, else the
  * status to answer: 400 (malformed), 426 (another WebSocket version:
  * answer with Sec-WebSocket-Version: 13), 431 (too large), 503 (out of
  * memory).
@@ -137,7 +369,9 @@ sqc_upgrade_check(int is_get, const char *target, const struct evkeyvalq *h,
 {
 	const char *v;
 	struct evbuffer *b;
-	size_t len;
+	size_t len, n;
+	char **protocols;
+	int rc;
 
 	if (!is_get || !target_ok(target))
 		return 400;
@@ -154,9 +388,12 @@ sqc_upgrade_check(int is_get, const char *target, const struct evkeyvalq *h,
 	if ((v = find(h, "Sec-WebSocket-Version")) == NULL ||
 	    strcmp(v, "13") != 0)
 		return 426;
+	if ((rc = sqc_upgrade_protocols(h, &protocols, &n)) != 0)
+		return rc == -EINVAL ? 400 : 503;
+	free(protocols);
 	if ((b = evbuffer_new()) == NULL)
 		return 503;
-	if (sqc_upgrade_handshake(b, h) != 0) {
+	if (sqc_upgrade_handshake(b, h, 1) != 0) {
 		evbuffer_free(b);
 		return 503;
 	}

@@ -19,7 +19,9 @@
  * batch of commands is done writes every link's queue straight away, many
  * messages to one send, framed here and given to lws as raw bytes (see
  * link_write). Only what the socket does not take waits for lws to call
- * back, so a delivery costs one send in the common case.
+ * back, so a delivery costs one send in the common case. A link with
+ * permessage-deflate is the exception: lws must compress each message,
+ * so it gets one lws_write per writable callback (write_one).
  *
  * The hand-over follows shared/notes/websocket-bridge.md: duplicate the
  * fd, dup2 /dev/null over evhttp's number, free the evhttp connection,
@@ -66,6 +68,17 @@
 
 #define DEFAULT_MAX_MESSAGE	(64u << 10)
 #define DEFAULT_MAX_QUEUE	(1u << 20)
+#define MAX_PROTOCOL_NAME	255	/* a selectable subprotocol's length */
+
+/*
+ * The compressor of a permessage-deflate link (zlib's deflate state is
+ * 2^(window + 2) + 2^(mem_level + 9) bytes): see squall.ini(5) for what
+ * a link costs with these. Only squall's side is made smaller; the
+ * client's compressor, which lws cannot restrict, keeps its 32 KiB
+ * window, so the inflater is zlib's default.
+ */
+#define DEFLATE_WINDOW_BITS	"12"
+#define DEFLATE_MEM_LEVEL	"5"
 /*
  * What one send on a connection carries at most: queued messages go out
  * several to a send, and larger ones as fragments of this size, each a
@@ -93,7 +106,7 @@ struct wbuf {
 	atomic_uint	 refs;
 	size_t		 len;
 	int		 binary;
-	unsigned char	 data[];
+	unsigned char	 data[];	/* LWS_PRE bytes, then the payload */
 };
 
 enum cmd_kind { C_ADOPT, C_SEND, C_CLOSE, C_PING, C_STOP, C_QUIT };
@@ -104,6 +117,7 @@ struct cmd {
 	int		 fd;		/* C_ADOPT */
 	char		*readbuf;	/* C_ADOPT */
 	size_t		 readlen;
+	char		*protocol;	/* C_ADOPT: the subprotocol, or NULL */
 	size_t		 max_message, max_queue;
 	struct wbuf	*buf;		/* C_SEND, one reference per id */
 	int		 code;		/* C_CLOSE; seconds for C_PING */
@@ -140,6 +154,11 @@ struct link {
 	int		 peer_code;	/* from the client's close frame */
 	int		 peer_closed;	/* its close frame came: write no more */
 	int		 ping_secs;	/* a ping to send, then wait that long */
+	int		 deflate;	/* permessage-deflate negotiated */
+	unsigned	 utf8;		/* sqc_utf8_check's, in a text message */
+	int		 rx_failed;	/* rx_fail'ed: input is ignored */
+	struct wbuf	*sent;		/* written last: deflate may read it */
+	char		*protocol;	/* subprotocol to answer, or NULL */
 	int		 established;
 	int		 reported;	/* E_CLOSED pushed */
 	int		 dirty;		/* in the flush list */
@@ -156,6 +175,10 @@ struct sq_ws {
 	size_t		 max_message, max_queue;
 	int		 closing;	/* sq_ws_close called */
 	int		 opening;	/* inside ws_open: hold commands */
+	int		 in_open;	/* ws_open is running */
+	char		**offered;	/* subprotocols, one block (upgrade.c) */
+	size_t		 noffered;
+	const char	*protocol;	/* the one selected, in offered */
 	int		 counted;	/* sqc_http_conn_hold'ed */
 	STAILQ_HEAD(, cmd) held;	/* sent from ws_open, after ADOPT */
 	LIST_ENTRY(sq_ws) all;
@@ -167,6 +190,7 @@ struct handover {
 	struct evhttp_connection *evcon;
 	struct evhttp_request *ev;	/* evhttp's, until the hand-over */
 	struct sq_ws	*w;
+	int		 deflate;	/* the route allows permessage-deflate */
 	char		 client[64];
 	struct event	*tev;
 	struct handover	*next;
@@ -240,6 +264,7 @@ cmd_discard(struct cmd *c)
 	for (size_t i = 0; c->buf && i < c->nids; i++)
 		wbuf_unref(c->buf);
 	free(c->readbuf);
+	free(c->protocol);
 	free(c);
 }
 
@@ -361,8 +386,11 @@ link_free(struct link *l)
 			}
 	for (size_t i = l->outhead; i < l->nout; i++)
 		wbuf_unref(l->out[i]);
+	if (l->sent)
+		wbuf_unref(l->sent);
 	free(l->out);
 	free(l->rx);
+	free(l->protocol);
 	free(l);
 }
 
@@ -488,7 +516,7 @@ link_write(struct link *l)
 			if (take < left && n > 0)
 				break;	/* a fragment starts a batch */
 			n += frame_header(batch + n, op, take == left, take);
-			memcpy(batch + n, b->data + l->outoff, take);
+			memcpy(batch + n, b->data + LWS_PRE + l->outoff, take);
 			n += take;
 			if (take < left) {
 				l->outoff += take;
@@ -528,7 +556,7 @@ flush_links(void)
 		l->dirty = 0;
 		if (!l->established || l->wsi == NULL || l->peer_closed)
 			continue;	/* ESTABLISHED asks to write */
-		if (l->close_code || l->ping_secs)
+		if (l->close_code || l->ping_secs || l->deflate)
 			lws_callback_on_writable(l->wsi);
 		else if (link_write(l) < 0)
 			link_kill(l, 1006);
@@ -560,6 +588,8 @@ adopt(struct cmd *c)
 	l->id = c->id;
 	l->max_message = c->max_message;
 	l->max_queue = c->max_queue;
+	l->protocol = c->protocol;
+	c->protocol = NULL;
 	LIST_INSERT_HEAD(&all_links, l, all);
 	adopting = l;
 	wsi = lws_adopt_socket_vhost_readbuf(vhost, c->fd, c->readbuf,
@@ -659,10 +689,82 @@ link_receive(struct link *l, const void *in, size_t len)
 		l->rx = n;
 		l->rxcap = cap;
 	}
-	memcpy(l->rx + l->rxlen, in, len);
+	if (len > 0)	/* lws ends a compressed message with NULL, 0 */
+		memcpy(l->rx + l->rxlen, in, len);
 	l->rxlen += len;
 	l->rx[l->rxlen] = '\0';
 	return 0;
+}
+
+/*
+ * [lws thread] Fails the link for what it sent (RFC 6455 7.1.7): the
+ * message so far is dropped, then the close frame with code goes out and
+ * the connection ends. Returns what RECEIVE returns. lws 4.1 ignores a
+ * -1 from RECEIVE while it drains inflated data (permessage-deflate), so
+ * a deflate link is failed through the writable callback instead, its
+ * queue dropped, and what it still delivers ignored.
+ */
+static int
+rx_fail(struct lws *wsi, struct link *l, int code, const char *reason)
+{
+	free(l->rx);
+	l->rx = NULL;
+	l->rxlen = l->rxcap = 0;
+	if (!l->deflate) {
+		lws_close_reason(wsi, (enum lws_close_status)code,
+		    (unsigned char *)reason, strlen(reason));
+		return -1;
+	}
+	l->rx_failed = 1;
+	for (size_t i = l->outhead; i < l->nout; i++)
+		wbuf_unref(l->out[i]);
+	l->outhead = l->nout = 0;
+	l->outoff = 0;
+	l->queued = 0;
+	link_close(l, code, reason);
+	return 0;
+}
+
+/*
+ * [lws thread] An empty message on a permessage-deflate link goes out
+ * uncompressed (RSV1 clear, which RFC 7692 6 allows), as one raw frame:
+ * lws 4.1's compressor asserts, and so aborts the process, on an empty
+ * message after another one (a sync flush with nothing new yields no
+ * bytes). lws calls SERVER_WRITEABLE only between frames.
+ */
+static int
+write_empty(struct lws *wsi, int binary)
+{
+	unsigned char f[LWS_PRE + 2];
+
+	f[LWS_PRE] = 0x80 | (binary ? 2 : 1);
+	f[LWS_PRE + 1] = 0;
+	return lws_write(wsi, f + LWS_PRE, 2, LWS_WRITE_RAW) == 2 ? 0 : -1;
+}
+
+/*
+ * [lws thread] Writes the next queued message of a permessage-deflate
+ * link with lws_write, which frames and compresses it: such a link's
+ * only way out (frames written raw, as link_write does for the others,
+ * would skip the extension), from SERVER_WRITEABLE only. lws compresses
+ * in pieces, reading the message until its last piece is out, and calls
+ * SERVER_WRITEABLE again only then: so the link keeps the buffer in
+ * l->sent until that call. Returns < 0 when lws failed.
+ */
+static int
+write_one(struct lws *wsi, struct link *l)
+{
+	struct wbuf *b = l->out[l->outhead++];
+	int n = b->len == 0 ? write_empty(wsi, b->binary) :
+	    lws_write(wsi, b->data + LWS_PRE, b->len, b->binary ?
+	    LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+
+	l->queued -= b->len;
+	if (n >= 0)
+		l->sent = b;
+	else
+		wbuf_unref(b);
+	return n;
 }
 
 /* [lws thread] */
@@ -698,6 +800,18 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			return -1;
 		*pl = l;
 		l->established = 1;
+		/*
+		 * Active for this link if the option takes (lws' public way
+		 * to ask); nothing was compressed yet, so the smaller
+		 * compressor applies from the first message. lws 4.1 sizes
+		 * a server's compressor window by client_max_window_bits.
+		 */
+		l->deflate = lws_set_extension_option(wsi, "permessage-deflate",
+		    "mem_level", DEFLATE_MEM_LEVEL) == 0;
+		if (l->deflate)
+			(void)lws_set_extension_option(wsi,
+			    "permessage-deflate", "client_max_window_bits",
+			    DEFLATE_WINDOW_BITS);
 		default_close_reason(wsi);
 		/* what was asked before the handshake was done */
 		if (l->nout > l->outhead || l->close_code || l->ping_secs)
@@ -706,17 +820,32 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_RECEIVE:
 		if (l == NULL)
 			return -1;
-		/* a frame announcing more than the limit is refused at once */
-		if (l->rxlen + len + lws_remaining_packet_payload(wsi) >
-		    l->max_message) {
-			lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-			    (unsigned char *)"message too large", 17);
-			return -1;
-		}
+		if (l->rx_failed)
+			return 0;	/* closing: lws may still deliver */
+		/*
+		 * A frame announcing more than the limit is refused at once;
+		 * with permessage-deflate, what remains of a frame is
+		 * compressed, so only what was inflated counts.
+		 */
+		if (l->rxlen + len + (l->deflate ? 0 :
+		    lws_remaining_packet_payload(wsi)) > l->max_message)
+			return rx_fail(wsi, l, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+			    "message too large");
+		/* text is checked as it comes: 1007 at the bad fragment */
+		if (!lws_frame_is_binary(wsi) &&
+		    sqc_utf8_check(&l->utf8, in, len) != 0)
+			return rx_fail(wsi, l, LWS_CLOSE_STATUS_INVALID_PAYLOAD,
+			    "bad utf8");
 		if (link_receive(l, in, len) != 0)
-			return -1;
+			return rx_fail(wsi, l,
+			    LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
+			    "out of memory");
 		if (lws_is_final_fragment(wsi) &&
 		    lws_remaining_packet_payload(wsi) == 0) {
+			if (l->utf8 != 0)	/* text cut inside a character */
+				return rx_fail(wsi, l,
+				    LWS_CLOSE_STATUS_INVALID_PAYLOAD,
+				    "partial utf8");
 			push_event(E_MESSAGE, l->id, l->rx, l->rxlen,
 			    lws_frame_is_binary(wsi), 0);
 			l->rx = NULL;
@@ -726,6 +855,10 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		if (l == NULL)
 			return -1;
+		if (l->sent) {		/* lws is done compressing it */
+			wbuf_unref(l->sent);
+			l->sent = NULL;
+		}
 		if (l->close_code == 0)
 			default_close_reason(wsi);	/* a pong used the room */
 		if (l->ping_secs && l->close_code == 0) {
@@ -739,8 +872,20 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			lws_set_timeout(wsi, PENDING_TIMEOUT_WS_PONG_CHECK_GET_PONG,
 			    l->ping_secs);
 			l->ping_secs = 0;
+			if (l->deflate) {	/* lws' writes: one per call */
+				if (l->outhead < l->nout || l->close_code)
+					lws_callback_on_writable(wsi);
+				return 0;
+			}
 		}
-		if (link_write(l) < 0)
+		if (l->deflate && l->outhead < l->nout) {
+			if (write_one(wsi, l) < 0)
+				return -1;
+			if (l->outhead < l->nout || l->close_code)
+				lws_callback_on_writable(wsi);
+			return 0;
+		}
+		if (!l->deflate && link_write(l) < 0)
 			return -1;
 		if (lws_partial_buffered(wsi))
 			return 0;	/* lws calls again once it is out */
@@ -751,6 +896,25 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			return -1;
 		}
 		return 0;
+	case LWS_CALLBACK_ADD_HEADERS: {
+		/*
+		 * In the 101 response (handshake_0405): the subprotocol the
+		 * plugin chose. lws never saw the client's list, so it adds
+		 * none itself.
+		 */
+		struct lws_process_html_args *a = in;
+		int n;
+
+		if ((l = link_of(wsi)) == NULL || l->protocol == NULL)
+			return 0;
+		n = snprintf(a->p, (size_t)a->max_len,
+		    "Sec-WebSocket-Protocol: %s\r\n", l->protocol);
+		if (n < 0 || n + 2 >= a->max_len)
+			return -1;	/* no room: lws fails the handshake */
+		a->p += n;
+		a->max_len -= n;
+		return 0;
+	}
 	case LWS_CALLBACK_RECEIVE_PONG:
 		if (l && l->close_code == 0)
 			lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
@@ -772,6 +936,18 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			    (unsigned char *)"bad close frame", 15);
 			return -1;
 		}
+		/* its reason is UTF-8 text (RFC 6455 5.5.1) */
+		if (len > 2) {
+			unsigned st = 0;
+
+			if (sqc_utf8_check(&st, (unsigned char *)in + 2,
+			    len - 2) != 0 || st != 0) {
+				lws_close_reason(wsi,
+				    LWS_CLOSE_STATUS_INVALID_PAYLOAD,
+				    (unsigned char *)"bad utf8", 8);
+				return -1;
+			}
+		}
 		if (l && len >= 2)
 			l->peer_code = code;
 		return 0;
@@ -791,6 +967,16 @@ static const struct lws_protocols protocols[] = {
 	{ "squall", on_lws, sizeof(struct link *), RX_CHUNK, 0, NULL,
 	    BATCH_SIZE + FRAME_HEADER_MAX },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
+/*
+ * RFC 7692, lws' own. It is only ever offered to lws for routes that
+ * allow it (upgrade.c writes the offer into the rebuilt handshake).
+ */
+static const struct lws_extension extensions[] = {
+	{ "permessage-deflate", lws_extension_callback_pm_deflate,
+	    "permessage-deflate" },
+	{ NULL, NULL, NULL }
 };
 
 /* [lws thread] the service loop */
@@ -834,6 +1020,7 @@ session_free(struct sq_ws *w)
 		STAILQ_REMOVE_HEAD(&w->held, next);
 		cmd_discard(c);
 	}
+	free(w->offered);
 	sqc_inst_unref(w->inst);
 	if (w->counted)
 		sqc_http_conn_release();
@@ -893,7 +1080,13 @@ sqc_ws_init(struct event_base *base, size_t max_header_size, char *err,
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.protocols = protocols;
-	info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+	info.extensions = extensions;
+	/*
+	 * Not LWS_SERVER_OPTION_VALIDATE_UTF8: lws 4.1 skips a chunk of
+	 * inflated text that fails its check and carries on (the -1 is
+	 * lost while it drains a compressed message). RECEIVE checks.
+	 */
+	info.options = 0;
 	info.gid = -1;
 	info.uid = -1;
 	/*
@@ -1002,20 +1195,21 @@ static void handover(evutil_socket_t fd, short what, void *arg);
 
 /*
  * An upgrade request for inst's route: checks the handshake, asks the
- * plugin, and schedules the hand-over. On refusal it returns non-zero
- * with the status to answer (400, 426, or the plugin's). On success the
+ * plugin, and schedules the hand-over; deflate says whether the route
+ * allows permessage-deflate. On refusal it returns non-zero with the
+ * status to answer (400, 426, or the plugin's). On success the
  * connection belongs to the hand-over: the caller must not answer ev.
  */
 int
 sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
-    const char *client, int *status)
+    const char *client, int deflate, int *status)
 {
 	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
 	struct evkeyval *kv;
 	struct handover *ho;
 	struct sq_ws *w;
-	size_t hlen = 1;
-	char *p;
+	size_t hlen = 1, noffered;
+	char *p, **offered;
 	int rc;
 
 	if (ctx == NULL) {
@@ -1027,12 +1221,19 @@ sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
 		return -EINVAL;
 	TAILQ_FOREACH(kv, h, next)
 		hlen += strlen(kv->key) + strlen(kv->value) + 2;
+	if (sqc_upgrade_protocols(h, &offered, &noffered) != 0) {
+		*status = 503;		/* out of memory: it was checked */
+		return -ENOMEM;
+	}
 	if ((w = calloc(1, sizeof(*w) + hlen)) == NULL ||
 	    sqc_idmap_put(&sessions, next_id, w) != 0) {
 		free(w);
+		free(offered);
 		*status = 503;
 		return -ENOMEM;
 	}
+	w->offered = offered;
+	w->noffered = noffered;
 	w->id = next_id++;
 	w->inst = inst;
 	sqc_inst_ref(inst);
@@ -1047,7 +1248,9 @@ sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
 	}
 	LIST_INSERT_HEAD(&all_sessions, w, all);
 	w->opening = 1;		/* until the hand-over: commands wait */
+	w->in_open = 1;
 	rc = sqc_call_ws_open(inst, w);
+	w->in_open = 0;
 	if (rc != 0) {
 		session_free(w);
 		*status = rc >= 400 && rc <= 499 ? rc : 403;
@@ -1068,6 +1271,7 @@ sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
 	ho->evcon = evhttp_request_get_connection(ev);
 	ho->ev = ev;
 	ho->w = w;
+	ho->deflate = deflate;
 	snprintf(ho->client, sizeof(ho->client), "%s", client);
 	ho->next = handovers;
 	handovers = ho;
@@ -1125,7 +1329,8 @@ handover(evutil_socket_t unused, short what, void *arg)
 		goto fail;
 	if ((hs = evbuffer_new()) == NULL || (c = cmd_new(C_ADOPT, 0)) == NULL)
 		goto fail;
-	if (sqc_upgrade_handshake(hs, hdr) != 0 ||
+	if ((w->protocol && (c->protocol = strdup(w->protocol)) == NULL) ||
+	    sqc_upgrade_handshake(hs, hdr, h->deflate) != 0 ||
 	    evbuffer_add_buffer(hs, bufferevent_get_input(bev)) != 0)
 		goto fail;
 	c->readlen = evbuffer_get_length(hs);
@@ -1162,8 +1367,7 @@ fail:
 	if (hs)
 		evbuffer_free(hs);
 	if (c)
-		free(c->readbuf);
-	free(c);
+		cmd_discard(c);		/* its fd is not set yet */
 	sqc_http_log_access(h->ev, h->client, 503, 0);
 	evhttp_add_header(evhttp_request_get_output_headers(h->ev),
 	    "Connection", "close");
@@ -1191,14 +1395,15 @@ drop_handovers(void)
 static struct wbuf *
 wbuf_new(const void *data, size_t len, int binary, unsigned refs)
 {
-	struct wbuf *b = malloc(sizeof(*b) + len);
+	/* room in front for lws_write's frame header (deflate links) */
+	struct wbuf *b = malloc(sizeof(*b) + LWS_PRE + len);
 
 	if (b == NULL)
 		return NULL;
 	atomic_init(&b->refs, refs);
 	b->len = len;
 	b->binary = binary;
-	memcpy(b->data, data, len);
+	memcpy(b->data + LWS_PRE, data, len);
 	return b;
 }
 
@@ -1312,6 +1517,37 @@ sq_ws_header(struct sq_ws *ws, const char *name)
 		p = value + strlen(value) + 1;
 	}
 	return NULL;
+}
+
+const char *
+sq_ws_offered_protocol(struct sq_ws *ws, size_t i)
+{
+	return i < ws->noffered ? ws->offered[i] : NULL;
+}
+
+int
+sq_ws_select_protocol(struct sq_ws *ws, const char *name)
+{
+	if (!ws->in_open)
+		return -EBUSY;
+	if (name == NULL) {
+		ws->protocol = NULL;
+		return 0;
+	}
+	if (strlen(name) > MAX_PROTOCOL_NAME)
+		return -ENAMETOOLONG;
+	for (size_t i = 0; i < ws->noffered; i++)
+		if (strcmp(ws->offered[i], name) == 0) {
+			ws->protocol = ws->offered[i];
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *
+sq_ws_protocol(struct sq_ws *ws)
+{
+	return ws->protocol;
 }
 
 struct sq_inst *

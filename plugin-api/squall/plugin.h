@@ -289,6 +289,20 @@ void		 sq_ws_ping(struct sq_ws *ws, uint64_t timeout_ms);
 const char	*sq_ws_client_ip(struct sq_ws *ws);
 /* A header of the upgrade request (Origin, Host...), or NULL. */
 const char	*sq_ws_header(struct sq_ws *ws, const char *name);
+/*
+ * Subprotocols (RFC 6455 1.9). sq_ws_offered_protocol is the i-th name
+ * the client offers (its Sec-WebSocket-Protocol list, in order), or NULL
+ * past the end. In ws_open, sq_ws_select_protocol picks the one the 101
+ * response names: one of those offered, compared exactly (-EINVAL if
+ * not; -ENAMETOOLONG past 255 bytes; -EBUSY outside ws_open); NULL
+ * picks none, the default. A client that offered some and gets none
+ * usually gives up: refuse it in ws_open if you cannot serve it.
+ * sq_ws_protocol is the name picked, or NULL. Strings are valid until
+ * ws_close returns.
+ */
+const char	*sq_ws_offered_protocol(struct sq_ws *ws, size_t i);
+int		 sq_ws_select_protocol(struct sq_ws *ws, const char *name);
+const char	*sq_ws_protocol(struct sq_ws *ws);
 struct sq_inst	*sq_ws_inst(struct sq_ws *ws);
 void		 sq_ws_set_data(struct sq_ws *ws, void *data);
 void		*sq_ws_data(struct sq_ws *ws);

@@ -2,6 +2,9 @@
 // over the DevTools protocol with Node's own WebSocket client (no npm
 // package). Opens http://127.0.0.1:PORT/, waits for "connected", types a
 // line, sends it with the form, and checks that the room's lines appear.
+// Both Chromium and Node's client compress (permessage-deflate): the
+// page's handshake must say so, and a Node client in the room must see
+// the page's line, and the page the Node client's.
 //
 //     node --experimental-websocket chat.mjs PORT
 // Exits 0 when the page works, 1 otherwise (saying why).
@@ -51,6 +54,11 @@ function fail(why) {
   cleanup().finally(() => process.exit(1));
 }
 setTimeout(() => fail('timed out'), 30000).unref();
+// fail, and go no further (fail exits once the browser is gone)
+async function die(why) {
+  fail(why);
+  await new Promise(() => {});
+}
 
 const devtools = await new Promise((resolve) => {
   let err = '';
@@ -73,8 +81,15 @@ const ws = new WebSocket(target.webSocketDebuggerUrl);
 await new Promise((resolve) => { ws.onopen = resolve; });
 let seq = 0;
 const pending = new Map();
+let pageExtensions = null;
 ws.onmessage = (event) => {
   const msg = JSON.parse(event.data);
+  if (msg.method === 'Network.webSocketHandshakeResponseReceived') {
+    const h = msg.params.response.headers;
+    const k = Object.keys(h).find(
+      (n) => n.toLowerCase() === 'sec-websocket-extensions');
+    pageExtensions = k ? h[k] : '';
+  }
   if (msg.id && pending.has(msg.id)) {
     pending.get(msg.id)(msg);
     pending.delete(msg.id);
@@ -100,6 +115,7 @@ async function until(expression, what) {
 }
 
 await send('Page.enable');
+await send('Network.enable');
 await send('Page.navigate', { url: `http://127.0.0.1:${port}/` });
 await until(`document.getElementById('state') &&
   document.getElementById('state').textContent === 'connected'`,
@@ -107,12 +123,32 @@ await until(`document.getElementById('state') &&
 await until(`[...document.querySelectorAll('#lines li')].some(
   (li) => / joined at \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d$/.test(li.textContent))`,
   'no "joined" line');
+if (!/^permessage-deflate\b/.test(pageExtensions || ''))
+  await die(`the page's handshake did not agree to compression: ` +
+    `${pageExtensions}`);
+const node = new WebSocket(`ws://127.0.0.1:${port}/chat`);
+const nodeLines = [];
+node.onmessage = (event) => nodeLines.push(event.data);
+await new Promise((resolve) => { node.onopen = resolve; });
+if (node.extensions !== 'permessage-deflate')
+  await die(`node's client got extensions "${node.extensions}"`);
 await evaluate(`document.getElementById('text').value = 'hello from chromium';
   document.getElementById('send').requestSubmit(); true`);
 await until(`[...document.querySelectorAll('#lines li')].some(
   (li) => /^\\[127\\.0\\.0\\.1\\] at .*: hello from chromium$/.test(li.textContent))`,
   'the sent line did not come back');
-console.log('ok: the chat page connected, joined, sent and received');
+node.send('hello from node');
+await until(`[...document.querySelectorAll('#lines li')].some(
+  (li) => /^\\[127\\.0\\.0\\.1\\] at .*: hello from node$/.test(li.textContent))`,
+  'the page did not get the node client\'s line');
+for (let i = 0; i < 100 && !nodeLines.some(
+  (l) => /^\[127\.0\.0\.1\] at .*: hello from chromium$/.test(l)); i++)
+  await new Promise((r) => setTimeout(r, 50));
+if (!nodeLines.some((l) => /^\[127\.0\.0\.1\] at .*: hello from chromium$/.test(l)))
+  await die(`the node client did not get the page's line: ${nodeLines}`);
+node.close();
+console.log('ok: the chat page connected, joined, sent and received, ' +
+  'compressed, with a node client in the room');
 ws.close();
 finished = true;
 await cleanup();

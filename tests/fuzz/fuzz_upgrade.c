@@ -3,10 +3,13 @@
  * or CRLF): the first is the request target, the others "Name: value"
  * headers, added with evhttp_add_header (which refuses what evhttp's
  * parser would). sqc_upgrade_check answers 0 or a status; for an accepted
- * upgrade, the handshake handed to libwebsockets must be well formed.
+ * upgrade, the handshake handed to libwebsockets must be well formed,
+ * its permessage-deflate offer one of the three squall writes, and the
+ * subprotocols offered non-empty tokens.
  */
 #include "config.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 
@@ -29,9 +32,26 @@ check_handshake(const struct evkeyvalq *h)
 	size_t len, lines = 0, want = 4;
 	const char *s;
 
+	char ext[128], **protocols;
+	size_t n;
+
 	if (b == NULL)
 		abort();
-	FUZZ_CHECK(sqc_upgrade_handshake(b, h) == 0);
+	FUZZ_CHECK(sqc_upgrade_handshake(b, h, 1) == 0);
+	if (sqc_upgrade_deflate_offer(h, ext, sizeof(ext))) {
+		FUZZ_CHECK(strcmp(ext, "permessage-deflate") == 0 ||
+		    strcmp(ext, "permessage-deflate; "
+		    "client_no_context_takeover") == 0 ||
+		    strcmp(ext, "permessage-deflate; server_no_context_takeover;"
+		    " client_no_context_takeover") == 0);
+		want++;
+	}
+	FUZZ_CHECK(sqc_upgrade_protocols(h, &protocols, &n) == 0);
+	FUZZ_CHECK((n == 0) == (protocols == NULL));
+	for (size_t i = 0; i < n; i++)
+		FUZZ_CHECK(protocols[i][0] != '\0' &&
+		    strpbrk(protocols[i], " \t,;=\"") == NULL);
+	free(protocols);
 	len = evbuffer_get_length(b);
 	FUZZ_CHECK(len <= SPACE);
 	s = (const char *)evbuffer_pullup(b, -1);

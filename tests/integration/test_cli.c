@@ -153,7 +153,7 @@ Test(cli, dump_config_prints_the_effective_configuration)
 	cr_assert_not_null(strstr(out, "\ntrusted_proxies = 10.0.0.0/8 ::1\n"),
 	    "%s", out);
 	snprintf(want, sizeof(want), "\n[route /hello]\nplugin = %s/hello.so\n"
-	    "text = hi\n", t_plugin_dir());
+	    "text = hi\nws_deflate = on\n", t_plugin_dir());
 	cr_assert_not_null(strstr(out, want), "%s", out);
 	cr_assert_not_null(strstr(out, "\n[route /s/*]\n"), "%s", out);
 	cr_assert_not_null(strstr(out, "configuration is valid (2 routes)"),

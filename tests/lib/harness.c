@@ -15,14 +15,17 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "harness.h"
 
@@ -666,6 +669,14 @@ bg_wait(struct bg *b)
 
 /* ---- WebSocket client ------------------------------------------------ */
 
+/* permessage-deflate (RFC 7692) on the client's side */
+struct wsc_z {
+	z_stream	 tx, rx;
+	int		 tx_reset;	/* client_no_context_takeover */
+	int		 rx_reset;	/* server_no_context_takeover */
+	int		 rx_on;		/* inside a compressed message */
+};
+
 static int
 fill(struct wsc *c, int timeout_ms)
 {
@@ -686,27 +697,88 @@ ws_connect(struct wsc *c, int port, const char *path, const char *origin)
 	return ws_connect_rcvbuf(c, port, path, origin, 0);
 }
 
-int
-ws_connect_rcvbuf(struct wsc *c, int port, const char *path,
-    const char *origin, int rcvbuf)
+static int
+connect_with(struct wsc *c, int port, const char *path, const char *more,
+    int rcvbuf)
 {
-	char req[1024];
+	char req[4096];
 
 	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
 	    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
 	    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-	    "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n", path, port,
-	    origin ? "Origin: " : "", origin ? origin : "", origin ? "\r\n" :
-	    "");
+	    "Sec-WebSocket-Version: 13\r\n%s\r\n", path, port, more);
 	return ws_handshake(c, port, req, rcvbuf);
+}
+
+int
+ws_connect_rcvbuf(struct wsc *c, int port, const char *path,
+    const char *origin, int rcvbuf)
+{
+	char more[1024];
+
+	snprintf(more, sizeof(more), "%s%s%s", origin ? "Origin: " : "",
+	    origin ? origin : "", origin ? "\r\n" : "");
+	return connect_with(c, port, path, more, rcvbuf);
+}
+
+int
+ws_connect_with(struct wsc *c, int port, const char *path,
+    const char *headers)
+{
+	return connect_with(c, port, path, headers ? headers : "", 0);
+}
+
+char *
+ws_response_header(const struct wsc *c, const char *name)
+{
+	size_t nl = strlen(name);
+
+	for (const char *p = strstr(c->head, "\r\n"); p != NULL;
+	    p = strstr(p + 2, "\r\n")) {
+		const char *v = p + 2, *end;
+
+		if (strncasecmp(v, name, nl) != 0 || v[nl] != ':')
+			continue;
+		v += nl + 1;
+		v += strspn(v, " \t");
+		end = strstr(v, "\r\n");
+		return strndup(v, end ? (size_t)(end - v) : strlen(v));
+	}
+	return NULL;
+}
+
+/* The server agreed to permessage-deflate: set up zlib for it. */
+static int
+deflate_start(struct wsc *c, const char *ext)
+{
+	const char *p;
+	int bits = 15;
+
+	if ((c->z = calloc(1, sizeof(*c->z))) == NULL)
+		return -1;
+	c->z->tx_reset = strstr(ext, "client_no_context_takeover") != NULL;
+	c->z->rx_reset = strstr(ext, "server_no_context_takeover") != NULL;
+	if ((p = strstr(ext, "client_max_window_bits=")) != NULL)
+		bits = atoi(p + 23);
+	if (bits < 9)
+		bits = 9;	/* zlib's raw deflate has no 8 */
+	if (deflateInit2(&c->z->tx, Z_DEFAULT_COMPRESSION, Z_DEFLATED,
+	    -bits, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+		return -1;
+	if (inflateInit2(&c->z->rx, -15) != Z_OK) {
+		deflateEnd(&c->z->tx);
+		return -1;
+	}
+	return 0;
 }
 
 int
 ws_handshake(struct wsc *c, int port, const char *req, int rcvbuf)
 {
-	char *end;
+	char *end, *ext;
 	long deadline = t_now_ms() + 5000;
 	int status = -1;
+	size_t n;
 
 	memset(c, 0, sizeof(*c));
 	if ((c->fd = t_connect_rcvbuf(port, rcvbuf)) < 0)
@@ -720,19 +792,30 @@ ws_handshake(struct wsc *c, int port, const char *req, int rcvbuf)
 	if (sscanf(c->buf, "HTTP/1.%*d %d", &status) != 1)
 		return -1;
 	end += 4;
-	c->len -= (size_t)(end - c->buf);
+	n = (size_t)(end - c->buf);
+	memcpy(c->head, c->buf, n < sizeof(c->head) ? n : sizeof(c->head) - 1);
+	c->len -= n;
 	memmove(c->buf, end, c->len);
+	if (status == 101 && strcasestr(req, "permessage-deflate") != NULL &&
+	    (ext = ws_response_header(c, "Sec-WebSocket-Extensions")) != NULL) {
+		if (strstr(ext, "permessage-deflate") != NULL &&
+		    deflate_start(c, ext) != 0)
+			status = -1;
+		free(ext);
+	}
 	return status;
 }
 
 int
-ws_send(struct wsc *c, int opcode, const void *data, size_t len)
+ws_send_frame(struct wsc *c, int b0, const void *data, size_t len)
 {
 	unsigned char *f = malloc(len + 14), mask[4] = { 1, 2, 3, 4 };
 	size_t n = 0;
 	ssize_t w;
 
-	f[n++] = (unsigned char)(0x80 | opcode);
+	if (f == NULL)
+		return -1;
+	f[n++] = (unsigned char)b0;
 	if (len < 126)
 		f[n++] = (unsigned char)(0x80 | len);
 	else if (len < 65536) {
@@ -758,23 +841,131 @@ ws_send(struct wsc *c, int opcode, const void *data, size_t len)
 	return 0;
 }
 
-int
-ws_recv(struct wsc *c, int *opcode, char **data, size_t *len, int *code,
-    int timeout_ms)
+unsigned char *
+ws_deflate(struct wsc *c, const void *data, size_t len, size_t *outlen)
 {
-	long deadline = t_now_ms() + timeout_ms;
+	size_t cap = len + len / 8 + 64, n = 0;
+	unsigned char *out = malloc(cap), *grown;
+	z_stream *z = &c->z->tx;
+
+	if (out == NULL)
+		return NULL;
+	z->next_in = (unsigned char *)(uintptr_t)data;
+	z->avail_in = (uInt)len;
+	do {
+		if (cap - n < 64) {
+			if ((grown = realloc(out, cap * 2)) == NULL) {
+				free(out);
+				return NULL;
+			}
+			out = grown;
+			cap *= 2;
+		}
+		z->next_out = out + n;
+		z->avail_out = (uInt)(cap - n);
+		if (deflate(z, Z_SYNC_FLUSH) == Z_STREAM_ERROR) {
+			free(out);
+			return NULL;
+		}
+		n = cap - z->avail_out;
+	} while (z->avail_in > 0 || z->avail_out == 0);
+	/*
+	 * RFC 7692 7.2.1: without the flush's 00 00 ff ff. Nothing new
+	 * since the last flush gives no bytes at all: an empty message is
+	 * then the single 0x00 of 7.2.3.6.
+	 */
+	if (n >= 4)
+		*outlen = n - 4;
+	else {
+		out[0] = 0;
+		*outlen = 1;
+	}
+	if (c->z->tx_reset)
+		deflateReset(z);
+	return out;
+}
+
+int
+ws_send(struct wsc *c, int opcode, const void *data, size_t len)
+{
+	unsigned char *p;
+	size_t plen;
+	int rc;
+
+	if (c->z == NULL || (opcode != 1 && opcode != 2))
+		return ws_send_frame(c, 0x80 | opcode, data, len);
+	if ((p = ws_deflate(c, data, len, &plen)) == NULL)
+		return -1;
+	rc = ws_send_frame(c, 0xc0 | opcode, p, plen);
+	free(p);
+	return rc;
+}
+
+/* Appends what in inflates to into *out (*len bytes, *cap allocated). */
+static int
+inflate_some(z_stream *z, const void *in, size_t inlen, char **out,
+    size_t *len, size_t *cap)
+{
+	char *grown;
+	int rc;
+
+	z->next_in = (unsigned char *)(uintptr_t)in;
+	z->avail_in = (uInt)inlen;
+	do {
+		if (*cap - *len < 4096) {
+			if ((grown = realloc(*out, *cap * 2 + 4096)) == NULL)
+				return -1;
+			*out = grown;
+			*cap = *cap * 2 + 4096;
+		}
+		z->next_out = (unsigned char *)*out + *len;
+		z->avail_out = (uInt)(*cap - *len - 1);
+		rc = inflate(z, Z_SYNC_FLUSH);
+		if (rc != Z_OK && rc != Z_BUF_ERROR)
+			return -1;
+		*len = *cap - 1 - z->avail_out;
+	} while (z->avail_in > 0 || z->avail_out == 0);
+	return 0;
+}
+
+/* A frame's payload of a compressed message, inflated (in place). */
+static int
+frame_inflate(struct wsc *c, int fin, char **data, size_t *len)
+{
+	static const unsigned char trailer[] = { 0, 0, 0xff, 0xff };
+	char *out = NULL;
+	size_t olen = 0, cap = 0;
+
+	if (inflate_some(&c->z->rx, *data, *len, &out, &olen, &cap) != 0 ||
+	    (fin && inflate_some(&c->z->rx, trailer, 4, &out, &olen,
+	    &cap) != 0)) {
+		free(out);
+		return -1;
+	}
+	if (fin && c->z->rx_reset)
+		inflateReset(&c->z->rx);
+	free(*data);
+	out[olen] = '\0';
+	*data = out;
+	*len = olen;
+	return 0;
+}
+
+/*
+ * The next frame as sent: its first byte and payload (malloc'ed, NUL
+ * terminated). Frames larger than c->buf are read straight into theirs.
+ */
+static int
+recv_frame(struct wsc *c, int *b0, char **data, size_t *len, long deadline)
+{
 	unsigned char *b;
-	size_t need, hdr, plen;
+	size_t need, hdr, plen, have;
 
 	for (;;) {
 		b = (unsigned char *)c->buf;
 		if (c->len >= 2) {
 			plen = b[1] & 0x7f;
-			hdr = 2;
-			if (plen == 126)
-				hdr = 4;
-			else if (plen == 127)
-				hdr = 10;
+			hdr = plen == 126 ? 4 : plen == 127 ? 10 : 2;
 			if (c->len >= hdr) {
 				if (plen == 126)
 					plen = (size_t)b[2] << 8 | b[3];
@@ -784,7 +975,7 @@ ws_recv(struct wsc *c, int *opcode, char **data, size_t *len, int *code,
 						plen = plen << 8 | b[2 + i];
 				}
 				need = hdr + plen;
-				if (c->len >= need)
+				if (c->len >= need || need > sizeof(c->buf))
 					break;
 			}
 		}
@@ -806,54 +997,127 @@ ws_recv(struct wsc *c, int *opcode, char **data, size_t *len, int *code,
 				return -1;	/* end of stream */
 		}
 	}
-	if ((b[0] & 0x0f) == 9 && c->auto_pong) {
-		char *payload = malloc(plen + 1);
-
-		memcpy(payload, b + hdr, plen);
-		c->len -= need;
-		memmove(c->buf, c->buf + need, c->len);
-		ws_send(c, 10, payload, plen);
-		free(payload);
-		return ws_recv(c, opcode, data, len, code, timeout_ms);
-	}
-	*opcode = b[0] & 0x0f;
-	c->fin = (b[0] & 0x80) != 0;
+	*b0 = b[0];
 	*len = plen;
-	*data = malloc(plen + 1);
-	memcpy(*data, b + hdr, plen);
+	if ((*data = malloc(plen + 1)) == NULL)
+		return -1;
+	have = c->len - hdr < plen ? c->len - hdr : plen;
+	memcpy(*data, b + hdr, have);
+	c->len -= hdr + have;
+	memmove(c->buf, c->buf + hdr + have, c->len);
+	while (have < plen) {
+		struct pollfd pfd = { c->fd, POLLIN, 0 };
+		long left = deadline - t_now_ms();
+		ssize_t n;
+
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0 ||
+		    (n = read(c->fd, *data + have, plen - have)) <= 0) {
+			free(*data);
+			return -1;
+		}
+		have += (size_t)n;
+	}
 	(*data)[plen] = '\0';
-	if (code)
-		*code = *opcode == 8 && plen >= 2 ? (b[hdr] << 8 | b[hdr + 1]) :
-		    0;
-	c->len -= need;
-	memmove(c->buf, c->buf + need, c->len);
 	return 0;
 }
 
-/* The continuation frames of the message that starts with msg. */
-static char *
-recv_rest(struct wsc *c, char *msg, size_t len, int timeout_ms)
+/* The next frame, inflated, pings answered if auto_pong; *fin set. */
+static int
+recv_one(struct wsc *c, int *opcode, int *fin, char **data, size_t *len,
+    long deadline)
 {
-	int op;
-	size_t n;
-	char *data;
+	int b0;
 
-	while (ws_recv(c, &op, &data, &n, NULL, timeout_ms) == 0) {
-		if (op == 8)
-			break;
-		if (op != 0) {		/* a control frame in between */
-			free(data);
+	for (;;) {
+		if (recv_frame(c, &b0, data, len, deadline) != 0)
+			return -1;
+		*opcode = b0 & 0x0f;
+		*fin = (b0 & 0x80) != 0;
+		if (*opcode == 9 && c->auto_pong) {
+			ws_send_frame(c, 0x80 | 10, *data, *len);
+			free(*data);
 			continue;
 		}
-		msg = realloc(msg, len + n + 1);
-		memcpy(msg + len, data, n + 1);
-		len += n;
-		free(data);
-		if (c->fin)
-			return msg;
+		break;
 	}
-	free(msg);
-	return NULL;
+	if (c->z && (*opcode == 1 || *opcode == 2))
+		c->z->rx_on = (b0 & 0x40) != 0;
+	if (c->z && c->z->rx_on && *opcode < 8) {
+		if (frame_inflate(c, *fin, data, len) != 0) {
+			free(*data);
+			return -1;
+		}
+		if (*fin)
+			c->z->rx_on = 0;
+	}
+	return 0;
+}
+
+int
+ws_recv(struct wsc *c, int *opcode, char **data, size_t *len, int *code,
+    int timeout_ms)
+{
+	int fin;
+
+	if (recv_one(c, opcode, &fin, data, len, t_now_ms() + timeout_ms) !=
+	    0)
+		return -1;
+	c->fin = fin;
+	if (code)
+		*code = *opcode == 8 && *len >= 2 ?
+		    ((unsigned char)(*data)[0] << 8 | (unsigned char)(*data)[1]) :
+		    0;
+	return 0;
+}
+
+int
+ws_recv_msg(struct wsc *c, int *opcode, char **data, size_t *len,
+    int timeout_ms)
+{
+	long deadline = t_now_ms() + timeout_ms;
+	char *msg = NULL, *d, *grown;
+	size_t mlen = 0, mcap = 0, dlen;
+	int op, fin, first = 0;
+
+	for (;;) {
+		if (recv_one(c, &op, &fin, &d, &dlen, deadline) != 0) {
+			free(msg);
+			return -1;
+		}
+		if (op == 9 || op == 10) {
+			free(d);
+			continue;
+		}
+		if (op == 8) {
+			free(msg);
+			*opcode = 8;
+			*data = d;
+			*len = dlen;
+			return 0;
+		}
+		if (op != 0)
+			first = op;
+		if (mlen + dlen + 1 > mcap) {
+			mcap = mcap * 2 > mlen + dlen + 1 ? mcap * 2 :
+			    mlen + dlen + 1;
+			if ((grown = realloc(msg, mcap)) == NULL) {
+				free(msg);
+				free(d);
+				return -1;
+			}
+			msg = grown;
+		}
+		memcpy(msg + mlen, d, dlen);
+		mlen += dlen;
+		msg[mlen] = '\0';
+		free(d);
+		if (fin) {
+			*opcode = first;
+			*data = msg;
+			*len = mlen;
+			return 0;
+		}
+	}
 }
 
 char *
@@ -863,10 +1127,9 @@ ws_recv_text(struct wsc *c, int timeout_ms)
 	size_t len;
 	char *data;
 
-	while (ws_recv(c, &op, &data, &len, NULL, timeout_ms) == 0) {
+	while (ws_recv_msg(c, &op, &data, &len, timeout_ms) == 0) {
 		if (op == 1)
-			return c->fin ? data : recv_rest(c, data, len,
-			    timeout_ms);
+			return data;
 		free(data);
 		if (op == 8)
 			break;
@@ -909,4 +1172,10 @@ ws_disconnect(struct wsc *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
+	if (c->z) {
+		deflateEnd(&c->z->tx);
+		inflateEnd(&c->z->rx);
+		free(c->z);
+		c->z = NULL;
+	}
 }

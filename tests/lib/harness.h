@@ -120,14 +120,21 @@ long	 t_now_ms(void);
 
 /*
  * A minimal WebSocket client for the tests: the handshake, masked frames
- * out, unmasked frames in. Opcodes: 1 text, 2 binary, 8 close, 9 ping.
+ * out, unmasked frames in. Opcodes: 0 continuation, 1 text, 2 binary,
+ * 8 close, 9 ping, 10 pong. With permessage-deflate (when its request
+ * offered it and the server agreed), text and binary messages are
+ * compressed both ways (zlib): ws_disconnect frees that state.
  */
+struct wsc_z;
+
 struct wsc {
 	int	 fd;
 	int	 auto_pong;	/* answer pings inside ws_recv */
 	int	 fin;		/* the last frame ws_recv returned had FIN */
 	char	 buf[1 << 17];
 	size_t	 len;
+	char	 head[4096];	/* the handshake's response, NUL-ended */
+	struct wsc_z *z;	/* permessage-deflate, once agreed */
 };
 
 /* Handshake on path; origin may be NULL. Returns the HTTP status. */
@@ -135,16 +142,34 @@ int	 ws_connect(struct wsc *c, int port, const char *path,
 	    const char *origin);
 int	 ws_connect_rcvbuf(struct wsc *c, int port, const char *path,
 	    const char *origin, int rcvbuf);
+/* Handshake on path with more header lines (each ending in CRLF). */
+int	 ws_connect_with(struct wsc *c, int port, const char *path,
+	    const char *headers);
 /* Sends req (a whole handshake, as is); the HTTP status, or -1. With
  * rcvbuf > 0, the socket's receive buffer is made that small first. */
 int	 ws_handshake(struct wsc *c, int port, const char *req, int rcvbuf);
+/* A header of the handshake's response (malloc'ed), or NULL. */
+char	*ws_response_header(const struct wsc *c, const char *name);
+/* One message in one frame (compressed with permessage-deflate). */
 int	 ws_send(struct wsc *c, int opcode, const void *data, size_t len);
-/* Next frame; 0, or -1 on timeout or end of stream. *data is malloc'ed
- * and NUL-terminated; for a close frame, *code gets its status; c->fin
- * says whether it ended its message. ws_recv_text reassembles
- * fragmented text messages. */
+/* One frame as is: b0 is its first byte (FIN 0x80, RSV1 0x40, opcode);
+ * the payload is masked, never compressed. */
+int	 ws_send_frame(struct wsc *c, int b0, const void *data, size_t len);
+/* data compressed as a permessage-deflate message payload (malloc'ed),
+ * for frames sent with ws_send_frame; needs the extension agreed. */
+unsigned char *ws_deflate(struct wsc *c, const void *data, size_t len,
+	    size_t *outlen);
+/* Next frame (inflated with permessage-deflate); 0, or -1 on timeout,
+ * end of stream or bad compressed data. *data is malloc'ed and
+ * NUL-terminated; for a close frame, *code gets its status; c->fin says
+ * whether the frame ended its message. Frames of any size (the 16 MiB
+ * ones too). */
 int	 ws_recv(struct wsc *c, int *opcode, char **data, size_t *len,
 	    int *code, int timeout_ms);
+/* Next whole message: its fragments joined, pongs skipped (pings too,
+ * answered if auto_pong). *opcode is 1, 2, or 8 for a close frame. */
+int	 ws_recv_msg(struct wsc *c, int *opcode, char **data, size_t *len,
+	    int timeout_ms);
 /* Next text message, or NULL. */
 char	*ws_recv_text(struct wsc *c, int timeout_ms);
 /*

@@ -160,6 +160,29 @@ Test(config, plugin_dir_after_routes_still_applies)
 	sqc_config_free(c);
 }
 
+/* ws_deflate is the core's route key, not a plugin option: on unless off */
+Test(config, ws_deflate_is_a_route_key)
+{
+	struct sqc_config *c = load("[route /a]\nplugin = a\n"
+	    "[route /b]\nplugin = b\nws_deflate = off\ntext = t\n"
+	    "[route /c]\nws_deflate = yes\nplugin = c\n");
+
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(c->routes[0].ws_deflate, 1);
+	cr_assert_eq(c->routes[1].ws_deflate, 0);
+	cr_assert_eq(c->routes[1].nopts, 1, "not given to the plugin");
+	cr_assert_eq(c->routes[2].ws_deflate, 1);
+	cr_assert_eq(c->routes[2].nopts, 0);
+	sqc_config_free(c);
+	expect_error("[route /a]\nplugin = a\nws_deflate = maybe\n", 3,
+	    "bad value 'maybe' for 'ws_deflate': expected on or off");
+	expect_error("[route /a]\nplugin = a\nws_deflate = on\n"
+	    "ws_deflate = off\n", 4, "'ws_deflate' given twice in route "
+	    "'/a'");
+	expect_error("[server]\n\n[route /x]\nws_deflate = off\n", 3,
+	    "route '/x' has no 'plugin' key");
+}
+
 Test(config, rejects_unknown_key)
 {
 	expect_error("[server]\nlisten = 127.0.0.1:1\nlisten_port = 8\n", 3,

@@ -12,7 +12,7 @@
  * asks us for each accepted connection's bufferevent (evhttp_set_bevcb),
  * and a callback later in the same loop turn finds the evhttp_connection
  * that took it and sets its close callback. Every tracked connection, and
- * every WebSocket session handed over to ws.c (sqc_http_conn_hold),
+ * every WebSocket session handed over to ws_loop.c (sqc_http_conn_hold),
  * counts against max_connections: at the limit, and while accept() fails
  * for want of descriptors, the listeners are disabled (the kernel's
  * backlog holds new clients) rather than connections accepted and closed.
@@ -421,7 +421,7 @@ conn_get(struct sqc_server *s, struct evhttp_connection *evcon)
 }
 
 /*
- * A WebSocket session takes over a connection's socket (ws.c, loop
+ * A WebSocket session takes over a connection's socket (ws_loop.c, loop
  * thread): it counts against max_connections until the matching
  * sqc_http_conn_release. Call it before freeing the evhttp connection,
  * so that the count never dips in between.

@@ -239,7 +239,7 @@ make_base(void)
 	 * threads: libevent must lock. The environment does not choose the
 	 * backend; the changelist batches epoll changes within a loop turn
 	 * (evhttp disables and re-enables reading around every request: 4
-	 * epoll_ctl calls become 2), which is why ws.c hands sockets over on
+	 * epoll_ctl calls become 2), which is why ws_loop.c hands sockets over on
 	 * the next turn.
 	 */
 	if (evthread_use_pthreads() != 0)

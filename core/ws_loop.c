@@ -73,11 +73,11 @@ struct handover {
 	int		 deflate;	/* the route allows permessage-deflate */
 	char		 client[64];
 	struct event	*tev;
-	struct handover	*next;
+	LIST_ENTRY(handover) link;
 };
 
 static struct event_base *wbase;
-static struct handover *handovers;
+static LIST_HEAD(, handover) handovers = LIST_HEAD_INITIALIZER(handovers);
 static int ws_stopping;
 static const struct timeval zero = { 0, 0 };
 static int devnull = -1;
@@ -350,8 +350,7 @@ sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
 	ho->w = w;
 	ho->deflate = deflate;
 	snprintf(ho->client, sizeof(ho->client), "%s", client);
-	ho->next = handovers;
-	handovers = ho;
+	LIST_INSERT_HEAD(&handovers, ho, link);
 	evtimer_add(ho->tev, &zero);
 	*status = 101;
 	return 0;
@@ -366,13 +365,7 @@ gone:
 static void
 handover_unlink(struct handover *h)
 {
-	struct handover **pp;
-
-	for (pp = &handovers; *pp; pp = &(*pp)->next)
-		if (*pp == h) {
-			*pp = h->next;
-			break;
-		}
+	LIST_REMOVE(h, link);
 	event_free(h->tev);
 }
 
@@ -457,9 +450,9 @@ fail:
 static void
 drop_handovers(void)
 {
-	while (handovers) {
-		struct handover *h = handovers;
+	struct handover *h;
 
+	while ((h = LIST_FIRST(&handovers)) != NULL) {
 		handover_unlink(h);
 		evhttp_connection_free(h->evcon);
 		session_abandon(h->w, 1001);

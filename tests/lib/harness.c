@@ -1151,6 +1151,27 @@ ws_expect_line(struct wsc *c, const char *pattern)
 	return line;
 }
 
+void
+ws_expect_same_order(struct wsc *a, const char *ta, struct wsc *b,
+    const char *tb)
+{
+	char *la[2], *lb[2], re[256];
+
+	snprintf(re, sizeof(re), "^" IP " at " TS ": (%s|%s)$", ta, tb);
+	cr_assert_eq(ws_send(a, 1, ta, strlen(ta)), 0);
+	cr_assert_eq(ws_send(b, 1, tb, strlen(tb)), 0);
+	for (int i = 0; i < 2; i++) {
+		la[i] = ws_expect_line(a, re);
+		lb[i] = ws_expect_line(b, re);
+	}
+	cr_assert_str_neq(la[0], la[1]);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_str_eq(la[i], lb[i], "line %d differs", i);
+		free(la[i]);
+		free(lb[i]);
+	}
+}
+
 int
 ws_wait_close(struct wsc *c, int timeout_ms)
 {

@@ -180,6 +180,13 @@ char	*ws_recv_text(struct wsc *c, int timeout_ms);
 char	*ws_expect_line(struct wsc *c, const char *pattern);
 #define TS "[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}"
 #define IP "\\[127\\.0\\.0\\.1\\]"
+/*
+ * a and b, members of one chat room, send ta and tb (plain words) at
+ * once: both must see the two lines, in the same order (the test fails
+ * otherwise).
+ */
+void	 ws_expect_same_order(struct wsc *a, const char *ta, struct wsc *b,
+	    const char *tb);
 /* Waits for the server's close frame: its code, or -1. */
 int	 ws_wait_close(struct wsc *c, int timeout_ms);
 void	 ws_disconnect(struct wsc *c);

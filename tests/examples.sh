@@ -137,7 +137,8 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -m 10 "$url/echo")
 if [ "$code" = 426 ]; then ok "/echo without an upgrade: 426"; else
 	notok "/echo without an upgrade: 426"; echo "  got $code"; fi
 
-# echo_ws: a whole round trip with python3, else the handshake's 101.
+# echo_ws: a whole round trip with python3 (offering subprotocols, of
+# which the plugin picks "echo"), else the handshake's 101.
 if command -v python3 >/dev/null 2>&1; then
 	check "/echo sends a message back" python3 - "$url" <<'EOF'
 import base64, os, socket, sys
@@ -146,6 +147,7 @@ s = socket.create_connection((host, int(port)), timeout=10)
 key = base64.b64encode(os.urandom(16)).decode()
 s.sendall(("GET /echo HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\n"
     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+    "Sec-WebSocket-Protocol: chat, echo\r\n"
     "Sec-WebSocket-Version: 13\r\n\r\n" % (host, port, key)).encode())
 def more(buf):
     d = s.recv(4096)
@@ -158,6 +160,8 @@ while b"\r\n\r\n" not in buf:
 head, _, buf = buf.partition(b"\r\n\r\n")
 if not head.startswith(b"HTTP/1.1 101"):
     sys.exit("handshake: %r" % head)
+if b"\r\nsec-websocket-protocol: echo\r\n" not in head.lower() + b"\r\n":
+    sys.exit("subprotocol not picked: %r" % head)
 def frame(op, payload):		# client frames are masked
     mask = os.urandom(4)
     return bytes([0x80 | op, 0x80 | len(payload)]) + mask + \

@@ -2,8 +2,9 @@
  * echo_ws - a WebSocket echo: every message comes back to its sender,
  * text as text and binary as binary. Shows the WebSocket callbacks:
  * ws_open accepting the upgrade (and setting limits), ws_message
- * answering, ws_close as the one place a session ends. A plain HTTP
- * request to the route gets 426 Upgrade Required.
+ * answering, ws_close as the one place a session ends. A client that
+ * offers the "echo" subprotocol gets it; one that offers only others is
+ * refused. A plain HTTP request to the route gets 426 Upgrade Required.
  */
 #include <stddef.h>
 
@@ -19,6 +20,10 @@ echo_handle(void *state, struct sq_req *req)
 static int
 echo_open(void *state, struct sq_ws *ws)
 {
+	/* Subprotocols: none offered is fine; else "echo" must be one. */
+	if (sq_ws_offered_protocol(ws, 0) != NULL &&
+	    sq_ws_select_protocol(ws, "echo") != 0)
+		return 400;
 	/* Messages up to 64 KiB; a client 1 MiB behind is dropped. */
 	sq_ws_limits(ws, 64 << 10, 1 << 20);
 	return 0;	/* or an HTTP status, such as 403, to refuse */

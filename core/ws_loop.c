@@ -53,7 +53,7 @@ struct sq_ws {
 	void		*data;
 	char		 client[64];
 	size_t		 max_message, max_queue;
-	int		 closing;	/* sq_ws_close called */
+	int		 closing;	/* sq_ws_close called, or its link gone */
 	int		 opening;	/* inside ws_open: hold commands */
 	int		 in_open;	/* ws_open is running */
 	char		**offered;	/* subprotocols, one block (upgrade.c) */
@@ -165,11 +165,20 @@ on_wake(evutil_socket_t fd, short what, void *arg)
 {
 	struct evq q = STAILQ_HEAD_INITIALIZER(q);
 	struct wev *e;
+	struct sq_ws *w;
 
 	sqc_wsev_take(&q);
+	/*
+	 * Sessions whose close is in this batch are sent nothing more: their
+	 * links are gone. Without this, a mass disconnect sends each "left"
+	 * line to every member whose own close is further down the batch
+	 * (N^2/2 lines for N members leaving at once).
+	 */
+	STAILQ_FOREACH(e, &q, next)
+		if (e->kind == E_CLOSED && (w = session_find(e->id)) != NULL)
+			w->closing = 1;
 	while ((e = STAILQ_FIRST(&q)) != NULL) {
-		struct sq_ws *w = session_find(e->id);
-
+		w = session_find(e->id);
 		STAILQ_REMOVE_HEAD(&q, next);
 		if (w && e->kind == E_MESSAGE) {
 			sqc_counters.ws_in++;

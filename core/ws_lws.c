@@ -329,7 +329,7 @@ flush_links(void)
 }
 
 /*
- * gives lws the socket of c, with the rebuilt handshake as
+ * Gives lws the socket of c, with the rebuilt handshake as
  * its first read. lws runs the handshake right here: on success the link
  * is ESTABLISHED when this returns; on failure WSI_DESTROY may already
  * have ended it, or lws returned NULL having closed the fd.

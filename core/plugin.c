@@ -951,7 +951,8 @@ gen_find(const struct sqc_gen *g, const char *route)
 /*
  * Says in buf what g serves compared with old (NULL at start: every
  * route): the routes added and changed, each with its plugin's name and
- * version, and the routes removed; routes kept as they were are left out.
+ * version, the kept routes whose ws_deflate changed, and the routes
+ * removed; routes kept as they were are left out.
  * Cut short with "..." when buf is too small.
  */
 void
@@ -972,7 +973,13 @@ sqc_gen_describe(const struct sqc_gen *g, const struct sqc_gen *old,
 		const struct sq_inst *was = gen_find(old, in->route);
 
 		if (was == in) {
+			int on = sqc_gen_ws_deflate(g, in);
+
 			kept++;
+			/* the instance stays; a route key may still change */
+			if (on != sqc_gen_ws_deflate(old, in))
+				PUT("%s%s ws_deflate %s", off ? ", " : "",
+				    in->route, on ? "on" : "off");
 			continue;
 		}
 		PUT("%s%s%s (%s %s)", off ? ", " : "", was ? "changed " :

@@ -262,6 +262,8 @@ Test(wsc, reload_changes_ws_deflate_and_keeps_the_room)
 	    "[route /chat]\nplugin = chat\nws_deflate = off\n",
 	    t_plugin_dir());
 	cr_assert_eq(srv_reload(&s), 0);
+	cr_assert_eq(srv_wait_log(&s, "/chat ws_deflate off", 1, 3000), 0,
+	    "the reload line does not say what changed");
 	cr_assert_eq(ws_connect_with(&b, s.port, "/chat", OFFER), 101);
 	expect_extensions(&b, "");
 	free(ws_expect_line(&a, "joined at"));	/* b's, same room */

@@ -217,20 +217,29 @@ window_bits_ok(const char *v)
 }
 
 /*
+ * An offer's parameters (RFC 7692 7.1); a window size is 0 when absent,
+ * -1 when given without a value.
+ */
+struct pmd_offer {
+	int	 srv_nct, cli_nct;
+	int	 srv_bits, cli_bits;
+};
+
+/*
  * Reads one offer of the list at *pp (a name and its parameters, up to a
- * comma or the end) and says whether it is a permessage-deflate offer
- * squall can accept (RFC 7692 7.1): no parameter twice, none unknown,
- * client_max_window_bits with a valid value or none, and no
- * server_max_window_bits, which libwebsockets 4.1 cannot answer. *flags
- * gets 1 for server_no_context_takeover, 2 for client_... Returns 1
- * (acceptable), 0 (not), -1 (the list is malformed).
+ * comma or the end) into o and says whether it is a permessage-deflate
+ * offer squall can accept (RFC 7692 7.1): no parameter twice, none
+ * unknown, no value for the no_context_takeover ones, a valid window
+ * size for server_max_window_bits and, if it has one, for
+ * client_max_window_bits. Returns 1 (acceptable), 0 (not), -1 (the list
+ * is malformed).
  */
 static int
-deflate_offer(const char **pp, int *flags)
+deflate_offer(const char **pp, struct pmd_offer *o)
 {
 	static const char *const known[] = { "server_no_context_takeover",
-	    "client_no_context_takeover", "client_max_window_bits",
-	    "server_max_window_bits" };
+	    "client_no_context_takeover", "server_max_window_bits",
+	    "client_max_window_bits" };
 	const char *p = skip_ows(*pp);
 	size_t tl = token_len(p);
 	int ok, seen = 0;
@@ -239,10 +248,10 @@ deflate_offer(const char **pp, int *flags)
 		return -1;
 	ok = tl == 18 && strncasecmp(p, "permessage-deflate", 18) == 0;
 	p = skip_ows(p + tl);
-	*flags = 0;
+	memset(o, 0, sizeof(*o));
 	while (*p == ';') {
-		char name[32], v[16];
-		int k = -1;
+		char v[16];
+		int k = -1, bits = -1;
 
 		p = skip_ows(p + 1);
 		if ((tl = token_len(p)) == 0)
@@ -251,7 +260,6 @@ deflate_offer(const char **pp, int *flags)
 			if (strlen(known[i]) == tl &&
 			    strncasecmp(p, known[i], tl) == 0)
 				k = i;
-		snprintf(name, sizeof(name), "%.*s", (int)tl, p);
 		p = skip_ows(p + tl);
 		v[0] = '\0';
 		if (*p == '=') {
@@ -260,17 +268,26 @@ deflate_offer(const char **pp, int *flags)
 				return -1;
 			p = skip_ows(p);
 		}
-		if (k < 0 || k == 3 || (seen & 1 << k) ||
-		    (k < 2 && v[0] != '\0') ||
-		    (k == 2 && v[0] != '\0' && !window_bits_ok(v)))
+		if (v[0] != '\0')
+			bits = window_bits_ok(v) ? atoi(v) : 0;
+		if (k < 0 || (seen & 1 << k) ||
+		    (k < 2 && v[0] != '\0') || bits == 0 ||
+		    (k == 2 && bits < 0))
 			ok = 0;
 		if (k >= 0)
 			seen |= 1 << k;
+		if (k == 0)
+			o->srv_nct = 1;
+		else if (k == 1)
+			o->cli_nct = 1;
+		else if (k == 2)
+			o->srv_bits = bits;
+		else if (k == 3)
+			o->cli_bits = bits;
 	}
 	if (*p != ',' && *p != '\0')
 		return -1;
 	*pp = *p == ',' ? p + 1 : p;
-	*flags = seen & 3;
 	return ok;
 }
 
@@ -278,25 +295,24 @@ deflate_offer(const char **pp, int *flags)
  * What libwebsockets is to see of the client's Sec-WebSocket-Extensions
  * (any number of header lines): the first permessage-deflate offer squall
  * can accept, rewritten in out (len bytes) as "permessage-deflate" with
- * the parameters to answer. Returns 1 with out filled, or 0 when there is
- * no such offer (or the list is malformed: no extension, then).
- *
- * Why rewritten: lws 4.1 fails the handshake for a header over 255 bytes,
- * answers only parameterless options, and mixes up the two
- * no_context_takeover parameters on the server side (it resets its
- * inflater for server_no_context_takeover and its deflater for
- * client_no_...). Given both or neither, its behaviour is right, and RFC
- * 7692 7.1.1 lets a server add client_no_context_takeover to an answer:
- * so an offer with server_no_context_takeover is answered with both.
+ * exactly the parameters squall answers, which the bridge's extension
+ * copies into the 101 (RFC 7692 7.1): each no_context_takeover that was
+ * offered, server_max_window_bits with the value offered (squall's
+ * compressor keeps within it), client_max_window_bits when offered with
+ * a value (the client's window then; without one, the client keeps its
+ * own). Returns 1 with out filled, or 0 when there is no such offer (or
+ * the list is malformed: no extension, then).
  */
 int
 sqc_upgrade_deflate_offer(const struct evkeyvalq *h, char *out, size_t len)
 {
 	const struct evkeyval *kv;
+	struct pmd_offer o;
+	char sb[48] = "", cb[48] = "";
 
 	TAILQ_FOREACH(kv, h, next) {
 		const char *p = kv->value;
-		int ok, flags;
+		int ok;
 
 		if (strcasecmp(kv->key, "Sec-WebSocket-Extensions") != 0)
 			continue;
@@ -305,16 +321,21 @@ sqc_upgrade_deflate_offer(const struct evkeyvalq *h, char *out, size_t len)
 				p++;
 				continue;
 			}
-			if ((ok = deflate_offer(&p, &flags)) < 0)
+			if ((ok = deflate_offer(&p, &o)) < 0)
 				return 0;
-			if (ok) {
-				snprintf(out, len, "permessage-deflate%s",
-				    flags & 1 ? "; server_no_context_takeover"
-				    "; client_no_context_takeover" :
-				    flags & 2 ? "; client_no_context_takeover" :
-				    "");
-				return 1;
-			}
+			if (!ok)
+				continue;
+			if (o.srv_bits > 0)
+				snprintf(sb, sizeof(sb),
+				    "; server_max_window_bits=%d", o.srv_bits);
+			if (o.cli_bits > 0)
+				snprintf(cb, sizeof(cb),
+				    "; client_max_window_bits=%d", o.cli_bits);
+			snprintf(out, len, "permessage-deflate%s%s%s%s",
+			    o.srv_nct ? "; server_no_context_takeover" : "",
+			    o.cli_nct ? "; client_no_context_takeover" : "",
+			    sb, cb);
+			return 1;
 		}
 	}
 	return 0;
@@ -333,7 +354,7 @@ sqc_upgrade_handshake(struct evbuffer *b, const struct evkeyvalq *h,
 {
 	static const char *const pass[] = { "Host", "Sec-WebSocket-Key",
 	    "Sec-WebSocket-Version", "Origin" };
-	char ext[128];
+	char ext[160];
 	int rc;
 
 	rc = evbuffer_add_printf(b, "GET / HTTP/1.1\r\nUpgrade: websocket\r\n"

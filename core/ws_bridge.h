@@ -15,13 +15,22 @@
 #include <sys/queue.h>
 
 struct event;
+struct z_stream_s;
 
-/* A message shared by its recipients; the last one frees it. */
+/*
+ * A message shared by its recipients; the last one frees it. The service
+ * thread may add its compressed form for links without context takeover
+ * (zdata, compressed with a window of zbits), made by the first that
+ * sends it and freed with the message.
+ */
 struct wbuf {
 	atomic_uint	 refs;
 	size_t		 len;
 	int		 binary;
-	unsigned char	 data[];	/* LWS_PRE bytes, then the payload */
+	int		 zbits;
+	unsigned char	*zdata;
+	size_t		 zlen;
+	unsigned char	 data[];
 };
 
 enum cmd_kind { C_ADOPT, C_SEND, C_CLOSE, C_PING, C_STOP };
@@ -68,6 +77,20 @@ void	 sqc_wsev_init(struct event *wake);
 void	 sqc_wsev_push(enum ev_kind kind, uint64_t id, unsigned char *data,
 	    size_t len, int binary, int code);
 void	 sqc_wsev_take(struct evq *q);
+
+/* ---- ws_deflate.c: permessage-deflate on zlib (service thread) ------ */
+
+int	 sqc_pmd_inflate(struct z_stream_s **zp, int bits, int *ended,
+	    const unsigned char *in, size_t len, int fin,
+	    int (*sink)(void *, const unsigned char *, size_t), void *arg);
+void	 sqc_pmd_inflate_end(struct z_stream_s **zp);
+int	 sqc_pmd_deflate(struct z_stream_s **zp, int bits, int mem_level,
+	    const unsigned char *in, size_t len, unsigned char **out,
+	    size_t *outlen);
+int	 sqc_pmd_deflate_once(int bits, const unsigned char *in, size_t len,
+	    unsigned char **out, size_t *outlen);
+void	 sqc_pmd_deflate_end(struct z_stream_s **zp);
+void	 sqc_pmd_cleanup(void);
 
 /* ---- ws_lws.c: the service thread, as the loop thread drives it ------ */
 

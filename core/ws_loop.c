@@ -37,7 +37,6 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <libwebsockets.h>
 
 #include "core.h"
 #include "ws_bridge.h"
@@ -474,15 +473,17 @@ drop_handovers(void)
 static struct wbuf *
 wbuf_new(const void *data, size_t len, int binary, unsigned refs)
 {
-	/* room in front for lws_write's frame header (deflate links) */
-	struct wbuf *b = malloc(sizeof(*b) + LWS_PRE + len);
+	struct wbuf *b = malloc(sizeof(*b) + len);
 
 	if (b == NULL)
 		return NULL;
 	atomic_init(&b->refs, refs);
 	b->len = len;
 	b->binary = binary;
-	memcpy(b->data + LWS_PRE, data, len);
+	b->zbits = 0;
+	b->zdata = NULL;
+	b->zlen = 0;
+	memcpy(b->data, data, len);
 	return b;
 }
 

@@ -17,9 +17,18 @@
  * link's queue is written straight away, many messages to one send,
  * framed here and given to lws as raw bytes (link_write). Only what the
  * socket does not take waits for lws to call back, so a delivery costs
- * one send in the common case. A link with permessage-deflate is the
- * exception: lws must compress each message, so it gets one lws_write
- * per writable callback (write_one).
+ * one send in the common case.
+ *
+ * Order on the wire (RFC 6455 5.5.1, 5.5.3). lws writes its own control
+ * frames (pongs, its closes) from its writable handler, before it calls
+ * ours. So a link whose poll events lws changed (it asks to write: a
+ * pong, a close) is written from SERVER_WRITEABLE only, after them, until
+ * that callback comes (lws_busy); and once lws starts closing a link
+ * (WS_SERVER_DROP_PROTOCOL) nothing more is written to it.
+ *
+ * permessage-deflate is squall's own (ws_deflate.c): lws is given an
+ * extension of that name that lets RSV1 through and answers the
+ * parameters upgrade.c chose; RECEIVE inflates, link_write compresses.
  */
 #include "config.h"
 
@@ -31,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 
 #include <libwebsockets.h>
 
@@ -38,14 +48,17 @@
 #include "ws_bridge.h"
 
 /*
- * The compressor of a permessage-deflate link (zlib's deflate state is
- * 2^(window + 2) + 2^(mem_level + 9) bytes): see squall.ini(5) for what
- * a link costs with these. Only squall's side is made smaller; the
- * client's compressor, which lws cannot restrict, keeps its 32 KiB
- * window, so the inflater is zlib's default.
+ * The compressor of a permessage-deflate link with context takeover
+ * (zlib's deflate state is 2^(window + 2) + 2^(mem_level + 9) bytes): see
+ * squall.ini(5) for what a link costs with these. It is made at the
+ * first message worth compressing: messages under DEFLATE_MIN bytes go
+ * out uncompressed (RSV1 clear, RFC 7692 6), so chat lines cost no zlib
+ * time and a member who only reads them no compressor. The client's
+ * window is its own unless it offered client_max_window_bits.
  */
-#define DEFLATE_WINDOW_BITS	"12"
-#define DEFLATE_MEM_LEVEL	"5"
+#define DEFLATE_WINDOW_BITS	12
+#define DEFLATE_MEM_LEVEL	5
+#define DEFLATE_MIN		1024
 /*
  * What one send on a connection carries at most: queued messages go out
  * several to a send, and larger ones as fragments of this size, each a
@@ -82,11 +95,23 @@ struct link {
 	char		 close_reason[64];
 	int		 peer_code;	/* from the client's close frame */
 	int		 peer_closed;	/* its close frame came: write no more */
+	int		 lws_closing;	/* lws is closing it: write no more */
+	int		 lws_failed;	/* for the client's input */
+	int		 lws_busy;	/* lws asked to write: wait for it */
 	int		 ping_secs;	/* a ping to send, then wait that long */
-	int		 deflate;	/* permessage-deflate negotiated */
+	/* the message being received */
+	int		 in_msg, binary, compressed, z_ended;
+	int		 frame_start;	/* the next piece starts a frame */
 	unsigned	 utf8;		/* sqc_utf8_check's, in a text message */
-	int		 rx_failed;	/* rx_fail'ed: input is ignored */
-	struct wbuf	*sent;		/* written last: deflate may read it */
+	/* the message being framed (out[outhead]): its payload on the wire */
+	const unsigned char *cur;
+	size_t		 curlen;
+	unsigned char	*cur_own;	/* cur when the link compressed it */
+	int		 cur_ready, cur_rsv1;
+	/* permessage-deflate, as answered (0 bits: not limited) */
+	int		 deflate;
+	int		 srv_nct, cli_nct, srv_bits, cli_bits;
+	struct z_stream_s *inflater, *deflater;
 	char		*protocol;	/* subprotocol to answer, or NULL */
 	int		 established;
 	int		 reported;	/* E_CLOSED pushed */
@@ -133,6 +158,20 @@ link_report(struct link *l, int code)
 	sqc_wsev_push(E_CLOSED, l->id, NULL, 0, 0, code);
 }
 
+/* drops what l has queued */
+static void
+link_drop_output(struct link *l)
+{
+	for (size_t i = l->outhead; i < l->nout; i++)
+		sqc_wbuf_unref(l->out[i]);
+	l->outhead = l->nout = 0;
+	l->outoff = 0;
+	l->queued = 0;
+	free(l->cur_own);
+	l->cur_own = NULL;
+	l->cur_ready = 0;
+}
+
 /* */
 static void
 link_free(struct link *l)
@@ -149,13 +188,12 @@ link_free(struct link *l)
 				*pp = l->dnext;
 				break;
 			}
-	for (size_t i = l->outhead; i < l->nout; i++)
-		sqc_wbuf_unref(l->out[i]);
-	if (l->sent)
-		sqc_wbuf_unref(l->sent);
+	link_drop_output(l);
 	free(l->out);
 	free(l->rx);
 	free(l->protocol);
+	sqc_pmd_inflate_end(&l->inflater);
+	sqc_pmd_deflate_end(&l->deflater);
 	free(l);
 }
 
@@ -190,7 +228,7 @@ link_kill(struct link *l, int code)
 static void
 link_send(struct link *l, struct wbuf *b)
 {
-	if (l->close_code != 0 || l->peer_closed) {
+	if (l->close_code != 0 || l->peer_closed || l->lws_closing) {
 		sqc_wbuf_unref(b);
 		return;
 	}
@@ -232,11 +270,11 @@ link_send(struct link *l, struct wbuf *b)
 	}
 }
 
-/* the header of a server frame (never masked) */
+/* the header of a server frame (never masked); b0: RSV1 and the opcode */
 static size_t
-frame_header(unsigned char *h, int opcode, int fin, size_t len)
+frame_header(unsigned char *h, int b0, int fin, size_t len)
 {
-	h[0] = (unsigned char)((fin ? 0x80 : 0) | opcode);
+	h[0] = (unsigned char)((fin ? 0x80 : 0) | b0);
 	if (len < 126) {
 		h[1] = (unsigned char)len;
 		return 2;
@@ -251,6 +289,57 @@ frame_header(unsigned char *h, int opcode, int fin, size_t len)
 	for (int i = 0; i < 8; i++)
 		h[2 + i] = (unsigned char)(len >> (56 - 8 * i));
 	return 10;
+}
+
+/*
+ * Readies the message at the head of l's queue for framing: its payload
+ * as it is or, on a permessage-deflate link when it is worth it,
+ * compressed: on the link's own deflater (context takeover), or once for
+ * every link with the same window (the copy kept with the message).
+ * Returns 0 or a negative errno.
+ */
+static int
+msg_ready(struct link *l, struct wbuf *b)
+{
+	unsigned char *z;
+	size_t zlen;
+	int rc, bits;
+
+	l->cur_ready = 1;
+	l->cur = b->data;
+	l->curlen = b->len;
+	l->cur_rsv1 = 0;
+	if (!l->deflate || b->len < DEFLATE_MIN)
+		return 0;
+	if (!l->srv_nct) {
+		bits = l->srv_bits && l->srv_bits < DEFLATE_WINDOW_BITS ?
+		    l->srv_bits : DEFLATE_WINDOW_BITS;
+		if ((rc = sqc_pmd_deflate(&l->deflater, bits,
+		    DEFLATE_MEM_LEVEL, b->data, b->len, &z, &zlen)) != 0)
+			return rc;
+		l->cur_own = z;
+	} else {
+		bits = l->srv_bits ? l->srv_bits : 15;
+		if (b->zdata == NULL || b->zbits != bits) {
+			if ((rc = sqc_pmd_deflate_once(bits, b->data, b->len,
+			    &z, &zlen)) != 0)
+				return rc;
+			if (b->zdata == NULL) {
+				b->zdata = z;
+				b->zlen = zlen;
+				b->zbits = bits;
+			} else
+				l->cur_own = z;	/* another window: ours */
+		}
+		if (l->cur_own == NULL) {
+			z = b->zdata;
+			zlen = b->zlen;
+		}
+	}
+	l->cur = z;
+	l->curlen = zlen;
+	l->cur_rsv1 = 1;
+	return 0;
 }
 
 /*
@@ -273,15 +362,19 @@ link_write(struct link *l)
 
 		while (l->outhead < l->nout) {
 			struct wbuf *b = l->out[l->outhead];
-			size_t left = b->len - l->outoff;
-			size_t take = left < BATCH_SIZE - n ? left :
-			    BATCH_SIZE - n;
-			int op = l->outoff ? 0 : b->binary ? 2 : 1;
+			size_t left, take;
+			int b0;
 
+			if (!l->cur_ready && msg_ready(l, b) != 0)
+				return -1;
+			left = l->curlen - l->outoff;
+			take = left < BATCH_SIZE - n ? left : BATCH_SIZE - n;
+			b0 = l->outoff ? 0 : (b->binary ? 2 : 1) |
+			    (l->cur_rsv1 ? 0x40 : 0);
 			if (take < left && n > 0)
 				break;	/* a fragment starts a batch */
-			n += frame_header(batch + n, op, take == left, take);
-			memcpy(batch + n, b->data + LWS_PRE + l->outoff, take);
+			n += frame_header(batch + n, b0, take == left, take);
+			memcpy(batch + n, l->cur + l->outoff, take);
 			n += take;
 			if (take < left) {
 				l->outoff += take;
@@ -290,6 +383,9 @@ link_write(struct link *l)
 			l->outoff = 0;
 			l->outhead++;
 			l->queued -= b->len;
+			free(l->cur_own);
+			l->cur_own = NULL;
+			l->cur_ready = 0;
 			sqc_wbuf_unref(b);
 			if (n + FRAME_HEADER_MAX >= BATCH_SIZE)
 				break;
@@ -319,9 +415,10 @@ flush_links(void)
 	while ((l = dirty) != NULL) {
 		dirty = l->dnext;
 		l->dirty = 0;
-		if (!l->established || l->wsi == NULL || l->peer_closed)
+		if (!l->established || l->wsi == NULL || l->peer_closed ||
+		    l->lws_closing)
 			continue;	/* ESTABLISHED asks to write */
-		if (l->close_code || l->ping_secs || l->deflate)
+		if (l->close_code || l->ping_secs || l->lws_busy)
 			lws_callback_on_writable(l->wsi);
 		else if (link_write(l) < 0)
 			link_kill(l, 1006);
@@ -456,75 +553,154 @@ link_receive(struct link *l, const void *in, size_t len)
 	return 0;
 }
 
+/* what a piece of a message may add: within the limit, UTF-8 if text */
+static int
+rx_sink(void *arg, const unsigned char *p, size_t n)
+{
+	struct link *l = arg;
+
+	if (l->rxlen + n > l->max_message)
+		return -E2BIG;
+	if (!l->binary && sqc_utf8_check(&l->utf8, p, n) != 0)
+		return -EILSEQ;
+	return link_receive(l, p, n) != 0 ? -ENOMEM : 0;
+}
+
 /*
- * Fails the link for what it sent (RFC 6455 7.1.7): the
- * message so far is dropped, then the close frame with code goes out and
- * the connection ends. Returns what RECEIVE returns. lws 4.1 ignores a
- * -1 from RECEIVE while it drains inflated data (permessage-deflate), so
- * a deflate link is failed through the writable callback instead, its
- * queue dropped, and what it still delivers ignored.
+ * Fails the link for what it sent (RFC 6455 7.1.7), for the error a
+ * piece of its message gave: the message so far is dropped, then the
+ * close frame goes out and the connection ends. Returns what RECEIVE
+ * returns.
  */
 static int
-rx_fail(struct lws *wsi, struct link *l, int code, const char *reason)
+rx_fail(struct lws *wsi, struct link *l, int err)
 {
+	int code = LWS_CLOSE_STATUS_UNEXPECTED_CONDITION;
+	const char *reason = "out of memory";
+
+	switch (err) {
+	case -E2BIG:
+		code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
+		reason = "message too large";
+		break;
+	case -EILSEQ:
+		code = LWS_CLOSE_STATUS_INVALID_PAYLOAD;
+		reason = "bad utf8";
+		break;
+	case -EINVAL:
+		code = LWS_CLOSE_STATUS_INVALID_PAYLOAD;
+		reason = "bad compressed data";
+		break;
+	case -EPROTO:
+		code = LWS_CLOSE_STATUS_PROTOCOL_ERR;
+		reason = "rsv1 on a continuation";
+		break;
+	}
 	free(l->rx);
 	l->rx = NULL;
 	l->rxlen = l->rxcap = 0;
-	if (!l->deflate) {
-		lws_close_reason(wsi, (enum lws_close_status)code,
-		    (unsigned char *)reason, strlen(reason));
-		return -1;
-	}
-	l->rx_failed = 1;
-	for (size_t i = l->outhead; i < l->nout; i++)
-		sqc_wbuf_unref(l->out[i]);
-	l->outhead = l->nout = 0;
-	l->outoff = 0;
-	l->queued = 0;
-	link_close(l, code, reason);
+	lws_close_reason(wsi, (enum lws_close_status)code,
+	    (unsigned char *)reason, strlen(reason));
+	return -1;
+}
+
+/*
+ * A piece of a message (lws gives a frame in pieces of RX_CHUNK bytes at
+ * most). RSV1 on a message's first frame says it is compressed (RFC 7692
+ * 6): lws lets it through only where the extension was agreed, and never
+ * checks that a continuation frame has it clear, so this does. A frame
+ * announcing more than the limit is refused at once; a compressed one
+ * is held to the limit as it inflates. Returns what RECEIVE returns.
+ */
+static int
+on_receive(struct lws *wsi, struct link *l, const unsigned char *in,
+    size_t len)
+{
+	size_t remaining = lws_remaining_packet_payload(wsi);
+	int rsv1 = (lws_get_reserved_bits(wsi) & 0x40) != 0, fin, rc;
+
+	if (!l->in_msg) {
+		l->in_msg = 1;
+		l->binary = lws_frame_is_binary(wsi);
+		l->compressed = rsv1;
+		l->z_ended = 0;
+	} else if (l->frame_start && rsv1)
+		return rx_fail(wsi, l, -EPROTO);
+	l->frame_start = remaining == 0;
+	fin = lws_is_final_fragment(wsi) && remaining == 0;
+	if (l->compressed)
+		rc = sqc_pmd_inflate(&l->inflater, l->cli_bits > 9 ?
+		    l->cli_bits : l->cli_bits ? 9 : 15, &l->z_ended, in, len,
+		    fin, rx_sink, l);
+	else if (l->rxlen + len + remaining > l->max_message)
+		rc = -E2BIG;
+	else
+		rc = rx_sink(l, in, len);
+	if (rc == 0 && fin && l->utf8 != 0)
+		rc = -EILSEQ;		/* text cut inside a character */
+	if (rc == 0 && fin && l->rx == NULL)
+		rc = link_receive(l, NULL, 0) ? -ENOMEM : 0;	/* empty */
+	if (rc != 0)
+		return rx_fail(wsi, l, rc);
+	if (!fin)
+		return 0;
+	if (l->compressed && l->cli_nct)
+		sqc_pmd_inflate_end(&l->inflater);	/* costs nothing idle */
+	sqc_wsev_push(E_MESSAGE, l->id, l->rx, l->rxlen, l->binary, 0);
+	l->rx = NULL;
+	l->rxlen = l->rxcap = 0;
+	l->in_msg = 0;
 	return 0;
 }
 
 /*
- * An empty message on a permessage-deflate link goes out
- * uncompressed (RSV1 clear, which RFC 7692 6 allows), as one raw frame:
- * lws 4.1's compressor asserts, and so aborts the process, on an empty
- * message after another one (a sync flush with nothing new yields no
- * bytes). lws calls SERVER_WRITEABLE only between frames.
+ * lws' writable callback: its own control frames went first (a pong, a
+ * close it makes itself), then our ping, the queue, and our close.
  */
 static int
-write_empty(struct lws *wsi, int binary)
+on_writable(struct lws *wsi, struct link *l)
 {
-	unsigned char f[LWS_PRE + 2];
+	l->lws_busy = 0;
+	if (l->lws_closing) {
+		/*
+		 * The connection failed for what the client sent (lws' own
+		 * checks, or rx_fail's) and the close frame is out: lws'
+		 * parser stopped inside a frame, so it would not see the
+		 * client's answer and would wait 5 s. Fail it as RFC 6455 7.1.7 says: our side of the
+		 * TCP connection ends now (a FIN, not the reset a close with
+		 * unread input would send), the rest soon after.
+		 */
+		if (l->lws_failed && !lws_partial_buffered(wsi)) {
+			l->lws_failed = 0;
+			shutdown(lws_get_socket_fd(wsi), SHUT_WR);
+			lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_ACK, 1);
+		}
+		return 0;
+	}
+	if (l->close_code == 0)
+		default_close_reason(wsi);	/* a pong used the room */
+	if (l->ping_secs && l->close_code == 0) {
+		/* not empty: lws hides empty pongs from callbacks */
+		unsigned char ping[LWS_PRE + 4];
 
-	f[LWS_PRE] = 0x80 | (binary ? 2 : 1);
-	f[LWS_PRE + 1] = 0;
-	return lws_write(wsi, f + LWS_PRE, 2, LWS_WRITE_RAW) == 2 ? 0 : -1;
-}
-
-/*
- * Writes the next queued message of a permessage-deflate
- * link with lws_write, which frames and compresses it: such a link's
- * only way out (frames written raw, as link_write does for the others,
- * would skip the extension), from SERVER_WRITEABLE only. lws compresses
- * in pieces, reading the message until its last piece is out, and calls
- * SERVER_WRITEABLE again only then: so the link keeps the buffer in
- * l->sent until that call. Returns < 0 when lws failed.
- */
-static int
-write_one(struct lws *wsi, struct link *l)
-{
-	struct wbuf *b = l->out[l->outhead++];
-	int n = b->len == 0 ? write_empty(wsi, b->binary) :
-	    lws_write(wsi, b->data + LWS_PRE, b->len, b->binary ?
-	    LWS_WRITE_BINARY : LWS_WRITE_TEXT);
-
-	l->queued -= b->len;
-	if (n >= 0)
-		l->sent = b;
-	else
-		sqc_wbuf_unref(b);
-	return n;
+		memcpy(ping + LWS_PRE, "sq", 2);
+		if (lws_write(wsi, ping + LWS_PRE, 2, LWS_WRITE_PING) < 0)
+			return -1;
+		/* no pong in time: lws drops the connection */
+		lws_set_timeout(wsi, PENDING_TIMEOUT_WS_PONG_CHECK_GET_PONG,
+		    l->ping_secs);
+		l->ping_secs = 0;
+	}
+	if (link_write(l) < 0)
+		return -1;
+	if (lws_partial_buffered(wsi))
+		return 0;	/* lws calls again once it is out */
+	if (l->close_code) {
+		lws_close_reason(wsi, (enum lws_close_status)l->close_code,
+		    (unsigned char *)l->close_reason, strlen(l->close_reason));
+		return -1;
+	}
+	return 0;
 }
 
 /* */
@@ -560,100 +736,31 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			return -1;
 		*pl = l;
 		l->established = 1;
-		/*
-		 * Active for this link if the option takes (lws' public way
-		 * to ask); nothing was compressed yet, so the smaller
-		 * compressor applies from the first message. lws 4.1 sizes
-		 * a server's compressor window by client_max_window_bits.
-		 */
-		l->deflate = lws_set_extension_option(wsi, "permessage-deflate",
-		    "mem_level", DEFLATE_MEM_LEVEL) == 0;
-		if (l->deflate)
-			(void)lws_set_extension_option(wsi,
-			    "permessage-deflate", "client_max_window_bits",
-			    DEFLATE_WINDOW_BITS);
 		default_close_reason(wsi);
 		/* what was asked before the handshake was done */
 		if (l->nout > l->outhead || l->close_code || l->ping_secs)
 			lws_callback_on_writable(wsi);
 		return 0;
 	case LWS_CALLBACK_RECEIVE:
-		if (l == NULL)
-			return -1;
-		if (l->rx_failed)
-			return 0;	/* closing: lws may still deliver */
-		/*
-		 * A frame announcing more than the limit is refused at once;
-		 * with permessage-deflate, what remains of a frame is
-		 * compressed, so only what was inflated counts.
-		 */
-		if (l->rxlen + len + (l->deflate ? 0 :
-		    lws_remaining_packet_payload(wsi)) > l->max_message)
-			return rx_fail(wsi, l, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-			    "message too large");
-		/* text is checked as it comes: 1007 at the bad fragment */
-		if (!lws_frame_is_binary(wsi) &&
-		    sqc_utf8_check(&l->utf8, in, len) != 0)
-			return rx_fail(wsi, l, LWS_CLOSE_STATUS_INVALID_PAYLOAD,
-			    "bad utf8");
-		if (link_receive(l, in, len) != 0)
-			return rx_fail(wsi, l,
-			    LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
-			    "out of memory");
-		if (lws_is_final_fragment(wsi) &&
-		    lws_remaining_packet_payload(wsi) == 0) {
-			if (l->utf8 != 0)	/* text cut inside a character */
-				return rx_fail(wsi, l,
-				    LWS_CLOSE_STATUS_INVALID_PAYLOAD,
-				    "partial utf8");
-			sqc_wsev_push(E_MESSAGE, l->id, l->rx, l->rxlen,
-			    lws_frame_is_binary(wsi), 0);
-			l->rx = NULL;
-			l->rxlen = l->rxcap = 0;
-		}
-		return 0;
+		return l == NULL ? -1 : on_receive(wsi, l, in, len);
 	case LWS_CALLBACK_SERVER_WRITEABLE:
-		if (l == NULL)
-			return -1;
-		if (l->sent) {		/* lws is done compressing it */
-			sqc_wbuf_unref(l->sent);
-			l->sent = NULL;
-		}
-		if (l->close_code == 0)
-			default_close_reason(wsi);	/* a pong used the room */
-		if (l->ping_secs && l->close_code == 0) {
-			/* not empty: lws hides empty pongs from callbacks */
-			unsigned char ping[LWS_PRE + 4];
-
-			memcpy(ping + LWS_PRE, "sq", 2);
-			if (lws_write(wsi, ping + LWS_PRE, 2, LWS_WRITE_PING) < 0)
-				return -1;
-			/* no pong in time: lws drops the connection */
-			lws_set_timeout(wsi, PENDING_TIMEOUT_WS_PONG_CHECK_GET_PONG,
-			    l->ping_secs);
-			l->ping_secs = 0;
-			if (l->deflate) {	/* lws' writes: one per call */
-				if (l->outhead < l->nout || l->close_code)
-					lws_callback_on_writable(wsi);
-				return 0;
-			}
-		}
-		if (l->deflate && l->outhead < l->nout) {
-			if (write_one(wsi, l) < 0)
-				return -1;
-			if (l->outhead < l->nout || l->close_code)
-				lws_callback_on_writable(wsi);
-			return 0;
-		}
-		if (!l->deflate && link_write(l) < 0)
-			return -1;
-		if (lws_partial_buffered(wsi))
-			return 0;	/* lws calls again once it is out */
-		if (l->close_code) {
-			lws_close_reason(wsi, (enum lws_close_status)
-			    l->close_code, (unsigned char *)l->close_reason,
-			    strlen(l->close_reason));
-			return -1;
+		return l == NULL ? -1 : on_writable(wsi, l);
+	case LWS_CALLBACK_GET_THREAD_ID:
+		/*
+		 * lws asks this (once it knows our answer is not 0) whenever
+		 * it changes a connection's poll events: for a link, it may
+		 * want to write a pong or a close of its own, which our
+		 * writes must not overtake (see the top of this file).
+		 */
+		if ((l = link_of(wsi)) != NULL)
+			l->lws_busy = 1;
+		return 1;	/* lws is only ever serviced on this thread */
+	case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
+		/* lws is closing: its close frame is the last thing out */
+		if ((l = link_of(wsi)) != NULL) {
+			l->lws_closing = 1;
+			l->lws_failed = l->close_code == 0 && !l->peer_closed;
+			link_drop_output(l);
 		}
 		return 0;
 	case LWS_CALLBACK_ADD_HEADERS: {
@@ -730,12 +837,69 @@ static const struct lws_protocols protocols[] = {
 };
 
 /*
- * RFC 7692, lws' own. It is only ever offered to lws for routes that
- * allow it (upgrade.c writes the offer into the rebuilt handshake).
+ * permessage-deflate as lws sees it: what upgrade.c wrote into the
+ * rebuilt handshake is the offer of exactly the parameters to answer,
+ * and lws copies into the 101 each one this list names (it answers only
+ * names, hence a name per window size).
  */
+static const struct lws_ext_options pmd_options[] = {
+	{ "server_no_context_takeover", EXTARG_NONE },
+	{ "client_no_context_takeover", EXTARG_NONE },
+#define PMD_BITS(side) \
+	{ side "_max_window_bits=8", EXTARG_NONE }, \
+	{ side "_max_window_bits=9", EXTARG_NONE }, \
+	{ side "_max_window_bits=10", EXTARG_NONE }, \
+	{ side "_max_window_bits=11", EXTARG_NONE }, \
+	{ side "_max_window_bits=12", EXTARG_NONE }, \
+	{ side "_max_window_bits=13", EXTARG_NONE }, \
+	{ side "_max_window_bits=14", EXTARG_NONE }, \
+	{ side "_max_window_bits=15", EXTARG_NONE }
+	PMD_BITS("server"),
+	PMD_BITS("client"),
+#undef PMD_BITS
+	{ NULL, EXTARG_NONE }
+};
+
+/*
+ * The extension's callback: it records what was answered on the link
+ * being adopted (the handshake runs inside adopt()) and lets every
+ * payload through untouched: on_receive and link_write do the rest.
+ */
+static int
+on_pmd(struct lws_context *cx, const struct lws_extension *ext,
+    struct lws *wsi, enum lws_extension_callback_reasons reason,
+    void *user, void *in, size_t len)
+{
+	const struct lws_ext_option_arg *oa = in;
+	struct link *l = adopting;
+
+	(void)cx, (void)ext, (void)wsi, (void)user, (void)len;
+	switch (reason) {
+	case LWS_EXT_CB_CONSTRUCT:
+		if (l == NULL || l->wsi != wsi)
+			return -1;
+		*(const struct lws_ext_options **)in = pmd_options;
+		l->deflate = 1;
+		return 0;
+	case LWS_EXT_CB_OPTION_SET:
+		if (l == NULL || l->wsi != wsi)
+			return -1;
+		if (oa->option_index == 0)
+			l->srv_nct = 1;
+		else if (oa->option_index == 1)
+			l->cli_nct = 1;
+		else if (oa->option_index < 10)
+			l->srv_bits = oa->option_index - 2 + 8;
+		else
+			l->cli_bits = oa->option_index - 10 + 8;
+		return 0;
+	default:
+		return 0;	/* PMDR_UNKNOWN for the payload: as it is */
+	}
+}
+
 static const struct lws_extension extensions[] = {
-	{ "permessage-deflate", lws_extension_callback_pm_deflate,
-	    "permessage-deflate" },
+	{ "permessage-deflate", on_pmd, "permessage-deflate" },
 	{ NULL, NULL, NULL }
 };
 
@@ -859,4 +1023,5 @@ sqc_wsl_end(void)
 	}
 	sqc_idmap_free(&links);
 	sqc_idmap_free(&by_wsi);
+	sqc_pmd_cleanup();
 }

@@ -28,8 +28,10 @@ static struct event *wake;	/* the loop's: it takes the events */
 void
 sqc_wbuf_unref(struct wbuf *b)
 {
-	if (atomic_fetch_sub(&b->refs, 1) == 1)
+	if (atomic_fetch_sub(&b->refs, 1) == 1) {
+		free(b->zdata);
 		free(b);
+	}
 }
 
 /* Loop thread: a command with room for nids recipients, or NULL. */

@@ -117,45 +117,48 @@ Test(wsc, deflate_is_negotiated_and_messages_come_back)
 }
 
 /*
- * lws 4.1 mixes up the two no_context_takeover parameters: squall only
- * ever lets it answer both, or client_no_context_takeover alone. Every
- * message repeats the last, so a context reset on one side only would
- * corrupt the second one.
+ * Every parameter of RFC 7692 is answered as offered, and holds: every
+ * message repeats the last (long enough to be compressed both ways), so
+ * a context reset on one side only, or a window larger than agreed,
+ * would corrupt the second one.
  */
-Test(wsc, no_context_takeover_offers_work)
+Test(wsc, every_deflate_parameter_is_answered_and_holds)
 {
-	static const struct {
-		const char *offer, *answer;
-	} cases[] = {
-		{ "permessage-deflate; server_no_context_takeover",
-		  "permessage-deflate; server_no_context_takeover; "
-		  "client_no_context_takeover" },
-		{ "permessage-deflate; client_no_context_takeover",
-		  "permessage-deflate; client_no_context_takeover" },
-		{ "permessage-deflate; server_no_context_takeover; "
-		  "client_no_context_takeover",
-		  "permessage-deflate; server_no_context_takeover; "
-		  "client_no_context_takeover" },
+	static const char *const offers[] = {
+		"permessage-deflate; server_no_context_takeover",
+		"permessage-deflate; client_no_context_takeover",
+		"permessage-deflate; server_no_context_takeover; "
+		"client_no_context_takeover",
+		"permessage-deflate; server_max_window_bits=8",
+		"permessage-deflate; server_max_window_bits=9",
+		"permessage-deflate; server_max_window_bits=12",
+		"permessage-deflate; server_max_window_bits=15",
+		"permessage-deflate; client_max_window_bits=8",
+		"permessage-deflate; client_max_window_bits=15",
+		"permessage-deflate; server_no_context_takeover; "
+		"client_no_context_takeover; server_max_window_bits=8; "
+		"client_max_window_bits=8",
 	};
-	const char *line = "the same line, again and again and again";
+	unsigned char *text = payload(5000, 0);
 
 	start_echo(NULL, NULL);
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < sizeof(offers) / sizeof(offers[0]); i++) {
 		struct wsc c;
 		char hdr[256];
 
 		snprintf(hdr, sizeof(hdr), "Sec-WebSocket-Extensions: %s\r\n",
-		    cases[i].offer);
+		    offers[i]);
 		cr_assert_eq(ws_connect_with(&c, s.port, "/echo", hdr), 101);
-		expect_extensions(&c, cases[i].answer);
+		expect_extensions(&c, offers[i]);
 		for (int j = 0; j < 4; j++)
-			echo(&c, 1, line, strlen(line));
+			echo(&c, 1, text, 5000);
 		ws_disconnect(&c);
 	}
+	free(text);
 	cr_assert_eq(srv_stop(&s), 0);
 }
 
-/* Offers squall cannot answer as RFC 7692 asks get no extension. */
+/* Offers RFC 7692 7.1 says to decline get no extension. */
 Test(wsc, offers_it_cannot_answer_are_declined)
 {
 	struct wsc c;
@@ -163,7 +166,7 @@ Test(wsc, offers_it_cannot_answer_are_declined)
 	start_echo(NULL, NULL);
 	cr_assert_eq(ws_connect_with(&c, s.port, "/echo",
 	    "Sec-WebSocket-Extensions: permessage-deflate; "
-	    "server_max_window_bits=10, x-webkit-deflate-frame\r\n"), 101);
+	    "server_max_window_bits, x-webkit-deflate-frame\r\n"), 101);
 	expect_extensions(&c, "");
 	cr_assert_null(c.z);
 	echo(&c, 1, "plain", 5);
@@ -171,7 +174,7 @@ Test(wsc, offers_it_cannot_answer_are_declined)
 	/* a later acceptable offer is taken */
 	cr_assert_eq(ws_connect_with(&c, s.port, "/echo",
 	    "Sec-WebSocket-Extensions: permessage-deflate; "
-	    "server_max_window_bits=10, permessage-deflate\r\n"), 101);
+	    "client_max_window_bits=7, permessage-deflate\r\n"), 101);
 	expect_extensions(&c, "permessage-deflate");
 	echo(&c, 1, "compressed", 10);
 	ws_disconnect(&c);

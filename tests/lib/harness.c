@@ -765,7 +765,11 @@ deflate_start(struct wsc *c, const char *ext)
 	if (deflateInit2(&c->z->tx, Z_DEFAULT_COMPRESSION, Z_DEFLATED,
 	    -bits, 8, Z_DEFAULT_STRATEGY) != Z_OK)
 		return -1;
-	if (inflateInit2(&c->z->rx, -15) != Z_OK) {
+	/* the server's window, as agreed: a larger one fails to inflate */
+	bits = 15;
+	if ((p = strstr(ext, "server_max_window_bits=")) != NULL)
+		bits = atoi(p + 23);
+	if (inflateInit2(&c->z->rx, -bits) != Z_OK) {
 		deflateEnd(&c->z->tx);
 		return -1;
 	}

@@ -36,7 +36,7 @@ headers(struct evkeyvalq *h, const char *const *lines)
 static const char *
 offer(const char *value)
 {
-	static char out[128];
+	static char out[160];
 	const char *lines[] = { NULL, NULL };
 	char line[512];
 	struct evkeyvalq h;
@@ -51,38 +51,43 @@ offer(const char *value)
 }
 
 #define PMD	"permessage-deflate"
-#define BOTH	PMD "; server_no_context_takeover; client_no_context_takeover"
-#define CNCT	PMD "; client_no_context_takeover"
+#define SNCT	"; server_no_context_takeover"
+#define CNCT	"; client_no_context_takeover"
 
 Test(upgrade, deflate_offers_browsers_make_are_taken)
 {
 	cr_assert_str_eq(offer(PMD), PMD);
-	/* Chromium, Firefox, Node's ws */
+	/* Chromium, Firefox, Node's ws: the client keeps its own window */
 	cr_assert_str_eq(offer(PMD "; client_max_window_bits"), PMD);
 	cr_assert_str_eq(offer("permessage-deflate;client_max_window_bits=15"),
-	    PMD);
+	    PMD "; client_max_window_bits=15");
 	cr_assert_str_eq(offer("Permessage-Deflate ; Client_Max_Window_Bits "
-	    "= \"10\""), PMD);
+	    "= \"10\""), PMD "; client_max_window_bits=10");
 	/* the first acceptable offer wins */
 	cr_assert_str_eq(offer("x-webkit-deflate-frame, " PMD), PMD);
-	cr_assert_str_eq(offer(PMD "; server_max_window_bits=10, " PMD
+	cr_assert_str_eq(offer(PMD "; foo, " PMD
 	    "; client_max_window_bits"), PMD);
 	cr_assert_str_eq(offer(", ," PMD), PMD);
 }
 
-Test(upgrade, no_context_takeover_is_answered_with_both_or_client_only)
+Test(upgrade, every_parameter_is_answered_as_offered)
 {
-	cr_assert_str_eq(offer(PMD "; server_no_context_takeover"), BOTH);
-	cr_assert_str_eq(offer(PMD "; client_no_context_takeover"), CNCT);
-	cr_assert_str_eq(offer(PMD "; client_no_context_takeover; "
-	    "server_no_context_takeover; client_max_window_bits"), BOTH);
+	cr_assert_str_eq(offer(PMD SNCT), PMD SNCT);
+	cr_assert_str_eq(offer(PMD CNCT), PMD CNCT);
+	cr_assert_str_eq(offer(PMD CNCT SNCT "; client_max_window_bits"),
+	    PMD SNCT CNCT);
+	/* RFC 7692 7.1.2.1: the server's window, as the client limits it */
+	cr_assert_str_eq(offer(PMD "; server_max_window_bits=8"),
+	    PMD "; server_max_window_bits=8");
+	cr_assert_str_eq(offer(PMD "; server_max_window_bits=15"),
+	    PMD "; server_max_window_bits=15");
+	cr_assert_str_eq(offer(PMD "; client_max_window_bits=9; "
+	    "server_max_window_bits=10" SNCT CNCT), PMD SNCT CNCT
+	    "; server_max_window_bits=10; client_max_window_bits=9");
 }
 
 Test(upgrade, deflate_offers_squall_cannot_answer_are_declined)
 {
-	/* lws 4.1 cannot put server_max_window_bits in its answer */
-	cr_assert_null(offer(PMD "; server_max_window_bits=10"));
-	cr_assert_null(offer(PMD "; server_max_window_bits=15"));
 	/* RFC 7692 7.1: unknown, repeated or badly valued parameters */
 	cr_assert_null(offer(PMD "; foo"));
 	cr_assert_null(offer(PMD "; client_max_window_bits; "
@@ -90,6 +95,8 @@ Test(upgrade, deflate_offers_squall_cannot_answer_are_declined)
 	cr_assert_null(offer(PMD "; client_max_window_bits=7"));
 	cr_assert_null(offer(PMD "; client_max_window_bits=16"));
 	cr_assert_null(offer(PMD "; client_max_window_bits=010"));
+	cr_assert_null(offer(PMD "; server_max_window_bits"));
+	cr_assert_null(offer(PMD "; server_max_window_bits=7"));
 	cr_assert_null(offer(PMD "; server_no_context_takeover=1"));
 	/* other extensions, and malformed lists: no extension at all */
 	cr_assert_null(offer("x-webkit-deflate-frame"));
@@ -106,11 +113,11 @@ Test(upgrade, deflate_offer_over_several_header_lines)
 	    "Sec-WebSocket-Extensions: " PMD "; server_no_context_takeover",
 	    NULL };
 	struct evkeyvalq h;
-	char out[128];
+	char out[160];
 
 	headers(&h, lines);
 	cr_assert_eq(sqc_upgrade_deflate_offer(&h, out, sizeof(out)), 1);
-	cr_assert_str_eq(out, BOTH);
+	cr_assert_str_eq(out, PMD SNCT);
 	evhttp_clear_headers(&h);
 }
 

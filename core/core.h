@@ -251,7 +251,7 @@ size_t	 sqc_offload_pending(void);
 void	 sqc_offload_set_max(size_t max);
 void	 sqc_offload_free(void);
 
-/* ---- ws_loop.c: the WebSocket bridge (ws_lws.c, ws_queue.c behind it) -- */
+/* ---- ws_loop.c: the WebSocket bridge (ws_lws.c, ws_queue.c, ws_deflate.c) */
 
 int	 sqc_ws_init(struct event_base *base, size_t max_header_size,
 	    char *err, size_t errlen);

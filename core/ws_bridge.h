@@ -3,7 +3,8 @@
  * messages, commands and events that cross between the loop thread
  * (ws_loop.c) and the libwebsockets service thread (ws_lws.c), the
  * queues that carry them (ws_queue.c), and what each half asks of the
- * other. Private to those three files; docs/internals/websocket-bridge.md
+ * other; and the compression the service thread does (ws_deflate.c).
+ * Private to those files; docs/internals/websocket-bridge.md
  * explains the design.
  */
 #ifndef SQUALL_WS_BRIDGE_H

@@ -1,0 +1,90 @@
+/*
+ * ws_link.h - struct link, the libwebsockets side of a WebSocket session,
+ * shared by the two files of the service thread: ws_lws.c (the context,
+ * the adoption, the callbacks) and ws_link.c (a link's data: its queue,
+ * the framing and sending, the reassembly and inflating). Private to
+ * them.
+ */
+#ifndef SQUALL_WS_LINK_H
+#define SQUALL_WS_LINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+struct lws;
+struct wbuf;
+struct z_stream_s;
+
+/*
+ * The compressor of a permessage-deflate link with context takeover
+ * (zlib's deflate state is 2^(window + 2) + 2^(mem_level + 9) bytes): see
+ * squall.ini(5) for what a link costs with these. It is made at the
+ * first message worth compressing: messages under DEFLATE_MIN bytes go
+ * out uncompressed (RSV1 clear, RFC 7692 6), so chat lines cost no zlib
+ * time and a member who only reads them no compressor. The client's
+ * window is its own unless it offered client_max_window_bits.
+ */
+#define DEFLATE_WINDOW_BITS	12
+#define DEFLATE_MEM_LEVEL	5
+#define DEFLATE_MIN		1024
+/*
+ * What one send on a connection carries at most: queued messages go out
+ * several to a send, and larger ones as fragments of this size, each a
+ * whole frame, so that lws never holds more than one batch of a
+ * connection that does not read (control frames may come between
+ * fragments, never inside a frame).
+ */
+#define BATCH_SIZE		(64u << 10)
+#define FRAME_HEADER_MAX	10
+
+/* The lws side of a session (service thread). */
+struct link {
+	uint64_t	 id;
+	struct lws	*wsi;		/* from WSI_CREATE to WSI_DESTROY */
+	size_t		 max_message, max_queue;
+	unsigned char	*rx;		/* message being reassembled */
+	size_t		 rxlen, rxcap;
+	struct wbuf	**out;		/* queue of messages to write */
+	size_t		 nout, outcap, outhead, queued;
+	size_t		 outoff;	/* of out[outhead], already framed */
+	int		 close_code;	/* to send, once the queue is out */
+	char		 close_reason[64];
+	int		 peer_code;	/* from the client's close frame */
+	int		 peer_closed;	/* its close frame came: write no more */
+	int		 lws_closing;	/* lws is closing it: write no more */
+	int		 lws_failed;	/* for the client's input */
+	int		 lws_busy;	/* lws asked to write: wait for it */
+	int		 ping_secs;	/* a ping to send, then wait that long */
+	/* the message being received */
+	int		 in_msg, binary, compressed, z_ended;
+	int		 frame_start;	/* the next piece starts a frame */
+	unsigned	 utf8;		/* sqc_utf8_check's, in a text message */
+	/* the message being framed (out[outhead]): its payload on the wire */
+	const unsigned char *cur;
+	size_t		 curlen;
+	unsigned char	*cur_own;	/* cur when the link compressed it */
+	int		 cur_ready, cur_rsv1;
+	/* permessage-deflate, as answered (0 bits: not limited) */
+	int		 deflate;
+	int		 srv_nct, cli_nct, srv_bits, cli_bits;
+	struct z_stream_s *inflater, *deflater;
+	char		*protocol;	/* subprotocol to answer, or NULL */
+	int		 established;
+	int		 reported;	/* E_CLOSED pushed */
+	int		 dirty;		/* in the flush list (ws_link.c) */
+	struct link	*dnext;
+	LIST_ENTRY(link) all;
+};
+
+void	 sqc_link_close(struct link *l, int code, const char *reason);
+void	 sqc_link_kill(struct link *l, int code);
+void	 sqc_link_send(struct link *l, struct wbuf *b);
+void	 sqc_link_drop_output(struct link *l);
+int	 sqc_link_write(struct link *l);
+void	 sqc_link_flush(void);
+int	 sqc_link_receive(struct lws *wsi, struct link *l,
+	    const unsigned char *in, size_t len);
+void	 sqc_link_release(struct link *l);
+
+#endif /* SQUALL_WS_LINK_H */

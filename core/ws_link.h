@@ -51,28 +51,30 @@ struct link {
 	int		 close_code;	/* to send, once the queue is out */
 	char		 close_reason[64];
 	int		 peer_code;	/* from the client's close frame */
-	int		 peer_closed;	/* its close frame came: write no more */
-	int		 lws_closing;	/* lws is closing it: write no more */
-	int		 lws_failed;	/* for the client's input */
-	int		 lws_busy;	/* lws asked to write: wait for it */
 	int		 ping_secs;	/* a ping to send, then wait that long */
-	/* the message being received */
-	int		 in_msg, binary, compressed, z_ended;
-	int		 frame_start;	/* the next piece starts a frame */
 	unsigned	 utf8;		/* sqc_utf8_check's, in a text message */
+	int		 z_ended;	/* the message's DEFLATE stream ended */
 	/* the message being framed (out[outhead]): its payload on the wire */
 	const unsigned char *cur;
 	size_t		 curlen;
 	unsigned char	*cur_own;	/* cur when the link compressed it */
-	int		 cur_ready, cur_rsv1;
-	/* permessage-deflate, as answered (0 bits: not limited) */
-	int		 deflate;
-	int		 srv_nct, cli_nct, srv_bits, cli_bits;
 	struct z_stream_s *inflater, *deflater;
 	char		*protocol;	/* subprotocol to answer, or NULL */
-	int		 established;
-	int		 reported;	/* E_CLOSED pushed */
-	int		 dirty;		/* in the flush list (ws_link.c) */
+	/* permessage-deflate's window sizes, as answered (0: not limited) */
+	unsigned char	 srv_bits, cli_bits;
+	unsigned	 peer_closed:1;	/* its close frame came: write no more */
+	unsigned	 lws_closing:1;	/* lws is closing it: write no more */
+	unsigned	 lws_failed:1;	/* for the client's input */
+	unsigned	 lws_busy:1;	/* lws asked to write: wait for it */
+	/* the message being received */
+	unsigned	 in_msg:1, binary:1, compressed:1;
+	unsigned	 frame_start:1;	/* the next piece starts a frame */
+	unsigned	 cur_ready:1, cur_rsv1:1;	/* of cur */
+	/* permessage-deflate, and its no_context_takeover, as answered */
+	unsigned	 deflate:1, srv_nct:1, cli_nct:1;
+	unsigned	 established:1;
+	unsigned	 reported:1;	/* E_CLOSED pushed */
+	unsigned	 dirty:1;	/* in the flush list (ws_link.c) */
 	struct link	*dnext;
 	LIST_ENTRY(link) all;
 };

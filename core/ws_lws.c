@@ -74,7 +74,7 @@ static int stopping;		/* close everyone, then leave */
 static atomic_int quitting;	/* set by the loop: leave now */
 static struct link *adopting;	/* set around an adoption */
 
-/* */
+/* the link of a session id, or NULL */
 static struct link *
 link_find(uint64_t id)
 {
@@ -106,7 +106,7 @@ link_code(const struct link *l)
 	    1006;
 }
 
-/* */
+/* forgets the link and frees it (its wsi is gone, or never was) */
 static void
 link_free(struct link *l)
 {

@@ -63,6 +63,11 @@ check "the examples build with their Makefile" kit "$dir/ex"
 for p in hello counter async echo_ws; do
 	check "$p.so built" test -f "$dir/ex/$p.so"
 done
+# One hello: the kit's is the plugin squall ships, so they never drift.
+if [ -z "$sq_installed" ]; then
+	check "the kit's hello.c is plugins/hello.c" \
+	    cmp -s "$examples/hello.c" "$top/plugins/hello.c"
+fi
 
 # squall-plugin-new: refusals first, then a skeleton to build.
 cd "$dir" || exit 1

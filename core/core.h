@@ -29,8 +29,6 @@ int	 sqc_log_give(const char *user, uid_t uid, gid_t gid, char *err,
 void	 sqc_log_close(void);
 void	 sqc_log(enum sq_log_level level, const char *who, const char *fmt,
 	    ...) __attribute__((format(printf, 3, 4)));
-void	 sqc_vlog(enum sq_log_level level, const char *who, const char *fmt,
-	    va_list ap);
 int	 sqc_access_log_on(void);
 void	 sqc_access_log(const char *client, const char *method,
 	    const char *uri, int major, int minor, int status, size_t bytes,

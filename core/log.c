@@ -304,9 +304,9 @@ write_line(int fd, char *buf, size_t len, size_t cap)
 	}
 }
 
-/* sqc_log with a va_list. */
-void
-sqc_vlog(enum sq_log_level level, const char *who, const char *fmt,
+/* sqc_log with a va_list */
+static void
+vlog(enum sq_log_level level, const char *who, const char *fmt,
     va_list ap)
 {
 	char buf[2048];
@@ -336,7 +336,7 @@ sqc_log(enum sq_log_level level, const char *who, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	sqc_vlog(level, who, fmt, ap);
+	vlog(level, who, fmt, ap);
 	va_end(ap);
 }
 

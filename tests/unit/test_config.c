@@ -286,27 +286,3 @@ Test(config, missing_file_is_named)
 	cr_assert_str_eq(err, "/nonexistent/squall.ini: No such file or "
 	    "directory");
 }
-
-Test(config, parsers)
-{
-	size_t sz;
-	long long n;
-	int b;
-
-	cr_assert_eq(sqc_parse_size("64K", &sz), 0);
-	cr_assert_eq(sz, 65536);
-	cr_assert_eq(sqc_parse_size("1g", &sz), 0);
-	cr_assert_eq(sz, 1 << 30);
-	cr_assert_neq(sqc_parse_size("-1", &sz), 0);
-	cr_assert_neq(sqc_parse_size("", &sz), 0);
-	cr_assert_neq(sqc_parse_size("1KB", &sz), 0);
-	cr_assert_eq(sqc_parse_int("42", 0, 100, &n), 0);
-	cr_assert_eq(n, 42);
-	cr_assert_neq(sqc_parse_int("101", 0, 100, &n), 0);
-	cr_assert_neq(sqc_parse_int("4x", 0, 100, &n), 0);
-	cr_assert_eq(sqc_parse_bool("Yes", &b), 0);
-	cr_assert_eq(b, 1);
-	cr_assert_eq(sqc_parse_bool("off", &b), 0);
-	cr_assert_eq(b, 0);
-	cr_assert_neq(sqc_parse_bool("nope", &b), 0);
-}

@@ -109,6 +109,8 @@ static const struct key server_keys[] = {
 	    "1024" },
 };
 #define NKEYS (sizeof(server_keys) / sizeof(server_keys[0]))
+/* parse_state.seen: a bit per key, and bit 31 for [server] itself */
+_Static_assert(NKEYS < 31, "too many [server] keys for the seen mask");
 
 /*
  * Writes c to out as the configuration it is in effect: every [server]
@@ -200,100 +202,136 @@ set_str(char **dst, const char *v)
 	return 0;
 }
 
+/* a path (relative to the file's folder); for logs also "-" or "off" */
+static int
+set_path(struct sqc_config *c, char **dst, const char *v, int log,
+    char *why, size_t whylen)
+{
+	if (log && (strcmp(v, "-") == 0 || strcmp(v, "off") == 0))
+		return set_str(dst, v);
+	if (*v == '\0') {
+		if (!log)
+			return set_str(dst, v);
+		snprintf(why, whylen, "a path, \"-\" or \"off\"");
+		return -EINVAL;
+	}
+	free(*dst);
+	*dst = sqc_path_resolve(c->dir, v);
+	return *dst ? 0 : -ENOMEM;
+}
+
+/* a number (K_INT, K_SIZE) within the key's bounds */
+static int
+set_number(const struct key *k, char *dst, const char *v, char *why,
+    size_t whylen)
+{
+	long long n;
+	size_t sz;
+
+	if (k->kind == K_INT) {
+		if (sqc_parse_int(v, k->min, k->max, &n) != 0) {
+			snprintf(why, whylen, "an integer from %lld to %lld",
+			    k->min, k->max);
+			return -EINVAL;
+		}
+		*(long long *)dst = n;
+		return 0;
+	}
+	if (sqc_parse_size(v, &sz) != 0 || (long long)sz < k->min ||
+	    (long long)sz > k->max) {
+		snprintf(why, whylen, "a size from %lld to %lld bytes "
+		    "(K, M and G suffixes allowed)", k->min, k->max);
+		return -EINVAL;
+	}
+	*(size_t *)dst = sz;
+	return 0;
+}
+
+/* on/off (K_BOOL) or a log level (K_LEVEL), as an int */
+static int
+set_choice(const struct key *k, int *dst, const char *v, char *why,
+    size_t whylen)
+{
+	int b;
+
+	if (k->kind == K_BOOL && sqc_parse_bool(v, &b) != 0) {
+		snprintf(why, whylen, "on or off");
+		return -EINVAL;
+	}
+	if (k->kind == K_LEVEL && (b = sqc_log_level_parse(v)) < 0) {
+		snprintf(why, whylen, "error, warn, info or debug");
+		return -EINVAL;
+	}
+	*dst = b;
+	return 0;
+}
+
+/* trusted_proxies: the whole list, replacing any earlier one */
+static int
+set_cidrs(struct sqc_config *c, const char *v, char *why, size_t whylen)
+{
+	struct sqc_cidr *list;
+	char bad[64];
+	int nb = sqc_cidr_parse(v, &list, bad, sizeof(bad));
+
+	if (nb == -ENOMEM)
+		return nb;
+	if (nb < 0) {
+		snprintf(why, whylen, "addresses or CIDR blocks such as "
+		    "127.0.0.1 or 10.0.0.0/8 (not '%s')", bad);
+		return -EINVAL;
+	}
+	free(c->trusted);
+	c->trusted = list;
+	c->ntrusted = nb;
+	return 0;
+}
+
+/* listen: one more address (the key may repeat) */
+static int
+add_listen(struct sqc_config *c, const char *v, char *why, size_t whylen)
+{
+	struct sqc_listen l, *nl;
+
+	if (sqc_parse_listen(v, &l) != 0) {
+		snprintf(why, whylen, "host:port or [ipv6]:port with a "
+		    "numeric address");
+		return -EINVAL;
+	}
+	nl = realloc(c->listen, (c->nlisten + 1) * sizeof(*nl));
+	if (nl == NULL) {
+		free(l.host);
+		return -ENOMEM;
+	}
+	c->listen = nl;
+	c->listen[c->nlisten++] = l;
+	return 0;
+}
+
 /* Applies one [server] value; returns 0 or fills a message in why. */
 static int
 apply_key(struct sqc_config *c, const struct key *k, const char *v,
     char *why, size_t whylen)
 {
-	char *base = (char *)c;
-	long long n;
-	size_t sz;
-	int b, rc;
+	char *field = (char *)c + k->off;
 
 	switch (k->kind) {
 	case K_STR:
-		return set_str((char **)(base + k->off), v);
+		return set_str((char **)field, v);
 	case K_PATH:
-		if (*v == '\0')
-			return set_str((char **)(base + k->off), v);
-		free(*(char **)(base + k->off));
-		*(char **)(base + k->off) = sqc_path_resolve(c->dir, v);
-		return *(char **)(base + k->off) ? 0 : -ENOMEM;
 	case K_LOG:
-		if (strcmp(v, "-") == 0 || strcmp(v, "off") == 0)
-			return set_str((char **)(base + k->off), v);
-		if (*v == '\0') {
-			snprintf(why, whylen, "a path, \"-\" or \"off\"");
-			return -EINVAL;
-		}
-		free(*(char **)(base + k->off));
-		*(char **)(base + k->off) = sqc_path_resolve(c->dir, v);
-		return *(char **)(base + k->off) ? 0 : -ENOMEM;
+		return set_path(c, (char **)field, v, k->kind == K_LOG, why,
+		    whylen);
 	case K_INT:
-		if ((rc = sqc_parse_int(v, k->min, k->max, &n)) != 0) {
-			snprintf(why, whylen, "an integer from %lld to %lld",
-			    k->min, k->max);
-			return rc;
-		}
-		*(long long *)(base + k->off) = n;
-		return 0;
 	case K_SIZE:
-		if (sqc_parse_size(v, &sz) != 0 || (long long)sz < k->min ||
-		    (long long)sz > k->max) {
-			snprintf(why, whylen, "a size from %lld to %lld bytes "
-			    "(K, M and G suffixes allowed)", k->min, k->max);
-			return -EINVAL;
-		}
-		*(size_t *)(base + k->off) = sz;
-		return 0;
+		return set_number(k, field, v, why, whylen);
 	case K_BOOL:
-		if (sqc_parse_bool(v, &b) != 0) {
-			snprintf(why, whylen, "on or off");
-			return -EINVAL;
-		}
-		*(int *)(base + k->off) = b;
-		return 0;
 	case K_LEVEL:
-		if ((b = sqc_log_level_parse(v)) < 0) {
-			snprintf(why, whylen, "error, warn, info or debug");
-			return -EINVAL;
-		}
-		*(int *)(base + k->off) = b;
-		return 0;
-	case K_CIDRS: {
-		struct sqc_cidr *list;
-		char bad[64];
-		int nb = sqc_cidr_parse(v, &list, bad, sizeof(bad));
-
-		if (nb == -ENOMEM)
-			return nb;
-		if (nb < 0) {
-			snprintf(why, whylen, "addresses or CIDR blocks such as "
-			    "127.0.0.1 or 10.0.0.0/8 (not '%s')", bad);
-			return -EINVAL;
-		}
-		free(c->trusted);
-		c->trusted = list;
-		c->ntrusted = nb;
-		return 0;
-	}
-	case K_LISTEN: {
-		struct sqc_listen l, *nl;
-
-		if (sqc_parse_listen(v, &l) != 0) {
-			snprintf(why, whylen, "host:port or [ipv6]:port with a "
-			    "numeric address");
-			return -EINVAL;
-		}
-		nl = realloc(c->listen, (c->nlisten + 1) * sizeof(*nl));
-		if (nl == NULL) {
-			free(l.host);
-			return -ENOMEM;
-		}
-		c->listen = nl;
-		c->listen[c->nlisten++] = l;
-		return 0;
-	}
+		return set_choice(k, (int *)field, v, why, whylen);
+	case K_CIDRS:
+		return set_cidrs(c, v, why, whylen);
+	case K_LISTEN:
+		return add_listen(c, v, why, whylen);
 	}
 	return -EINVAL;
 }

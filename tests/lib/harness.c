@@ -1209,9 +1209,18 @@ ws_frame_append(unsigned char **buf, size_t *len, int b0, const void *data,
     size_t len_data)
 {
 	static const unsigned char mask[4] = { 0x37, 0xfa, 0x21, 0x3d };
-	unsigned char *f = realloc(*buf, *len + len_data + 14);
-	size_t n = *len;
+	size_t n = *len, cap = 64, need = *len + len_data + 14;
+	unsigned char *f = *buf;
 
+	/* the buffer's size is the power of two at or above its length:
+	 * growing by doubling keeps many small frames linear */
+	while (cap < n)
+		cap *= 2;
+	if (f == NULL || need > cap) {
+		while (cap < need)
+			cap *= 2;
+		f = realloc(f, cap);
+	}
 	cr_assert_not_null(f);
 	f[n++] = (unsigned char)b0;
 	if (len_data < 126)

@@ -1299,6 +1299,8 @@ struct wsz {
 	int		 tx_reset, rx_reset;
 	int		 strict;	/* rx window below 32 KiB: check it */
 	int		 rx_ended;	/* the message's final block came */
+	char		*rx_buf;	/* the buffer wsz_inflate last grew */
+	size_t		 rx_cap;	/* and its size */
 };
 
 struct wsz *
@@ -1447,12 +1449,19 @@ int
 wsz_inflate(struct wsz *z, const void *in, size_t inlen, int fin, char **out,
     size_t *olen)
 {
-	size_t cap = *out ? *olen + 1 : 0;
+	size_t cap = *out == NULL ? 0 : *out == z->rx_buf ? z->rx_cap :
+	    *olen + 1;
+	int rc = 0;
 
 	if (*out == NULL)
 		*olen = 0;
 	if (wsz_feed(z, in, inlen, out, olen, &cap) != 0 ||
 	    (fin && wsz_feed(z, "\0\0\xff\xff", 4, out, olen, &cap) != 0))
+		rc = -1;
+	/* within a message, the caller passes back what it was given */
+	z->rx_buf = fin || rc != 0 ? NULL : *out;
+	z->rx_cap = cap;
+	if (rc != 0)
 		return -1;
 	if (*out == NULL) {
 		*out = malloc(1);

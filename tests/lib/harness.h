@@ -234,7 +234,9 @@ struct wsz *wsz_from_response(const struct wsc *c);
 unsigned char *wsz_deflate(struct wsz *z, const void *data, size_t len,
 	    int bfinal, size_t *outlen);
 /* Inflates one frame of a compressed message, appended to *out (*olen
- * bytes, malloc'ed, NUL-ended); fin ends the message. 0 or -1. */
+ * bytes, malloc'ed, NUL-ended): *out is NULL, a buffer of *olen + 1
+ * bytes, or what the call before, in the same message, left there. fin
+ * ends the message. 0 or -1. */
 int	 wsz_inflate(struct wsz *z, const void *in, size_t inlen, int fin,
 	    char **out, size_t *olen);
 void	 wsz_free(struct wsz *z);

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1203,4 +1204,288 @@ ws_disconnect(struct wsc *c)
 		free(c->z);
 		c->z = NULL;
 	}
+}
+
+/* ---- more for the Autobahn-style suite ------------------------------- */
+
+void
+ws_frame_append(unsigned char **buf, size_t *len, int b0, const void *data,
+    size_t len_data)
+{
+	static const unsigned char mask[4] = { 0x37, 0xfa, 0x21, 0x3d };
+	size_t n = *len, cap = 64, need = *len + len_data + 14;
+	unsigned char *f = *buf;
+
+	/* the buffer's size is the power of two at or above its length:
+	 * growing by doubling keeps many small frames linear */
+	while (cap < n)
+		cap *= 2;
+	if (f == NULL || need > cap) {
+		while (cap < need)
+			cap *= 2;
+		f = realloc(f, cap);
+	}
+	cr_assert_not_null(f);
+	f[n++] = (unsigned char)b0;
+	if (len_data < 126)
+		f[n++] = (unsigned char)(0x80 | len_data);
+	else if (len_data < 65536) {
+		f[n++] = 0x80 | 126;
+		f[n++] = (unsigned char)(len_data >> 8);
+		f[n++] = (unsigned char)len_data;
+	} else {
+		f[n++] = 0x80 | 127;
+		for (int i = 7; i >= 0; i--)
+			f[n++] = (unsigned char)((uint64_t)len_data >> (8 * i));
+	}
+	memcpy(f + n, mask, 4);
+	n += 4;
+	for (size_t i = 0; i < len_data; i++)
+		f[n + i] = ((const unsigned char *)data)[i] ^ mask[i % 4];
+	*buf = f;
+	*len = n + len_data;
+}
+
+int
+ws_write(struct wsc *c, const void *data, size_t len, size_t chunk)
+{
+	const unsigned char *p = data;
+	int one = 1;
+	ssize_t w;
+
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (chunk == 0)
+		chunk = len;
+	for (size_t off = 0; off < len; off += (size_t)w) {
+		size_t n = len - off < chunk ? len - off : chunk;
+
+		if ((w = send(c->fd, p + off, n, MSG_NOSIGNAL)) <= 0)
+			return -1;
+	}
+	return 0;
+}
+
+int
+ws_recv_frame(struct wsc *c, int *b0, char **data, size_t *len,
+    int timeout_ms)
+{
+	if (recv_frame(c, b0, data, len, t_now_ms() + timeout_ms) != 0)
+		return -1;
+	c->fin = (*b0 & 0x80) != 0;
+	return 0;
+}
+
+int
+ws_read_to_eof(struct wsc *c, int timeout_ms, size_t *extra)
+{
+	long deadline = t_now_ms() + timeout_ms;
+	char tmp[4096];
+	ssize_t n;
+
+	*extra = c->len;
+	c->len = 0;
+	for (;;) {
+		struct pollfd pfd = { c->fd, POLLIN, 0 };
+		long left = deadline - t_now_ms();
+
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+			return -1;
+		if ((n = read(c->fd, tmp, sizeof(tmp))) == 0)
+			return 0;
+		if (n < 0)
+			return errno == ECONNRESET ? 0 : -1;
+		*extra += (size_t)n;
+	}
+}
+
+struct wsz {
+	z_stream	 tx, rx;
+	int		 tx_reset, rx_reset;
+	int		 strict;	/* rx window below 32 KiB: check it */
+	int		 rx_ended;	/* the message's final block came */
+	char		*rx_buf;	/* the buffer wsz_inflate last grew */
+	size_t		 rx_cap;	/* and its size */
+};
+
+struct wsz *
+wsz_new(int tx_bits, int rx_bits, int tx_reset, int rx_reset)
+{
+	struct wsz *z = calloc(1, sizeof(*z));
+
+	cr_assert_not_null(z);
+	cr_assert(tx_bits >= 8 && tx_bits <= 15 && rx_bits >= 8 &&
+	    rx_bits <= 15, "window bits %d/%d", tx_bits, rx_bits);
+	z->tx_reset = tx_reset;
+	z->rx_reset = rx_reset;
+	z->strict = rx_bits < 15;
+	cr_assert_eq(deflateInit2(&z->tx, Z_DEFAULT_COMPRESSION, Z_DEFLATED,
+	    tx_bits == 8 ? -9 : -tx_bits, 8, tx_bits == 8 ? Z_HUFFMAN_ONLY :
+	    Z_DEFAULT_STRATEGY), Z_OK);
+	cr_assert_eq(inflateInit2(&z->rx, -rx_bits), Z_OK);
+	return z;
+}
+
+/* The value of parameter name in an extension response, or def. */
+static int
+ext_param(const char *ext, const char *name, int def)
+{
+	const char *p = strstr(ext, name);
+
+	if (p == NULL)
+		return -1;
+	p += strlen(name);
+	p += strspn(p, " \t");
+	if (*p != '=')
+		return def;
+	p++;
+	p += strspn(p, " \t\"");
+	return atoi(p);
+}
+
+struct wsz *
+wsz_from_response(const struct wsc *c)
+{
+	char *ext = ws_response_header(c, "Sec-WebSocket-Extensions");
+	struct wsz *z;
+	int tx, rx;
+
+	if (ext == NULL || strstr(ext, "permessage-deflate") == NULL) {
+		free(ext);
+		return NULL;
+	}
+	tx = ext_param(ext, "client_max_window_bits", 15);
+	rx = ext_param(ext, "server_max_window_bits", 15);
+	z = wsz_new(tx < 8 || tx > 15 ? 15 : tx, rx < 8 || rx > 15 ? 15 : rx,
+	    strstr(ext, "client_no_context_takeover") != NULL,
+	    strstr(ext, "server_no_context_takeover") != NULL);
+	free(ext);
+	return z;
+}
+
+unsigned char *
+wsz_deflate(struct wsz *z, const void *data, size_t len, int bfinal,
+    size_t *outlen)
+{
+	size_t cap = len + len / 8 + 64, n = 0;
+	unsigned char *out = malloc(cap);
+	int rc;
+
+	cr_assert_not_null(out);
+	z->tx.next_in = (unsigned char *)(uintptr_t)data;
+	z->tx.avail_in = (uInt)len;
+	for (;;) {
+		if (cap - n < 64) {
+			cap *= 2;
+			out = realloc(out, cap);
+			cr_assert_not_null(out);
+		}
+		z->tx.next_out = out + n;
+		z->tx.avail_out = (uInt)(cap - n - 1);
+		rc = deflate(&z->tx, bfinal ? Z_FINISH : Z_SYNC_FLUSH);
+		cr_assert(rc == Z_OK || rc == Z_STREAM_END || rc == Z_BUF_ERROR,
+		    "deflate: %d", rc);
+		n = cap - 1 - z->tx.avail_out;
+		if (bfinal ? rc == Z_STREAM_END : z->tx.avail_in == 0 &&
+		    z->tx.avail_out != 0)
+			break;
+	}
+	if (bfinal) {
+		/* 7.2.3.4: an empty stored block's header bits follow the
+		 * final block, so that the receiver's appended 00 00 ff ff
+		 * completes it as for any message */
+		out[n++] = 0;
+		deflateReset(&z->tx);
+	} else if (n >= 4 && memcmp(out + n - 4, "\0\0\xff\xff", 4) == 0)
+		n -= 4;
+	else if (n == 0)
+		out[n++] = 0;	/* 7.2.3.6: an empty message */
+	if (z->tx_reset)
+		deflateReset(&z->tx);
+	*outlen = n;
+	return out;
+}
+
+/* Inflates in into *out; strict: one byte of output per call, so that
+ * zlib checks every distance against the window (within one call it
+ * may reach back into that call's output). */
+static int
+wsz_feed(struct wsz *z, const void *in, size_t inlen, char **out,
+    size_t *olen, size_t *cap)
+{
+	int rc;
+
+	z->rx.next_in = (unsigned char *)(uintptr_t)in;
+	z->rx.avail_in = (uInt)inlen;
+	while (!z->rx_ended) {
+		size_t before = *olen;
+
+		if (*cap - *olen < 4096) {
+			*cap = *cap * 2 + 4096;
+			*out = realloc(*out, *cap);
+			cr_assert_not_null(*out);
+		}
+		z->rx.next_out = (unsigned char *)*out + *olen;
+		z->rx.avail_out = z->strict ? 1 : (uInt)(*cap - *olen - 1);
+		rc = inflate(&z->rx, Z_SYNC_FLUSH);
+		*olen = (size_t)((char *)z->rx.next_out - *out);
+		if (rc == Z_STREAM_END) {
+			/* a final block: the next message is a new stream,
+			 * which may still refer to this one's window */
+			unsigned char dict[32768];
+			uInt dl = sizeof(dict);
+
+			inflateGetDictionary(&z->rx, dict, &dl);
+			inflateReset(&z->rx);
+			inflateSetDictionary(&z->rx, dict, dl);
+			z->rx_ended = 1;
+			break;
+		}
+		if (rc != Z_OK && rc != Z_BUF_ERROR)
+			return -1;
+		if (z->rx.avail_in == 0 && (z->rx.avail_out != 0 ||
+		    *olen == before))
+			break;
+	}
+	return 0;
+}
+
+int
+wsz_inflate(struct wsz *z, const void *in, size_t inlen, int fin, char **out,
+    size_t *olen)
+{
+	size_t cap = *out == NULL ? 0 : *out == z->rx_buf ? z->rx_cap :
+	    *olen + 1;
+	int rc = 0;
+
+	if (*out == NULL)
+		*olen = 0;
+	if (wsz_feed(z, in, inlen, out, olen, &cap) != 0 ||
+	    (fin && wsz_feed(z, "\0\0\xff\xff", 4, out, olen, &cap) != 0))
+		rc = -1;
+	/* within a message, the caller passes back what it was given */
+	z->rx_buf = fin || rc != 0 ? NULL : *out;
+	z->rx_cap = cap;
+	if (rc != 0)
+		return -1;
+	if (*out == NULL) {
+		*out = malloc(1);
+		cr_assert_not_null(*out);
+	}
+	(*out)[*olen] = '\0';
+	if (fin) {
+		z->rx_ended = 0;
+		if (z->rx_reset)
+			inflateReset(&z->rx);
+	}
+	return 0;
+}
+
+void
+wsz_free(struct wsz *z)
+{
+	if (z == NULL)
+		return;
+	deflateEnd(&z->tx);
+	inflateEnd(&z->rx);
+	free(z);
 }

@@ -191,4 +191,54 @@ void	 ws_expect_same_order(struct wsc *a, const char *ta, struct wsc *b,
 int	 ws_wait_close(struct wsc *c, int timeout_ms);
 void	 ws_disconnect(struct wsc *c);
 
+/* ---- more for the Autobahn-style suite (test_ws_autobahn.c) ---------- */
+
+/*
+ * Appends frame (b0: FIN 0x80, RSV 0x70, opcode; payload masked, never
+ * compressed) to the growable buffer *buf (*len bytes): frames built
+ * this way go out in one write, or in chunks, with ws_write.
+ */
+void	 ws_frame_append(unsigned char **buf, size_t *len, int b0,
+	    const void *data, size_t len_data);
+/* Writes len bytes in writes of at most chunk bytes (0: one write), with
+ * TCP_NODELAY, so that each chunk leaves in a segment of its own. */
+int	 ws_write(struct wsc *c, const void *data, size_t len, size_t chunk);
+/* The next frame exactly as it came: b0 (FIN, RSV bits, opcode) and the
+ * payload (malloc'ed, NUL-ended), never inflated; 0, or -1 on timeout or
+ * end of stream. */
+int	 ws_recv_frame(struct wsc *c, int *b0, char **data, size_t *len,
+	    int timeout_ms);
+/*
+ * Reads until the server closes the TCP connection: 0 on end of stream
+ * (or a reset), -1 if it is still open after timeout_ms. *extra gets the
+ * number of bytes that came first (those already buffered included).
+ */
+int	 ws_read_to_eof(struct wsc *c, int timeout_ms, size_t *extra);
+
+/*
+ * A permessage-deflate endpoint of the tests' own, for what the client
+ * inside struct wsc does not do: windows of 8 to 15 bits each way,
+ * context reset after each message on either side, messages ended with
+ * a final block (BFINAL, RFC 7692 7.2.3.4), and an inflater that holds
+ * the server to its window (a distance past 2^rx_bits is an error).
+ * Frames go out with ws_send_frame and come in with ws_recv_frame.
+ */
+struct wsz;
+/* tx_bits 8: zlib's raw deflate has no 256-byte window, so the client
+ * then compresses with Huffman codes only (no distances at all). */
+struct wsz *wsz_new(int tx_bits, int rx_bits, int tx_reset, int rx_reset);
+/* From a Sec-WebSocket-Extensions response (NULL when none agreed). */
+struct wsz *wsz_from_response(const struct wsc *c);
+/* A message payload (malloc'ed); with bfinal, in a final block, and the
+ * compressor then starts afresh (no distance reaches before it). */
+unsigned char *wsz_deflate(struct wsz *z, const void *data, size_t len,
+	    int bfinal, size_t *outlen);
+/* Inflates one frame of a compressed message, appended to *out (*olen
+ * bytes, malloc'ed, NUL-ended): *out is NULL, a buffer of *olen + 1
+ * bytes, or what the call before, in the same message, left there. fin
+ * ends the message. 0 or -1. */
+int	 wsz_inflate(struct wsz *z, const void *in, size_t inlen, int fin,
+	    char **out, size_t *olen);
+void	 wsz_free(struct wsz *z);
+
 #endif

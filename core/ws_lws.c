@@ -393,6 +393,14 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			l->lws_closing = 1;
 			l->lws_failed = l->close_code == 0 && !l->peer_closed;
 			sqc_link_drop_output(l);
+			/*
+			 * A failed connection reads no more: lws' parser
+			 * would fail again on what follows, and a second
+			 * failure before the close frame is out drops the
+			 * connection without one.
+			 */
+			if (l->lws_failed)
+				lws_rx_flow_control(wsi, 0);
 		}
 		return 0;
 	case LWS_CALLBACK_ADD_HEADERS:

@@ -174,17 +174,138 @@ wait_ready(int fd, int timeout_s)
 	return 0;
 }
 
+/* the master while it runs */
+struct master {
+	size_t		 n;
+	int		 ready[2];	/* the pipe of the workers' ready bytes */
+	int		(*worker_main)(int, int);
+	long long	 shutdown_timeout;
+	int		 stopping, status;
+	time_t		 deadline;	/* for the workers to stop */
+};
+
+/* stops what did start, at once (a failed or interrupted start) */
+static void
+stop_starting(void)
+{
+	signal_all(SIGTERM);
+	while (running() > 0) {
+		struct timespec ts = { 0, POLL_NS };
+
+		reap(1);
+		(void)sigtimedwait(&caught, NULL, &ts);
+	}
+}
+
+/*
+ * The readiness wait: forks every worker and waits for each one's ready
+ * byte. Returns 0 when all serve; else what did start is stopped, and
+ * it returns STARTED_NOT (they did not start) or STOPPED_STARTING (told
+ * to stop meanwhile).
+ */
+enum { STARTED_NOT = 1, STOPPED_STARTING };
+
+static int
+start_workers(struct master *m)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < m->n; i++)
+		if (spawn(i, m->ready[1], m->worker_main) < 0)
+			break;
+	if (running() == m->n &&
+	    (rc = wait_ready(m->ready[0], START_TIMEOUT)) == 0)
+		return 0;
+	if (rc > 0)
+		sqc_log(SQ_LOG_INFO, NULL, "stopped while starting");
+	else
+		sqc_log(SQ_LOG_ERROR, NULL, "the workers did not start: "
+		    "stopping");
+	stop_starting();
+	return rc > 0 ? STOPPED_STARTING : STARTED_NOT;
+}
+
+/* a signal the master took, while it supervises */
+static void
+on_signal(struct master *m, int sig)
+{
+	switch (sig) {
+	case SIGTERM:
+	case SIGINT:
+		if (!m->stopping) {
+			sqc_log(SQ_LOG_INFO, NULL, "stopping %zu workers",
+			    running());
+			sqc_notify(SQC_NOTIFY_STOPPING);
+		}
+		m->stopping = 1;
+		m->deadline = now_s() + m->shutdown_timeout + KILL_GRACE;
+		signal_all(SIGTERM);
+		break;
+	case SIGHUP:
+		if (m->stopping)
+			break;
+		sqc_log(SQ_LOG_INFO, NULL, "reload: signalling %zu workers",
+		    running());
+		sqc_notify(SQC_NOTIFY_RELOADING);
+		signal_all(SIGHUP);
+		sqc_notify(SQC_NOTIFY_READY);
+		break;
+	case SIGUSR1:
+		sqc_log_reopen();
+		signal_all(SIGUSR1);
+		break;
+	}
+}
+
+/*
+ * The supervising loop: signals forwarded, dead workers started again,
+ * until every worker is gone after a stop (killed past the deadline).
+ */
+static void
+supervise(struct master *m)
+{
+	for (;;) {
+		struct timespec ts = { 1, 0 };
+		siginfo_t si;
+		int sig = sigtimedwait(&caught, &si, &ts);
+		char byte;
+
+		while (read(m->ready[0], &byte, 1) == 1)
+			;	/* ready bytes of respawned workers */
+		on_signal(m, sig);
+		if (reap(m->stopping) > 0 && m->stopping)
+			m->status = 1;
+		if (m->stopping) {
+			if (running() == 0)
+				return;
+			if (now_s() > m->deadline) {
+				sqc_log(SQ_LOG_ERROR, NULL, "workers still "
+				    "running after shutdown_timeout: killing "
+				    "them");
+				signal_all(SIGKILL);
+				m->deadline = now_s() + 60;
+			}
+			continue;
+		}
+		for (size_t i = 0; i < m->n; i++)
+			if (workers[i].pid == 0 && now_s() >=
+			    workers[i].respawn_at)
+				spawn(i, m->ready[1], m->worker_main);
+	}
+}
+
 /*
  * Runs the master: starts n workers with worker_main, writes pid_file
- * once they all serve, and returns the exit status when told to stop.
+ * once they all serve, supervises them, and returns the exit status when
+ * told to stop.
  */
 int
 sqc_master_run(size_t n, const char *pid_file, long long shutdown_timeout,
     int (*worker_main)(int ready_fd, int index))
 {
-	int fds[2], status = 0, rc = 0;
-	time_t deadline = 0;
-	int stopping = 0;
+	struct master m = { n, { -1, -1 }, worker_main, shutdown_timeout, 0,
+	    0, 0 };
+	int rc = 1;
 
 	if ((workers = calloc(n, sizeof(*workers))) == NULL)
 		return 1;
@@ -196,101 +317,37 @@ sqc_master_run(size_t n, const char *pid_file, long long shutdown_timeout,
 	sigaddset(&caught, SIGINT);
 	sigaddset(&caught, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &caught, &saved);
-	if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+	if (pipe2(m.ready, O_CLOEXEC | O_NONBLOCK) != 0) {
 		sqc_log(SQ_LOG_ERROR, NULL, "cannot create a pipe: %s",
 		    strerror(errno));
 		free(workers);
 		return 1;
 	}
-	ready_rd = fds[0];
-	if (sqc_pid_file_check(pid_file) != 0) {
-		close(fds[0]);
-		close(fds[1]);
-		free(workers);
-		return 1;
-	}
+	ready_rd = m.ready[0];
+	if (sqc_pid_file_check(pid_file) != 0)
+		goto out;
 	sqc_reload_result_open(pid_file);	/* the workers inherit it */
-	for (size_t i = 0; i < n; i++)
-		if (spawn(i, fds[1], worker_main) < 0)
-			break;
-	if (running() < n || (rc = wait_ready(fds[0], START_TIMEOUT)) != 0) {
-		if (rc > 0)
-			sqc_log(SQ_LOG_INFO, NULL, "stopped while starting");
-		else
-			sqc_log(SQ_LOG_ERROR, NULL, "the workers did not "
-			    "start: stopping");
-		signal_all(SIGTERM);
-		while (running() > 0) {
-			struct timespec ts = { 0, POLL_NS };
-
-			reap(1);
-			(void)sigtimedwait(&caught, NULL, &ts);
-		}
-		close(fds[0]);
-		close(fds[1]);
-		free(workers);
-		return rc > 0 ? 0 : 1;
+	if ((rc = start_workers(&m)) != 0) {
+		rc = rc == STOPPED_STARTING ? 0 : 1;
+		goto out;
 	}
 	if (sqc_pid_file_write(pid_file) != 0) {
-		stopping = 1;
-		status = 1;
+		m.stopping = 1;
+		m.status = 1;
 		signal_all(SIGTERM);
 	} else {
 		sqc_log(SQ_LOG_INFO, NULL, "master ready: %zu workers, pid %d",
 		    n, (int)getpid());
 		sqc_notify(SQC_NOTIFY_READY);
 	}
-	deadline = now_s() + shutdown_timeout + KILL_GRACE;
-	for (;;) {
-		struct timespec ts = { 1, 0 };
-		siginfo_t si;
-		int sig = sigtimedwait(&caught, &si, &ts);
-		char byte;
-
-		while (read(fds[0], &byte, 1) == 1)
-			;	/* ready bytes of respawned workers */
-		if (sig == SIGTERM || sig == SIGINT) {
-			if (!stopping) {
-				sqc_log(SQ_LOG_INFO, NULL, "stopping %zu "
-				    "workers", running());
-				sqc_notify(SQC_NOTIFY_STOPPING);
-			}
-			stopping = 1;
-			deadline = now_s() + shutdown_timeout + KILL_GRACE;
-			signal_all(SIGTERM);
-		} else if (sig == SIGHUP && !stopping) {
-			sqc_log(SQ_LOG_INFO, NULL, "reload: signalling %zu "
-			    "workers", running());
-			sqc_notify(SQC_NOTIFY_RELOADING);
-			signal_all(SIGHUP);
-			sqc_notify(SQC_NOTIFY_READY);
-		} else if (sig == SIGUSR1) {
-			sqc_log_reopen();
-			signal_all(SIGUSR1);
-		}
-		if (reap(stopping) > 0 && stopping)
-			status = 1;
-		if (stopping) {
-			if (running() == 0)
-				break;
-			if (now_s() > deadline) {
-				sqc_log(SQ_LOG_ERROR, NULL, "workers still "
-				    "running after shutdown_timeout: killing "
-				    "them");
-				signal_all(SIGKILL);
-				deadline = now_s() + 60;
-			}
-			continue;
-		}
-		for (size_t i = 0; i < n; i++)
-			if (workers[i].pid == 0 && now_s() >=
-			    workers[i].respawn_at)
-				spawn(i, fds[1], worker_main);
-	}
-	close(fds[0]);
-	close(fds[1]);
+	m.deadline = now_s() + shutdown_timeout + KILL_GRACE;
+	supervise(&m);
 	sqc_pid_file_remove(pid_file);
 	sqc_log(SQ_LOG_INFO, NULL, "master stopped");
+	rc = m.status;
+out:
+	close(m.ready[0]);
+	close(m.ready[1]);
 	free(workers);
-	return status;
+	return rc;
 }

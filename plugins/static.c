@@ -210,99 +210,137 @@ redirect_to_folder(struct sq_req *req)
 	sq_resp_printf(req, 301, "Moved Permanently\n");
 }
 
+/*
+ * The file a request names under root: its real path (malloc'ed, in
+ * *realp) and stat, through the index file for a folder. Returns 0, 404,
+ * 500, or 301 when a folder's URL lacks its slash.
+ */
+static int
+resolve(struct site *s, struct sq_req *req, char **realp, struct stat *st)
+{
+	const char *sub = sq_req_subpath(req), *path;
+	char *want, *real, *idx;
+
+	*realp = NULL;
+	/* The core normalised the path; this is belt and braces. */
+	if (strstr(sub, "..") != NULL && (strcmp(sub, "..") == 0 ||
+	    strncmp(sub, "../", 3) == 0 || strstr(sub, "/../") != NULL ||
+	    (strlen(sub) >= 3 && strcmp(sub + strlen(sub) - 3, "/..") == 0)))
+		return 404;
+	if (asprintf(&want, "%s/%s", s->root, sub) < 0)
+		return 500;
+	real = realpath(want, NULL);
+	free(want);
+	if (real == NULL || !inside(s, real) || stat(real, st) != 0)
+		goto not_found;
+	if (S_ISDIR(st->st_mode)) {
+		path = sq_req_path(req);
+		if (path[strlen(path) - 1] != '/') {
+			free(real);
+			return 301;
+		}
+		if (asprintf(&idx, "%s/%s", real, s->index) < 0) {
+			free(real);
+			return 500;
+		}
+		free(real);
+		real = realpath(idx, NULL);
+		free(idx);
+		if (real == NULL || !inside(s, real) || stat(real, st) != 0)
+			goto not_found;
+	}
+	if (!S_ISREG(st->st_mode))
+		goto not_found;
+	*realp = real;
+	return 0;
+not_found:
+	free(real);
+	return 404;
+}
+
+/*
+ * Opens real, which must still be a regular file (O_NONBLOCK: a FIFO
+ * swapped in since the stat must not block); -1 if it is not.
+ */
+static int
+open_regular(const char *real, struct stat *st)
+{
+	int fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+
+	if (fd >= 0 && (fstat(fd, st) != 0 || !S_ISREG(st->st_mode))) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+/*
+ * The response for an open file (fd is the core's or closed here): the
+ * validators, 304, the type, and the whole file or the range asked for
+ * (206, or 416 for one that cannot be served).
+ */
+static void
+send_file(struct sq_req *req, int fd, const char *real,
+    const struct stat *st)
+{
+	char lm[64], num[64];
+	off_t start = 0, end = 0;
+	int rc;
+
+	http_date(st->st_mtime, lm, sizeof(lm));
+	sq_resp_header(req, "Last-Modified", lm);
+	sq_resp_header(req, "Accept-Ranges", "bytes");
+	if (not_modified(req, st)) {
+		close(fd);
+		sq_resp_send(req, 304, NULL, 0);
+		return;
+	}
+	sq_resp_header(req, "Content-Type", content_type(real));
+	rc = sq_req_header(req, "If-Range") ? 0 :
+	    parse_range(sq_req_header(req, "Range"), st->st_size, &start,
+	    &end);
+	if (rc < 0) {
+		close(fd);
+		snprintf(num, sizeof(num), "bytes */%lld",
+		    (long long)st->st_size);
+		sq_resp_header(req, "Content-Range", num);
+		sq_resp_error(req, 416);
+		return;
+	}
+	if (rc == 0) {
+		start = 0;
+		end = st->st_size - 1;
+	} else {
+		snprintf(num, sizeof(num), "bytes %lld-%lld/%lld",
+		    (long long)start, (long long)end, (long long)st->st_size);
+		sq_resp_header(req, "Content-Range", num);
+	}
+	snprintf(num, sizeof(num), "%lld", (long long)(end - start + 1));
+	sq_resp_header(req, "Content-Length", num);
+	sq_resp_file_take(req, rc ? 206 : 200, fd, start, end - start + 1);
+}
+
 static void
 static_handle(void *state, struct sq_req *req)
 {
-	struct site *s = state;
-	const char *m = sq_req_method(req), *sub = sq_req_subpath(req);
-	char *want = NULL, *real = NULL, lm[64], num[64];
+	const char *m = sq_req_method(req);
+	char *real;
 	struct stat st;
-	off_t start = 0, end = 0;
-	int fd = -1, rc;
+	int fd, rc;
 
 	if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) {
 		sq_resp_header(req, "Allow", "GET, HEAD");
 		sq_resp_error(req, 405);
 		return;
 	}
-	/* The core normalised the path; this is belt and braces. */
-	if (strstr(sub, "..") != NULL && (strcmp(sub, "..") == 0 ||
-	    strncmp(sub, "../", 3) == 0 || strstr(sub, "/../") != NULL ||
-	    (strlen(sub) >= 3 && strcmp(sub + strlen(sub) - 3, "/..") == 0)))
-		goto not_found;
-	if (asprintf(&want, "%s/%s", s->root, sub) < 0)
-		goto error;
-	if ((real = realpath(want, NULL)) == NULL || !inside(s, real))
-		goto not_found;
-	if (stat(real, &st) != 0)
-		goto not_found;
-	if (S_ISDIR(st.st_mode)) {
-		const char *path = sq_req_path(req);
-		char *idx;
-
-		if (path[strlen(path) - 1] != '/') {
-			free(want);
-			free(real);
-			redirect_to_folder(req);
-			return;
-		}
-		if (asprintf(&idx, "%s/%s", real, s->index) < 0)
-			goto error;
-		free(real);
-		real = realpath(idx, NULL);
-		free(idx);
-		if (real == NULL || !inside(s, real) || stat(real, &st) != 0)
-			goto not_found;
-	}
-	if (!S_ISREG(st.st_mode))
-		goto not_found;
-	/* O_NONBLOCK: a FIFO swapped in since the stat must not block */
-	if ((fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
-	    O_NONBLOCK)) < 0 ||
-	    fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
-		goto not_found;
-
-	http_date(st.st_mtime, lm, sizeof(lm));
-	sq_resp_header(req, "Last-Modified", lm);
-	sq_resp_header(req, "Accept-Ranges", "bytes");
-	if (not_modified(req, &st)) {
-		close(fd);
-		sq_resp_send(req, 304, NULL, 0);
-		goto out;
-	}
-	sq_resp_header(req, "Content-Type", content_type(real));
-	rc = sq_req_header(req, "If-Range") ? 0 :
-	    parse_range(sq_req_header(req, "Range"), st.st_size, &start, &end);
-	if (rc < 0) {
-		close(fd);
-		snprintf(num, sizeof(num), "bytes */%lld",
-		    (long long)st.st_size);
-		sq_resp_header(req, "Content-Range", num);
-		sq_resp_error(req, 416);
-		goto out;
-	}
-	if (rc == 0) {
-		start = 0;
-		end = st.st_size - 1;
-	} else {
-		snprintf(num, sizeof(num), "bytes %lld-%lld/%lld",
-		    (long long)start, (long long)end, (long long)st.st_size);
-		sq_resp_header(req, "Content-Range", num);
-	}
-	snprintf(num, sizeof(num), "%lld", (long long)(end - start + 1));
-	sq_resp_header(req, "Content-Length", num);
-	sq_resp_file_take(req, rc ? 206 : 200, fd, start, end - start + 1);
-	goto out;
-
-not_found:
-	if (fd >= 0)
-		close(fd);
-	sq_resp_error(req, 404);
-	goto out;
-error:
-	sq_resp_error(req, 500);
-out:
-	free(want);
+	if ((rc = resolve(state, req, &real, &st)) == 301)
+		redirect_to_folder(req);
+	else if (rc != 0)
+		sq_resp_error(req, rc);
+	else if ((fd = open_regular(real, &st)) < 0)
+		sq_resp_error(req, 404);
+	else
+		send_file(req, fd, real, &st);
 	free(real);
 }
 

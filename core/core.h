@@ -1,6 +1,15 @@
 /*
  * core.h - what crosses files inside squalld. Private to core/: plugins
- * see only squall/plugin.h. Everything here runs on the loop thread.
+ * see only squall/plugin.h. Everything here is for the loop thread,
+ * except what any thread may call:
+ *   sqc_log, sqc_log_enabled (the log's descriptors are swapped
+ *     atomically by sqc_log_reopen),
+ *   sqc_utf8_check (pure),
+ *   sqc_idmap_* on a map the calling thread owns,
+ *   sqc_inst_enter, sqc_inst_leave, sqc_inst_running (per thread: the
+ *     offload workers mark their jobs for the crash note).
+ * What the WebSocket service thread shares with the loop is in
+ * ws_bridge.h, and each function there says which thread calls it.
  */
 #ifndef SQUALL_CORE_H
 #define SQUALL_CORE_H

@@ -1,5 +1,6 @@
 /*
- * data_fetch - the seed's first handler: on GET, fetch the configured
+ * data_fetch - the first handler of the seed (the Tornado tutorial this
+ * project re-creates): on GET, fetch the configured
  * `url` with the shared asynchronous client, parse the body as JSON and
  * answer {"data": <upstream JSON>}. Unreachable, non-2xx, too large or
  * not JSON: 502 {"error": ...}; timed out: 504. With `coalesce` (on by

@@ -1,6 +1,7 @@
 /*
- * delay - answers after ?ms=N milliseconds: the seed's point that a slow
- * request does not hold up the others. With `mode = timer` (the default)
+ * delay - answers after ?ms=N milliseconds: the point of the seed (the
+ * Tornado tutorial this project re-creates) that a slow request does
+ * not hold up the others. With `mode = timer` (the default)
  * it waits on a timer of the server's loop; with `mode = thread` it
  * sleeps in the offload pool, as a blocking database call would. Shows
  * the asynchronous side of the API: the handler returns without

@@ -1,5 +1,6 @@
 /*
- * multi_fetch - the seed's parallel handler: `url.NAME = URL`, repeated;
+ * multi_fetch - the parallel handler of the seed (the Tornado tutorial
+ * this project re-creates): `url.NAME = URL`, repeated;
  * every URL is fetched at once with a fetch group, and the answer is
  * {"NAME": <JSON>, ...} when all are done, so the total time is that of
  * the slowest fetch, not the sum. If one fails: 502 naming it, unless

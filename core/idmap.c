@@ -117,6 +117,7 @@ sqc_idmap_del(struct sqc_idmap *m, uint64_t key)
 	return val;
 }
 
+/* Frees the map's table (not the values); the map is empty again. */
 void
 sqc_idmap_free(struct sqc_idmap *m)
 {

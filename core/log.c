@@ -98,6 +98,7 @@ sqc_log_set_level(int level)
 	__atomic_store_n(&sqc_log_level, level, __ATOMIC_RELAXED);
 }
 
+/* Whether a line at level would be written (any thread). */
 int
 sqc_log_enabled(enum sq_log_level level)
 {

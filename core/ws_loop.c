@@ -215,6 +215,7 @@ sqc_ws_init(struct event_base *base, size_t max_header_size, char *err,
 	return sqc_wsl_start(max_header_size, &hs_space, err, errlen);
 }
 
+/* The WebSocket sessions open now (for /status). */
 size_t
 sqc_ws_count(void)
 {

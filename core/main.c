@@ -385,51 +385,37 @@ become_user(const char *user, char *err, size_t errlen)
 }
 
 /*
- * Runs the server until it is told to stop. ready_fd < 0: the only
- * process, which owns the pid file. Otherwise a worker of the master,
- * which binds with SO_REUSEPORT and writes a byte to ready_fd once it
- * serves.
+ * Starts what serves, in this order: the loop, timers, the HTTP client,
+ * the plugins and the first generation, the HTTP server and its
+ * listeners, the offload pool, the WebSocket bridge, the crash and
+ * signal handlers, the pid file (*pid_file, when ours), the user.
+ * stop_subsystems() undoes it in the reverse order from wherever this
+ * stopped. Returns 0, or -1 (logged).
  */
 static int
-serve(int ready_fd)
+start_subsystems(int ready_fd, const char **pid_file)
 {
-	char err[SQC_ERRLEN], what[1024];
-	int status = 1, rc = -ENOMEM;
-	const char *pid_file = NULL;	/* written by us, removed at exit */
-	size_t n;
+	char err[SQC_ERRLEN];
+	int rc;
 
-	if ((conf = load_config(err, sizeof(err))) == NULL) {
-		fprintf(stderr, "squalld: %s\n", err);
-		return 1;
-	}
-	sqc_log_set_level(conf->log_level);
-	if (sqc_log_open(conf->error_log, conf->access_log, err,
-	    sizeof(err)) != 0) {
-		fprintf(stderr, "squalld: %s\n", err);
-		sqc_config_free(conf);
-		return 1;
-	}
 	if ((base = make_base()) == NULL) {
 		sqc_log(SQ_LOG_ERROR, NULL, "cannot create the event loop");
-		goto out;
+		return -1;
 	}
 	sqc_timer_init(base);
 	if (sqc_fetch_init(base, (size_t)conf->max_fetches) != 0) {
 		sqc_log(SQ_LOG_ERROR, NULL, "cannot set up the HTTP client");
-		goto out;
+		return -1;
 	}
 	note_owner(conf->user);
-	if (sqc_plugin_init(err, sizeof(err)) != 0) {
+	if (sqc_plugin_init(err, sizeof(err)) != 0 ||
+	    (gen = sqc_gen_build(conf, NULL, err, sizeof(err))) == NULL) {
 		sqc_log(SQ_LOG_ERROR, NULL, "%s", err);
-		goto out;
-	}
-	if ((gen = sqc_gen_build(conf, NULL, err, sizeof(err))) == NULL) {
-		sqc_log(SQ_LOG_ERROR, NULL, "%s", err);
-		goto out;
+		return -1;
 	}
 	if ((server = sqc_http_new(base, ready_fd >= 0)) == NULL) {
 		sqc_log(SQ_LOG_ERROR, NULL, "cannot create the HTTP server");
-		goto out;
+		return -1;
 	}
 	sqc_http_apply(server, conf, gen);
 	sqc_stats_init(server);
@@ -437,64 +423,45 @@ serve(int ready_fd)
 	if (sqc_http_listen(server, conf, port_override, err,
 	    sizeof(err)) != 0) {
 		sqc_log(SQ_LOG_ERROR, NULL, "%s", err);
-		goto out;
+		return -1;
 	}
+	rc = -ENOMEM;
 	if (sqc_fetch_set_origin(sqc_http_origin(server)) != 0 ||
 	    (rc = sqc_offload_init(base, (size_t)conf->offload_threads)) != 0) {
 		sqc_log(SQ_LOG_ERROR, NULL, "cannot start the offload pool: %s",
 		    strerror(-rc));
-		goto out;
+		return -1;
 	}
 	sqc_offload_set_max((size_t)conf->offload_queue);
 	if (sqc_ws_init(base, conf->max_header_size, err,
 	    sizeof(err)) != 0) {
 		sqc_log(SQ_LOG_ERROR, NULL, "%s", err);
-		goto out;
+		return -1;
 	}
 	sqc_crash_handlers_init();
 	if (sqc_signals_init(base, on_signal, NULL) != 0) {
 		sqc_log(SQ_LOG_ERROR, NULL, "cannot install signal handlers");
-		goto out;
+		return -1;
 	}
 	if (ready_fd < 0) {
 		if (sqc_pid_file_check(conf->pid_file) != 0)
-			goto out;
+			return -1;
 		sqc_reload_result_open(conf->pid_file);
 		if (sqc_pid_file_write(conf->pid_file) != 0)
-			goto out;
-		pid_file = conf->pid_file;
+			return -1;
+		*pid_file = conf->pid_file;
 	}
 	if (become_user(conf->user, err, sizeof(err)) != 0) {
 		sqc_log(SQ_LOG_ERROR, NULL, "%s", err);
-		goto out;
+		return -1;
 	}
-	n = sqc_gen_count(gen, NULL);
-	sqc_gen_describe(gen, NULL, what, sizeof(what));
-	sqc_log(SQ_LOG_INFO, NULL, "squalld %s ready: %zu route%s, pid %d: "
-	    "%s",
-	    PACKAGE_VERSION, n, n == 1 ? "" : "s", (int)getpid(), what);
-	if (ready_fd >= 0 && write(ready_fd, "r", 1) != 1)
-		goto out;
-	if ((main_process = ready_fd < 0))
-		sqc_notify(SQC_NOTIFY_READY);
-	event_base_dispatch(base);
-	/*
-	 * Past shutdown_timeout: what is still pending hears -ECANCELED or
-	 * its abort callback, and its answer gets a second to be written.
-	 */
-	if (sqc_http_inflight(server) > 0 || sqc_timer_pending() > 0 ||
-	    sqc_fetch_pending() > 0 || sqc_offload_pending() > 0) {
-		sqc_timer_cancel_all();
-		sqc_fetch_cancel_all();
-		sqc_offload_free();
-		sqc_http_abort_all(server);
-		clock_gettime(CLOCK_MONOTONIC, &stop_deadline);
-		stop_deadline.tv_sec += 1;
-		event_base_dispatch(base);
-	}
-	status = 0;
-	sqc_log(SQ_LOG_INFO, NULL, "stopped");
-out:
+	return 0;
+}
+
+/* What start_subsystems started, stopped in the reverse order. */
+static void
+stop_subsystems(const char *pid_file)
+{
 	sqc_pid_file_remove(pid_file);
 	sqc_ws_free();
 	sqc_timer_cancel_all();
@@ -511,6 +478,70 @@ out:
 	sqc_plugin_shutdown();
 	if (base)
 		event_base_free(base);
+}
+
+/*
+ * Says the server is ready (the log, the master's pipe, systemd), then
+ * serves until told to stop. Past shutdown_timeout, what is still pending
+ * hears -ECANCELED or its abort callback, and its answer gets a second
+ * to be written. Returns 0, or -1 when the master could not be told.
+ */
+static int
+run(int ready_fd)
+{
+	char what[1024];
+	size_t n = sqc_gen_count(gen, NULL);
+
+	sqc_gen_describe(gen, NULL, what, sizeof(what));
+	sqc_log(SQ_LOG_INFO, NULL, "squalld %s ready: %zu route%s, pid %d: "
+	    "%s",
+	    PACKAGE_VERSION, n, n == 1 ? "" : "s", (int)getpid(), what);
+	if (ready_fd >= 0 && write(ready_fd, "r", 1) != 1)
+		return -1;
+	if ((main_process = ready_fd < 0))
+		sqc_notify(SQC_NOTIFY_READY);
+	event_base_dispatch(base);
+	if (sqc_http_inflight(server) > 0 || sqc_timer_pending() > 0 ||
+	    sqc_fetch_pending() > 0 || sqc_offload_pending() > 0) {
+		sqc_timer_cancel_all();
+		sqc_fetch_cancel_all();
+		sqc_offload_free();
+		sqc_http_abort_all(server);
+		clock_gettime(CLOCK_MONOTONIC, &stop_deadline);
+		stop_deadline.tv_sec += 1;
+		event_base_dispatch(base);
+	}
+	sqc_log(SQ_LOG_INFO, NULL, "stopped");
+	return 0;
+}
+
+/*
+ * Runs the server until it is told to stop. ready_fd < 0: the only
+ * process, which owns the pid file. Otherwise a worker of the master,
+ * which binds with SO_REUSEPORT and writes a byte to ready_fd once it
+ * serves.
+ */
+static int
+serve(int ready_fd)
+{
+	char err[SQC_ERRLEN];
+	const char *pid_file = NULL;	/* written by us, removed at exit */
+	int status = 1;
+
+	if ((conf = load_config(err, sizeof(err))) == NULL) {
+		fprintf(stderr, "squalld: %s\n", err);
+		return 1;
+	}
+	sqc_log_set_level(conf->log_level);
+	if (sqc_log_open(conf->error_log, conf->access_log, err,
+	    sizeof(err)) != 0) {
+		fprintf(stderr, "squalld: %s\n", err);
+		sqc_config_free(conf);
+		return 1;
+	}
+	if (start_subsystems(ready_fd, &pid_file) == 0 && run(ready_fd) == 0)
+		status = 0;
+	stop_subsystems(pid_file);
 	sqc_config_free(conf);
 	sqc_log_close();
 	return status;

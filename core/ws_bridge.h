@@ -69,6 +69,8 @@ STAILQ_HEAD(evq, wev);
 
 /* ---- ws_queue.c: the queues (any thread, as each says) --------------- */
 
+struct wbuf *sqc_wbuf_new(const void *data, size_t len, int binary,
+	    unsigned refs);
 void	 sqc_wbuf_unref(struct wbuf *b);
 struct cmd *sqc_wscmd_new(enum cmd_kind kind, size_t nids);
 void	 sqc_wscmd_discard(struct cmd *c);

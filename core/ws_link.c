@@ -335,6 +335,9 @@ rx_fail(struct lws *wsi, struct link *l, int err)
 	free(l->rx);
 	l->rx = NULL;
 	l->rxlen = l->rxcap = 0;
+	/* sqc_link_fail sets it again as lws closes */
+	l->fail_code = code;
+	l->fail_reason = reason;
 	lws_close_reason(wsi, (enum lws_close_status)code,
 	    (unsigned char *)reason, strlen(reason));
 	return -1;
@@ -387,6 +390,24 @@ sqc_link_receive(struct lws *wsi, struct link *l, const unsigned char *in,
 	l->rxlen = l->rxcap = 0;
 	l->in_msg = 0;
 	return 0;
+}
+
+/*
+ * The close frame of a connection that fails (RFC 6455 7.1.7) as lws
+ * closes it for something other than a closing handshake: the client's
+ * input (lws' checks, or rx_fail's), the end of its stream, a pong that
+ * did not come. lws keeps the code in the buffer where a ping's payload
+ * lands, so it is set again here, just before lws sends it.
+ */
+void
+sqc_link_fail(struct lws *wsi, struct link *l)
+{
+	const char *reason = l->fail_reason ? l->fail_reason :
+	    l->pong_wait ? "no pong" : "protocol error";
+
+	lws_close_reason(wsi, (enum lws_close_status)(l->fail_code ?
+	    l->fail_code : LWS_CLOSE_STATUS_PROTOCOL_ERR),
+	    (unsigned char *)reason, strlen(reason));
 }
 
 /* Frees what the link's data holds, and takes it off the flush list. */

@@ -52,6 +52,8 @@ struct link {
 	char		 close_reason[64];
 	int		 peer_code;	/* from the client's close frame */
 	int		 ping_secs;	/* a ping to send, then wait that long */
+	int		 fail_code;	/* rx_fail's close, or 0 */
+	const char	*fail_reason;	/* its reason (a constant) */
 	unsigned	 utf8;		/* sqc_utf8_check's, in a text message */
 	int		 z_ended;	/* the message's DEFLATE stream ended */
 	/* the message being framed (out[outhead]): its payload on the wire */
@@ -64,7 +66,8 @@ struct link {
 	unsigned char	 srv_bits, cli_bits;
 	unsigned	 peer_closed:1;	/* its close frame came: write no more */
 	unsigned	 lws_closing:1;	/* lws is closing it: write no more */
-	unsigned	 lws_failed:1;	/* for the client's input */
+	unsigned	 pong_wait:1;	/* our ping is out, no pong yet */
+	unsigned	 lws_failed:1;	/* closing, not for a handshake */
 	unsigned	 lws_busy:1;	/* lws asked to write: wait for it */
 	/* the message being received */
 	unsigned	 in_msg:1, binary:1, compressed:1;
@@ -87,6 +90,7 @@ int	 sqc_link_write(struct link *l);
 void	 sqc_link_flush(void);
 int	 sqc_link_receive(struct lws *wsi, struct link *l,
 	    const unsigned char *in, size_t len);
+void	 sqc_link_fail(struct lws *wsi, struct link *l);
 void	 sqc_link_release(struct link *l);
 
 #endif /* SQUALL_WS_LINK_H */

@@ -471,22 +471,6 @@ drop_handovers(void)
 
 /* ---- the plugin API --------------------------------------------------- */
 
-static struct wbuf *
-wbuf_new(const void *data, size_t len, int binary, unsigned refs)
-{
-	struct wbuf *b = malloc(sizeof(*b) + len);
-
-	if (b == NULL)
-		return NULL;
-	atomic_init(&b->refs, refs);
-	b->len = len;
-	b->binary = binary;
-	b->zbits = 0;
-	b->zdata = NULL;
-	b->zlen = 0;
-	memcpy(b->data, data, len);
-	return b;
-}
 
 /*
  * One copy of the message for all, and one command carrying the
@@ -508,7 +492,7 @@ sq_ws_broadcast(struct sq_ws *const *to, size_t n, const void *data,
 		}
 	if (live == 0)
 		return 0;
-	if ((b = wbuf_new(data, len, binary, (unsigned)live)) == NULL ||
+	if ((b = sqc_wbuf_new(data, len, binary, (unsigned)live)) == NULL ||
 	    (live > held && (c = sqc_wscmd_new(C_SEND, live - held)) == NULL)) {
 		free(b);
 		return -ENOMEM;

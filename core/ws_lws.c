@@ -235,12 +235,11 @@ on_writable(struct lws *wsi, struct link *l)
 	l->lws_busy = 0;
 	if (l->lws_closing) {
 		/*
-		 * The connection failed for what the client sent (lws' own
-		 * checks, or rx_fail's) and the close frame is out: lws'
+		 * The connection failed and the close frame is out: lws'
 		 * parser stopped inside a frame, so it would not see the
-		 * client's answer and would wait 5 s. Fail it as RFC 6455 7.1.7 says: our side of the
-		 * TCP connection ends now (a FIN, not the reset a close with
-		 * unread input would send), the rest soon after.
+		 * client's answer and would wait 5 s for it. Our side of TCP
+		 * ends now (a FIN: lws still reads what the client sends, so
+		 * no reset), and lws closes at the client's end, or in 1 s.
 		 */
 		if (l->lws_failed && !lws_partial_buffered(wsi)) {
 			l->lws_failed = 0;
@@ -262,6 +261,7 @@ on_writable(struct lws *wsi, struct link *l)
 		lws_set_timeout(wsi, PENDING_TIMEOUT_WS_PONG_CHECK_GET_PONG,
 		    l->ping_secs);
 		l->ping_secs = 0;
+		l->pong_wait = 1;
 	}
 	if (sqc_link_write(l) < 0)
 		return -1;
@@ -344,6 +344,31 @@ on_peer_close(struct lws *wsi, struct link *l, const unsigned char *in,
 	return 0;
 }
 
+/*
+ * lws is closing the connection (before its close frame, on every close
+ * path): nothing of ours goes out after this. lws sends the close frame
+ * with the code set again here (a ping's payload may have taken its
+ * place): ours, or the failure's (sqc_link_fail); it answers the
+ * client's close itself.
+ */
+static void
+on_drop(struct lws *wsi, struct link *l)
+{
+	int closing = l->lws_closing;
+
+	l->lws_closing = 1;
+	sqc_link_drop_output(l);
+	if (closing || l->peer_closed || atomic_load(&quitting))
+		return;
+	if (l->close_code)
+		lws_close_reason(wsi, (enum lws_close_status)l->close_code,
+		    (unsigned char *)l->close_reason, strlen(l->close_reason));
+	else {
+		l->lws_failed = 1;
+		sqc_link_fail(wsi, l);
+	}
+}
+
 /* lws' callback: one handler per reason */
 static int
 on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
@@ -388,26 +413,16 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			l->lws_busy = 1;
 		return 1;	/* lws is only ever serviced on this thread */
 	case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
-		/* lws is closing: its close frame is the last thing out */
-		if ((l = link_of(wsi)) != NULL) {
-			l->lws_closing = 1;
-			l->lws_failed = l->close_code == 0 && !l->peer_closed;
-			sqc_link_drop_output(l);
-			/*
-			 * A failed connection reads no more: lws' parser
-			 * would fail again on what follows, and a second
-			 * failure before the close frame is out drops the
-			 * connection without one.
-			 */
-			if (l->lws_failed)
-				lws_rx_flow_control(wsi, 0);
-		}
+		if ((l = link_of(wsi)) != NULL)
+			on_drop(wsi, l);
 		return 0;
 	case LWS_CALLBACK_ADD_HEADERS:
 		return on_add_headers(wsi, in);
 	case LWS_CALLBACK_RECEIVE_PONG:
-		if (l && l->close_code == 0)
+		if (l && l->close_code == 0) {
 			lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+			l->pong_wait = 0;
+		}
 		return 0;
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
 		return on_peer_close(wsi, l, in, len);

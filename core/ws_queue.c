@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -23,6 +24,28 @@ static struct cmdq cmds = STAILQ_HEAD_INITIALIZER(cmds);
 static pthread_mutex_t ev_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct evq events = STAILQ_HEAD_INITIALIZER(events);
 static struct event *wake;	/* the loop's: it takes the events */
+
+/*
+ * Loop thread (or a test): a message of len bytes for refs recipients,
+ * or NULL.
+ */
+struct wbuf *
+sqc_wbuf_new(const void *data, size_t len, int binary, unsigned refs)
+{
+	struct wbuf *b = malloc(sizeof(*b) + len);
+
+	if (b == NULL)
+		return NULL;
+	atomic_init(&b->refs, refs);
+	b->len = len;
+	b->binary = binary;
+	b->zbits = 0;
+	b->zdata = NULL;
+	b->zlen = 0;
+	if (len > 0)
+		memcpy(b->data, data, len);
+	return b;
+}
 
 /* Any thread: drops a reference to b; the last one frees it. */
 void

@@ -817,8 +817,18 @@ inst_create(struct sqc_config *c, struct sqc_route_conf *r,
 				rc = -EINVAL;
 				break;
 			}
-		if (rc != 0)
-			call_destroy(inst);
+		/*
+		 * The instance was created: it may have started timers
+		 * (chat's settle) that hold references on it and call back
+		 * into its code. It goes like any other, at its last
+		 * reference, and keeps its module until then (the caller
+		 * drops the reference it was given for this instance).
+		 */
+		if (rc != 0) {
+			mod->refs++;
+			sqc_inst_unref(inst);
+			return NULL;
+		}
 	} else if (!o.failed)
 		opts_fail_at(&o, r->line, "plugin '%s' failed to create its "
 		    "instance: %s", mod->desc->name, sq_strerror(rc));

@@ -338,6 +338,87 @@ Test(cli, signal_reload_reports_failures)
 	cr_assert_eq(srv_stop(&s), 0);
 }
 
+/*
+ * An option the plugin does not accept, found after its create() ran
+ * (chat then has a timer pending on the instance): squalld exits 1 with
+ * the file:line, and does not crash calling into the instance it gave
+ * up (issue 15, defect 3: exit 139).
+ */
+Test(cli, rejected_option_after_create_exits_1)
+{
+	char *out, dir[256], ini[400];
+
+	t_tmpdir(dir, sizeof(dir));
+	snprintf(ini, sizeof(ini), "%s/squall.ini", dir);
+	t_write(ini, "[server]\nlisten = 127.0.0.1:0\nplugin_dir = %s\n"
+	    "[route /chat]\nplugin = chat\nbogus = 1\n", t_plugin_dir());
+	cr_assert_eq(t_run_squalld(&out, "-c", ini, NULL), 1, "%s", out);
+	cr_assert_not_null(strstr(out, "squall.ini:6: route '/chat': plugin "
+	    "'chat' has no option 'bogus'"), "%s", out);
+	free(out);
+	t_rm_rf(dir);
+}
+
+/*
+ * A process whose argument ends in /squalld but whose executable is not
+ * squalld (a stale pid file, the pid reused): -s does not signal it, and
+ * a squalld starting with that pid file takes it over (issue 15, defect
+ * 5: both went by the arguments).
+ */
+Test(cli, signal_matches_the_executable_not_an_argument)
+{
+	char dir[256], ini[300], pidf[300], *out, *text;
+	pid_t victim;
+	int st;
+
+	t_tmpdir(dir, sizeof(dir));
+	snprintf(ini, sizeof(ini), "%s/squall.ini", dir);
+	snprintf(pidf, sizeof(pidf), "%s/squalld.pid", dir);
+	t_write(ini, "[server]\nlisten = 127.0.0.1:0\nplugin_dir = %s\n"
+	    "pid_file = squalld.pid\n[route /hello]\nplugin = hello\n",
+	    t_plugin_dir());
+	if ((victim = fork()) == 0) {
+		t_close_inherited();
+		execl("/bin/sh", "sh", "-c", "sleep 30; exit 0",
+		    "/var/log/squalld", (char *)NULL);
+		_exit(127);
+	}
+	/* the shell has exec'd when its arguments show $0 */
+	for (int i = 0; i < 500; i++) {
+		char path[64], buf[512];
+		FILE *f;
+		size_t n = 0;
+
+		snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)victim);
+		if ((f = fopen(path, "r")) != NULL) {
+			n = fread(buf, 1, sizeof(buf), f);
+			fclose(f);
+		}
+		if (memmem(buf, n, "/var/log/squalld", 16) != NULL)
+			break;
+		usleep(10000);
+	}
+	t_write(pidf, "%d\n", (int)victim);
+	cr_assert_eq(t_run_squalld(&out, "-c", ini, "-s", "stop", NULL), 1,
+	    "%s", out);
+	cr_assert_not_null(strstr(out, "is not a running squalld"), "%s", out);
+	free(out);
+	cr_assert_eq(waitpid(victim, &st, WNOHANG), 0, "the process named in "
+	    "the stale pid file was signalled");
+	/* a squalld starting on that pid file takes it */
+	memset(&s, 0, sizeof(s));
+	snprintf(s.dir, sizeof(s.dir), "%s", dir);
+	text = t_read(ini, NULL);
+	srv_start_in(&s, text);
+	free(text);
+	text = t_read(pidf, NULL);
+	cr_assert_eq(atoi(text), (int)s.pid, "pid file: %s", text);
+	free(text);
+	cr_assert_eq(srv_stop(&s), 0);
+	kill(victim, SIGKILL);
+	waitpid(victim, &st, 0);
+}
+
 /* A pid file naming a process that is not squalld: nothing is signalled. */
 Test(cli, signal_refuses_a_stale_pid_file)
 {

@@ -907,9 +907,12 @@ watch_start(struct conn *c)
  * Content-Length says, and ignores other codings. Refused, as nginx
  * does: Content-Lengths that differ or are not digits, Transfer-Encoding
  * twice or with a Content-Length (400), a coding other than chunked
- * (501). Returns 0 or the status; the connection closes after it, since
+ * (501), and a header name that is not a token (400). Returns 0 or the status; the connection closes after it, since
  * what follows in it cannot be trusted.
  */
+#define TCHARS	"!#$%&'*+-.^_`|~0123456789" \
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
 static int
 framing_status(struct evhttp_request *ev)
 {
@@ -921,6 +924,16 @@ framing_status(struct evhttp_request *ev)
 	TAILQ_FOREACH(kv, h, next) {
 		const char *v = kv->value;
 
+		/*
+		 * evhttp cuts a header line at its first colon and keeps
+		 * the name as sent: "Content-Length : 5" is a header named
+		 * "Content-Length ", which nobody uses, so its body would
+		 * be read as the next request. A name must be a token (RFC
+		 * 7230 3.2.6); whitespace before the colon gets 400 (3.2.4).
+		 */
+		if (kv->key[0] == '\0' || kv->key[strspn(kv->key, TCHARS)] !=
+		    '\0')
+			return 400;
 		if (strcasecmp(kv->key, "Content-Length") == 0) {
 			if (v[0] == '\0' || v[strspn(v, "0123456789")] != '\0' ||
 			    (cl != NULL && strcmp(cl, v) != 0))
@@ -957,8 +970,9 @@ dispatch(struct evhttp_request *ev, void *arg)
 		char client[INET6_ADDRSTRLEN];
 
 		client_addr(s, ev, client, sizeof(client));
-		sqc_log(SQ_LOG_DEBUG, NULL, "client %s: Content-Length or "
-		    "Transfer-Encoding refused: %d", client, status);
+		sqc_log(SQ_LOG_DEBUG, NULL, "client %s: header name, "
+		    "Content-Length or Transfer-Encoding refused: %d", client,
+		    status);
 		reply_plain(s, ev, status, "Connection", "close");
 		return;
 	}

@@ -773,6 +773,47 @@ Test(http, ambiguous_body_framing_is_refused)
 	    "body were served as a request");
 }
 
+/*
+ * RFC 7230 3.2.4: whitespace between a header name and its colon is
+ * refused with 400. evhttp kept "Content-Length " as another header, so
+ * the body was read as the next request: the smuggling shape of a
+ * proxy that trims the name (issue 15, defect 4).
+ */
+Test(http, whitespace_before_a_header_colon_is_refused)
+{
+	static const char smuggled[] = "GET /echo/smuggled HTTP/1.1\r\n"
+	    "Host: x\r\n\r\n";
+	static const char *const refused[] = {
+		"POST /echo/a HTTP/1.1\r\nHost: x\r\nContent-Length : %zu\r\n"
+		"\r\nhello%s",
+		"POST /echo/a HTTP/1.1\r\nHost: x\r\nContent-Length\t: %zu\r\n"
+		"\r\nhello%s",
+		"POST /echo/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : "
+		"chunked\r\n\r\n%zx\r\nhello%s\r\n0\r\n\r\n",
+		"GET /echo/a HTTP/1.1\r\nHost : x\r\n\r\n%.0zu%s",
+	};
+	char req[512], *out;
+
+	srv_start(&s, "[route /echo/*]\nplugin = %s\n",
+	    t_test_plugin("echo"));
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		snprintf(req, sizeof(req), refused[i], 5 + strlen(smuggled),
+		    smuggled);
+		out = exchange_until_close(req, strlen(req));
+		cr_assert(strncmp(out, "HTTP/1.1 400", 12) == 0, "case %zu:\n%s",
+		    i, out);
+		cr_assert_eq(count_str(out, "HTTP/1.1 "), 1, "case %zu:\n%s",
+		    i, out);
+		cr_assert_not_null(strstr(out, "Connection: close"));
+		free(out);
+	}
+	cr_assert_eq(srv_log_count(&s, "/echo/a from"), 0, "the plugin saw "
+	    "a refused request");
+	cr_assert_eq(srv_log_count(&s, "smuggled"), 0, "the bytes after a "
+	    "header were served as a request");
+	t_expect_status(s.port, "/echo/ok", 200);
+}
+
 static char *
 big_header_request(const char *path, size_t n)
 {

@@ -188,6 +188,8 @@ Test(cli, fatal_signal_names_the_plugin_and_route)
 		    "test, route /boom\n" },
 		{ "timer", "squalld: fatal signal 11 (SIGSEGV) in plugin crash "
 		    "test, route /boom\n" },
+		{ "io", "squalld: fatal signal 11 (SIGSEGV) in plugin crash "
+		    "test, route /boom\n" },
 	};
 	struct srv c;
 	char path[64];

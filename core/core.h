@@ -37,6 +37,7 @@ void	 sqc_access_log(const char *client, const char *method,
 	    const char *referer, const char *agent);
 int	 sqc_log_level_parse(const char *s);
 void	 sqc_log_raw(const char *s, size_t len);
+size_t	 sqc_log_prefix(char *buf, size_t cap);
 size_t	 sqc_log_escape(char *out, size_t cap, const char *s,
 	    int quoted);
 

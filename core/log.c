@@ -264,6 +264,9 @@ sqc_log_close(void)
 	error_path = access_path = NULL;
 }
 
+/* The local time's offset from UTC, as last seen: for sqc_log_prefix. */
+static long tz_offset;
+
 /*
  * The local time formatted with fmt, computed once a second: a busy server
  * logs thousands of lines in the same second. Two slots, one per format.
@@ -280,9 +283,83 @@ now_text(int slot, const char *fmt)
 	if (now != last[slot]) {
 		localtime_r(&now, &tm);
 		strftime(text[slot], sizeof(text[slot]), fmt, &tm);
+		__atomic_store_n(&tz_offset, tm.tm_gmtoff, __ATOMIC_RELAXED);
 		last[slot] = now;
 	}
 	return text[slot];
+}
+
+/* Appends v in decimal, at least width digits; async-signal-safe. */
+static void
+put_num(char *buf, size_t *off, size_t cap, long long v, int width)
+{
+	char d[24];
+	int n = 0;
+
+	if (v < 0) {
+		if (*off + 1 < cap)
+			buf[(*off)++] = '-';
+		v = -v;
+	}
+	do
+		d[n++] = (char)('0' + v % 10);
+	while ((v /= 10) > 0 && n < (int)sizeof(d));
+	while (n < width && n < (int)sizeof(d))
+		d[n++] = '0';
+	while (n > 0 && *off + 1 < cap)
+		buf[(*off)++] = d[--n];
+}
+
+static void
+put_str(char *buf, size_t *off, size_t cap, const char *s)
+{
+	while (*s && *off + 1 < cap)
+		buf[(*off)++] = *s++;
+}
+
+/*
+ * The start of an error line as sqc_log writes it, "YYYY-MM-DD HH:MM:SS
+ * [error] PID ", into buf; returns its length. Async-signal-safe (no
+ * localtime: the offset from UTC is the one the last log line saw), for
+ * the fatal signal handler, whose line must read like the others.
+ */
+size_t
+sqc_log_prefix(char *buf, size_t cap)
+{
+	struct timespec ts;
+	long long t, days, y, m, d, era, doe, yoe, doy, mp;
+	size_t off = 0;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	t = (long long)ts.tv_sec + __atomic_load_n(&tz_offset,
+	    __ATOMIC_RELAXED);
+	days = t >= 0 ? t / 86400 : (t - 86399) / 86400;
+	t -= days * 86400;
+	/* the civil date of a day count from 1970-01-01 */
+	days += 719468;
+	era = (days >= 0 ? days : days - 146096) / 146097;
+	doe = days - era * 146097;
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	d = doy - (153 * mp + 2) / 5 + 1;
+	m = mp < 10 ? mp + 3 : mp - 9;
+	y = yoe + era * 400 + (m <= 2);
+	put_num(buf, &off, cap, y, 4);
+	put_str(buf, &off, cap, "-");
+	put_num(buf, &off, cap, m, 2);
+	put_str(buf, &off, cap, "-");
+	put_num(buf, &off, cap, d, 2);
+	put_str(buf, &off, cap, " ");
+	put_num(buf, &off, cap, t / 3600, 2);
+	put_str(buf, &off, cap, ":");
+	put_num(buf, &off, cap, t / 60 % 60, 2);
+	put_str(buf, &off, cap, ":");
+	put_num(buf, &off, cap, t % 60, 2);
+	put_str(buf, &off, cap, " [error] ");
+	put_num(buf, &off, cap, (long long)getpid(), 1);
+	put_str(buf, &off, cap, " ");
+	return off;
 }
 
 /* One write(2) per line, so lines from several workers never interleave. */

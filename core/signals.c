@@ -65,8 +65,9 @@ put(char *buf, size_t *off, size_t cap, const char *s)
 }
 
 /*
- * A fatal signal: one line in the error log naming the plugin and route
- * whose code was running (or squalld's own code), then the signal's
+ * A fatal signal: one line in the error log, in the log's format, naming
+ * the plugin and route whose code was running (or squalld's own code),
+ * then the signal's
  * previous disposition takes over: the default (the process dies, with a
  * core dump where enabled) or, in the sanitizer build, the sanitizer's
  * report. Only async-signal-safe calls.
@@ -74,9 +75,9 @@ put(char *buf, size_t *off, size_t cap, const char *s)
 static void
 on_fatal(int signo, siginfo_t *si, void *ctx)
 {
-	char line[320], num[12];
+	char line[384], num[12];
 	const char *note = sqc_inst_running(), *name = "?";
-	size_t off = 0, i, n = 0;
+	size_t off, i, n = 0;
 	int v = signo;
 
 	for (i = 0; i < NFATAL; i++)
@@ -85,6 +86,8 @@ on_fatal(int signo, siginfo_t *si, void *ctx)
 	do
 		num[n++] = (char)('0' + v % 10);
 	while ((v /= 10) > 0 && n < sizeof(num));
+	/* time, level and pid as every line has: whose death this is */
+	off = sqc_log_prefix(line, sizeof(line));
 	put(line, &off, sizeof(line), "squalld: fatal signal ");
 	while (n > 0 && off + 1 < sizeof(line))
 		line[off++] = num[--n];

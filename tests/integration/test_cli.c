@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -172,6 +173,32 @@ Test(cli, dump_config_prints_the_effective_configuration)
  * route and plugin that ran; the process still dies of its signal. (The
  * sanitizer build reports crashes its own way.)
  */
+/*
+ * The fatal signal's line reads like every other: local time (within a
+ * minute of now), level, pid (issue 15, item 7: it had none of them).
+ */
+static void
+expect_log_format(struct srv *c, pid_t pid, const char *text)
+{
+	char *log = t_read(c->log, NULL), *hit = strstr(log, text), *bol;
+	char want[64];
+	struct tm tm;
+	time_t when;
+
+	cr_assert_not_null(hit);
+	for (bol = hit; bol > log && bol[-1] != '\n'; bol--)
+		;
+	memset(&tm, 0, sizeof(tm));
+	cr_assert_not_null(strptime(bol, "%Y-%m-%d %H:%M:%S ", &tm),
+	    "no time stamp: %.200s", bol);
+	tm.tm_isdst = -1;
+	when = mktime(&tm);
+	cr_assert_lt(labs((long)(when - time(NULL))), 60, "%.200s", bol);
+	snprintf(want, sizeof(want), " [error] %d squalld: fatal", (int)pid);
+	cr_assert_eq(strncmp(bol + 19, want, strlen(want)), 0, "%.200s", bol);
+	free(log);
+}
+
 Test(cli, fatal_signal_names_the_plugin_and_route)
 {
 #ifdef SQ_SANITIZERS
@@ -194,6 +221,7 @@ Test(cli, fatal_signal_names_the_plugin_and_route)
 	struct srv c;
 	char path[64];
 	struct resp r;
+	pid_t pid;
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		srv_start(&c, "[route /boom]\nplugin = %s\n",
@@ -202,10 +230,12 @@ Test(cli, fatal_signal_names_the_plugin_and_route)
 		snprintf(path, sizeof(path), "/boom?%s", cases[i].query);
 		http_request(c.port, "GET", path, NULL, NULL, 0, 5000, &r);
 		resp_free(&r);
+		pid = c.pid;
 		cr_assert_eq(srv_wait_exit(&c, 5000), -1, "%s: squalld did not "
 		    "die of its signal", cases[i].query);
 		cr_assert_eq(srv_log_count(&c, cases[i].line), 1, "%s: no "
 		    "line \"%s\"", cases[i].query, cases[i].line);
+		expect_log_format(&c, pid, cases[i].line);
 		srv_cleanup(&c);
 	}
 #endif

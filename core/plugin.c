@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <pwd.h>
 #include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -92,6 +93,39 @@ tmp_dir(void)
 }
 
 /*
+ * Says why name is left alone: whose it is when it belongs to another
+ * user (a warning only for a root squalld, to which a local user may
+ * have planted it; for an unprivileged one it is another user's squalld
+ * that left it, which only that user can remove), its mode, or that it
+ * is a symlink or not a folder (st NULL: openat failed with err).
+ */
+static void
+not_removing(const char *name, const struct stat *st, int err)
+{
+	struct passwd *pw;
+	char whose[128];
+
+	if (st == NULL)
+		sqc_log(SQ_LOG_WARN, NULL, "not removing %s/%s: %s", tmp_dir(),
+		    name, err == ELOOP || err == ENOTDIR ? "a symlink or a "
+		    "file, not a private folder of squalld's" : strerror(err));
+	else if (st->st_uid != geteuid() && st->st_uid != owner_uid) {
+		if ((pw = getpwuid(st->st_uid)) != NULL)
+			snprintf(whose, sizeof(whose), "user %s (uid %d)",
+			    pw->pw_name, (int)st->st_uid);
+		else
+			snprintf(whose, sizeof(whose), "uid %d",
+			    (int)st->st_uid);
+		sqc_log(geteuid() == 0 ? SQ_LOG_WARN : SQ_LOG_INFO, NULL,
+		    "not removing %s/%s: it belongs to %s, not to squalld's "
+		    "user: left to its owner", tmp_dir(), name, whose);
+	} else
+		sqc_log(SQ_LOG_WARN, NULL, "not removing %s/%s: its mode is "
+		    "%04o, not the 0700 of squalld's private folders",
+		    tmp_dir(), name, (unsigned)(st->st_mode & 07777));
+}
+
+/*
  * Removes the private folder name under the folder tmpfd, if it is one of
  * squalld's: a real folder (never a symlink: it is opened O_NOFOLLOW),
  * owned by us or by the user squalld becomes, mode 0700. Only the files
@@ -112,9 +146,7 @@ remove_private(int tmpfd, const char *name)
 	if (fd < 0 || fstat(fd, &st) != 0 || (st.st_mode & 07777) != 0700 ||
 	    (st.st_uid != geteuid() && st.st_uid != owner_uid)) {
 		if (fd >= 0 || errno != ENOENT)
-			sqc_log(SQ_LOG_WARN, NULL, "not removing %s/%s: not a "
-			    "private folder of squalld's (a symlink, or another "
-			    "owner or mode)", tmp_dir(), name);
+			not_removing(name, fd >= 0 ? &st : NULL, errno);
 		if (fd >= 0)
 			close(fd);
 		return;

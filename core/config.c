@@ -115,7 +115,8 @@ static const struct key server_keys[] = {
  * key with its value after defaults and path resolution (listen with the
  * -p port when port_override > 0), then every route with its resolved
  * plugin path, its options as given and the core's route keys
- * (ws_deflate). Returns 0, or -EIO if out fails.
+ * (ws_deflate, left out of routes marked no_ws). Returns 0, or -EIO if
+ * out fails.
  */
 int
 sqc_config_dump(const struct sqc_config *c, int port_override, FILE *out)
@@ -182,8 +183,10 @@ sqc_config_dump(const struct sqc_config *c, int port_override, FILE *out)
 		for (size_t j = 0; j < r->nopts; j++)
 			fprintf(out, "%s = %s\n", r->opts[j].key,
 			    r->opts[j].value);
-		fprintf(out, "ws_deflate = %s\n", r->ws_deflate ? "on" :
-		    "off");
+		/* a key of WebSocket routes only, when -T knows which */
+		if (!r->no_ws)
+			fprintf(out, "ws_deflate = %s\n", r->ws_deflate ?
+			    "on" : "off");
 	}
 	return fflush(out) == 0 && !ferror(out) ? 0 : -EIO;
 }

@@ -69,6 +69,7 @@ struct sqc_route_conf {
 	int		 prefix;	/* route ended in "*" */
 	char		*plugin;	/* resolved .so path */
 	int		 ws_deflate;	/* permessage-deflate offered: 0 or 1 */
+	int		 no_ws;		/* -T found its plugin takes no WebSockets */
 	int		 line;		/* of the [route] header */
 	struct sqc_opt	*opts;
 	size_t		 nopts;
@@ -173,6 +174,7 @@ struct sq_inst *sqc_gen_route(struct sqc_gen *g, const char *path,
 int	 sqc_gen_ws_deflate(const struct sqc_gen *g,
 	    const struct sq_inst *inst);
 size_t	 sqc_gen_count(const struct sqc_gen *g, size_t *reused);
+int	 sqc_gen_route_ws(const struct sqc_gen *g, size_t i);
 const struct sq_inst *sqc_gen_at(const struct sqc_gen *g, size_t i);
 /* What an instance is: its route, plugin name and version (borrowed). */
 void	 sqc_inst_describe(const struct sq_inst *inst, const char **route,

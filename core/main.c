@@ -284,6 +284,8 @@ check_config(int dump)
 		n = sqc_gen_count(g, NULL);
 		fprintf(stderr, "squalld: %s: configuration is valid (%zu "
 		    "route%s)\n", config_file, n, n == 1 ? "" : "s");
+		for (size_t i = 0; i < conf->nroutes; i++)
+			conf->routes[i].no_ws = !sqc_gen_route_ws(g, i);
 		sqc_gen_release(g);
 		if (dump && sqc_config_dump(conf, port_override, stdout) != 0) {
 			fprintf(stderr, "squalld: cannot write the "

@@ -953,6 +953,16 @@ fail:
 	return NULL;
 }
 
+/*
+ * Does the plugin of route i (in the configuration order g was built
+ * from) take WebSockets?
+ */
+int
+sqc_gen_route_ws(const struct sqc_gen *g, size_t i)
+{
+	return i < g->ninsts && sqc_inst_handles_ws(g->insts[i]);
+}
+
 /* Drops the generation's references; instances die with their users. */
 void
 sqc_gen_release(struct sqc_gen *g)

@@ -129,6 +129,16 @@ Test(cli, check_config_data_cases)
 	cr_assert_geq(n, 8, "only %d data cases", n);
 }
 
+static int
+count_of(const char *hay, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	return n;
+}
+
 /* -T: -t, then every key as it is in effect, defaults and paths resolved */
 Test(cli, dump_config_prints_the_effective_configuration)
 {
@@ -140,7 +150,8 @@ Test(cli, dump_config_prints_the_effective_configuration)
 	    "plugin_dir = %s\npid_file = run/squalld.pid\n"
 	    "trusted_proxies = 10.0.0.0/8 ::1\n[route /hello]\n"
 	    "plugin = hello\ntext = hi\n[route /s/*]\nplugin = static\n"
-	    "root = .\n", t_plugin_dir());
+	    "root = .\n[route /chat]\nplugin = chat\nws_deflate = off\n",
+	    t_plugin_dir());
 	cr_assert_eq(t_run_squalld(&out, "-T", "-c", ini, "-p", "9000", NULL),
 	    0, "%s", out);
 	cr_assert_not_null(strstr(out, "\n[server]\nlisten = 127.0.0.1:9000\n"
@@ -153,11 +164,16 @@ Test(cli, dump_config_prints_the_effective_configuration)
 	cr_assert_not_null(strstr(out, "\nlog_level = info\n"), "%s", out);
 	cr_assert_not_null(strstr(out, "\ntrusted_proxies = 10.0.0.0/8 ::1\n"),
 	    "%s", out);
+	/* ws_deflate on WebSocket routes only (issue 15, item 16) */
 	snprintf(want, sizeof(want), "\n[route /hello]\nplugin = %s/hello.so\n"
-	    "text = hi\nws_deflate = on\n", t_plugin_dir());
+	    "text = hi\n\n", t_plugin_dir());
 	cr_assert_not_null(strstr(out, want), "%s", out);
 	cr_assert_not_null(strstr(out, "\n[route /s/*]\n"), "%s", out);
-	cr_assert_not_null(strstr(out, "configuration is valid (2 routes)"),
+	snprintf(want, sizeof(want), "\n[route /chat]\nplugin = %s/chat.so\n"
+	    "ws_deflate = off\n", t_plugin_dir());
+	cr_assert_not_null(strstr(out, want), "%s", out);
+	cr_assert_eq(count_of(out, "ws_deflate"), 1, "%s", out);
+	cr_assert_not_null(strstr(out, "configuration is valid (3 routes)"),
 	    "%s", out);
 	free(out);
 	/* an invalid configuration: the error, no dump, exit 1 */

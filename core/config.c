@@ -43,6 +43,8 @@ struct parse_state {
 	struct sqc_route_conf *route;	/* section being read, or NULL */
 	int		 in_server;
 	int		 cur_line;	/* header line of the section being read */
+	/* the first error was a [route] with no keys, between these lines */
+	int		 empty_hdr, empty_end;
 };
 
 static int fail(struct parse_state *ps, const char *fmt, ...)
@@ -344,8 +346,14 @@ valid_route_path(const char *p)
 	return 1;
 }
 
+/*
+ * A [route] header whose section had no key. Called at the next header
+ * (end: its line) or at the end of the file (end: INT_MAX). A line that
+ * inih could not read in that section explains it better: see
+ * sqc_config_load.
+ */
 static void
-empty_route_check(struct parse_state *ps)
+empty_route_check(struct parse_state *ps, int end)
 {
 	int line = ps->line;
 
@@ -353,6 +361,10 @@ empty_route_check(struct parse_state *ps)
 	if (strncmp(ps->hdr, "route ", 6) != 0 &&
 	    strncmp(ps->hdr, "route\t", 6) != 0)
 		return;
+	if (!ps->failed) {
+		ps->empty_hdr = ps->hdr_line;
+		ps->empty_end = end;
+	}
 	ps->line = ps->hdr_line;
 	fail(ps, "route '%s' has no 'plugin' key", ps->hdr + 6);
 	ps->line = line;
@@ -498,7 +510,7 @@ note_header(struct parse_state *ps, const char *s)
 		s++;
 	if (*s != '[' || (end = strchr(s, ']')) == NULL)
 		return;
-	empty_route_check(ps);
+	empty_route_check(ps, ps->line);
 	/* inih cuts longer names silently: [route /long...] would serve
 	 * another path */
 	if (end - s - 1 >= INI_MAX_SECTION && !ps->long_section)
@@ -621,7 +633,7 @@ sqc_config_load(const char *file, char *err, size_t errlen)
 	ps.err = err;
 	ps.errlen = errlen;
 	rc = ini_parse_stream(reader, &ps, on_entry, &ps);
-	empty_route_check(&ps);
+	empty_route_check(&ps, INT_MAX);
 	fclose(ps.fp);
 	free(ps.buf);
 	if (!ps.failed && ps.too_long) {
@@ -634,8 +646,12 @@ sqc_config_load(const char *file, char *err, size_t errlen)
 		    "path of at most %d characters)", INI_MAX_SECTION - 1,
 		    INI_MAX_SECTION - 7);
 	}
-	if (rc > 0 && (!ps.failed || rc < ps.failed)) {
-		/* inih's syntax error comes first in the file */
+	if (rc > 0 && (!ps.failed || rc < ps.failed ||
+	    (ps.failed == ps.empty_hdr && rc < ps.empty_end))) {
+		/*
+		 * inih's syntax error comes first in the file, or it is
+		 * why a route seemed to have no key ("plugin hello")
+		 */
 		ps.failed = 0;
 		ps.line = rc;
 		fail(&ps, "syntax error (expected [section], key = value "

@@ -266,6 +266,14 @@ Test(config, rejects_syntax_error_with_its_line)
 {
 	expect_error("[server]\nlisten = 127.0.0.1:1\nthis is not ini\n", 3,
 	    "syntax error");
+	/* the line that left a route empty, not "route has no plugin" */
+	expect_error("[route /b]\nplugin = a\n[route /b2]\nplugin a\n", 4,
+	    "syntax error");
+	expect_error("[route /b2]\nplugin a\n[route /c]\nplugin = a\n", 2,
+	    "syntax error");
+	/* an empty route before the syntax error is still the first */
+	expect_error("[route /b2]\n[route /c]\nplugin a\n", 1,
+	    "route '/b2' has no 'plugin' key");
 }
 
 Test(config, rejects_over_long_line)

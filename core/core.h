@@ -175,6 +175,8 @@ int	 sqc_gen_ws_deflate(const struct sqc_gen *g,
 	    const struct sq_inst *inst);
 size_t	 sqc_gen_count(const struct sqc_gen *g, size_t *reused);
 int	 sqc_gen_route_ws(const struct sqc_gen *g, size_t i);
+void	 sqc_gen_diff(const struct sqc_gen *g, const struct sqc_gen *old,
+	    size_t *kept, size_t *changed, size_t *added);
 const struct sq_inst *sqc_gen_at(const struct sqc_gen *g, size_t i);
 /* What an instance is: its route, plugin name and version (borrowed). */
 void	 sqc_inst_describe(const struct sq_inst *inst, const char **route,

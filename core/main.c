@@ -96,8 +96,8 @@ reload(void)
 	char err[SQC_ERRLEN], what[1024];
 	struct sqc_config *nc;
 	struct sqc_gen *ng = NULL;
-	size_t n, kept;
-	int relisten;
+	size_t n, kept, changed, added, off;
+	int relisten, logs;
 
 	sqc_log(SQ_LOG_INFO, NULL, "reloading %s", config_file);
 	if (main_process)
@@ -133,6 +133,21 @@ reload(void)
 	sqc_offload_set_max((size_t)nc->offload_queue);
 	sqc_http_apply(server, nc, ng);
 	sqc_gen_describe(ng, gen, what, sizeof(what));
+	sqc_gen_diff(ng, gen, &kept, &changed, &added);
+	/* the routes are not all a reload changes: the logs too */
+	logs = !str_eq(nc->access_log, conf->access_log) ||
+	    !str_eq(nc->error_log, conf->error_log);
+	if (logs && strcmp(what, "nothing changed") == 0)
+		what[0] = '\0';
+	if (!str_eq(nc->access_log, conf->access_log) &&
+	    (off = strlen(what)) < sizeof(what))
+		snprintf(what + off, sizeof(what) - off, "%saccess_log %s",
+		    off ? ", " : "", nc->access_log ? nc->access_log : "-");
+	if (!str_eq(nc->error_log, conf->error_log) &&
+	    (off = strlen(what)) < sizeof(what))
+		snprintf(what + off, sizeof(what) - off, "%serror_log %s",
+		    off ? ", " : "", nc->error_log && *nc->error_log ?
+		    nc->error_log : "-");
 	sqc_gen_release(gen);
 	gen = ng;
 	/* keep the pid_file that was written: it changes at a restart */
@@ -144,11 +159,11 @@ reload(void)
 	}
 	sqc_config_free(conf);
 	conf = nc;
-	n = sqc_gen_count(gen, &kept);
+	n = sqc_gen_count(gen, NULL);
 	sqc_log(SQ_LOG_INFO, NULL, "reloaded: %zu route%s (%zu kept, %zu "
-	    "new), %u plugin module%s loaded: %s", n, n == 1 ? "" : "s", kept,
-	    n - kept, sqc_module_count(), sqc_module_count() == 1 ? "" : "s",
-	    what);
+	    "changed, %zu new), %u plugin module%s loaded: %s", n,
+	    n == 1 ? "" : "s", kept, changed, added, sqc_module_count(),
+	    sqc_module_count() == 1 ? "" : "s", what);
 	sqc_reload_result(NULL);
 	sqc_counters.reloads_ok++;
 	sqc_stats_set_gen(gen);

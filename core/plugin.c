@@ -1001,6 +1001,28 @@ gen_find(const struct sqc_gen *g, const char *route)
 }
 
 /*
+ * How g's routes compare with old's: kept (the same instance), changed
+ * (a route of old served by a new instance: other options, or a plugin
+ * file replaced on disk) and new (a route old did not have).
+ */
+void
+sqc_gen_diff(const struct sqc_gen *g, const struct sqc_gen *old,
+    size_t *kept, size_t *changed, size_t *added)
+{
+	*kept = *changed = *added = 0;
+	for (size_t i = 0; i < g->ninsts; i++) {
+		const struct sq_inst *was = gen_find(old, g->insts[i]->route);
+
+		if (was == g->insts[i])
+			(*kept)++;
+		else if (was != NULL)
+			(*changed)++;
+		else
+			(*added)++;
+	}
+}
+
+/*
  * Says in buf what g serves compared with old (NULL at start: every
  * route): the routes added and changed, each with its plugin's name and
  * version, the kept routes whose ws_deflate changed, and the routes

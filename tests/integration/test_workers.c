@@ -135,7 +135,8 @@ Test(workers, reload_reaches_every_worker)
 	    "workers = 2\npid_file = squalld.pid\n[route /hello]\n"
 	    "plugin = hello\ntext = new\n", s.port, t_plugin_dir());
 	srv_signal(&s, SIGHUP);
-	cr_assert_eq(srv_wait_log(&s, "reloaded: 1 route (0 kept, 1 new)", 2,
+	cr_assert_eq(srv_wait_log(&s, "reloaded: 1 route (0 kept, 1 changed, "
+	    "0 new)", 2,
 	    5000), 0, "not every worker reloaded");
 	for (int i = 0; i < 30; i++) {
 		cr_assert_eq(http_get(s.port, "/hello", &r), 0);

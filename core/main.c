@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -320,16 +321,61 @@ check_config(int dump)
  * as -t does (nothing is signalled if it is invalid), then waits for the
  * server's own outcome. With -g, reopen and stop need no configuration.
  */
+/*
+ * -s reload's check, run as the server will run it: as the configured
+ * user when we are root, in a child that becomes that user. The server
+ * has become it; as root, the check would run every plugin's create()
+ * with root's rights, and read files the server cannot. 0 when valid;
+ * *who names the user it ran as ("" for ourselves).
+ */
+static int
+check_as_server(char *who, size_t wholen)
+{
+	char err[SQC_ERRLEN];
+	struct sqc_config *c;
+	struct passwd *pw = NULL;
+	pid_t pid;
+	int st;
+
+	*who = '\0';
+	if (geteuid() == 0 && (c = load_config(err, sizeof(err))) != NULL) {
+		if (c->user && *c->user && (pw = getpwnam(c->user)) != NULL)
+			snprintf(who, wholen, "%s", pw->pw_name);
+		sqc_config_free(c);
+	}
+	if (*who == '\0')
+		return check_config(0);
+	fflush(stderr);
+	if ((pid = fork()) < 0)
+		return -errno;
+	if (pid == 0) {
+		if (initgroups(who, pw->pw_gid) != 0 ||
+		    setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
+			fprintf(stderr, "squalld: cannot become user '%s' to "
+			    "check the configuration: %s\n", who,
+			    strerror(errno));
+			_exit(1);
+		}
+		_exit(check_config(0) == 0 ? 0 : 1);
+	}
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+}
+
 static int
 send_signal(const char *what)
 {
-	char err[SQC_ERRLEN];
+	char err[SQC_ERRLEN], who[256];
 	const char *pid_file;
 	int rc;
 
-	if (strcmp(what, "reload") == 0 && check_config(0) != 0) {
+	if (strcmp(what, "reload") == 0 &&
+	    check_as_server(who, sizeof(who)) != 0) {
 		fprintf(stderr, "squalld: nothing was signalled: the "
-		    "configuration is invalid\n");
+		    "configuration is invalid%s%s%s\n", *who ? " (checked as "
+		    "user " : "", who, *who ? ", as the server runs)" : "");
 		return 1;
 	}
 	conf = NULL;

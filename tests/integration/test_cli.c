@@ -708,6 +708,44 @@ Test(cli, user_drops_root_after_binding)
 }
 
 /*
+ * -s reload checks the configuration as the server will load it: as the
+ * configured user, not as root who types it (issue 15, item 9: root ran
+ * every plugin's create(), and read a plugin the server cannot).
+ */
+Test(cli, signal_reload_checks_as_the_configured_user)
+{
+	char so[400], *out;
+
+	(void)nobody_dir();
+	srv_start_in(&s, "[server]\nlisten = 127.0.0.1:0\nplugin_dir = .\n"
+	    "user = nobody\npid_file = squalld.pid\n[route /hello]\n"
+	    "plugin = hello\n");
+	cr_assert_eq(srv_wait_log(&s, "running as user nobody", 1, 3000), 0);
+	/* a plugin only root may read now */
+	snprintf(so, sizeof(so), "%s/hello.so", s.dir);
+	cr_assert_eq(chmod(so, 0700), 0);
+	t_write(s.ini, "[server]\nlisten = 127.0.0.1:0\nplugin_dir = .\n"
+	    "user = nobody\npid_file = squalld.pid\n[route /hello]\n"
+	    "plugin = hello\ntext = again\n");
+	chmod(s.ini, 0644);
+	cr_assert_eq(t_run_squalld(&out, "-c", s.ini, "-s", "reload", NULL),
+	    1, "%s", out);
+	cr_assert_not_null(strstr(out, "Permission denied"), "%s", out);
+	cr_assert_not_null(strstr(out, "nothing was signalled: the "
+	    "configuration is invalid (checked as user nobody"), "%s", out);
+	free(out);
+	cr_assert_eq(srv_log_count(&s, "reloading"), 0, "the server was "
+	    "signalled");
+	/* readable again: checked and signalled */
+	cr_assert_eq(chmod(so, 0755), 0);
+	cr_assert_eq(t_run_squalld(&out, "-c", s.ini, "-s", "reload", NULL),
+	    0, "%s", out);
+	free(out);
+	t_expect_status(s.port, "/hello", 200);
+	cr_assert_eq(srv_stop(&s), 0);
+}
+
+/*
  * With user =, the log folders must let that user create the files again
  * (SIGUSR1 after logrotate): a root-only folder is refused at start, and
  * a folder of the user's works, reopen included.

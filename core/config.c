@@ -691,6 +691,63 @@ sqc_config_load(const char *file, char *err, size_t errlen)
 	return c;
 }
 
+/* s with %p as port and %% as %, malloc'ed; NULL when out of memory. */
+static char *
+expand_port(const char *s, int port)
+{
+	size_t cap = strlen(s) + 16, n = 0;
+	char *out = malloc(cap);
+
+	if (out == NULL)
+		return NULL;
+	for (; *s; s++) {
+		if (n + 12 >= cap) {
+			char *o = realloc(out, cap *= 2);
+
+			if (o == NULL) {
+				free(out);
+				return NULL;
+			}
+			out = o;
+		}
+		if (s[0] == '%' && s[1] == 'p') {
+			n += (size_t)snprintf(out + n, cap - n, "%d", port);
+			s++;
+		} else if (s[0] == '%' && s[1] == '%')
+			out[n++] = *s++;
+		else
+			out[n++] = *s;
+	}
+	out[n] = '\0';
+	return out;
+}
+
+/*
+ * One instance of several on one configuration (supervisor's, on -p
+ * 8000 and -p 8001) needs files of its own: in access_log, error_log
+ * and pid_file, %p becomes the port of the first listen address
+ * (port_override when > 0) and %% a %. Returns 0 or -ENOMEM.
+ */
+int
+sqc_config_expand(struct sqc_config *c, int port_override)
+{
+	char **paths[] = { &c->access_log, &c->error_log, &c->pid_file };
+	int port = port_override > 0 ? port_override :
+	    c->nlisten > 0 ? c->listen[0].port : 0;
+
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		char *e;
+
+		if (*paths[i] == NULL || strchr(*paths[i], '%') == NULL)
+			continue;
+		if ((e = expand_port(*paths[i], port)) == NULL)
+			return -ENOMEM;
+		free(*paths[i]);
+		*paths[i] = e;
+	}
+	return 0;
+}
+
 /* Frees a configuration from sqc_config_load; NULL is fine. */
 void
 sqc_config_free(struct sqc_config *c)

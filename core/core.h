@@ -118,6 +118,7 @@ struct sqc_config {
 struct sqc_config *sqc_config_load(const char *file, char *err,
 	    size_t errlen);
 void	 sqc_config_free(struct sqc_config *c);
+int	 sqc_config_expand(struct sqc_config *c, int port_override);
 int	 sqc_config_dump(const struct sqc_config *c, int port_override,
 	    FILE *out);
 

@@ -65,13 +65,21 @@ same_listen(const struct sqc_config *a, const struct sqc_config *b)
 	return 1;
 }
 
-/* The configuration file, with -g applied. NULL with err filled. */
+/*
+ * The configuration file, with -g applied and %p expanded (-p's port).
+ * NULL with err filled.
+ */
 static struct sqc_config *
 load_config(char *err, size_t errlen)
 {
 	struct sqc_config *c = sqc_config_load(config_file, err, errlen);
 	char *pf;
 
+	if (c != NULL && sqc_config_expand(c, port_override) != 0) {
+		snprintf(err, errlen, "out of memory");
+		sqc_config_free(c);
+		return NULL;
+	}
 	if (c == NULL || pid_override == NULL)
 		return c;
 	if ((pf = strdup(pid_override)) == NULL) {

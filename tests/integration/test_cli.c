@@ -185,6 +185,33 @@ Test(cli, dump_config_prints_the_effective_configuration)
 }
 
 /*
+ * Instances on one configuration, told apart by -p, log to files of
+ * their own with %p in the paths (issue 15, item 10).
+ */
+Test(cli, percent_p_gives_each_instance_its_logs)
+{
+	char dir[256], ini[300], want[600], *out;
+
+	t_tmpdir(dir, sizeof(dir));
+	snprintf(ini, sizeof(ini), "%s/squall.ini", dir);
+	t_write(ini, "[server]\nlisten = 127.0.0.1:8000\nplugin_dir = %s\n"
+	    "access_log = access-%%p.log\nerror_log = error-%%p.log\n"
+	    "[route /hello]\nplugin = hello\n", t_plugin_dir());
+	cr_assert_eq(t_run_squalld(&out, "-T", "-c", ini, "-p", "8123", NULL),
+	    0, "%s", out);
+	snprintf(want, sizeof(want), "\naccess_log = %s/access-8123.log\n"
+	    "error_log = %s/error-8123.log\n", dir, dir);
+	cr_assert_not_null(strstr(out, want), "%s", out);
+	free(out);
+	cr_assert_eq(t_run_squalld(&out, "-T", "-c", ini, NULL), 0, "%s", out);
+	snprintf(want, sizeof(want), "\naccess_log = %s/access-8000.log\n",
+	    dir);
+	cr_assert_not_null(strstr(out, want), "%s", out);
+	free(out);
+	t_rm_rf(dir);
+}
+
+/*
  * A plugin that crashes squalld (workers = 1) leaves a line naming the
  * route and plugin that ran; the process still dies of its signal. (The
  * sanitizer build reports crashes its own way.)

@@ -185,6 +185,8 @@ void	 sqc_inst_describe(const struct sq_inst *inst, const char **route,
 /* Does its plugin take HTTP requests (.handle), WebSockets (.ws_open)? */
 void	 sqc_inst_counts(const struct sq_inst *inst,
 	    struct sq_route_stats *out, size_t size);
+int	 sqc_inst_info(const struct sq_inst *inst, size_t j, const char **key,
+	    const char **value);
 int	 sqc_inst_handles_http(const struct sq_inst *inst);
 int	 sqc_inst_handles_ws(const struct sq_inst *inst);
 void	 sqc_gen_describe(const struct sqc_gen *g, const struct sqc_gen *old,

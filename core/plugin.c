@@ -58,6 +58,8 @@ struct sq_inst {
 	size_t		 nopts;
 	char		 note[192];	/* "plugin P V, route R", for a crash */
 	struct sq_route_stats counts;	/* kept by the sqc_call_* wrappers */
+	struct sqc_opt	*info;		/* sq_inst_set_info's pairs */
+	size_t		 ninfo;
 };
 
 struct sqc_gen {
@@ -650,6 +652,11 @@ sqc_inst_ref(struct sq_inst *inst)
 static void
 inst_free(struct sq_inst *inst)
 {
+	for (size_t i = 0; i < inst->ninfo; i++) {
+		free(inst->info[i].key);
+		free(inst->info[i].value);
+	}
+	free(inst->info);
 	for (size_t i = 0; i < inst->nopts; i++) {
 		free(inst->opts[i].key);
 		free(inst->opts[i].value);
@@ -1078,6 +1085,61 @@ sqc_inst_describe(const struct sq_inst *inst, const char **route,
 	*route = inst->route;
 	*plugin = inst->desc->name;
 	*version = inst->desc->version ? inst->desc->version : "";
+}
+
+int
+sq_inst_set_info(struct sq_inst *inst, const char *key, const char *value)
+{
+	struct sqc_opt *o;
+	char *v = NULL;
+	size_t i;
+
+	if (key == NULL || *key == '\0')
+		return -EINVAL;
+	for (i = 0; i < inst->ninfo; i++)
+		if (strcmp(inst->info[i].key, key) == 0)
+			break;
+	if (value == NULL) {
+		if (i < inst->ninfo) {
+			free(inst->info[i].key);
+			free(inst->info[i].value);
+			memmove(inst->info + i, inst->info + i + 1,
+			    (inst->ninfo - i - 1) * sizeof(*inst->info));
+			inst->ninfo--;
+		}
+		return 0;
+	}
+	if ((v = strdup(value)) == NULL)
+		return -ENOMEM;
+	if (i < inst->ninfo) {
+		free(inst->info[i].value);
+		inst->info[i].value = v;
+		return 0;
+	}
+	if ((o = realloc(inst->info, (inst->ninfo + 1) * sizeof(*o))) == NULL) {
+		free(v);
+		return -ENOMEM;
+	}
+	inst->info = o;
+	memset(&o[inst->ninfo], 0, sizeof(*o));
+	if ((o[inst->ninfo].key = strdup(key)) == NULL) {
+		free(v);
+		return -ENOMEM;
+	}
+	o[inst->ninfo++].value = v;
+	return 0;
+}
+
+/* The j-th pair inst set (sq_inst_set_info): 0, or -ENOENT. */
+int
+sqc_inst_info(const struct sq_inst *inst, size_t j, const char **key,
+    const char **value)
+{
+	if (j >= inst->ninfo)
+		return -ENOENT;
+	*key = inst->info[j].key;
+	*value = inst->info[j].value;
+	return 0;
 }
 
 /* What the wrappers counted for inst (size bytes of it, as the caller

@@ -292,6 +292,7 @@ broker_down(struct room *r, const redisAsyncContext *dying, const char *why)
 		b->down_logged = 1;
 	}
 	b->refused[0] = '\0';
+	(void)sq_inst_set_info(r->inst, "broker", "down");
 	admit_all(r);
 	schedule_retry(r);
 }
@@ -313,6 +314,7 @@ check_up(struct room *r)
 		    b->url, b->channel);
 	b->ever_up = 1;
 	b->down_logged = 0;
+	(void)sq_inst_set_info(r->inst, "broker", "up");
 }
 
 /* Which of ours ac is, or NULL when it is no longer ours. */
@@ -798,6 +800,7 @@ move_room(struct room *o, struct room *r)
 		b->backoff_ms = RETRY_MIN_MS;
 		free(nb);
 	}
+	(void)sq_inst_set_info(o->inst, "broker", o->broker ? "down" : NULL);
 	if (o->broker == NULL)
 		return;
 	if (o->n > 0)
@@ -903,8 +906,10 @@ chat_create(struct sq_inst *inst, struct sq_opts *opts, void **state)
 		room_free(r);
 		return rc;
 	}
-	if (r->broker)
+	if (r->broker) {
+		(void)sq_inst_set_info(inst, "broker", "down");
 		broker_connect(r);
+	}
 	if (sq_loop_base() != NULL) {
 		struct sq_stats st;
 

@@ -379,6 +379,18 @@ struct sq_route_stats {
 };
 int		 sq_route_stats(size_t i, struct sq_route_stats *out,
 		    size_t size);
+/*
+ * What an instance says of its state, for monitoring: key = value pairs
+ * that the status plugin shows with its route (the chat plugin's
+ * "broker" = "up" or "down"). Both are copied; value NULL removes key.
+ * 0, -EINVAL (no key) or -ENOMEM. sq_route_info gives the j-th pair of
+ * the i-th route, borrowed until the caller returns; -ENOENT past the
+ * end.
+ */
+int		 sq_inst_set_info(struct sq_inst *inst, const char *key,
+		    const char *value);
+int		 sq_route_info(size_t i, size_t j, const char **key,
+		    const char **value);
 
 const char	*sq_strerror(int err);
 

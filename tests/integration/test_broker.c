@@ -757,6 +757,65 @@ Test(broker, connect_that_never_completes_times_out)
 	cr_assert_eq(srv_log_count(&s1, "unreachable"), 1);
 }
 
+/* GET path on s1's port; the body without blanks (JSON's spacing). */
+static char *
+status_body(const char *path)
+{
+	struct resp r;
+	char *out, *o;
+
+	cr_assert_eq(http_get(s1.port, path, &r), 0);
+	cr_assert_eq(r.status, 200, "%s: %ld", path, r.status);
+	out = o = malloc(r.len + 1);
+	for (size_t i = 0; i < r.len; i++)
+		if (r.body[i] != ' ' && r.body[i] != '\n')
+			*o++ = r.body[i];
+	*o = '\0';
+	resp_free(&r);
+	return out;
+}
+
+/*
+ * /status says whether the chat's broker is up, in JSON and in
+ * Prometheus' format (issue 15, item 16).
+ */
+Test(broker, status_says_whether_the_broker_is_up)
+{
+	int rport = t_free_port();
+	char *body;
+	struct wsc a;
+
+	redis_start(rport);
+	srv_start(&s1, "[route /chat]\nplugin = chat\n"
+	    "broker = redis://127.0.0.1:%d\n[route /status]\nplugin = status\n"
+	    "[route /local]\nplugin = chat\n", rport);
+	cr_assert_eq(srv_wait_log(&s1, " up, channel ", 1, 5000), 0);
+	body = status_body("/status");
+	cr_assert_not_null(strstr(body, "\"route\":\"/chat\""), "%s", body);
+	cr_assert_not_null(strstr(body, "\"state\":{\"broker\":\"up\"}"), "%s",
+	    body);
+	cr_assert_null(strstr(body, "\"route\":\"/local\",\"plugin\":\"chat\","
+	    "\"version\":\"1.0\",\"requests\":0,\"ws_sessions\":0,"
+	    "\"ws_messages\":0,\"state\""), "a route without a broker has a "
+	    "state: %s", body);
+	free(body);
+	body = status_body("/status?format=prometheus");
+	cr_assert_not_null(strstr(body, "squall_route_state{route=\"/chat\","
+	    "key=\"broker\",value=\"up\"}1"), "%s", body);
+	free(body);
+	/* a member, so that the room notices the loss and retries */
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, "^" IP " joined at " TS "$");
+	redis_stop();
+	cr_assert_eq(srv_wait_log(&s1, " lost (", 1, 5000), 0);
+	body = status_body("/status");
+	cr_assert_not_null(strstr(body, "\"state\":{\"broker\":\"down\"}"),
+	    "%s", body);
+	free(body);
+	ws_disconnect(&a);
+	cr_assert_eq(srv_stop(&s1), 0);
+}
+
 /* ---- brokers that send what Redis would not ------------------------- */
 
 /*

@@ -71,7 +71,8 @@ fail(struct parse_state *ps, const char *fmt, ...)
 /* ---- the [server] table ---------------------------------------------- */
 
 enum kind {
-	K_STR, K_PATH, K_INT, K_SIZE, K_BOOL, K_LEVEL, K_LOG, K_LISTEN, K_CIDRS
+	K_STR, K_PATH, K_INT, K_SIZE, K_BOOL, K_LEVEL, K_LOG, K_LISTEN, K_CIDRS,
+	K_ALFMT
 };
 
 struct key {
@@ -92,6 +93,8 @@ static const struct key server_keys[] = {
 	{ "user",		K_STR,	OFF(user),		0, 0,	"" },
 	{ "pid_file",		K_PATH,	OFF(pid_file),		0, 0,	"" },
 	{ "access_log",		K_LOG,	OFF(access_log),	0, 0,	"-" },
+	{ "access_log_format",	K_ALFMT, OFF(access_log_format), 0, 0,
+	    "combined" },
 	{ "error_log",		K_LOG,	OFF(error_log),		0, 0,	"-" },
 	{ "log_level",		K_LEVEL, OFF(log_level),	0, 0,	"info" },
 	{ "max_connections",	K_INT,	OFF(max_connections),	1, 1000000,
@@ -161,6 +164,10 @@ sqc_config_dump(const struct sqc_config *c, int port_override, FILE *out)
 			break;
 		case K_LEVEL:
 			fprintf(out, "%s", levels[*(const int *)v]);
+			break;
+		case K_ALFMT:
+			fprintf(out, "%s",
+			    sqc_access_format_name(*(const int *)v));
 			break;
 		case K_CIDRS:
 			for (int j = 0; j < c->ntrusted; j++) {
@@ -261,6 +268,13 @@ apply_key(struct sqc_config *c, const struct key *k, const char *v,
 	case K_LEVEL:
 		if ((b = sqc_log_level_parse(v)) < 0) {
 			snprintf(why, whylen, "error, warn, info or debug");
+			return -EINVAL;
+		}
+		*(int *)(base + k->off) = b;
+		return 0;
+	case K_ALFMT:
+		if ((b = sqc_access_format_parse(v)) < 0) {
+			snprintf(why, whylen, "combined, timed or json");
 			return -EINVAL;
 		}
 		*(int *)(base + k->off) = b;

@@ -32,9 +32,17 @@ void	 sqc_log(enum sq_log_level level, const char *who, const char *fmt,
 void	 sqc_vlog(enum sq_log_level level, const char *who, const char *fmt,
 	    va_list ap);
 int	 sqc_access_log_on(void);
+/* access_log_format: nginx's combined, combined plus the request time,
+ * or one JSON object a line. */
+enum sqc_access_format {
+	SQC_ACCESS_COMBINED, SQC_ACCESS_TIMED, SQC_ACCESS_JSON
+};
+int	 sqc_access_format_parse(const char *s);
+const char *sqc_access_format_name(int format);
+void	 sqc_access_log_set_format(int format);
 void	 sqc_access_log(const char *client, const char *method,
 	    const char *uri, int major, int minor, int status, size_t bytes,
-	    const char *referer, const char *agent);
+	    const char *referer, const char *agent, long long usec);
 int	 sqc_log_level_parse(const char *s);
 void	 sqc_log_raw(const char *s, size_t len);
 size_t	 sqc_log_prefix(char *buf, size_t cap);
@@ -95,6 +103,7 @@ struct sqc_config {
 	char		*plugin_dir;
 	char		*pid_file;
 	char		*access_log;	/* path, "-" or "off" */
+	int		 access_log_format; /* enum sqc_access_format */
 	char		*error_log;	/* path or "-" */
 	int		 log_level;
 	long long	 workers;

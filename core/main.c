@@ -138,6 +138,7 @@ reload(void)
 		sqc_log(SQ_LOG_WARN, NULL, "offload_threads or workers changed: "
 		    "that takes effect at the next restart");
 	sqc_log_set_level(nc->log_level);
+	sqc_access_log_set_format(nc->access_log_format);
 	sqc_fetch_set_max((size_t)nc->max_fetches);
 	sqc_offload_set_max((size_t)nc->offload_queue);
 	sqc_http_apply(server, nc, ng);
@@ -474,6 +475,7 @@ serve(int ready_fd)
 		return 1;
 	}
 	sqc_log_set_level(conf->log_level);
+	sqc_access_log_set_format(conf->access_log_format);
 	if (sqc_log_open(conf->error_log, conf->access_log, err,
 	    sizeof(err)) != 0) {
 		fprintf(stderr, "squalld: %s\n", err);

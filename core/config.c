@@ -43,6 +43,8 @@ struct parse_state {
 	struct sqc_route_conf *route;	/* section being read, or NULL */
 	int		 in_server;
 	int		 cur_line;	/* header line of the section being read */
+	/* the first error was a [route] with no keys, between these lines */
+	int		 empty_hdr, empty_end;
 };
 
 static int fail(struct parse_state *ps, const char *fmt, ...)
@@ -69,7 +71,8 @@ fail(struct parse_state *ps, const char *fmt, ...)
 /* ---- the [server] table ---------------------------------------------- */
 
 enum kind {
-	K_STR, K_PATH, K_INT, K_SIZE, K_BOOL, K_LEVEL, K_LOG, K_LISTEN, K_CIDRS
+	K_STR, K_PATH, K_INT, K_SIZE, K_BOOL, K_LEVEL, K_LOG, K_LISTEN, K_CIDRS,
+	K_ALFMT
 };
 
 struct key {
@@ -90,6 +93,8 @@ static const struct key server_keys[] = {
 	{ "user",		K_STR,	OFF(user),		0, 0,	"" },
 	{ "pid_file",		K_PATH,	OFF(pid_file),		0, 0,	"" },
 	{ "access_log",		K_LOG,	OFF(access_log),	0, 0,	"-" },
+	{ "access_log_format",	K_ALFMT, OFF(access_log_format), 0, 0,
+	    "combined" },
 	{ "error_log",		K_LOG,	OFF(error_log),		0, 0,	"-" },
 	{ "log_level",		K_LEVEL, OFF(log_level),	0, 0,	"info" },
 	{ "max_connections",	K_INT,	OFF(max_connections),	1, 1000000,
@@ -117,7 +122,8 @@ _Static_assert(NKEYS < 31, "too many [server] keys for the seen mask");
  * key with its value after defaults and path resolution (listen with the
  * -p port when port_override > 0), then every route with its resolved
  * plugin path, its options as given and the core's route keys
- * (ws_deflate). Returns 0, or -EIO if out fails.
+ * (ws_deflate, left out of routes marked no_ws). Returns 0, or -EIO if
+ * out fails.
  */
 int
 sqc_config_dump(const struct sqc_config *c, int port_override, FILE *out)
@@ -161,6 +167,10 @@ sqc_config_dump(const struct sqc_config *c, int port_override, FILE *out)
 		case K_LEVEL:
 			fprintf(out, "%s", levels[*(const int *)v]);
 			break;
+		case K_ALFMT:
+			fprintf(out, "%s",
+			    sqc_access_format_name(*(const int *)v));
+			break;
 		case K_CIDRS:
 			for (int j = 0; j < c->ntrusted; j++) {
 				const struct sqc_cidr *r = &c->trusted[j];
@@ -184,8 +194,10 @@ sqc_config_dump(const struct sqc_config *c, int port_override, FILE *out)
 		for (size_t j = 0; j < r->nopts; j++)
 			fprintf(out, "%s = %s\n", r->opts[j].key,
 			    r->opts[j].value);
-		fprintf(out, "ws_deflate = %s\n", r->ws_deflate ? "on" :
-		    "off");
+		/* a key of WebSocket routes only, when -T knows which */
+		if (!r->no_ws)
+			fprintf(out, "ws_deflate = %s\n", r->ws_deflate ?
+			    "on" : "off");
 	}
 	return fflush(out) == 0 && !ferror(out) ? 0 : -EIO;
 }
@@ -247,7 +259,7 @@ set_number(const struct key *k, char *dst, const char *v, char *why,
 	return 0;
 }
 
-/* on/off (K_BOOL) or a log level (K_LEVEL), as an int */
+/* on/off (K_BOOL), a log level (K_LEVEL) or a log format (K_ALFMT) */
 static int
 set_choice(const struct key *k, int *dst, const char *v, char *why,
     size_t whylen)
@@ -260,6 +272,10 @@ set_choice(const struct key *k, int *dst, const char *v, char *why,
 	}
 	if (k->kind == K_LEVEL && (b = sqc_log_level_parse(v)) < 0) {
 		snprintf(why, whylen, "error, warn, info or debug");
+		return -EINVAL;
+	}
+	if (k->kind == K_ALFMT && (b = sqc_access_format_parse(v)) < 0) {
+		snprintf(why, whylen, "combined, timed or json");
 		return -EINVAL;
 	}
 	*dst = b;
@@ -327,6 +343,7 @@ apply_key(struct sqc_config *c, const struct key *k, const char *v,
 		return set_number(k, field, v, why, whylen);
 	case K_BOOL:
 	case K_LEVEL:
+	case K_ALFMT:
 		return set_choice(k, (int *)field, v, why, whylen);
 	case K_CIDRS:
 		return set_cidrs(c, v, why, whylen);
@@ -379,8 +396,14 @@ valid_route_path(const char *p)
 	return 1;
 }
 
+/*
+ * A [route] header whose section had no key. Called at the next header
+ * (end: its line) or at the end of the file (end: INT_MAX). A line that
+ * inih could not read in that section explains it better: see
+ * sqc_config_load.
+ */
 static void
-empty_route_check(struct parse_state *ps)
+empty_route_check(struct parse_state *ps, int end)
 {
 	int line = ps->line;
 
@@ -388,6 +411,10 @@ empty_route_check(struct parse_state *ps)
 	if (strncmp(ps->hdr, "route ", 6) != 0 &&
 	    strncmp(ps->hdr, "route\t", 6) != 0)
 		return;
+	if (!ps->failed) {
+		ps->empty_hdr = ps->hdr_line;
+		ps->empty_end = end;
+	}
 	ps->line = ps->hdr_line;
 	fail(ps, "route '%s' has no 'plugin' key", ps->hdr + 6);
 	ps->line = line;
@@ -533,7 +560,7 @@ note_header(struct parse_state *ps, const char *s)
 		s++;
 	if (*s != '[' || (end = strchr(s, ']')) == NULL)
 		return;
-	empty_route_check(ps);
+	empty_route_check(ps, ps->line);
 	/* inih cuts longer names silently: [route /long...] would serve
 	 * another path */
 	if (end - s - 1 >= INI_MAX_SECTION && !ps->long_section)
@@ -656,7 +683,7 @@ sqc_config_load(const char *file, char *err, size_t errlen)
 	ps.err = err;
 	ps.errlen = errlen;
 	rc = ini_parse_stream(reader, &ps, on_entry, &ps);
-	empty_route_check(&ps);
+	empty_route_check(&ps, INT_MAX);
 	fclose(ps.fp);
 	free(ps.buf);
 	if (!ps.failed && ps.too_long) {
@@ -669,8 +696,12 @@ sqc_config_load(const char *file, char *err, size_t errlen)
 		    "path of at most %d characters)", INI_MAX_SECTION - 1,
 		    INI_MAX_SECTION - 7);
 	}
-	if (rc > 0 && (!ps.failed || rc < ps.failed)) {
-		/* inih's syntax error comes first in the file */
+	if (rc > 0 && (!ps.failed || rc < ps.failed ||
+	    (ps.failed == ps.empty_hdr && rc < ps.empty_end))) {
+		/*
+		 * inih's syntax error comes first in the file, or it is
+		 * why a route seemed to have no key ("plugin hello")
+		 */
 		ps.failed = 0;
 		ps.line = rc;
 		fail(&ps, "syntax error (expected [section], key = value "
@@ -708,6 +739,63 @@ sqc_config_load(const char *file, char *err, size_t errlen)
 		return NULL;
 	}
 	return c;
+}
+
+/* s with %p as port and %% as %, malloc'ed; NULL when out of memory. */
+static char *
+expand_port(const char *s, int port)
+{
+	size_t cap = strlen(s) + 16, n = 0;
+	char *out = malloc(cap);
+
+	if (out == NULL)
+		return NULL;
+	for (; *s; s++) {
+		if (n + 12 >= cap) {
+			char *o = realloc(out, cap *= 2);
+
+			if (o == NULL) {
+				free(out);
+				return NULL;
+			}
+			out = o;
+		}
+		if (s[0] == '%' && s[1] == 'p') {
+			n += (size_t)snprintf(out + n, cap - n, "%d", port);
+			s++;
+		} else if (s[0] == '%' && s[1] == '%')
+			out[n++] = *s++;
+		else
+			out[n++] = *s;
+	}
+	out[n] = '\0';
+	return out;
+}
+
+/*
+ * One instance of several on one configuration (supervisor's, on -p
+ * 8000 and -p 8001) needs files of its own: in access_log, error_log
+ * and pid_file, %p becomes the port of the first listen address
+ * (port_override when > 0) and %% a %. Returns 0 or -ENOMEM.
+ */
+int
+sqc_config_expand(struct sqc_config *c, int port_override)
+{
+	char **paths[] = { &c->access_log, &c->error_log, &c->pid_file };
+	int port = port_override > 0 ? port_override :
+	    c->nlisten > 0 ? c->listen[0].port : 0;
+
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		char *e;
+
+		if (*paths[i] == NULL || strchr(*paths[i], '%') == NULL)
+			continue;
+		if ((e = expand_port(*paths[i], port)) == NULL)
+			return -ENOMEM;
+		free(*paths[i]);
+		*paths[i] = e;
+	}
+	return 0;
 }
 
 /* Frees a configuration from sqc_config_load; NULL is fine. */

@@ -39,11 +39,20 @@ void	 sqc_log_close(void);
 void	 sqc_log(enum sq_log_level level, const char *who, const char *fmt,
 	    ...) __attribute__((format(printf, 3, 4)));
 int	 sqc_access_log_on(void);
+/* access_log_format: nginx's combined, combined plus the request time,
+ * or one JSON object a line. */
+enum sqc_access_format {
+	SQC_ACCESS_COMBINED, SQC_ACCESS_TIMED, SQC_ACCESS_JSON
+};
+int	 sqc_access_format_parse(const char *s);
+const char *sqc_access_format_name(int format);
+void	 sqc_access_log_set_format(int format);
 void	 sqc_access_log(const char *client, const char *method,
 	    const char *uri, int major, int minor, int status, size_t bytes,
-	    const char *referer, const char *agent);
+	    const char *referer, const char *agent, long long usec);
 int	 sqc_log_level_parse(const char *s);
 void	 sqc_log_raw(const char *s, size_t len);
+size_t	 sqc_log_prefix(char *buf, size_t cap);
 size_t	 sqc_log_escape(char *out, size_t cap, const char *s,
 	    int quoted);
 
@@ -75,6 +84,7 @@ struct sqc_route_conf {
 	int		 prefix;	/* route ended in "*" */
 	char		*plugin;	/* resolved .so path */
 	int		 ws_deflate;	/* permessage-deflate offered: 0 or 1 */
+	int		 no_ws;		/* -T found its plugin takes no WebSockets */
 	int		 line;		/* of the [route] header */
 	struct sqc_opt	*opts;
 	size_t		 nopts;
@@ -100,6 +110,7 @@ struct sqc_config {
 	char		*plugin_dir;
 	char		*pid_file;
 	char		*access_log;	/* path, "-" or "off" */
+	int		 access_log_format; /* enum sqc_access_format */
 	char		*error_log;	/* path or "-" */
 	int		 log_level;
 	long long	 workers;
@@ -123,6 +134,7 @@ struct sqc_config {
 struct sqc_config *sqc_config_load(const char *file, char *err,
 	    size_t errlen);
 void	 sqc_config_free(struct sqc_config *c);
+int	 sqc_config_expand(struct sqc_config *c, int port_override);
 int	 sqc_config_dump(const struct sqc_config *c, int port_override,
 	    FILE *out);
 
@@ -179,6 +191,9 @@ struct sq_inst *sqc_gen_route(struct sqc_gen *g, const char *path,
 int	 sqc_gen_ws_deflate(const struct sqc_gen *g,
 	    const struct sq_inst *inst);
 size_t	 sqc_gen_count(const struct sqc_gen *g, size_t *reused);
+int	 sqc_gen_route_ws(const struct sqc_gen *g, size_t i);
+void	 sqc_gen_diff(const struct sqc_gen *g, const struct sqc_gen *old,
+	    size_t *kept, size_t *changed, size_t *added);
 const struct sq_inst *sqc_gen_at(const struct sqc_gen *g, size_t i);
 /* What an instance is: its route, plugin name and version (borrowed). */
 void	 sqc_inst_describe(const struct sq_inst *inst, const char **route,
@@ -186,6 +201,8 @@ void	 sqc_inst_describe(const struct sq_inst *inst, const char **route,
 /* Does its plugin take HTTP requests (.handle), WebSockets (.ws_open)? */
 void	 sqc_inst_counts(const struct sq_inst *inst,
 	    struct sq_route_stats *out, size_t size);
+int	 sqc_inst_info(const struct sq_inst *inst, size_t j, const char **key,
+	    const char **value);
 int	 sqc_inst_handles_http(const struct sq_inst *inst);
 int	 sqc_inst_handles_ws(const struct sq_inst *inst);
 void	 sqc_gen_describe(const struct sqc_gen *g, const struct sqc_gen *old,

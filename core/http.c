@@ -79,6 +79,7 @@ struct conn {
 	int		 last_cr;	/* that line ends in CR so far */
 	int		 hdr_over;	/* past max_header_size */
 	int		 first_done;	/* the request line has ended */
+	struct timespec	 t0;		/* the request's first bytes came */
 	size_t		 first_len;
 	char		 first[128];	/* start of the request line */
 	size_t		 discarded;	/* HDR_OFF: input dropped */
@@ -155,6 +156,7 @@ static struct sqc_server *current;
 
 static const char *reason_phrase(int status);
 static void req_gone(struct sq_req *req);
+static long long since_start(const struct conn *c);
 static void hdr_input(struct evbuffer *in,
     const struct evbuffer_cb_info *info, void *arg);
 
@@ -461,6 +463,10 @@ sqc_http_conn_release(void)
 static void
 hdr_scan(struct conn *c, const char *p, size_t n)
 {
+	/* a request starts: the access log's request time counts from here */
+	if (n > 0 && c->phase == HDR_HEAD && c->hdr_len == 0 &&
+	    c->line_len == 0)
+		clock_gettime(CLOCK_MONOTONIC, &c->t0);
 	while (n > 0 && c->phase == HDR_HEAD) {
 		const char *nl = memchr(p, '\n', n);
 		size_t k = nl ? (size_t)(nl - p) : n;
@@ -599,7 +605,8 @@ hdr_refuse(struct conn *c)
 	c->first[c->first_len] = '\0';
 	n = sscanf(c->first, "%15s %127s", method, target);
 	sqc_access_log(host ? host : "-", n >= 1 ? method : "-",
-	    n >= 2 ? target : "-", 1, 1, 431, sizeof(body) - 1, NULL, NULL);
+	    n >= 2 ? target : "-", 1, 1, 431, sizeof(body) - 1, NULL, NULL,
+	    since_start(c));
 	sqc_log(SQ_LOG_DEBUG, NULL, "client %s: header section over "
 	    "max_header_size (%zu): 431", host ? host : "-",
 	    c->srv->max_header_size);
@@ -665,12 +672,26 @@ client_addr(const struct sqc_server *s, struct evhttp_request *ev,
 	    s->ntrusted, out, len);
 }
 
+/* Microseconds since c's request began, or -1 when unknown. */
+static long long
+since_start(const struct conn *c)
+{
+	struct timespec now;
+
+	if (c == NULL || (c->t0.tv_sec == 0 && c->t0.tv_nsec == 0))
+		return -1;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)(now.tv_sec - c->t0.tv_sec) * 1000000 +
+	    (now.tv_nsec - c->t0.tv_nsec) / 1000;
+}
+
 /* One access log line for ev (the WebSocket hand-over logs its 101). */
 void
 sqc_http_log_access(struct evhttp_request *ev, const char *client,
     int status, size_t bytes)
 {
 	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
+	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
 	const char *uri = evhttp_request_get_uri(ev);
 
 	sqc_counters.requests[status >= 100 && status < 600 ?
@@ -680,7 +701,8 @@ sqc_http_log_access(struct evhttp_request *ev, const char *client,
 	sqc_access_log(client, method_name(evhttp_request_get_command(ev)),
 	    uri ? uri : "-", ev->major, ev->minor, status, bytes,
 	    evhttp_find_header(h, "Referer"),
-	    evhttp_find_header(h, "User-Agent"));
+	    evhttp_find_header(h, "User-Agent"), current && evcon ?
+	    since_start(conn_find(current, evcon)) : -1);
 }
 
 static const char *
@@ -907,9 +929,12 @@ watch_start(struct conn *c)
  * Content-Length says, and ignores other codings. Refused, as nginx
  * does: Content-Lengths that differ or are not digits, Transfer-Encoding
  * twice or with a Content-Length (400), a coding other than chunked
- * (501). Returns 0 or the status; the connection closes after it, since
+ * (501), and a header name that is not a token (400). Returns 0 or the status; the connection closes after it, since
  * what follows in it cannot be trusted.
  */
+#define TCHARS	"!#$%&'*+-.^_`|~0123456789" \
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
 static int
 framing_status(struct evhttp_request *ev)
 {
@@ -921,6 +946,16 @@ framing_status(struct evhttp_request *ev)
 	TAILQ_FOREACH(kv, h, next) {
 		const char *v = kv->value;
 
+		/*
+		 * evhttp cuts a header line at its first colon and keeps
+		 * the name as sent: "Content-Length : 5" is a header named
+		 * "Content-Length ", which nobody uses, so its body would
+		 * be read as the next request. A name must be a token (RFC
+		 * 7230 3.2.6); whitespace before the colon gets 400 (3.2.4).
+		 */
+		if (kv->key[0] == '\0' || kv->key[strspn(kv->key, TCHARS)] !=
+		    '\0')
+			return 400;
 		if (strcasecmp(kv->key, "Content-Length") == 0) {
 			if (v[0] == '\0' || v[strspn(v, "0123456789")] != '\0' ||
 			    (cl != NULL && strcmp(cl, v) != 0))
@@ -957,8 +992,9 @@ dispatch(struct evhttp_request *ev, void *arg)
 		char client[INET6_ADDRSTRLEN];
 
 		client_addr(s, ev, client, sizeof(client));
-		sqc_log(SQ_LOG_DEBUG, NULL, "client %s: Content-Length or "
-		    "Transfer-Encoding refused: %d", client, status);
+		sqc_log(SQ_LOG_DEBUG, NULL, "client %s: header name, "
+		    "Content-Length or Transfer-Encoding refused: %d", client,
+		    status);
 		reply_plain(s, ev, status, "Connection", "close");
 		return;
 	}

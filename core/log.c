@@ -265,25 +265,102 @@ sqc_log_close(void)
 	error_path = access_path = NULL;
 }
 
+/* The local time's offset from UTC, as last seen: for sqc_log_prefix. */
+static long tz_offset;
+
 /*
  * The local time formatted with fmt, computed once a second: a busy server
- * logs thousands of lines in the same second. Two slots, one per format.
+ * logs thousands of lines in the same second. A slot per format.
  */
 static const char *
 now_text(int slot, const char *fmt)
 {
 	/* per thread: the WebSocket thread logs too */
-	static __thread time_t last[2] = { -1, -1 };
-	static __thread char text[2][64];
+	static __thread time_t last[3] = { -1, -1, -1 };
+	static __thread char text[3][64];
 	time_t now = time(NULL);
 	struct tm tm;
 
 	if (now != last[slot]) {
 		localtime_r(&now, &tm);
 		strftime(text[slot], sizeof(text[slot]), fmt, &tm);
+		__atomic_store_n(&tz_offset, tm.tm_gmtoff, __ATOMIC_RELAXED);
 		last[slot] = now;
 	}
 	return text[slot];
+}
+
+/* Appends v in decimal, at least width digits; async-signal-safe. */
+static void
+put_num(char *buf, size_t *off, size_t cap, long long v, int width)
+{
+	char d[24];
+	int n = 0;
+
+	if (v < 0) {
+		if (*off + 1 < cap)
+			buf[(*off)++] = '-';
+		v = -v;
+	}
+	do
+		d[n++] = (char)('0' + v % 10);
+	while ((v /= 10) > 0 && n < (int)sizeof(d));
+	while (n < width && n < (int)sizeof(d))
+		d[n++] = '0';
+	while (n > 0 && *off + 1 < cap)
+		buf[(*off)++] = d[--n];
+}
+
+static void
+put_str(char *buf, size_t *off, size_t cap, const char *s)
+{
+	while (*s && *off + 1 < cap)
+		buf[(*off)++] = *s++;
+}
+
+/*
+ * The start of an error line as sqc_log writes it, "YYYY-MM-DD HH:MM:SS
+ * [error] PID ", into buf; returns its length. Async-signal-safe (no
+ * localtime: the offset from UTC is the one the last log line saw), for
+ * the fatal signal handler, whose line must read like the others.
+ */
+size_t
+sqc_log_prefix(char *buf, size_t cap)
+{
+	struct timespec ts;
+	long long t, days, y, m, d, era, doe, yoe, doy, mp;
+	size_t off = 0;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	t = (long long)ts.tv_sec + __atomic_load_n(&tz_offset,
+	    __ATOMIC_RELAXED);
+	days = t >= 0 ? t / 86400 : (t - 86399) / 86400;
+	t -= days * 86400;
+	/* the civil date of a day count from 1970-01-01 */
+	days += 719468;
+	era = (days >= 0 ? days : days - 146096) / 146097;
+	doe = days - era * 146097;
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	d = doy - (153 * mp + 2) / 5 + 1;
+	m = mp < 10 ? mp + 3 : mp - 9;
+	y = yoe + era * 400 + (m <= 2);
+	put_num(buf, &off, cap, y, 4);
+	put_str(buf, &off, cap, "-");
+	put_num(buf, &off, cap, m, 2);
+	put_str(buf, &off, cap, "-");
+	put_num(buf, &off, cap, d, 2);
+	put_str(buf, &off, cap, " ");
+	put_num(buf, &off, cap, t / 3600, 2);
+	put_str(buf, &off, cap, ":");
+	put_num(buf, &off, cap, t / 60 % 60, 2);
+	put_str(buf, &off, cap, ":");
+	put_num(buf, &off, cap, t % 60, 2);
+	put_str(buf, &off, cap, " [error] ");
+	put_num(buf, &off, cap, (long long)getpid(), 1);
+	put_str(buf, &off, cap, " ");
+	return off;
 }
 
 /* One write(2) per line, so lines from several workers never interleave. */
@@ -379,25 +456,112 @@ sqc_access_log_on(void)
 	return !access_off;
 }
 
-/* Writes one access log line in the combined log format. */
+static const char *const access_formats[] = { "combined", "timed", "json" };
+static int access_format;	/* enum sqc_access_format */
+
+/* access_log_format's value: its enum sqc_access_format, or -1. */
+int
+sqc_access_format_parse(const char *s)
+{
+	for (size_t i = 0; i < sizeof(access_formats) /
+	    sizeof(access_formats[0]); i++)
+		if (strcmp(s, access_formats[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+const char *
+sqc_access_format_name(int format)
+{
+	return access_formats[format];
+}
+
+/* From now on, access log lines are written in format. */
+void
+sqc_access_log_set_format(int format)
+{
+	access_format = format;
+}
+
+/*
+ * s as the inside of a JSON string in out (cap bytes, cut short when
+ * too long): quote, backslash and control bytes escaped; the bytes of a
+ * string that is not UTF-8 as \u00XX each, so that the line is always
+ * valid JSON and nothing a client sent can end it early.
+ */
+static void
+json_escape(char *out, size_t cap, const char *s)
+{
+	unsigned state = 0;
+	int utf8;
+	size_t o = 0;
+
+	if (s == NULL)
+		s = "";
+	utf8 = sqc_utf8_check(&state, (const unsigned char *)s, strlen(s)) ==
+	    0 && state == 0;
+	for (; *s && o + 7 < cap; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\') {
+			out[o++] = '\\';
+			out[o++] = (char)ch;
+		} else if (ch < 0x20 || ch == 0x7f || (ch >= 0x80 && !utf8))
+			o += (size_t)snprintf(out + o, cap - o, "\\u%04x", ch);
+		else
+			out[o++] = (char)ch;
+	}
+	out[o] = '\0';
+}
+
+/*
+ * Writes one access log line: nginx's combined format, the same with the
+ * request's time in seconds at the end (timed), or a JSON object (json).
+ * usec: microseconds since the request's first bytes came, or -1.
+ */
 void
 sqc_access_log(const char *client, const char *method, const char *uri,
     int major, int minor, int status, size_t bytes, const char *referer,
-    const char *agent)
+    const char *agent, long long usec)
 {
-	char buf[4096], req[1024], ref[512], ua[512];
-	const char *when = now_text(1, "%d/%b/%Y:%H:%M:%S %z");
+	char buf[4096], req[1024], ref[512], ua[512], rt[32];
+	const char *when;
 	int n;
 
 	if (access_off)
 		return;
-	sqc_log_escape(req, sizeof(req), uri, 1);
-	sqc_log_escape(ref, sizeof(ref), referer, 1);
-	sqc_log_escape(ua, sizeof(ua), agent, 1);
-	n = snprintf(buf, sizeof(buf),
-	    "%s - - [%s] \"%s %s HTTP/%d.%d\" %d %zu \"%s\" \"%s\"",
-	    client ? client : "-", when, method, req, major, minor, status,
-	    bytes, ref, ua);
+	if (usec >= 0)
+		snprintf(rt, sizeof(rt), "%lld.%03lld", usec / 1000000,
+		    usec / 1000 % 1000);
+	else
+		snprintf(rt, sizeof(rt), "%s", access_format ==
+		    SQC_ACCESS_JSON ? "null" : "-");
+	if (access_format == SQC_ACCESS_JSON) {
+		char cl[128], me[64];
+
+		json_escape(cl, sizeof(cl), client ? client : "-");
+		json_escape(me, sizeof(me), method);
+		json_escape(req, sizeof(req), uri);
+		json_escape(ref, sizeof(ref), referer);
+		json_escape(ua, sizeof(ua), agent);
+		when = now_text(2, "%Y-%m-%dT%H:%M:%S%z");
+		n = snprintf(buf, sizeof(buf), "{\"time\":\"%s\","
+		    "\"client\":\"%s\",\"method\":\"%s\",\"uri\":\"%s\","
+		    "\"protocol\":\"HTTP/%d.%d\",\"status\":%d,"
+		    "\"bytes\":%zu,\"referer\":\"%s\",\"user_agent\":\"%s\","
+		    "\"request_time\":%s}", when, cl, me, req, major, minor,
+		    status, bytes, ref, ua, rt);
+	} else {
+		sqc_log_escape(req, sizeof(req), uri, 1);
+		sqc_log_escape(ref, sizeof(ref), referer, 1);
+		sqc_log_escape(ua, sizeof(ua), agent, 1);
+		when = now_text(1, "%d/%b/%Y:%H:%M:%S %z");
+		n = snprintf(buf, sizeof(buf),
+		    "%s - - [%s] \"%s %s HTTP/%d.%d\" %d %zu \"%s\" \"%s\"%s%s",
+		    client ? client : "-", when, method, req, major, minor,
+		    status, bytes, ref, ua, access_format == SQC_ACCESS_TIMED ?
+		    " " : "", access_format == SQC_ACCESS_TIMED ? rt : "");
+	}
 	if (n < 0)
 		return;
 	write_line(access_fd, buf, (size_t)n, sizeof(buf));

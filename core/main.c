@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -64,13 +65,21 @@ same_listen(const struct sqc_config *a, const struct sqc_config *b)
 	return 1;
 }
 
-/* The configuration file, with -g applied. NULL with err filled. */
+/*
+ * The configuration file, with -g applied and %p expanded (-p's port).
+ * NULL with err filled.
+ */
 static struct sqc_config *
 load_config(char *err, size_t errlen)
 {
 	struct sqc_config *c = sqc_config_load(config_file, err, errlen);
 	char *pf;
 
+	if (c != NULL && sqc_config_expand(c, port_override) != 0) {
+		snprintf(err, errlen, "out of memory");
+		sqc_config_free(c);
+		return NULL;
+	}
 	if (c == NULL || pid_override == NULL)
 		return c;
 	if ((pf = strdup(pid_override)) == NULL) {
@@ -96,8 +105,8 @@ reload(void)
 	char err[SQC_ERRLEN], what[1024];
 	struct sqc_config *nc;
 	struct sqc_gen *ng = NULL;
-	size_t n, kept;
-	int relisten;
+	size_t n, kept, changed, added, off;
+	int relisten, logs;
 
 	sqc_log(SQ_LOG_INFO, NULL, "reloading %s", config_file);
 	if (main_process)
@@ -129,10 +138,26 @@ reload(void)
 		sqc_log(SQ_LOG_WARN, NULL, "offload_threads or workers changed: "
 		    "that takes effect at the next restart");
 	sqc_log_set_level(nc->log_level);
+	sqc_access_log_set_format(nc->access_log_format);
 	sqc_fetch_set_max((size_t)nc->max_fetches);
 	sqc_offload_set_max((size_t)nc->offload_queue);
 	sqc_http_apply(server, nc, ng);
 	sqc_gen_describe(ng, gen, what, sizeof(what));
+	sqc_gen_diff(ng, gen, &kept, &changed, &added);
+	/* the routes are not all a reload changes: the logs too */
+	logs = !str_eq(nc->access_log, conf->access_log) ||
+	    !str_eq(nc->error_log, conf->error_log);
+	if (logs && strcmp(what, "nothing changed") == 0)
+		what[0] = '\0';
+	if (!str_eq(nc->access_log, conf->access_log) &&
+	    (off = strlen(what)) < sizeof(what))
+		snprintf(what + off, sizeof(what) - off, "%saccess_log %s",
+		    off ? ", " : "", nc->access_log ? nc->access_log : "-");
+	if (!str_eq(nc->error_log, conf->error_log) &&
+	    (off = strlen(what)) < sizeof(what))
+		snprintf(what + off, sizeof(what) - off, "%serror_log %s",
+		    off ? ", " : "", nc->error_log && *nc->error_log ?
+		    nc->error_log : "-");
 	sqc_gen_release(gen);
 	gen = ng;
 	/* keep the pid_file that was written: it changes at a restart */
@@ -144,11 +169,11 @@ reload(void)
 	}
 	sqc_config_free(conf);
 	conf = nc;
-	n = sqc_gen_count(gen, &kept);
+	n = sqc_gen_count(gen, NULL);
 	sqc_log(SQ_LOG_INFO, NULL, "reloaded: %zu route%s (%zu kept, %zu "
-	    "new), %u plugin module%s loaded: %s", n, n == 1 ? "" : "s", kept,
-	    n - kept, sqc_module_count(), sqc_module_count() == 1 ? "" : "s",
-	    what);
+	    "changed, %zu new), %u plugin module%s loaded: %s", n,
+	    n == 1 ? "" : "s", kept, changed, added, sqc_module_count(),
+	    sqc_module_count() == 1 ? "" : "s", what);
 	sqc_reload_result(NULL);
 	sqc_counters.reloads_ok++;
 	sqc_stats_set_gen(gen);
@@ -284,6 +309,8 @@ check_config(int dump)
 		n = sqc_gen_count(g, NULL);
 		fprintf(stderr, "squalld: %s: configuration is valid (%zu "
 		    "route%s)\n", config_file, n, n == 1 ? "" : "s");
+		for (size_t i = 0; i < conf->nroutes; i++)
+			conf->routes[i].no_ws = !sqc_gen_route_ws(g, i);
 		sqc_gen_release(g);
 		if (dump && sqc_config_dump(conf, port_override, stdout) != 0) {
 			fprintf(stderr, "squalld: cannot write the "
@@ -303,16 +330,61 @@ check_config(int dump)
  * as -t does (nothing is signalled if it is invalid), then waits for the
  * server's own outcome. With -g, reopen and stop need no configuration.
  */
+/*
+ * -s reload's check, run as the server will run it: as the configured
+ * user when we are root, in a child that becomes that user. The server
+ * has become it; as root, the check would run every plugin's create()
+ * with root's rights, and read files the server cannot. 0 when valid;
+ * *who names the user it ran as ("" for ourselves).
+ */
+static int
+check_as_server(char *who, size_t wholen)
+{
+	char err[SQC_ERRLEN];
+	struct sqc_config *c;
+	struct passwd *pw = NULL;
+	pid_t pid;
+	int st;
+
+	*who = '\0';
+	if (geteuid() == 0 && (c = load_config(err, sizeof(err))) != NULL) {
+		if (c->user && *c->user && (pw = getpwnam(c->user)) != NULL)
+			snprintf(who, wholen, "%s", pw->pw_name);
+		sqc_config_free(c);
+	}
+	if (*who == '\0')
+		return check_config(0);
+	fflush(stderr);
+	if ((pid = fork()) < 0)
+		return -errno;
+	if (pid == 0) {
+		if (initgroups(who, pw->pw_gid) != 0 ||
+		    setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
+			fprintf(stderr, "squalld: cannot become user '%s' to "
+			    "check the configuration: %s\n", who,
+			    strerror(errno));
+			_exit(1);
+		}
+		_exit(check_config(0) == 0 ? 0 : 1);
+	}
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+}
+
 static int
 send_signal(const char *what)
 {
-	char err[SQC_ERRLEN];
+	char err[SQC_ERRLEN], who[256];
 	const char *pid_file;
 	int rc;
 
-	if (strcmp(what, "reload") == 0 && check_config(0) != 0) {
+	if (strcmp(what, "reload") == 0 &&
+	    check_as_server(who, sizeof(who)) != 0) {
 		fprintf(stderr, "squalld: nothing was signalled: the "
-		    "configuration is invalid\n");
+		    "configuration is invalid%s%s%s\n", *who ? " (checked as "
+		    "user " : "", who, *who ? ", as the server runs)" : "");
 		return 1;
 	}
 	conf = NULL;
@@ -533,6 +605,7 @@ serve(int ready_fd)
 		return 1;
 	}
 	sqc_log_set_level(conf->log_level);
+	sqc_access_log_set_format(conf->access_log_format);
 	if (sqc_log_open(conf->error_log, conf->access_log, err,
 	    sizeof(err)) != 0) {
 		fprintf(stderr, "squalld: %s\n", err);

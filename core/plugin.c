@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <pwd.h>
 #include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -57,6 +58,8 @@ struct sq_inst {
 	size_t		 nopts;
 	char		 note[192];	/* "plugin P V, route R", for a crash */
 	struct sq_route_stats counts;	/* kept by the sqc_call_* wrappers */
+	struct sqc_opt	*info;		/* sq_inst_set_info's pairs */
+	size_t		 ninfo;
 };
 
 struct sqc_gen {
@@ -92,6 +95,39 @@ tmp_dir(void)
 }
 
 /*
+ * Says why name is left alone: whose it is when it belongs to another
+ * user (a warning only for a root squalld, to which a local user may
+ * have planted it; for an unprivileged one it is another user's squalld
+ * that left it, which only that user can remove), its mode, or that it
+ * is a symlink or not a folder (st NULL: openat failed with err).
+ */
+static void
+not_removing(const char *name, const struct stat *st, int err)
+{
+	struct passwd *pw;
+	char whose[128];
+
+	if (st == NULL)
+		sqc_log(SQ_LOG_WARN, NULL, "not removing %s/%s: %s", tmp_dir(),
+		    name, err == ELOOP || err == ENOTDIR ? "a symlink or a "
+		    "file, not a private folder of squalld's" : strerror(err));
+	else if (st->st_uid != geteuid() && st->st_uid != owner_uid) {
+		if ((pw = getpwuid(st->st_uid)) != NULL)
+			snprintf(whose, sizeof(whose), "user %s (uid %d)",
+			    pw->pw_name, (int)st->st_uid);
+		else
+			snprintf(whose, sizeof(whose), "uid %d",
+			    (int)st->st_uid);
+		sqc_log(geteuid() == 0 ? SQ_LOG_WARN : SQ_LOG_INFO, NULL,
+		    "not removing %s/%s: it belongs to %s, not to squalld's "
+		    "user: left to its owner", tmp_dir(), name, whose);
+	} else
+		sqc_log(SQ_LOG_WARN, NULL, "not removing %s/%s: its mode is "
+		    "%04o, not the 0700 of squalld's private folders",
+		    tmp_dir(), name, (unsigned)(st->st_mode & 07777));
+}
+
+/*
  * Removes the private folder name under the folder tmpfd, if it is one of
  * squalld's: a real folder (never a symlink: it is opened O_NOFOLLOW),
  * owned by us or by the user squalld becomes, mode 0700. Only the files
@@ -112,9 +148,7 @@ remove_private(int tmpfd, const char *name)
 	if (fd < 0 || fstat(fd, &st) != 0 || (st.st_mode & 07777) != 0700 ||
 	    (st.st_uid != geteuid() && st.st_uid != owner_uid)) {
 		if (fd >= 0 || errno != ENOENT)
-			sqc_log(SQ_LOG_WARN, NULL, "not removing %s/%s: not a "
-			    "private folder of squalld's (a symlink, or another "
-			    "owner or mode)", tmp_dir(), name);
+			not_removing(name, fd >= 0 ? &st : NULL, errno);
 		if (fd >= 0)
 			close(fd);
 		return;
@@ -618,6 +652,11 @@ sqc_inst_ref(struct sq_inst *inst)
 static void
 inst_free(struct sq_inst *inst)
 {
+	for (size_t i = 0; i < inst->ninfo; i++) {
+		free(inst->info[i].key);
+		free(inst->info[i].value);
+	}
+	free(inst->info);
 	for (size_t i = 0; i < inst->nopts; i++) {
 		free(inst->opts[i].key);
 		free(inst->opts[i].value);
@@ -817,8 +856,18 @@ inst_create(struct sqc_config *c, struct sqc_route_conf *r,
 				rc = -EINVAL;
 				break;
 			}
-		if (rc != 0)
-			call_destroy(inst);
+		/*
+		 * The instance was created: it may have started timers
+		 * (chat's settle) that hold references on it and call back
+		 * into its code. It goes like any other, at its last
+		 * reference, and keeps its module until then (the caller
+		 * drops the reference it was given for this instance).
+		 */
+		if (rc != 0) {
+			mod->refs++;
+			sqc_inst_unref(inst);
+			return NULL;
+		}
 	} else if (!o.failed)
 		opts_fail_at(&o, r->line, "plugin '%s' failed to create its "
 		    "instance: %s", mod->desc->name, sq_strerror(rc));
@@ -911,6 +960,16 @@ fail:
 	return NULL;
 }
 
+/*
+ * Does the plugin of route i (in the configuration order g was built
+ * from) take WebSockets?
+ */
+int
+sqc_gen_route_ws(const struct sqc_gen *g, size_t i)
+{
+	return i < g->ninsts && sqc_inst_handles_ws(g->insts[i]);
+}
+
 /* Drops the generation's references; instances die with their users. */
 void
 sqc_gen_release(struct sqc_gen *g)
@@ -946,6 +1005,28 @@ gen_find(const struct sqc_gen *g, const char *route)
 		if (strcmp(g->insts[i]->route, route) == 0)
 			return g->insts[i];
 	return NULL;
+}
+
+/*
+ * How g's routes compare with old's: kept (the same instance), changed
+ * (a route of old served by a new instance: other options, or a plugin
+ * file replaced on disk) and new (a route old did not have).
+ */
+void
+sqc_gen_diff(const struct sqc_gen *g, const struct sqc_gen *old,
+    size_t *kept, size_t *changed, size_t *added)
+{
+	*kept = *changed = *added = 0;
+	for (size_t i = 0; i < g->ninsts; i++) {
+		const struct sq_inst *was = gen_find(old, g->insts[i]->route);
+
+		if (was == g->insts[i])
+			(*kept)++;
+		else if (was != NULL)
+			(*changed)++;
+		else
+			(*added)++;
+	}
 }
 
 /*
@@ -1004,6 +1085,61 @@ sqc_inst_describe(const struct sq_inst *inst, const char **route,
 	*route = inst->route;
 	*plugin = inst->desc->name;
 	*version = inst->desc->version ? inst->desc->version : "";
+}
+
+int
+sq_inst_set_info(struct sq_inst *inst, const char *key, const char *value)
+{
+	struct sqc_opt *o;
+	char *v = NULL;
+	size_t i;
+
+	if (key == NULL || *key == '\0')
+		return -EINVAL;
+	for (i = 0; i < inst->ninfo; i++)
+		if (strcmp(inst->info[i].key, key) == 0)
+			break;
+	if (value == NULL) {
+		if (i < inst->ninfo) {
+			free(inst->info[i].key);
+			free(inst->info[i].value);
+			memmove(inst->info + i, inst->info + i + 1,
+			    (inst->ninfo - i - 1) * sizeof(*inst->info));
+			inst->ninfo--;
+		}
+		return 0;
+	}
+	if ((v = strdup(value)) == NULL)
+		return -ENOMEM;
+	if (i < inst->ninfo) {
+		free(inst->info[i].value);
+		inst->info[i].value = v;
+		return 0;
+	}
+	if ((o = realloc(inst->info, (inst->ninfo + 1) * sizeof(*o))) == NULL) {
+		free(v);
+		return -ENOMEM;
+	}
+	inst->info = o;
+	memset(&o[inst->ninfo], 0, sizeof(*o));
+	if ((o[inst->ninfo].key = strdup(key)) == NULL) {
+		free(v);
+		return -ENOMEM;
+	}
+	o[inst->ninfo++].value = v;
+	return 0;
+}
+
+/* The j-th pair inst set (sq_inst_set_info): 0, or -ENOENT. */
+int
+sqc_inst_info(const struct sq_inst *inst, size_t j, const char **key,
+    const char **value)
+{
+	if (j >= inst->ninfo)
+		return -ENOENT;
+	*key = inst->info[j].key;
+	*value = inst->info[j].value;
+	return 0;
 }
 
 /* What the wrappers counted for inst (size bytes of it, as the caller

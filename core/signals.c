@@ -65,8 +65,9 @@ put(char *buf, size_t *off, size_t cap, const char *s)
 }
 
 /*
- * A fatal signal: one line in the error log naming the plugin and route
- * whose code was running (or squalld's own code), then the signal's
+ * A fatal signal: one line in the error log, in the log's format, naming
+ * the plugin and route whose code was running (or squalld's own code),
+ * then the signal's
  * previous disposition takes over: the default (the process dies, with a
  * core dump where enabled) or, in the sanitizer build, the sanitizer's
  * report. Only async-signal-safe calls.
@@ -74,9 +75,9 @@ put(char *buf, size_t *off, size_t cap, const char *s)
 static void
 on_fatal(int signo, siginfo_t *si, void *ctx)
 {
-	char line[320], num[12];
+	char line[384], num[12];
 	const char *note = sqc_inst_running(), *name = "?";
-	size_t off = 0, i, n = 0;
+	size_t off, i, n = 0;
 	int v = signo;
 
 	for (i = 0; i < NFATAL; i++)
@@ -85,6 +86,8 @@ on_fatal(int signo, siginfo_t *si, void *ctx)
 	do
 		num[n++] = (char)('0' + v % 10);
 	while ((v /= 10) > 0 && n < sizeof(num));
+	/* time, level and pid as every line has: whose death this is */
+	off = sqc_log_prefix(line, sizeof(line));
 	put(line, &off, sizeof(line), "squalld: fatal signal ");
 	while (n > 0 && off + 1 < sizeof(line))
 		line[off++] = num[--n];
@@ -159,31 +162,49 @@ sqc_signals_free(void)
 }
 
 /*
- * Is pid a running squalld? Its name (comm), or one of its arguments
- * (squalld under valgrind or another wrapper) ending in "/squalld".
+ * Is pid a running squalld? Its executable (/proc/PID/exe) must be one:
+ * named squalld (" (deleted)" after an upgrade replaced the file), or
+ * the very file this process runs. Arguments prove nothing: any process
+ * can have one ending in /squalld, and a stale pid file may name it.
+ * Where exe cannot be read (another user's process, and we are not
+ * root) the kernel's name for it (comm) decides, which is the
+ * executable's name unless the process renamed itself.
  */
 int
 sqc_pid_is_squalld(long long pid)
 {
-	char path[64], buf[4096];
+	static const char deleted[] = " (deleted)";
+	char path[64], exe[4096], comm[32];
+	struct stat a, b;
+	const char *base;
 	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%lld/cmdline", pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	for (char *a = buf; a < buf + n; a += strlen(a) + 1) {
-		const char *base = strrchr(a, '/');
-
-		if (strcmp(base ? base + 1 : a, "squalld") == 0)
-			return 1;
+	snprintf(path, sizeof(path), "/proc/%lld/exe", pid);
+	if ((n = readlink(path, exe, sizeof(exe) - 1)) < 0) {
+		if (errno != EACCES && errno != EPERM)
+			return 0;
+		snprintf(path, sizeof(path), "/proc/%lld/comm", pid);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+			return 0;
+		n = read(fd, comm, sizeof(comm) - 1);
+		close(fd);
+		if (n <= 0)
+			return 0;
+		comm[n] = '\0';
+		comm[strcspn(comm, "\n")] = '\0';
+		return strcmp(comm, "squalld") == 0;
 	}
-	return 0;
+	exe[n] = '\0';
+	if ((size_t)n > sizeof(deleted) - 1 &&
+	    strcmp(exe + n - (sizeof(deleted) - 1), deleted) == 0)
+		exe[n - (sizeof(deleted) - 1)] = '\0';
+	base = strrchr(exe, '/');
+	if (strcmp(base ? base + 1 : exe, "squalld") == 0)
+		return 1;
+	/* the same file as ours, under another name */
+	return stat(path, &a) == 0 && stat("/proc/self/exe", &b) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
 /* The pid in path: > 0, 0 when absent or not a pid, -errno on error. */

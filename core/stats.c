@@ -95,6 +95,17 @@ sq_route_at(size_t i, const char **path, const char **plugin,
 	return 0;
 }
 
+/* The j-th pair the i-th route's instance set with sq_inst_set_info. */
+int
+sq_route_info(size_t i, size_t j, const char **key, const char **value)
+{
+	const struct sq_inst *inst;
+
+	if (gen == NULL || (inst = sqc_gen_at(gen, i)) == NULL)
+		return -ENOENT;
+	return sqc_inst_info(inst, j, key, value);
+}
+
 /*
  * What the i-th route's instance has done since it was created (a reload
  * that keeps the route keeps its counts): size bytes of out are filled.

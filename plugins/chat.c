@@ -13,8 +13,11 @@
  * squalld on that Redis: each line is PUBLISHed once, by the process where
  * it happened, and every process delivers what its subscription brings to
  * its own members, so all see the same lines in the broker's order. The
- * client is hiredis with its libevent adapter on the server's loop
- * (sq_loop_base): no thread, no blocking call. While the broker is
+ * client is hiredis on the server's loop, its events watched through
+ * sq_io (so a fault under them names this plugin): no thread, no
+ * blocking call. Its readers build only the replies the plugin can be
+ * sent (chat_resp.c): any other shape closes the connection, logged,
+ * rather than tripping hiredis's asserts. While the broker is
  * unreachable the room is local: lines go straight to local members.
  * What comes from the broker is checked before anyone gets it: any
  * client of that Redis may publish on the channel.
@@ -27,14 +30,13 @@
 #include <string.h>
 #include <time.h>
 
-#include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
-#include <hiredis/adapters/libevent.h>
 
 #include <squall/plugin.h>
 
 #include "chat_line.h"
+#include "chat_resp.h"
 
 /*
  * Reconnection backoff, how long a connection may take to be up (both
@@ -71,6 +73,17 @@ struct room {
 	unsigned long long seq;		/* creation order */
 	unsigned long long cfg_seq;	/* whose broker settings it has */
 	uint64_t	 reloads_ok;	/* when it was created */
+	/*
+	 * Members whose joined line is on its way through the broker: they
+	 * become members when it comes back (see admit), so that nothing
+	 * said before it, in the broker's order, reaches them.
+	 */
+	struct joining {
+		struct sq_ws	*ws;
+		char		*line;
+		size_t		 len;
+	}		*joining;
+	size_t		 njoining, capjoining;
 };
 
 static struct room *rooms;
@@ -106,10 +119,24 @@ struct broker {
 	uint64_t		 attempt_ms;	/* when it began */
 	unsigned long long	 invalid;	/* lines from Redis refused */
 	int			 invalid_logged; /* since the last valid one */
+	char			 refused[160];	/* why a reply closed it */
+};
+
+/*
+ * hiredis's event hooks for one connection, on the loop through sq_io,
+ * and the guard of what its reader builds. Freed by hiredis (cleanup)
+ * with the connection.
+ */
+struct conn {
+	redisAsyncContext	*ac;
+	struct sq_io		*io;
+	struct chat_resp	 guard;
 };
 
 static void	deliver(struct room *, const char *, size_t);
 static void	broker_connect(struct room *);
+static void	admit_all(struct room *);
+static void	admit(struct room *, const char *, size_t);
 
 static uint64_t
 now_ms(void)
@@ -264,6 +291,9 @@ broker_down(struct room *r, const redisAsyncContext *dying, const char *why)
 			    b->url, why && *why ? why : "closed");
 		b->down_logged = 1;
 	}
+	b->refused[0] = '\0';
+	(void)sq_inst_set_info(r->inst, "broker", "down");
+	admit_all(r);
 	schedule_retry(r);
 }
 
@@ -284,6 +314,7 @@ check_up(struct room *r)
 		    b->url, b->channel);
 	b->ever_up = 1;
 	b->down_logged = 0;
+	(void)sq_inst_set_info(r->inst, "broker", "up");
 }
 
 /* Which of ours ac is, or NULL when it is no longer ours. */
@@ -319,7 +350,109 @@ on_disconnect(const redisAsyncContext *ac, int status)
 	struct room *r = owner(ac);
 
 	if (r != NULL)
-		broker_down(r, ac, status == REDIS_OK ? "closed" : ac->errstr);
+		broker_down(r, ac, r->broker->refused[0] ? r->broker->refused :
+		    status == REDIS_OK ? "closed" : ac->errstr);
+}
+
+static struct chat_resp *
+guard_of(const redisAsyncContext *ac)
+{
+	return &((struct conn *)ac->ev.data)->guard;
+}
+
+static void
+conn_add_read(void *p)
+{
+	(void)sq_io_add(((struct conn *)p)->io, SQ_IO_READ);
+}
+
+static void
+conn_del_read(void *p)
+{
+	sq_io_del(((struct conn *)p)->io, SQ_IO_READ);
+}
+
+static void
+conn_add_write(void *p)
+{
+	(void)sq_io_add(((struct conn *)p)->io, SQ_IO_WRITE);
+}
+
+static void
+conn_del_write(void *p)
+{
+	sq_io_del(((struct conn *)p)->io, SQ_IO_WRITE);
+}
+
+/*
+ * hiredis frees the connection: when its reader refused a reply, this
+ * runs before on_disconnect, which logs the reason kept here.
+ */
+static void
+conn_cleanup(void *p)
+{
+	struct conn *c = p;
+	struct room *r = owner(c->ac);
+
+	if (r != NULL && c->guard.why[0] != '\0')
+		snprintf(r->broker->refused, sizeof(r->broker->refused),
+		    "refused a reply: %s", c->guard.why);
+	sq_io_free(c->io);
+	free(c);
+}
+
+/*
+ * The connection is readable or writable. A reply longer than any this
+ * plugin can be sent (a huge bulk string on its way) is not waited for:
+ * the connection is closed, as for a refused shape.
+ */
+static void
+conn_ready(int fd, int what, void *arg)
+{
+	struct conn *c = arg;
+	redisAsyncContext *ac = c->ac;
+	struct room *r;
+
+	(void)fd;
+	if (what == SQ_IO_WRITE) {
+		redisAsyncHandleWrite(ac);
+		return;
+	}
+	if (chat_resp_too_big(ac->c.reader, &c->guard) &&
+	    (r = owner(ac)) != NULL) {
+		snprintf(r->broker->refused, sizeof(r->broker->refused),
+		    "refused a reply: %s", c->guard.why);
+		broker_down(r, NULL, r->broker->refused);
+		return;
+	}
+	redisAsyncHandleRead(ac);
+}
+
+/* Instead of hiredis's libevent adapter: see struct conn. */
+static int
+conn_attach(struct room *r, redisAsyncContext *ac, int subscriber)
+{
+	struct conn *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return -ENOMEM;
+	c->ac = ac;
+	if ((c->io = sq_io_new(r->inst, ac->c.fd, conn_ready, c)) == NULL) {
+		free(c);
+		return -ENOMEM;
+	}
+	/* a line of ours, or a longer one of another process (dropped) */
+	chat_resp_install(ac->c.reader, &c->guard, subscriber,
+	    r->max_message + LINE_OVERHEAD + strlen(r->broker->channel) +
+	    65536);
+	ac->ev.addRead = conn_add_read;
+	ac->ev.delRead = conn_del_read;
+	ac->ev.addWrite = conn_add_write;
+	ac->ev.delWrite = conn_del_write;
+	ac->ev.cleanup = conn_cleanup;
+	ac->ev.data = c;
+	(void)sq_io_add(c->io, SQ_IO_READ | SQ_IO_WRITE);
+	return 0;
 }
 
 /*
@@ -338,6 +471,7 @@ from_broker(struct room *r, const char *line, size_t len)
 	why = chat_line_check(line, len, r->max_message + LINE_OVERHEAD);
 	if (why == NULL) {
 		b->invalid_logged = 0;
+		admit(r, line, len);
 		deliver(r, line, len);
 		return;
 	}
@@ -386,6 +520,8 @@ subscribe(struct room *r)
 	if (redisAsyncCommand(b->sub, sub_reply, NULL, "SUBSCRIBE %b",
 	    b->channel, strlen(b->channel)) != REDIS_OK)
 		broker_down(r, NULL, "cannot subscribe");
+	else
+		guard_of(b->sub)->subscribed = 1;
 }
 
 /*
@@ -435,7 +571,7 @@ pub_reply(redisAsyncContext *ac, void *reply, void *priv)
 }
 
 static redisAsyncContext *
-open_conn(struct room *r, char *err, size_t errlen)
+open_conn(struct room *r, int subscriber, char *err, size_t errlen)
 {
 	struct broker *b = r->broker;
 	redisAsyncContext *ac;
@@ -458,7 +594,7 @@ open_conn(struct room *r, char *err, size_t errlen)
 		redisAsyncFree(ac);
 		return NULL;
 	}
-	if (redisLibeventAttach(ac, sq_loop_base()) != REDIS_OK) {
+	if (conn_attach(r, ac, subscriber) != 0) {
 		snprintf(err, errlen, "cannot attach to the loop");
 		redisAsyncFree(ac);
 		return NULL;
@@ -471,6 +607,8 @@ open_conn(struct room *r, char *err, size_t errlen)
 		redisAsyncFree(ac);
 		return NULL;
 	}
+	if (b->password)
+		chat_resp_sent(guard_of(ac));
 	return ac;
 }
 
@@ -511,8 +649,8 @@ broker_connect(struct room *r)
 	b->idle = 0;
 	if (sq_loop_base() == NULL || b->sub || b->pub)
 		return;		/* squalld -t: no loop */
-	if ((b->sub = open_conn(r, err, sizeof(err))) == NULL ||
-	    (b->pub = open_conn(r, err, sizeof(err))) == NULL) {
+	if ((b->sub = open_conn(r, 1, err, sizeof(err))) == NULL ||
+	    (b->pub = open_conn(r, 0, err, sizeof(err))) == NULL) {
 		broker_down(r, NULL, err);
 		return;
 	}
@@ -638,11 +776,13 @@ move_room(struct room *o, struct room *r)
 	if (b == NULL) {
 		o->broker = nb;
 	} else if (nb == NULL) {
+		admit_all(o);
 		broker_close(b);
 		broker_free(b);
 		o->broker = NULL;
 	} else {
 		/* in place: the pending timers hold o, and find b */
+		admit_all(o);
 		broker_close(b);
 		free(b->url);
 		free(b->host);
@@ -660,6 +800,7 @@ move_room(struct room *o, struct room *r)
 		b->backoff_ms = RETRY_MIN_MS;
 		free(nb);
 	}
+	(void)sq_inst_set_info(o->inst, "broker", o->broker ? "down" : NULL);
 	if (o->broker == NULL)
 		return;
 	if (o->n > 0)
@@ -705,6 +846,9 @@ room_free(struct room *r)
 		free(r->lines[(r->first + i) % (size_t)r->history]);
 	free(r->lines);
 	free(r->members);
+	for (size_t i = 0; i < r->njoining; i++)
+		free(r->joining[i].line);
+	free(r->joining);
 	if (r->broker) {
 		broker_close(r->broker);
 		broker_free(r->broker);
@@ -762,8 +906,10 @@ chat_create(struct sq_inst *inst, struct sq_opts *opts, void **state)
 		room_free(r);
 		return rc;
 	}
-	if (r->broker)
+	if (r->broker) {
+		(void)sq_inst_set_info(inst, "broker", "down");
 		broker_connect(r);
+	}
 	if (sq_loop_base() != NULL) {
 		struct sq_stats st;
 
@@ -804,6 +950,92 @@ remember(struct room *r, const char *line)
 		r->lines[(r->first + r->nlines++) % (size_t)r->history] = copy;
 }
 
+static int
+member_add(struct room *r, struct sq_ws *ws)
+{
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 16;
+		struct sq_ws **m = realloc(r->members, cap * sizeof(*m));
+
+		if (m == NULL)
+			return -ENOMEM;
+		r->members = m;
+		r->cap = cap;
+	}
+	r->members[r->n++] = ws;
+	return 0;
+}
+
+static void	arm_pinger(struct room *);
+
+/* The first of those joining becomes a member; line was its own. */
+static void
+admit_first(struct room *r, int send_line)
+{
+	struct joining j = r->joining[0];
+
+	memmove(r->joining, r->joining + 1, --r->njoining *
+	    sizeof(*r->joining));
+	if (member_add(r, j.ws) != 0)
+		sq_ws_close(j.ws, 1011, "out of memory");
+	else {
+		if (send_line)
+			sq_ws_send(j.ws, j.line, j.len, 0);
+		arm_pinger(r);
+	}
+	free(j.line);
+}
+
+/*
+ * The promised order, after a room moves to another broker as at any
+ * time: a member hears its own joined line first, then what was said
+ * after it in the broker's order, never what was said before it (which
+ * a second subscription of this process, a moved room's, may still be
+ * delivering). So a newcomer waits among those joining until the
+ * subscription brings its joined line back: our lines reach the broker,
+ * and come back, in the order we published them, so it is the first of
+ * those joining whose line this is. (Another process could publish the
+ * same bytes in the same second, for a client of the same address: the
+ * newcomer then starts a line early, no worse.)
+ */
+static void
+admit(struct room *r, const char *line, size_t len)
+{
+	if (r->njoining > 0 && r->joining[0].len == len &&
+	    memcmp(r->joining[0].line, line, len) == 0)
+		admit_first(r, 0);	/* deliver() sends it the line */
+}
+
+/*
+ * The broker is gone, or the room moves: their joined lines may never
+ * come back, so those joining get theirs now and become members.
+ */
+static void
+admit_all(struct room *r)
+{
+	while (r->njoining > 0)
+		admit_first(r, 1);
+}
+
+/* ws waits for its joined line (line, taken). 0 or -ENOMEM. */
+static int
+joining_add(struct room *r, struct sq_ws *ws, char *line, size_t len)
+{
+	if (r->njoining == r->capjoining) {
+		size_t cap = r->capjoining ? r->capjoining * 2 : 8;
+		struct joining *j = realloc(r->joining, cap * sizeof(*j));
+
+		if (j == NULL)
+			return -ENOMEM;
+		r->joining = j;
+		r->capjoining = cap;
+	}
+	r->joining[r->njoining].ws = ws;
+	r->joining[r->njoining].line = line;
+	r->joining[r->njoining++].len = len;
+	return 0;
+}
+
 /* A line for the members of this process (and its history). */
 static void
 deliver(struct room *r, const char *line, size_t len)
@@ -815,17 +1047,17 @@ deliver(struct room *r, const char *line, size_t len)
 /*
  * A line that happened here: published once when the broker is up (it
  * comes back through the subscription, to us as to every process), else
- * delivered to the local members only. A broker that falls behind by
+ * delivered to the local members only (1: published, 0: not). A broker that falls behind by
  * PUB_MAX_PENDING replies or PUB_MAX_BYTES costs lines, not memory.
  */
-static void
+static int
 say(struct room *r, const char *line, size_t len)
 {
 	struct broker *b = r->broker;
 
 	if (b == NULL || !b->up) {
 		deliver(r, line, len);
-		return;
+		return 0;
 	}
 	/* one line larger than PUB_MAX_BYTES still goes, alone */
 	if (b->pending >= PUB_MAX_PENDING || (b->pending > 0 &&
@@ -836,16 +1068,18 @@ say(struct room *r, const char *line, size_t len)
 			    "lines unanswered): dropping lines (%llu so far)",
 			    b->url, b->pending, b->dropped);
 		b->drop_logged = 1;
-		return;
+		return 0;
 	}
 	if (redisAsyncCommand(b->pub, pub_reply, (void *)(uintptr_t)len,
 	    "PUBLISH %b %b", b->channel, strlen(b->channel), line, len) !=
 	    REDIS_OK) {
 		deliver(r, line, len);	/* not published: no double */
-		return;
+		return 0;
 	}
+	chat_resp_sent(guard_of(b->pub));
 	b->pending++;
 	b->pending_bytes += len;
+	return 1;
 }
 
 static void ping_all(int status, void *arg);
@@ -888,21 +1122,33 @@ ping_all(int status, void *arg)
 	arm_pinger(r);
 }
 
-/* Says to the room what ws did (msg: what it said), stamped with now. */
-static void
-announce(struct room *r, enum chat_event ev, struct sq_ws *ws,
-    const char *msg, size_t len)
+/* The line of what ws did (msg: what it said), stamped with now. */
+static char *
+stamp(enum chat_event ev, struct sq_ws *ws, const char *msg, size_t len,
+    size_t *n)
 {
 	time_t now = time(NULL);
 	struct tm tm;
 	char when[32], *line;
-	size_t n;
 
 	localtime_r(&now, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
-	if (chat_line(&line, &n, ev, sq_ws_client_ip(ws), when, msg,
-	    len) == 0) {
-		say(r, line, n);
+	if (chat_line(&line, n, ev, sq_ws_client_ip(ws), when, msg,
+	    len) != 0)
+		return NULL;
+	return line;
+}
+
+/* Says to the room what ws did. */
+static void
+announce(struct room *r, enum chat_event ev, struct sq_ws *ws,
+    const char *msg, size_t len)
+{
+	char *line;
+	size_t n;
+
+	if ((line = stamp(ev, ws, msg, len, &n)) != NULL) {
+		(void)say(r, line, n);
 		free(line);
 	}
 }
@@ -911,6 +1157,8 @@ static int
 chat_open(void *state, struct sq_ws *ws)
 {
 	struct room *r = state;
+	char *line;
+	size_t n;
 
 	if (!origin_ok(r, ws)) {
 		sq_log(r->inst, SQ_LOG_WARN, "refused %s from origin %s",
@@ -933,11 +1181,27 @@ chat_open(void *state, struct sq_ws *ws)
 
 		sq_ws_send(ws, h, strlen(h), 0);
 	}
-	r->members[r->n++] = ws;
-	arm_pinger(r);
 	if (r->broker && r->broker->idle)
 		broker_connect(r);	/* an empty room stopped retrying */
-	announce(r, CHAT_JOINED, ws, NULL, 0);
+	if ((line = stamp(CHAT_JOINED, ws, NULL, 0, &n)) == NULL) {
+		r->members[r->n++] = ws;
+		arm_pinger(r);
+		return 0;
+	}
+	/* on the broker: a member once its line is back (see admit) */
+	if (r->broker && r->broker->up &&
+	    joining_add(r, ws, line, n) == 0) {
+		if (say(r, line, n))
+			return 0;
+		r->njoining--;	/* not published: delivered, or dropped */
+		r->members[r->n++] = ws;
+		sq_ws_send(ws, line, n, 0);
+	} else {
+		r->members[r->n++] = ws;
+		(void)say(r, line, n);
+	}
+	free(line);
+	arm_pinger(r);
 	return 0;
 }
 
@@ -962,6 +1226,14 @@ chat_close(void *state, struct sq_ws *ws, int code)
 	for (size_t i = 0; i < r->n; i++)
 		if (r->members[i] == ws) {
 			r->members[i] = r->members[--r->n];
+			break;
+		}
+	for (size_t i = 0; i < r->njoining; i++)
+		if (r->joining[i].ws == ws) {
+			free(r->joining[i].line);
+			memmove(r->joining + i, r->joining + i + 1,
+			    (r->njoining - i - 1) * sizeof(*r->joining));
+			r->njoining--;
 			break;
 		}
 	if (r->n == 0 && r->pinger && !r->cancelling) {

@@ -141,6 +141,25 @@ add_u64(struct json_object *o, const char *key, uint64_t v)
 	json_object_object_add(o, key, json_object_new_int64((int64_t)v));
 }
 
+/*
+ * What the route's instance says of its state (sq_inst_set_info), as
+ * "state": {"broker": "up"}; nothing when it says nothing.
+ */
+static void
+add_state(struct json_object *r, size_t i)
+{
+	struct json_object *st = NULL;
+	const char *k, *v;
+
+	for (size_t j = 0; sq_route_info(i, j, &k, &v) == 0; j++) {
+		if (st == NULL)
+			st = json_object_new_object();
+		json_object_object_add(st, k, json_object_new_string(v));
+	}
+	if (st != NULL)
+		json_object_object_add(r, "state", st);
+}
+
 static void
 send_json(struct sq_req *req, const struct sq_stats *s)
 {
@@ -176,6 +195,7 @@ send_json(struct sq_req *req, const struct sq_stats *s)
 		add_u64(r, "requests", rs.requests);
 		add_u64(r, "ws_sessions", rs.ws_sessions);
 		add_u64(r, "ws_messages", rs.ws_messages);
+		add_state(r, i);
 		json_object_array_add(routes, r);
 	}
 	json_object_object_add(o, "routes", routes);
@@ -266,6 +286,22 @@ send_prometheus(struct sq_req *req, const struct sq_stats *s)
 		fputs("\",version=\"", fp);
 		put_label(fp, version);
 		fputs("\"} 1\n", fp);
+	}
+	metric(fp, "route_state", "gauge", "What each route's plugin says of "
+	    "its state (the chat's broker: up or down).");
+	for (size_t i = 0; sq_route_at(i, &path, &plugin, &version) == 0;
+	    i++) {
+		const char *k, *v;
+
+		for (size_t j = 0; sq_route_info(i, j, &k, &v) == 0; j++) {
+			fputs("squall_route_state{route=\"", fp);
+			put_label(fp, path);
+			fputs("\",key=\"", fp);
+			put_label(fp, k);
+			fputs("\",value=\"", fp);
+			put_label(fp, v);
+			fputs("\"} 1\n", fp);
+		}
 	}
 	metric(fp, "route_requests_total", "counter", "Requests each route's "
 	    "plugin handled.");

@@ -76,6 +76,8 @@ for bad in 1abc my-plug int "" "a b"; do
 	    sh -c "! sh '$plugin_new' '$bad' && ! test -e '$bad'"
 done
 check "squall-plugin-new refuses no NAME" sh -c "! sh '$plugin_new'"
+check "squall-plugin-new --help exits 0 with the usage" \
+    sh -c "sh '$plugin_new' --help | grep -q 'usage: ' && sh '$plugin_new' -h >/dev/null"
 check "squall-plugin-new writes a skeleton" sh "$plugin_new" myplug
 check "squall-plugin-new wrote NAME/NAME.c and NAME/Makefile" \
     test -f myplug/myplug.c -a -f myplug/Makefile

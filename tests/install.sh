@@ -5,7 +5,8 @@
 # name this build's paths, and a configuration without plugin_dir finds
 # the installed plugins; the plugin starter kit and squall-plugin-new are
 # installed; so is squall-broker.ini, the same way, with its paths
-# rewritten too. make uninstall keeps the edited file, and removes the
+# rewritten too, and so are the deployment examples and
+# squall-plugin-new(1), naming this build's paths. make uninstall keeps the edited file, and removes the
 # rest.
 top=${top_srcdir:-$(dirname "$0")/..}
 build=${top_builddir:-.}
@@ -58,6 +59,22 @@ kit=$(find "$dest" -path '*/examples/plugins' -type d | head -n 1)
 for f in README GNUmakefile hello.c counter.c async.c echo_ws.c; do
 	check "the starter kit's $f installed" test -f "$kit/$f"
 done
+prefix=$(dirname "$(dirname "$(dirname "$conf")")")	# $prefix/etc/squall/...
+examples=$(dirname "$(find "$dest" -path '*/examples/etc/systemd/squalld.service' | head -n 1)")/..
+for f in systemd/squalld.service supervisor/squall.conf \
+    supervisor/squall-broker.conf logrotate.d/squall; do
+	check "the installed $f names this build's squalld" \
+	    grep -qF "$prefix/sbin/squalld" "$examples/$f"
+done
+check "the installed unit names $conf" \
+    grep -qF "$conf" "$examples/systemd/squalld.service"
+man1=$(find "$dest" -name squall-plugin-new.1 | head -n 1)
+check "squall-plugin-new(1) names $conf" grep -qF "$conf" "$man1"
+case $conf in
+/usr/local/*) ;;
+*)	check "no /usr/local in the installed examples under another prefix" \
+	    sh -c "! grep -rq /usr/local '$examples' '$man1'" ;;
+esac
 check "squall-plugin-new installed" sh -c \
     "find '$dest' -name squall-plugin-new -type f -perm -u+x | grep -q ."
 

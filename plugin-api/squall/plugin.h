@@ -65,6 +65,7 @@ struct sq_opts;		/* the route's options, during .create only */
 struct sq_req;		/* one HTTP request */
 struct sq_ws;		/* one WebSocket session */
 struct sq_timer;	/* a one-shot timer on the loop */
+struct sq_io;		/* a descriptor watched on the loop */
 struct sq_fetch;	/* one request of the shared HTTP client */
 struct sq_fetch_group;	/* fetches that complete together */
 struct sq_job;		/* blocking work on the offload pool */
@@ -226,6 +227,25 @@ void		 sq_timer_cancel(struct sq_timer *t);
 void		*sq_loop_base(void);
 
 /*
+ * A descriptor watched on the loop: cb(fd, SQ_IO_READ or SQ_IO_WRITE,
+ * arg) runs on the loop each time fd is ready for what was added, until
+ * it is deleted. For the event hooks of a library the plugin drives on
+ * the loop (hiredis's ev.addRead and friends) instead of the library's
+ * libevent adapter: cb runs as the plugin's code, so a fatal signal in
+ * it (or in the library under it) is logged with the plugin and route.
+ * cb may free the watch. A watch holds no reference on the instance:
+ * free it before .destroy returns. sq_io_new returns NULL on error (or
+ * under squalld -t, which has no loop); sq_io_add 0 or -ENOMEM.
+ */
+#define SQ_IO_READ	0x01
+#define SQ_IO_WRITE	0x02
+struct sq_io	*sq_io_new(struct sq_inst *inst, int fd,
+		    void (*cb)(int fd, int what, void *arg), void *arg);
+int		 sq_io_add(struct sq_io *io, int what);
+void		 sq_io_del(struct sq_io *io, int what);
+void		 sq_io_free(struct sq_io *io);
+
+/*
  * The shared asynchronous HTTP client (libcurl on the server's loop).
  * Create a fetch, set what you need, then start it: cb runs once, on the
  * loop, with the fetch, which is valid until cb returns. Errors (no
@@ -359,6 +379,18 @@ struct sq_route_stats {
 };
 int		 sq_route_stats(size_t i, struct sq_route_stats *out,
 		    size_t size);
+/*
+ * What an instance says of its state, for monitoring: key = value pairs
+ * that the status plugin shows with its route (the chat plugin's
+ * "broker" = "up" or "down"). Both are copied; value NULL removes key.
+ * 0, -EINVAL (no key) or -ENOMEM. sq_route_info gives the j-th pair of
+ * the i-th route, borrowed until the caller returns; -ENOENT past the
+ * end.
+ */
+int		 sq_inst_set_info(struct sq_inst *inst, const char *key,
+		    const char *value);
+int		 sq_route_info(size_t i, size_t j, const char **key,
+		    const char **value);
 
 const char	*sq_strerror(int err);
 

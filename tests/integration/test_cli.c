@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -128,6 +129,16 @@ Test(cli, check_config_data_cases)
 	cr_assert_geq(n, 8, "only %d data cases", n);
 }
 
+static int
+count_of(const char *hay, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	return n;
+}
+
 /* -T: -t, then every key as it is in effect, defaults and paths resolved */
 Test(cli, dump_config_prints_the_effective_configuration)
 {
@@ -139,7 +150,8 @@ Test(cli, dump_config_prints_the_effective_configuration)
 	    "plugin_dir = %s\npid_file = run/squalld.pid\n"
 	    "trusted_proxies = 10.0.0.0/8 ::1\n[route /hello]\n"
 	    "plugin = hello\ntext = hi\n[route /s/*]\nplugin = static\n"
-	    "root = .\n", t_plugin_dir());
+	    "root = .\n[route /chat]\nplugin = chat\nws_deflate = off\n",
+	    t_plugin_dir());
 	cr_assert_eq(t_run_squalld(&out, "-T", "-c", ini, "-p", "9000", NULL),
 	    0, "%s", out);
 	cr_assert_not_null(strstr(out, "\n[server]\nlisten = 127.0.0.1:9000\n"
@@ -152,11 +164,16 @@ Test(cli, dump_config_prints_the_effective_configuration)
 	cr_assert_not_null(strstr(out, "\nlog_level = info\n"), "%s", out);
 	cr_assert_not_null(strstr(out, "\ntrusted_proxies = 10.0.0.0/8 ::1\n"),
 	    "%s", out);
+	/* ws_deflate on WebSocket routes only (issue 15, item 16) */
 	snprintf(want, sizeof(want), "\n[route /hello]\nplugin = %s/hello.so\n"
-	    "text = hi\nws_deflate = on\n", t_plugin_dir());
+	    "text = hi\n\n", t_plugin_dir());
 	cr_assert_not_null(strstr(out, want), "%s", out);
 	cr_assert_not_null(strstr(out, "\n[route /s/*]\n"), "%s", out);
-	cr_assert_not_null(strstr(out, "configuration is valid (2 routes)"),
+	snprintf(want, sizeof(want), "\n[route /chat]\nplugin = %s/chat.so\n"
+	    "ws_deflate = off\n", t_plugin_dir());
+	cr_assert_not_null(strstr(out, want), "%s", out);
+	cr_assert_eq(count_of(out, "ws_deflate"), 1, "%s", out);
+	cr_assert_not_null(strstr(out, "configuration is valid (3 routes)"),
 	    "%s", out);
 	free(out);
 	/* an invalid configuration: the error, no dump, exit 1 */
@@ -168,10 +185,67 @@ Test(cli, dump_config_prints_the_effective_configuration)
 }
 
 /*
+ * Instances on one configuration, told apart by -p, log to files of
+ * their own with %p in the paths (issue 15, item 10).
+ */
+Test(cli, percent_p_gives_each_instance_its_logs)
+{
+	char dir[256], ini[300], want[600], *out;
+
+	t_tmpdir(dir, sizeof(dir));
+	snprintf(ini, sizeof(ini), "%s/squall.ini", dir);
+	t_write(ini, "[server]\nlisten = 127.0.0.1:8000\nplugin_dir = %s\n"
+	    "access_log = access-%%p.log\nerror_log = error-%%p.log\n"
+	    "[route /hello]\nplugin = hello\n", t_plugin_dir());
+	cr_assert_eq(t_run_squalld(&out, "-T", "-c", ini, "-p", "8123", NULL),
+	    0, "%s", out);
+	snprintf(want, sizeof(want), "\naccess_log = %s/access-8123.log\n",
+	    dir);
+	cr_assert_not_null(strstr(out, want), "%s", out);
+	snprintf(want, sizeof(want), "\nerror_log = %s/error-8123.log\n", dir);
+	cr_assert_not_null(strstr(out, want), "%s", out);
+	free(out);
+	cr_assert_eq(t_run_squalld(&out, "-T", "-c", ini, NULL), 0, "%s", out);
+	snprintf(want, sizeof(want), "\naccess_log = %s/access-8000.log\n",
+	    dir);
+	cr_assert_not_null(strstr(out, want), "%s", out);
+	free(out);
+	t_rm_rf(dir);
+}
+
+/*
  * A plugin that crashes squalld (workers = 1) leaves a line naming the
  * route and plugin that ran; the process still dies of its signal. (The
  * sanitizer build reports crashes its own way.)
  */
+#ifndef SQ_SANITIZERS
+/*
+ * The fatal signal's line reads like every other: local time (within a
+ * minute of now), level, pid (issue 15, item 7: it had none of them).
+ */
+static void
+expect_log_format(struct srv *c, pid_t pid, const char *text)
+{
+	char *log = t_read(c->log, NULL), *hit = strstr(log, text), *bol;
+	char want[64];
+	struct tm tm;
+	time_t when;
+
+	cr_assert_not_null(hit);
+	for (bol = hit; bol > log && bol[-1] != '\n'; bol--)
+		;
+	memset(&tm, 0, sizeof(tm));
+	cr_assert_not_null(strptime(bol, "%Y-%m-%d %H:%M:%S ", &tm),
+	    "no time stamp: %.200s", bol);
+	tm.tm_isdst = -1;
+	when = mktime(&tm);
+	cr_assert_lt(labs((long)(when - time(NULL))), 60, "%.200s", bol);
+	snprintf(want, sizeof(want), " [error] %d squalld: fatal", (int)pid);
+	cr_assert_eq(strncmp(bol + 19, want, strlen(want)), 0, "%.200s", bol);
+	free(log);
+}
+#endif
+
 Test(cli, fatal_signal_names_the_plugin_and_route)
 {
 #ifdef SQ_SANITIZERS
@@ -188,10 +262,13 @@ Test(cli, fatal_signal_names_the_plugin_and_route)
 		    "test, route /boom\n" },
 		{ "timer", "squalld: fatal signal 11 (SIGSEGV) in plugin crash "
 		    "test, route /boom\n" },
+		{ "io", "squalld: fatal signal 11 (SIGSEGV) in plugin crash "
+		    "test, route /boom\n" },
 	};
 	struct srv c;
 	char path[64];
 	struct resp r;
+	pid_t pid;
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		srv_start(&c, "[route /boom]\nplugin = %s\n",
@@ -200,10 +277,12 @@ Test(cli, fatal_signal_names_the_plugin_and_route)
 		snprintf(path, sizeof(path), "/boom?%s", cases[i].query);
 		http_request(c.port, "GET", path, NULL, NULL, 0, 5000, &r);
 		resp_free(&r);
+		pid = c.pid;
 		cr_assert_eq(srv_wait_exit(&c, 5000), -1, "%s: squalld did not "
 		    "die of its signal", cases[i].query);
 		cr_assert_eq(srv_log_count(&c, cases[i].line), 1, "%s: no "
 		    "line \"%s\"", cases[i].query, cases[i].line);
+		expect_log_format(&c, pid, cases[i].line);
 		srv_cleanup(&c);
 	}
 #endif
@@ -336,6 +415,87 @@ Test(cli, signal_reload_reports_failures)
 	free(out);
 	free(good);
 	cr_assert_eq(srv_stop(&s), 0);
+}
+
+/*
+ * An option the plugin does not accept, found after its create() ran
+ * (chat then has a timer pending on the instance): squalld exits 1 with
+ * the file:line, and does not crash calling into the instance it gave
+ * up (issue 15, defect 3: exit 139).
+ */
+Test(cli, rejected_option_after_create_exits_1)
+{
+	char *out, dir[256], ini[400];
+
+	t_tmpdir(dir, sizeof(dir));
+	snprintf(ini, sizeof(ini), "%s/squall.ini", dir);
+	t_write(ini, "[server]\nlisten = 127.0.0.1:0\nplugin_dir = %s\n"
+	    "[route /chat]\nplugin = chat\nbogus = 1\n", t_plugin_dir());
+	cr_assert_eq(t_run_squalld(&out, "-c", ini, NULL), 1, "%s", out);
+	cr_assert_not_null(strstr(out, "squall.ini:6: route '/chat': plugin "
+	    "'chat' has no option 'bogus'"), "%s", out);
+	free(out);
+	t_rm_rf(dir);
+}
+
+/*
+ * A process whose argument ends in /squalld but whose executable is not
+ * squalld (a stale pid file, the pid reused): -s does not signal it, and
+ * a squalld starting with that pid file takes it over (issue 15, defect
+ * 5: both went by the arguments).
+ */
+Test(cli, signal_matches_the_executable_not_an_argument)
+{
+	char dir[256], ini[300], pidf[300], *out, *text;
+	pid_t victim;
+	int st;
+
+	t_tmpdir(dir, sizeof(dir));
+	snprintf(ini, sizeof(ini), "%s/squall.ini", dir);
+	snprintf(pidf, sizeof(pidf), "%s/squalld.pid", dir);
+	t_write(ini, "[server]\nlisten = 127.0.0.1:0\nplugin_dir = %s\n"
+	    "pid_file = squalld.pid\n[route /hello]\nplugin = hello\n",
+	    t_plugin_dir());
+	if ((victim = fork()) == 0) {
+		t_close_inherited();
+		execl("/bin/sh", "sh", "-c", "sleep 30; exit 0",
+		    "/var/log/squalld", (char *)NULL);
+		_exit(127);
+	}
+	/* the shell has exec'd when its arguments show $0 */
+	for (int i = 0; i < 500; i++) {
+		char path[64], buf[512];
+		FILE *f;
+		size_t n = 0;
+
+		snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)victim);
+		if ((f = fopen(path, "r")) != NULL) {
+			n = fread(buf, 1, sizeof(buf), f);
+			fclose(f);
+		}
+		if (memmem(buf, n, "/var/log/squalld", 16) != NULL)
+			break;
+		usleep(10000);
+	}
+	t_write(pidf, "%d\n", (int)victim);
+	cr_assert_eq(t_run_squalld(&out, "-c", ini, "-s", "stop", NULL), 1,
+	    "%s", out);
+	cr_assert_not_null(strstr(out, "is not a running squalld"), "%s", out);
+	free(out);
+	cr_assert_eq(waitpid(victim, &st, WNOHANG), 0, "the process named in "
+	    "the stale pid file was signalled");
+	/* a squalld starting on that pid file takes it */
+	memset(&s, 0, sizeof(s));
+	snprintf(s.dir, sizeof(s.dir), "%s", dir);
+	text = t_read(ini, NULL);
+	srv_start_in(&s, text);
+	free(text);
+	text = t_read(pidf, NULL);
+	cr_assert_eq(atoi(text), (int)s.pid, "pid file: %s", text);
+	free(text);
+	cr_assert_eq(srv_stop(&s), 0);
+	kill(victim, SIGKILL);
+	waitpid(victim, &st, 0);
 }
 
 /* A pid file naming a process that is not squalld: nothing is signalled. */
@@ -575,6 +735,44 @@ Test(cli, user_drops_root_after_binding)
 		cr_assert_str_eq(r.body, "again");
 		resp_free(&r);
 	}
+	cr_assert_eq(srv_stop(&s), 0);
+}
+
+/*
+ * -s reload checks the configuration as the server will load it: as the
+ * configured user, not as root who types it (issue 15, item 9: root ran
+ * every plugin's create(), and read a plugin the server cannot).
+ */
+Test(cli, signal_reload_checks_as_the_configured_user)
+{
+	char so[400], *out;
+
+	(void)nobody_dir();
+	srv_start_in(&s, "[server]\nlisten = 127.0.0.1:0\nplugin_dir = .\n"
+	    "user = nobody\npid_file = squalld.pid\n[route /hello]\n"
+	    "plugin = hello\n");
+	cr_assert_eq(srv_wait_log(&s, "running as user nobody", 1, 3000), 0);
+	/* a plugin only root may read now */
+	snprintf(so, sizeof(so), "%s/hello.so", s.dir);
+	cr_assert_eq(chmod(so, 0700), 0);
+	t_write(s.ini, "[server]\nlisten = 127.0.0.1:0\nplugin_dir = .\n"
+	    "user = nobody\npid_file = squalld.pid\n[route /hello]\n"
+	    "plugin = hello\ntext = again\n");
+	chmod(s.ini, 0644);
+	cr_assert_eq(t_run_squalld(&out, "-c", s.ini, "-s", "reload", NULL),
+	    1, "%s", out);
+	cr_assert_not_null(strstr(out, "Permission denied"), "%s", out);
+	cr_assert_not_null(strstr(out, "nothing was signalled: the "
+	    "configuration is invalid (checked as user nobody"), "%s", out);
+	free(out);
+	cr_assert_eq(srv_log_count(&s, "reloading"), 0, "the server was "
+	    "signalled");
+	/* readable again: checked and signalled */
+	cr_assert_eq(chmod(so, 0755), 0);
+	cr_assert_eq(t_run_squalld(&out, "-c", s.ini, "-s", "reload", NULL),
+	    0, "%s", out);
+	free(out);
+	t_expect_status(s.port, "/hello", 200);
 	cr_assert_eq(srv_stop(&s), 0);
 }
 

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <sys/stat.h>
@@ -47,6 +48,21 @@ have(const char *prog)
 }
 
 /* Replaces every occurrence of from by to in a malloc'ed string. */
+/* Can a socket be bound to [::1] here (some containers have no IPv6)? */
+static int
+have_ipv6_loopback(void)
+{
+	struct sockaddr_in6 sa = { .sin6_family = AF_INET6 };
+	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
+
+	if (fd < 0)
+		return 0;
+	sa.sin6_addr = in6addr_loopback;
+	ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
 static char *
 replace(char *text, const char *from, const char *to)
 {
@@ -281,6 +297,9 @@ start_deployment_variant(const char *access_log, int rport)
 	text = replace(text, "PORT0", ports[0]);
 	text = replace(text, "PORT1", ports[1]);
 	text = replace(text, "listen 80;", "listen 127.0.0.1:FRONT;");
+	/* IPv6 too, as shipped, where this machine has it */
+	text = replace(text, "listen [::]:80;", have_ipv6_loopback() ?
+	    "listen [::1]:FRONT;" : "");
 	text = replace(text, "FRONT", front);
 	/*
 	 * Beside Debian's default site, as on a stock Debian: it is the
@@ -393,6 +412,22 @@ Test(deploy, nginx_balances_over_two_supervised_servers)
 	free(body);
 	cr_assert_eq(get_from("127.0.0.1", "/", &body), 200);
 	free(body);
+	/* the shipped file listens on IPv6 too (issue 15, item 12) */
+	if (have_ipv6_loopback()) {
+		char url[64];
+		CURL *c = curl_easy_init();
+		long status = 0;
+
+		snprintf(url, sizeof(url), "http://[::1]:%d/hello", d.front);
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+		if (curl_easy_perform(c) == CURLE_OK)
+			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_cleanup(c);
+		cr_assert_eq(status, 200, "GET %s through nginx: %ld", url,
+		    status);
+	}
 }
 
 /*

@@ -773,6 +773,47 @@ Test(http, ambiguous_body_framing_is_refused)
 	    "body were served as a request");
 }
 
+/*
+ * RFC 7230 3.2.4: whitespace between a header name and its colon is
+ * refused with 400. evhttp kept "Content-Length " as another header, so
+ * the body was read as the next request: the smuggling shape of a
+ * proxy that trims the name (issue 15, defect 4).
+ */
+Test(http, whitespace_before_a_header_colon_is_refused)
+{
+	static const char smuggled[] = "GET /echo/smuggled HTTP/1.1\r\n"
+	    "Host: x\r\n\r\n";
+	static const char *const refused[] = {
+		"POST /echo/a HTTP/1.1\r\nHost: x\r\nContent-Length : %zu\r\n"
+		"\r\nhello%s",
+		"POST /echo/a HTTP/1.1\r\nHost: x\r\nContent-Length\t: %zu\r\n"
+		"\r\nhello%s",
+		"POST /echo/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : "
+		"chunked\r\n\r\n%zx\r\nhello%s\r\n0\r\n\r\n",
+		"GET /echo/a HTTP/1.1\r\nHost : x\r\n\r\n%.0zu%s",
+	};
+	char req[512], *out;
+
+	srv_start(&s, "[route /echo/*]\nplugin = %s\n",
+	    t_test_plugin("echo"));
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		snprintf(req, sizeof(req), refused[i], 5 + strlen(smuggled),
+		    smuggled);
+		out = exchange_until_close(req, strlen(req));
+		cr_assert(strncmp(out, "HTTP/1.1 400", 12) == 0, "case %zu:\n%s",
+		    i, out);
+		cr_assert_eq(count_str(out, "HTTP/1.1 "), 1, "case %zu:\n%s",
+		    i, out);
+		cr_assert_not_null(strstr(out, "Connection: close"));
+		free(out);
+	}
+	cr_assert_eq(srv_log_count(&s, "/echo/a from"), 0, "the plugin saw "
+	    "a refused request");
+	cr_assert_eq(srv_log_count(&s, "smuggled"), 0, "the bytes after a "
+	    "header were served as a request");
+	t_expect_status(s.port, "/echo/ok", 200);
+}
+
 static char *
 big_header_request(const char *path, size_t n)
 {
@@ -881,4 +922,91 @@ Test(http, header_limit_counts_each_request_apart)
 	cr_assert(strncmp(second, "HTTP/1.1 431", 12) == 0, "%s", out);
 	free(out);
 	free(req);
+}
+
+/* The last line of the file at path, malloc'ed. */
+static char *
+last_line(const char *path)
+{
+	char *text = t_read(path, NULL), *end, *start, *out;
+
+	end = text + strlen(text);
+	while (end > text && end[-1] == '\n')
+		end--;
+	for (start = end; start > text && start[-1] != '\n'; start--)
+		;
+	out = strndup(start, (size_t)(end - start));
+	free(text);
+	return out;
+}
+
+/*
+ * access_log_format: json writes one valid JSON object a line, whatever
+ * the client sent, with the request time; timed is the combined line
+ * with the request time in seconds at the end (issue 15, item 16: the
+ * access log had no request time and one format).
+ */
+Test(http, access_log_formats)
+{
+	const char *hdrs[] = { "User-Agent: a \"quoted\" \x01 agent \xff",
+	    "Referer: http://x/", NULL };
+	char path[400], *line;
+	struct json_object *o, *v;
+	struct resp r;
+
+	srv_start(&s, "access_log = access.log\naccess_log_format = json\n"
+	    "[route /hello]\nplugin = hello\n[route /delay]\nplugin = delay\n");
+	snprintf(path, sizeof(path), "%s/access.log", s.dir);
+	cr_assert_eq(http_request(s.port, "GET", "/hello?x=%22", hdrs, NULL,
+	    0, 5000, &r), 0);
+	resp_free(&r);
+	cr_assert_eq(http_get(s.port, "/delay?ms=120", &r), 0);
+	resp_free(&r);
+	line = last_line(path);
+	cr_assert_not_null(o = json_tokener_parse(line), "not JSON: %s", line);
+	cr_assert(json_object_object_get_ex(o, "status", &v));
+	cr_assert_eq(json_object_get_int(v), 200);
+	cr_assert(json_object_object_get_ex(o, "uri", &v));
+	cr_assert_str_eq(json_object_get_string(v), "/delay?ms=120");
+	cr_assert(json_object_object_get_ex(o, "request_time", &v));
+	cr_assert_geq(json_object_get_double(v), 0.1, "%s", line);
+	cr_assert_lt(json_object_get_double(v), 10.0, "%s", line);
+	json_object_put(o);
+	free(line);
+	/* the first line, with what the client sent, is JSON too */
+	{
+		char *text = t_read(path, NULL);
+
+		*strchr(text, '\n') = '\0';
+		cr_assert_not_null(o = json_tokener_parse(text), "not JSON: %s",
+		    text);
+		cr_assert(json_object_object_get_ex(o, "user_agent", &v));
+		cr_assert_not_null(strstr(json_object_get_string(v),
+		    "a \"quoted\" \x01 agent "), "%s", text);
+		json_object_put(o);
+		free(text);
+	}
+	/* timed, after a reload */
+	t_write(s.ini, "[server]\nlisten = 127.0.0.1:0\nplugin_dir = %s\n"
+	    "access_log = access.log\naccess_log_format = timed\n"
+	    "[route /hello]\nplugin = hello\n[route /delay]\nplugin = delay\n",
+	    t_plugin_dir());
+	cr_assert_eq(srv_reload(&s), 0);
+	cr_assert_eq(http_get(s.port, "/hello", &r), 0);
+	resp_free(&r);
+	line = last_line(path);
+	cr_assert_not_null(strstr(line, "\"GET /hello HTTP/1.1\" 200 12 "),
+	    "%s", line);
+	{
+		/* "... \"agent\" S.mmm": seconds, to the millisecond */
+		const char *t = strrchr(line, ' ');
+		char *end;
+
+		cr_assert(t != NULL && t[-1] == '"', "%s", line);
+		cr_assert(strtod(t + 1, &end) < 10.0 && *end == '\0' &&
+		    strlen(t + 1) == 5 && t[2] == '.', "no request time: %s",
+		    line);
+	}
+	free(line);
+	cr_assert_eq(srv_stop(&s), 0);
 }

@@ -55,7 +55,8 @@ Test(reload, option_change_takes_effect)
 	cr_assert_eq(srv_reload(&s), 0);
 	expect_body("/hello", "two");
 	expect_body("/new", "new");
-	cr_assert_eq(srv_log_count(&s, "reloaded: 2 routes (0 kept, 2 new)"),
+	cr_assert_eq(srv_log_count(&s, "reloaded: 2 routes (0 kept, 1 changed, "
+	    "1 new)"),
 	    1);
 	/* the log says what now serves, at info level */
 	cr_assert_eq(srv_log_count(&s, "ready: 1 route, pid "), 1);
@@ -67,6 +68,13 @@ Test(reload, option_change_takes_effect)
 	cr_assert_eq(srv_log_count(&s, "loaded: removed /hello\n"), 1);
 	cr_assert_eq(srv_reload(&s), 0);
 	cr_assert_eq(srv_log_count(&s, "loaded: nothing changed\n"), 1);
+	/* a reload that changes only the access log says so (issue 15) */
+	rewrite("access_log = access.log\n[route /new]\nplugin = hello\n"
+	    "text = new\n");
+	cr_assert_eq(srv_reload(&s), 0);
+	cr_assert_eq(srv_log_count(&s, "loaded: nothing changed\n"), 1);
+	cr_assert_eq(srv_log_count(&s, "(1 kept, 0 changed, 0 new), 1 plugin "
+	    "module loaded: access_log "), 1);
 }
 
 Test(reload, unchanged_route_keeps_its_instance)
@@ -127,7 +135,10 @@ replace_test(const char *how)
 	expect_body("/v", "version 1 instance 1\n");
 	cr_assert_eq(srv_reload(&s), 0);
 	expect_body("/v", "version 1 instance 1\n");
-	cr_assert_eq(srv_log_count(&s, "(1 kept, 0 new)"), 1);
+	cr_assert_eq(srv_log_count(&s, "(1 kept, 0 changed, 0 new)"), 1);
+	/* a replaced .so is a changed route, not a new one (issue 15) */
+	cr_assert_eq(srv_log_count(&s, "reloaded: 1 route (0 kept, 1 changed, "
+	    "0 new)"), 2);
 	cr_assert_eq(srv_stop(&s), 0, "squalld did not exit cleanly");
 }
 

@@ -266,6 +266,14 @@ Test(config, rejects_syntax_error_with_its_line)
 {
 	expect_error("[server]\nlisten = 127.0.0.1:1\nthis is not ini\n", 3,
 	    "syntax error");
+	/* the line that left a route empty, not "route has no plugin" */
+	expect_error("[route /b]\nplugin = a\n[route /b2]\nplugin a\n", 4,
+	    "syntax error");
+	expect_error("[route /b2]\nplugin a\n[route /c]\nplugin = a\n", 2,
+	    "syntax error");
+	/* an empty route before the syntax error is still the first */
+	expect_error("[route /b2]\n[route /c]\nplugin a\n", 1,
+	    "route '/b2' has no 'plugin' key");
 }
 
 Test(config, rejects_over_long_line)
@@ -285,4 +293,33 @@ Test(config, missing_file_is_named)
 	cr_assert_null(c);
 	cr_assert_str_eq(err, "/nonexistent/squall.ini: No such file or "
 	    "directory");
+}
+
+/*
+ * %p in access_log, error_log and pid_file is the instance's port (the
+ * first listen address's, or -p's), so that instances on one
+ * configuration write files of their own (issue 15, item 10).
+ */
+Test(config, percent_p_is_the_instance_port)
+{
+	struct sqc_config *c;
+	char want[600];
+
+	c = load("[server]\nlisten = 127.0.0.1:8000\nlisten = [::1]:9\n"
+	    "access_log = /var/log/squall/access-%p.log\n"
+	    "error_log = err-%p-%%p.log\npid_file = /run/s-%p.pid\n");
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(sqc_config_expand(c, 0), 0);
+	cr_assert_str_eq(c->access_log, "/var/log/squall/access-8000.log");
+	snprintf(want, sizeof(want), "%s/err-8000-%%p.log", dir);
+	cr_assert_str_eq(c->error_log, want);
+	cr_assert_str_eq(c->pid_file, "/run/s-8000.pid");
+	sqc_config_free(c);
+	c = load("[server]\nlisten = 127.0.0.1:8000\n"
+	    "access_log = /l/a-%p.log\nerror_log = -\n");
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(sqc_config_expand(c, 8001), 0);
+	cr_assert_str_eq(c->access_log, "/l/a-8001.log");
+	cr_assert_str_eq(c->error_log, "-");
+	sqc_config_free(c);
 }

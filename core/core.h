@@ -238,8 +238,6 @@ int	 sqc_http_listen(struct sqc_server *s, const struct sqc_config *c,
 	    int port_override, char *err, size_t errlen);
 const char *sqc_http_origin(const struct sqc_server *s);
 struct evhttp_request;
-void	 sqc_http_log_access(struct evhttp_request *ev, const char *client,
-	    int status, size_t bytes);
 void	 sqc_http_apply(struct sqc_server *s, const struct sqc_config *c,
 	    struct sqc_gen *gen);
 void	 sqc_http_stop_accepting(struct sqc_server *s);
@@ -248,9 +246,22 @@ size_t	 sqc_http_connections(const struct sqc_server *s);
 size_t	 sqc_http_unflushed(const struct sqc_server *s);
 void	 sqc_http_abort_all(struct sqc_server *s);
 void	 sqc_http_free(struct sqc_server *s);
-/* A WebSocket session keeps its connection counted: hold, then release. */
-void	 sqc_http_conn_hold(void);
-void	 sqc_http_conn_release(void);
+
+/*
+ * What the WebSocket bridge asks of the HTTP server, its one way there
+ * (http.c fills it, main.c hands it to sqc_ws_init), so that ws_loop.c
+ * and the HTTP files do not call each other in a circle: a session
+ * keeps its connection counted against max_connections (hold at the
+ * hand-over, release at its end), and its upgrade request gets its
+ * access log line.
+ */
+struct sqc_ws_host {
+	void	(*hold)(void);
+	void	(*release)(void);
+	void	(*log_access)(struct evhttp_request *ev, const char *client,
+		    int status, size_t bytes);
+};
+const struct sqc_ws_host *sqc_http_ws_host(void);
 
 /* ---- timer.c ---------------------------------------------------------- */
 
@@ -277,8 +288,8 @@ void	 sqc_offload_free(void);
 
 /* ---- ws_loop.c: the WebSocket bridge (ws_lws.c, ws_queue.c, ws_deflate.c) */
 
-int	 sqc_ws_init(struct event_base *base, size_t max_header_size,
-	    char *err, size_t errlen);
+int	 sqc_ws_init(struct event_base *base, const struct sqc_ws_host *host,
+	    size_t max_header_size, char *err, size_t errlen);
 int	 sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
 	    const char *client, int deflate, int *status);
 size_t	 sqc_ws_count(void);

@@ -505,8 +505,8 @@ start_subsystems(int ready_fd, const char **pid_file)
 		return -1;
 	}
 	sqc_offload_set_max((size_t)conf->offload_queue);
-	if (sqc_ws_init(base, conf->max_header_size, err,
-	    sizeof(err)) != 0) {
+	if (sqc_ws_init(base, sqc_http_ws_host(), conf->max_header_size,
+	    err, sizeof(err)) != 0) {
 		sqc_log(SQ_LOG_ERROR, NULL, "%s", err);
 		return -1;
 	}

@@ -58,7 +58,7 @@ struct sq_ws {
 	char		**offered;	/* subprotocols, one block (upgrade.c) */
 	size_t		 noffered;
 	const char	*protocol;	/* the one selected, in offered */
-	int		 counted;	/* sqc_http_conn_hold'ed */
+	int		 counted;	/* held by the HTTP server (host) */
 	STAILQ_HEAD(, cmd) held;	/* sent from ws_open, after ADOPT */
 	LIST_ENTRY(sq_ws) all;
 	/* the upgrade request's headers: "name\0value\0"..., then "\0" */
@@ -76,6 +76,7 @@ struct handover {
 };
 
 static struct event_base *wbase;
+static const struct sqc_ws_host *host;	/* the HTTP server */
 static LIST_HEAD(, handover) handovers = LIST_HEAD_INITIALIZER(handovers);
 static int ws_stopping;
 static const struct timeval zero = { 0, 0 };
@@ -154,7 +155,7 @@ session_free(struct sq_ws *w)
 	free(w->offered);
 	sqc_inst_unref(w->inst);
 	if (w->counted)
-		sqc_http_conn_release();
+		host->release();
 	free(w);
 }
 
@@ -200,10 +201,11 @@ on_wake(evutil_socket_t fd, short what, void *arg)
  * before serving.
  */
 int
-sqc_ws_init(struct event_base *base, size_t max_header_size, char *err,
-    size_t errlen)
+sqc_ws_init(struct event_base *base, const struct sqc_ws_host *h,
+    size_t max_header_size, char *err, size_t errlen)
 {
 	wbase = base;
+	host = h;
 	if ((devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0 ||
 	    (wake = event_new(base, -1, 0, on_wake, NULL)) == NULL ||
 	    (flush_ev = event_new(base, -1, 0, flush_cmds, NULL)) == NULL) {
@@ -420,8 +422,8 @@ handover(evutil_socket_t unused, short what, void *arg)
 	if ((dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0 ||
 	    dup2(devnull, fd) < 0)
 		goto fail;
-	sqc_http_log_access(h->ev, h->client, 101, 0);
-	sqc_http_conn_hold();		/* still a connection: count it */
+	host->log_access(h->ev, h->client, 101, 0);
+	host->hold();		/* still a connection: count it */
 	w->counted = 1;
 	evhttp_connection_free(h->evcon);	/* frees ev too */
 	/* chat lines are small: do not let Nagle hold them back */
@@ -447,7 +449,7 @@ fail:
 		evbuffer_free(hs);
 	if (c)
 		sqc_wscmd_discard(c);		/* its fd is not set yet */
-	sqc_http_log_access(h->ev, h->client, 503, 0);
+	host->log_access(h->ev, h->client, 503, 0);
 	evhttp_add_header(evhttp_request_get_output_headers(h->ev),
 	    "Connection", "close");
 	evhttp_send_reply(h->ev, 503, "Service Unavailable", NULL);

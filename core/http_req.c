@@ -1,0 +1,697 @@
+/*
+ * http_req.c - the HTTP server's requests: dispatch (limits, routing, the
+ * upgrade to a WebSocket, the plugin's handler), the request object
+ * plugins see (struct sq_req and the sq_req_* / sq_resp_* functions), the
+ * access log line, and abort notification when a client leaves before
+ * its response. Loop thread only.
+ *
+ * Lifetimes: a struct sq_req wraps one evhttp_request and holds a
+ * reference on its instance. It lives until the response is sent, or
+ * until the client has gone and the plugin's abort callback has run.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/http_struct.h>
+#include <event2/keyvalq_struct.h>
+#include <json-c/json.h>
+
+#include "core.h"
+#include "http.h"
+
+
+static const char *
+method_name(enum evhttp_cmd_type cmd)
+{
+	switch (cmd) {
+	case EVHTTP_REQ_GET:		return "GET";
+	case EVHTTP_REQ_POST:		return "POST";
+	case EVHTTP_REQ_HEAD:		return "HEAD";
+	case EVHTTP_REQ_PUT:		return "PUT";
+	case EVHTTP_REQ_DELETE:		return "DELETE";
+	case EVHTTP_REQ_OPTIONS:	return "OPTIONS";
+	case EVHTTP_REQ_TRACE:		return "TRACE";
+	case EVHTTP_REQ_CONNECT:	return "CONNECT";
+	case EVHTTP_REQ_PATCH:		return "PATCH";
+	}
+	return "?";
+}
+
+/*
+ * The client's address: the peer's, or with xheaders on and a trusted
+ * peer (a proxy such as nginx), X-Real-IP or else the last address of
+ * X-Forwarded-For, when it is a valid address.
+ */
+static void
+client_addr(const struct sqc_server *s, struct evhttp_request *ev,
+    char *out, size_t len)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
+	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
+	const char *real_ip = NULL, *forwarded = NULL;
+	char *host = NULL;
+	ev_uint16_t port;
+
+	if (evcon)
+		evhttp_connection_get_peer(evcon, &host, &port);
+	if (s->xheaders) {
+		real_ip = evhttp_find_header(h, "X-Real-IP");
+		forwarded = evhttp_find_header(h, "X-Forwarded-For");
+	}
+	sqc_client_addr(host, real_ip, forwarded, s->xheaders, s->trusted,
+	    s->ntrusted, out, len);
+}
+
+/* Microseconds since c's request began, or -1 when unknown. */
+long long
+sqc_http_since_start(const struct conn *c)
+{
+	struct timespec now;
+
+	if (c == NULL || (c->t0.tv_sec == 0 && c->t0.tv_nsec == 0))
+		return -1;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)(now.tv_sec - c->t0.tv_sec) * 1000000 +
+	    (now.tv_nsec - c->t0.tv_nsec) / 1000;
+}
+
+/* One access log line for ev (the WebSocket hand-over logs its 101). */
+void
+sqc_http_log_access(struct evhttp_request *ev, const char *client,
+    int status, size_t bytes)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
+	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
+	const char *uri = evhttp_request_get_uri(ev);
+
+	sqc_counters.requests[status >= 100 && status < 600 ?
+	    status / 100 : 0]++;
+	if (!sqc_access_log_on())
+		return;
+	sqc_access_log(client, method_name(evhttp_request_get_command(ev)),
+	    uri ? uri : "-", ev->major, ev->minor, status, bytes,
+	    evhttp_find_header(h, "Referer"),
+	    evhttp_find_header(h, "User-Agent"), sqc_http_current && evcon ?
+	    sqc_http_since_start(sqc_http_conn_find(sqc_http_current, evcon)) : -1);
+}
+
+const char *
+sqc_http_reason(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 101: return "Switching Protocols";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 206: return "Partial Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 303: return "See Other";
+	case 304: return "Not Modified";
+	case 307: return "Temporary Redirect";
+	case 308: return "Permanent Redirect";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 406: return "Not Acceptable";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 410: return "Gone";
+	case 411: return "Length Required";
+	case 412: return "Precondition Failed";
+	case 413: return "Payload Too Large";
+	case 414: return "URI Too Long";
+	case 415: return "Unsupported Media Type";
+	case 416: return "Range Not Satisfiable";
+	case 417: return "Expectation Failed";
+	case 422: return "Unprocessable Content";
+	case 426: return "Upgrade Required";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 499: return "Client Closed Request";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	}
+	/* a status of the plugin's own: its class */
+	switch (status / 100) {
+	case 1: return "Informational";
+	case 2: return "Success";
+	case 3: return "Redirection";
+	case 4: return "Client Error";
+	default: return "Server Error";
+	}
+}
+
+/*
+ * A HEAD answer says how long the GET one's body is, and has none:
+ * evhttp 2.1 leaves Content-Length out for HEAD but would send a body it
+ * is given. Returns 1 for HEAD: the caller then sends no body.
+ */
+static int
+head_only(struct evhttp_request *ev, size_t len)
+{
+	struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
+	char n[32];
+
+	if (evhttp_request_get_command(ev) != EVHTTP_REQ_HEAD)
+		return 0;
+	if (evhttp_find_header(out, "Content-Length") == NULL) {
+		snprintf(n, sizeof(n), "%zu", len);
+		evhttp_add_header(out, "Content-Length", n);
+	}
+	return 1;
+}
+
+/* Answers a request that never reached a plugin. */
+static void
+reply_plain(const struct sqc_server *s, struct evhttp_request *ev,
+    int status, const char *extra_hdr, const char *extra_val)
+{
+	struct evbuffer *b = evbuffer_new();
+	struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
+	char client[INET6_ADDRSTRLEN];
+	size_t len;
+
+	client_addr(s, ev, client, sizeof(client));
+	evhttp_add_header(out, "Content-Type", "text/plain; charset=utf-8");
+	if (extra_hdr)
+		evhttp_add_header(out, extra_hdr, extra_val);
+	if (b)
+		evbuffer_add_printf(b, "%d %s\n", status, sqc_http_reason(status));
+	len = b ? evbuffer_get_length(b) : 0;
+	if (head_only(ev, len))
+		len = 0;
+	sqc_http_log_access(ev, client, status, len);
+	evhttp_send_reply(ev, status, sqc_http_reason(status), len ? b : NULL);
+	if (b)
+		evbuffer_free(b);
+}
+
+static size_t
+headers_size(struct evhttp_request *ev)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
+	const char *uri = evhttp_request_get_uri(ev);
+	struct evkeyval *kv;
+	size_t n = uri ? strlen(uri) + 16 : 16;
+
+	TAILQ_FOREACH(kv, h, next)
+		n += strlen(kv->key) + strlen(kv->value) + 4;
+	return n;
+}
+
+static int
+is_upgrade(struct evhttp_request *ev)
+{
+	const char *u;
+
+	u = evhttp_find_header(evhttp_request_get_input_headers(ev),
+	    "Upgrade");
+	return u && strcasecmp(u, "websocket") == 0;
+}
+
+static void
+req_free(struct sq_req *req)
+{
+	struct sqc_server *s = req->srv;
+
+	LIST_REMOVE(req, link);
+	s->ninflight--;
+	if (s->dispatching == req)
+		s->dispatching = NULL;
+	if (req->conn) {
+		req->conn->req = NULL;
+		if (req->conn->watch)
+			event_del(req->conn->watch);
+	}
+	if (req->args_parsed)
+		evhttp_clear_headers(&req->args);
+	sqc_inst_unref(req->inst);
+	free(req->body);
+	free(req->path);
+	free(req);
+}
+
+/*
+ * The client left before the response. evhttp has either detached the
+ * request (we must free it) or is about to free it with the connection.
+ * With an abort callback, the plugin hears of it and req ends here;
+ * without one, req lives on until the plugin responds (a no-op send).
+ */
+void
+sqc_http_req_gone(struct sq_req *req)
+{
+	struct evhttp_request *ev = req->ev;
+
+	req->ev = NULL;
+	req->conn = NULL;
+	if (ev) {
+		/* nginx's 499: the client closed the connection */
+		sqc_http_log_access(ev, req->client, 499, 0);
+		if (evhttp_request_get_connection(ev) == NULL)
+			evhttp_request_free(ev);
+	}
+	sqc_log(SQ_LOG_DEBUG, sq_inst_route(req->inst), "client %s left before the "
+	    "response", req->client);
+	if (req->abort_cb) {
+		struct sq_inst *prev = sqc_inst_enter(req->inst);
+
+		req->in_abort = 1;
+		req->abort_cb(req, req->abort_arg);
+		sqc_inst_leave(prev);
+		req_free(req);
+	}
+}
+
+/*
+ * While a request waits for its plugin, evhttp does not read from the
+ * connection, so it would not notice the client leaving. A read event
+ * of our own peeks: end of stream or an error means the client is gone,
+ * and freeing the connection runs conn_closed, which aborts the request.
+ * Bytes (a pipelined request) end the watch: evhttp reads them later.
+ */
+static void
+watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	char byte;
+	ssize_t n;
+
+	n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n > 0) {
+		event_del(c->watch);
+		return;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	evhttp_connection_free(c->evcon);
+}
+
+static void
+watch_start(struct conn *c)
+{
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(c->evcon);
+	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+
+	if (fd < 0)
+		return;
+	if (c->watch == NULL &&
+	    (c->watch = event_new(c->srv->base, fd, EV_READ | EV_PERSIST,
+	    watch_cb, c)) == NULL)
+		return;
+	event_add(c->watch, NULL);
+}
+
+/*
+ * A request's body framing must be unambiguous, or a proxy in front of
+ * us may have taken another body, and the bytes after it for another
+ * request (request smuggling). evhttp 2.1 takes the first Content-Length
+ * and ignores the others, lets strtoll accept "+5", reads the body as
+ * chunked when the first Transfer-Encoding is "chunked" whatever
+ * Content-Length says, and ignores other codings. Refused, as nginx
+ * does: Content-Lengths that differ or are not digits, Transfer-Encoding
+ * twice or with a Content-Length (400), a coding other than chunked
+ * (501), and a header name that is not a token (400). Returns 0 or the status; the connection closes after it, since
+ * what follows in it cannot be trusted.
+ */
+#define TCHARS	"!#$%&'*+-.^_`|~0123456789" \
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+static int
+framing_status(struct evhttp_request *ev)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
+	const char *cl = NULL, *te = NULL;
+	struct evkeyval *kv;
+	int nte = 0;
+
+	TAILQ_FOREACH(kv, h, next) {
+		const char *v = kv->value;
+
+		/*
+		 * evhttp cuts a header line at its first colon and keeps
+		 * the name as sent: "Content-Length : 5" is a header named
+		 * "Content-Length ", which nobody uses, so its body would
+		 * be read as the next request. A name must be a token (RFC
+		 * 7230 3.2.6); whitespace before the colon gets 400 (3.2.4).
+		 */
+		if (kv->key[0] == '\0' || kv->key[strspn(kv->key, TCHARS)] !=
+		    '\0')
+			return 400;
+		if (strcasecmp(kv->key, "Content-Length") == 0) {
+			if (v[0] == '\0' || v[strspn(v, "0123456789")] != '\0' ||
+			    (cl != NULL && strcmp(cl, v) != 0))
+				return 400;
+			cl = v;
+		} else if (strcasecmp(kv->key, "Transfer-Encoding") == 0) {
+			te = v;
+			nte++;
+		}
+	}
+	if (te == NULL)
+		return 0;
+	if (nte > 1 || cl != NULL)
+		return 400;
+	return strcasecmp(te, "chunked") == 0 ? 0 : 501;
+}
+
+void
+sqc_http_dispatch(struct evhttp_request *ev, void *arg)
+{
+	struct sqc_server *s = arg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
+	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
+	struct conn *c = evcon ? sqc_http_conn_get(s, evcon) : NULL;
+	const char *raw, *rest;
+	struct sq_inst *inst;
+	struct sq_req *req;
+	char *path;
+	int status;
+
+	if (c)
+		sqc_http_hdr_restart(c);
+	if ((status = framing_status(ev)) != 0) {
+		char client[INET6_ADDRSTRLEN];
+
+		client_addr(s, ev, client, sizeof(client));
+		sqc_log(SQ_LOG_DEBUG, NULL, "client %s: header name, "
+		    "Content-Length or Transfer-Encoding refused: %d", client,
+		    status);
+		reply_plain(s, ev, status, "Connection", "close");
+		return;
+	}
+	if (s->stopping) {
+		reply_plain(s, ev, 503, "Connection", "close");
+		return;
+	}
+	if (headers_size(ev) > s->max_header_size) {
+		reply_plain(s, ev, 431, "Connection", "close");
+		return;
+	}
+	raw = uri ? evhttp_uri_get_path(uri) : NULL;
+	if (raw == NULL || *raw != '/' || (path = strdup(raw)) == NULL) {
+		reply_plain(s, ev, 400, "Connection", "close");
+		return;
+	}
+	if (sqc_path_normalize(path) != 0) {
+		free(path);
+		reply_plain(s, ev, 400, NULL, NULL);
+		return;
+	}
+	if (s->gen == NULL ||
+	    (inst = sqc_gen_route(s->gen, path, &rest)) == NULL) {
+		free(path);
+		reply_plain(s, ev, 404, NULL, NULL);
+		return;
+	}
+	if (is_upgrade(ev)) {
+		char client[INET6_ADDRSTRLEN];
+
+		free(path);
+		if (!sqc_inst_handles_ws(inst)) {
+			reply_plain(s, ev, 400, NULL, NULL);
+			return;
+		}
+		client_addr(s, ev, client, sizeof(client));
+		/* accepted: ev now belongs to the WebSocket hand-over */
+		if (sqc_ws_upgrade(ev, inst, client,
+		    sqc_gen_ws_deflate(s->gen, inst), &status) != 0)
+			reply_plain(s, ev, status, status == 426 ?
+			    "Sec-WebSocket-Version" : NULL, "13");
+		return;
+	}
+	if (!sqc_inst_handles_http(inst)) {
+		free(path);
+		reply_plain(s, ev, 400, NULL, NULL);
+		return;
+	}
+	if ((req = calloc(1, sizeof(*req))) == NULL) {
+		free(path);
+		reply_plain(s, ev, 503, NULL, NULL);
+		return;
+	}
+	req->ev = ev;
+	req->srv = s;
+	req->path = path;
+	req->subpath = rest;
+	req->inst = inst;
+	sqc_inst_ref(inst);
+	client_addr(s, ev, req->client, sizeof(req->client));
+	LIST_INSERT_HEAD(&s->inflight, req, link);
+	s->ninflight++;
+	if ((req->conn = c) != NULL)
+		c->req = req;
+	s->dispatching = req;
+	sqc_call_handle(inst, req);
+	if (s->dispatching == req) {
+		/* answered later: notice if the client leaves meanwhile */
+		s->dispatching = NULL;
+		if (req->conn)
+			watch_start(req->conn);
+	}
+}
+
+/* ---- the plugin-facing request API ----------------------------------- */
+
+const char *
+sq_req_method(struct sq_req *req)
+{
+	return req->ev ? method_name(evhttp_request_get_command(req->ev)) : "";
+}
+
+const char *
+sq_req_path(struct sq_req *req)
+{
+	return req->path;
+}
+
+const char *
+sq_req_subpath(struct sq_req *req)
+{
+	return req->subpath;
+}
+
+const char *
+sq_req_query(struct sq_req *req)
+{
+	const struct evhttp_uri *u;
+	const char *q;
+
+	if (req->ev == NULL)
+		return "";
+	u = evhttp_request_get_evhttp_uri(req->ev);
+	q = u ? evhttp_uri_get_query(u) : NULL;
+	return q ? q : "";
+}
+
+const char *
+sq_req_arg(struct sq_req *req, const char *name)
+{
+	if (!req->args_parsed) {
+		TAILQ_INIT(&req->args);
+		req->args_parsed = 1;
+		evhttp_parse_query_str(sq_req_query(req), &req->args);
+	}
+	return evhttp_find_header(&req->args, name);
+}
+
+const char *
+sq_req_header(struct sq_req *req, const char *name)
+{
+	if (req->ev == NULL)
+		return NULL;
+	return evhttp_find_header(evhttp_request_get_input_headers(req->ev),
+	    name);
+}
+
+const void *
+sq_req_body(struct sq_req *req, size_t *len)
+{
+	struct evbuffer *b;
+
+	if (req->body == NULL && req->ev) {
+		b = evhttp_request_get_input_buffer(req->ev);
+		req->body_len = evbuffer_get_length(b);
+		if ((req->body = malloc(req->body_len + 1)) == NULL)
+			req->body_len = 0;
+		else {
+			evbuffer_copyout(b, req->body, req->body_len);
+			req->body[req->body_len] = '\0';
+		}
+	}
+	if (len)
+		*len = req->body_len;
+	return req->body ? req->body : "";
+}
+
+const char *
+sq_req_client_ip(struct sq_req *req)
+{
+	return req->client;
+}
+
+struct sq_inst *
+sq_req_inst(struct sq_req *req)
+{
+	return req->inst;
+}
+
+void
+sq_req_on_abort(struct sq_req *req, void (*cb)(struct sq_req *, void *),
+    void *arg)
+{
+	req->abort_cb = cb;
+	req->abort_arg = arg;
+}
+
+int
+sq_resp_header(struct sq_req *req, const char *name, const char *value)
+{
+	if (req->ev == NULL)
+		return 0;
+	if (evhttp_add_header(evhttp_request_get_output_headers(req->ev),
+	    name, value) != 0)
+		return -EINVAL;
+	return 0;
+}
+
+/* Sends the reply with buf as its body (NULL: none) and ends req. */
+int
+sqc_http_finish(struct sq_req *req, int status, struct evbuffer *buf)
+{
+	size_t bytes = buf ? evbuffer_get_length(buf) : 0;
+
+	if (req->in_abort)
+		return 0;	/* the caller ends req after the callback */
+	if (req->ev) {
+		struct evkeyvalq *out;
+
+		out = evhttp_request_get_output_headers(req->ev);
+		if (evhttp_find_header(out, "Content-Type") == NULL)
+			evhttp_add_header(out, "Content-Type",
+			    "text/plain; charset=utf-8");
+		if (head_only(req->ev, bytes)) {
+			bytes = 0;
+			buf = NULL;
+		}
+		sqc_http_log_access(req->ev, req->client, status, bytes);
+		evhttp_send_reply(req->ev, status, sqc_http_reason(status), buf);
+		req->ev = NULL;
+	}
+	req_free(req);
+	return 0;
+}
+
+int
+sq_resp_send(struct sq_req *req, int status, const void *body, size_t len)
+{
+	struct evbuffer *b;
+	int rc;
+
+	if (status < 100 || status > 999)
+		status = 500;
+	if (req->ev == NULL || len == 0)
+		return sqc_http_finish(req, status, NULL);
+	if ((b = evbuffer_new()) == NULL || evbuffer_add(b, body, len) != 0) {
+		if (b)
+			evbuffer_free(b);
+		sqc_http_finish(req, 500, NULL);
+		return -ENOMEM;
+	}
+	rc = sqc_http_finish(req, status, b);
+	evbuffer_free(b);
+	return rc;
+}
+
+int
+sq_resp_printf(struct sq_req *req, int status, const char *fmt, ...)
+{
+	char *s;
+	va_list ap;
+	int n, rc;
+
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		sq_resp_send(req, 500, NULL, 0);
+		return -ENOMEM;
+	}
+	rc = sq_resp_send(req, status, s, (size_t)n);
+	free(s);
+	return rc;
+}
+
+int
+sq_resp_json(struct sq_req *req, int status, struct json_object *obj)
+{
+	const char *s;
+	size_t len;
+
+	s = json_object_to_json_string_length(obj,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+	    &len);
+	if (s == NULL)
+		return sq_resp_send(req, 500, NULL, 0);
+	if (req->ev && evhttp_find_header(evhttp_request_get_output_headers(
+	    req->ev), "Content-Type") == NULL)
+		sq_resp_header(req, "Content-Type", "application/json");
+	return sq_resp_send(req, status, s, len);
+}
+
+int
+sq_resp_file_take(struct sq_req *req, int status, int fd, int64_t offset,
+    int64_t len)
+{
+	struct evbuffer *b;
+	int rc;
+
+	if (req->ev == NULL || len <= 0) {
+		close(fd);
+		return sqc_http_finish(req, status, NULL);
+	}
+	if ((b = evbuffer_new()) == NULL) {
+		close(fd);
+		sqc_http_finish(req, 500, NULL);
+		return -ENOMEM;
+	}
+	/* evbuffer_add_file owns fd from here, even on failure */
+	if (evbuffer_add_file(b, fd, offset, len) != 0) {
+		evbuffer_free(b);
+		sqc_http_finish(req, 500, NULL);
+		return -EIO;
+	}
+	rc = sqc_http_finish(req, status, b);
+	evbuffer_free(b);
+	return rc;
+}
+
+int
+sq_resp_error(struct sq_req *req, int status)
+{
+	return sq_resp_printf(req, status, "%d %s\n", status,
+	    sqc_http_reason(status));
+}
+

@@ -1,0 +1,809 @@
+/*
+ * chat_broker.c - the chat room's Redis broker: with broker =
+ * redis://host:port (or unix:/path), a room spans every squalld on that
+ * Redis. Each line is PUBLISHed once, by the process where it happened,
+ * and every process delivers what its subscription brings to its own
+ * members, so all see the same lines in the broker's order. The client
+ * is hiredis on the server's loop, its events watched through sq_io (so
+ * a fault under them names this plugin): no thread, no blocking call.
+ * Its readers build only the replies the plugin can be sent
+ * (chat_resp.c): any other shape closes the connection, logged, rather
+ * than tripping hiredis's asserts. While the broker is unreachable the
+ * room is local: lines go straight to local members. What comes from
+ * the broker is checked before anyone gets it: any client of that Redis
+ * may publish on the channel. A reload that changes a route's broker
+ * moves the members who joined before (chat_broker_move). Loop thread.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+#include <squall/plugin.h>
+
+#include "chat.h"
+#include "chat_resp.h"
+
+/*
+ * Reconnection backoff, how long a connection may take to be up (both
+ * connected, AUTH passed, SUBSCRIBE confirmed), and the most a slow
+ * broker may hold of ours.
+ */
+#define RETRY_MIN_MS	100
+#define RETRY_MAX_MS	5000
+#define CONNECT_MS	2000
+#define PUB_MAX_PENDING	1000
+#define PUB_MAX_BYTES	(1 << 20)
+
+/*
+ * The Redis broker of a room: one subscriber and one publisher
+ * connection. It is up when the subscription is confirmed and the
+ * publisher connected; only then are lines published rather than
+ * delivered locally. A line is either published or delivered locally,
+ * never both, so nothing is delivered twice.
+ */
+struct broker {
+	char			*url;		/* as configured, for the log */
+	char			*host;		/* or NULL for unix */
+	char			*unix_path;
+	int			 port;
+	char			*password;	/* or NULL */
+	char			*channel;
+	redisAsyncContext	*sub, *pub;
+	int			 sub_ready, pub_ready;
+	int			 up;		/* both ready */
+	int			 ever_up;	/* for the log: lost or never */
+	int			 down_logged;	/* loss logged, return not yet */
+	size_t			 pending;	/* PUBLISH replies to come */
+	size_t			 pending_bytes;
+	unsigned long long	 dropped;	/* lines a slow broker cost */
+	int			 drop_logged;
+	uint64_t		 backoff_ms;
+	struct sq_timer		*retry;		/* pending reconnection */
+	int			 idle;		/* down, waiting for a member */
+	struct sq_timer		*watch;		/* is the attempt up in time? */
+	uint64_t		 attempt_ms;	/* when it began */
+	unsigned long long	 invalid;	/* lines from Redis refused */
+	int			 invalid_logged; /* since the last valid one */
+	char			 refused[160];	/* why a reply closed it */
+};
+
+/*
+ * hiredis's event hooks for one connection, on the loop through sq_io,
+ * and the guard of what its reader builds. Freed by hiredis (cleanup)
+ * with the connection.
+ */
+struct conn {
+	redisAsyncContext	*ac;
+	struct sq_io		*io;
+	struct chat_resp	 guard;
+};
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void
+chat_broker_free(struct broker *b)
+{
+	if (b == NULL)
+		return;
+	free(b->url);
+	free(b->host);
+	free(b->unix_path);
+	free(b->password);
+	free(b->channel);
+	free(b);
+}
+
+/*
+ * Parse redis://host[:port][/db] or unix:/path. Pub/sub channels are
+ * global to a Redis server, so a db number is accepted and ignored.
+ */
+static int
+broker_parse(struct broker *b, const char *url)
+{
+	const char *p, *end;
+	char *e;
+	long port = 6379;
+
+	if (strncmp(url, "unix:", 5) == 0) {
+		if (url[5] != '/')
+			return -EINVAL;
+		return (b->unix_path = strdup(url + 5)) ? 0 : -ENOMEM;
+	}
+	if (strncmp(url, "redis://", 8) != 0)
+		return -EINVAL;
+	p = url + 8;
+	if (*p == '[') {
+		if ((end = strchr(p, ']')) == NULL)
+			return -EINVAL;
+		b->host = strndup(p + 1, (size_t)(end - p - 1));
+		end++;
+	} else {
+		end = p + strcspn(p, ":/");
+		b->host = strndup(p, (size_t)(end - p));
+	}
+	if (b->host == NULL)
+		return -ENOMEM;
+	if (*b->host == '\0')
+		return -EINVAL;
+	if (*end == ':') {
+		errno = 0;
+		port = strtol(end + 1, &e, 10);
+		if (errno != 0 || e == end + 1 || port < 1 || port > 65535)
+			return -EINVAL;
+		end = e;
+	}
+	if (*end == '/') {
+		if (end[1] != '\0') {
+			errno = 0;
+			(void)strtol(end + 1, &e, 10);
+			if (errno != 0 || *e != '\0')
+				return -EINVAL;
+		}
+	} else if (*end != '\0')
+		return -EINVAL;
+	b->port = (int)port;
+	return 0;
+}
+
+/* Drop both connections; their callbacks then find nothing of ours. */
+void
+chat_broker_close(struct broker *b)
+{
+	redisAsyncContext *sub = b->sub, *pub = b->pub;
+
+	b->sub = b->pub = NULL;
+	b->sub_ready = b->pub_ready = b->up = 0;
+	b->pending = b->pending_bytes = 0;
+	if (sub)
+		redisAsyncFree(sub);
+	if (pub)
+		redisAsyncFree(pub);
+}
+
+/*
+ * The timers of a broker are never cancelled: they find what is there
+ * when they fire (a reload may have moved the room to another broker,
+ * or to none).
+ */
+static void
+retry_cb(int status, void *arg)
+{
+	struct room *r = arg;
+
+	if (r->broker == NULL)
+		return;
+	r->broker->retry = NULL;
+	if (status == 0)
+		chat_broker_connect(r);
+}
+
+/*
+ * Try again later, doubling the delay up to RETRY_MAX_MS. An empty room
+ * does not retry: a pending timer would keep an instance that a reload
+ * removed alive; the next member to join reconnects instead.
+ */
+static void
+schedule_retry(struct room *r)
+{
+	struct broker *b = r->broker;
+
+	if (b->retry != NULL)
+		return;
+	if (r->n == 0 || (b->retry = sq_timer_start(r->inst, b->backoff_ms,
+	    retry_cb, r)) == NULL) {
+		b->idle = 1;
+		return;
+	}
+	b->backoff_ms *= 2;
+	if (b->backoff_ms > RETRY_MAX_MS)
+		b->backoff_ms = RETRY_MAX_MS;
+}
+
+/*
+ * A connection failed or was lost (dying is the one hiredis is freeing
+ * itself, if any): the room goes local until both are back.
+ */
+static void
+broker_down(struct room *r, const redisAsyncContext *dying, const char *why)
+{
+	struct broker *b = r->broker;
+
+	if (b->sub == dying)
+		b->sub = NULL;
+	if (b->pub == dying)
+		b->pub = NULL;
+	chat_broker_close(b);
+	if (!b->down_logged) {
+		if (b->ever_up)
+			sq_log(r->inst, SQ_LOG_WARN, "broker %s lost (%s): "
+			    "the room is local until it returns", b->url,
+			    why && *why ? why : "closed");
+		else
+			sq_log(r->inst, SQ_LOG_WARN, "broker %s unreachable "
+			    "(%s): the room is local until it answers",
+			    b->url, why && *why ? why : "closed");
+		b->down_logged = 1;
+	}
+	b->refused[0] = '\0';
+	(void)sq_inst_set_info(r->inst, "broker", "down");
+	chat_room_admit_all(r);
+	schedule_retry(r);
+}
+
+static void
+check_up(struct room *r)
+{
+	struct broker *b = r->broker;
+
+	if (b->up || !b->sub_ready || !b->pub_ready)
+		return;
+	b->up = 1;
+	b->backoff_ms = RETRY_MIN_MS;
+	if (b->ever_up && b->down_logged)
+		sq_log(r->inst, SQ_LOG_INFO, "broker %s back: the room spans "
+		    "its processes again", b->url);
+	else
+		sq_log(r->inst, SQ_LOG_INFO, "broker %s up, channel %s",
+		    b->url, b->channel);
+	b->ever_up = 1;
+	b->down_logged = 0;
+	(void)sq_inst_set_info(r->inst, "broker", "up");
+}
+
+/* Which of ours ac is, or NULL when it is no longer ours. */
+static struct room *
+owner(const redisAsyncContext *ac)
+{
+	struct room *r = ac->data;
+
+	if (r == NULL || r->broker == NULL ||
+	    (ac != r->broker->sub && ac != r->broker->pub))
+		return NULL;
+	return r;
+}
+
+static void
+on_connect(const redisAsyncContext *ac, int status)
+{
+	struct room *r = owner(ac);
+
+	if (r == NULL)
+		return;
+	if (status != REDIS_OK)
+		broker_down(r, ac, ac->errstr);
+	else if (ac == r->broker->pub && r->broker->password == NULL) {
+		r->broker->pub_ready = 1;
+		check_up(r);
+	}
+}
+
+static void
+on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct room *r = owner(ac);
+
+	if (r != NULL)
+		broker_down(r, ac, r->broker->refused[0] ? r->broker->refused :
+		    status == REDIS_OK ? "closed" : ac->errstr);
+}
+
+static struct chat_resp *
+guard_of(const redisAsyncContext *ac)
+{
+	return &((struct conn *)ac->ev.data)->guard;
+}
+
+static void
+conn_add_read(void *p)
+{
+	(void)sq_io_add(((struct conn *)p)->io, SQ_IO_READ);
+}
+
+static void
+conn_del_read(void *p)
+{
+	sq_io_del(((struct conn *)p)->io, SQ_IO_READ);
+}
+
+static void
+conn_add_write(void *p)
+{
+	(void)sq_io_add(((struct conn *)p)->io, SQ_IO_WRITE);
+}
+
+static void
+conn_del_write(void *p)
+{
+	sq_io_del(((struct conn *)p)->io, SQ_IO_WRITE);
+}
+
+/*
+ * hiredis frees the connection: when its reader refused a reply, this
+ * runs before on_disconnect, which logs the reason kept here.
+ */
+static void
+conn_cleanup(void *p)
+{
+	struct conn *c = p;
+	struct room *r = owner(c->ac);
+
+	if (r != NULL && c->guard.why[0] != '\0')
+		snprintf(r->broker->refused, sizeof(r->broker->refused),
+		    "refused a reply: %s", c->guard.why);
+	sq_io_free(c->io);
+	free(c);
+}
+
+/*
+ * The connection is readable or writable. A reply longer than any this
+ * plugin can be sent (a huge bulk string on its way) is not waited for:
+ * the connection is closed, as for a refused shape.
+ */
+static void
+conn_ready(int fd, int what, void *arg)
+{
+	struct conn *c = arg;
+	redisAsyncContext *ac = c->ac;
+	struct room *r;
+
+	(void)fd;
+	if (what == SQ_IO_WRITE) {
+		redisAsyncHandleWrite(ac);
+		return;
+	}
+	if (chat_resp_too_big(ac->c.reader, &c->guard) &&
+	    (r = owner(ac)) != NULL) {
+		snprintf(r->broker->refused, sizeof(r->broker->refused),
+		    "refused a reply: %s", c->guard.why);
+		broker_down(r, NULL, r->broker->refused);
+		return;
+	}
+	redisAsyncHandleRead(ac);
+}
+
+/* Instead of hiredis's libevent adapter: see struct conn. */
+static int
+conn_attach(struct room *r, redisAsyncContext *ac, int subscriber)
+{
+	struct conn *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return -ENOMEM;
+	c->ac = ac;
+	if ((c->io = sq_io_new(r->inst, ac->c.fd, conn_ready, c)) == NULL) {
+		free(c);
+		return -ENOMEM;
+	}
+	/* a line of ours, or a longer one of another process (dropped) */
+	chat_resp_install(ac->c.reader, &c->guard, subscriber,
+	    r->max_message + LINE_OVERHEAD + strlen(r->broker->channel) +
+	    65536);
+	ac->ev.addRead = conn_add_read;
+	ac->ev.delRead = conn_del_read;
+	ac->ev.addWrite = conn_add_write;
+	ac->ev.delWrite = conn_del_write;
+	ac->ev.cleanup = conn_cleanup;
+	ac->ev.data = c;
+	(void)sq_io_add(c->io, SQ_IO_READ | SQ_IO_WRITE);
+	return 0;
+}
+
+/*
+ * A line from the broker, which any client of that Redis could have
+ * published: only what this plugin could have said goes to the members
+ * (chat_line_check: UTF-8, one chat line, no longer than max_message_size
+ * allows). The rest is dropped and counted, and logged once for each run
+ * of them, so that a flood of junk is one line in the log.
+ */
+static void
+from_broker(struct room *r, const char *line, size_t len)
+{
+	struct broker *b = r->broker;
+	const char *why;
+
+	why = chat_line_check(line, len, r->max_message + LINE_OVERHEAD);
+	if (why == NULL) {
+		b->invalid_logged = 0;
+		chat_room_admit(r, line, len);
+		chat_room_deliver(r, line, len);
+		return;
+	}
+	b->invalid++;
+	if (!b->invalid_logged)
+		sq_log(r->inst, SQ_LOG_WARN, "broker %s: dropped a line of "
+		    "%zu bytes from channel %s (%s; %llu so far); the next "
+		    "ones are not logged until a valid line comes", b->url,
+		    len, b->channel, why, b->invalid);
+	b->invalid_logged = 1;
+}
+
+/* Everything the subscription brings: confirmations, then lines. */
+static void
+sub_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct room *r = owner(ac);
+	redisReply *rep = reply, *kind, *data;
+
+	(void)priv;
+	if (r == NULL || rep == NULL)
+		return;
+	if (rep->type == REDIS_REPLY_ERROR) {
+		broker_down(r, NULL, rep->str);
+		return;
+	}
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3)
+		return;
+	kind = rep->element[0];
+	data = rep->element[2];
+	if (kind->type != REDIS_REPLY_STRING)
+		return;
+	if (strcmp(kind->str, "subscribe") == 0) {
+		r->broker->sub_ready = 1;
+		check_up(r);
+	} else if (strcmp(kind->str, "message") == 0 &&
+	    data->type == REDIS_REPLY_STRING)
+		from_broker(r, data->str, data->len);
+}
+
+static void
+subscribe(struct room *r)
+{
+	struct broker *b = r->broker;
+
+	if (redisAsyncCommand(b->sub, sub_reply, NULL, "SUBSCRIBE %b",
+	    b->channel, strlen(b->channel)) != REDIS_OK)
+		broker_down(r, NULL, "cannot subscribe");
+	else
+		guard_of(b->sub)->subscribed = 1;
+}
+
+/*
+ * AUTH goes first on each connection; the subscriber subscribes only
+ * once it passed (hiredis routes replies differently once subscribed).
+ */
+static void
+auth_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct room *r = owner(ac);
+	redisReply *rep = reply;
+
+	(void)priv;
+	if (r == NULL || rep == NULL)
+		return;
+	if (rep->type == REDIS_REPLY_ERROR) {
+		broker_down(r, NULL, rep->str);
+		return;
+	}
+	if (ac == r->broker->sub)
+		subscribe(r);
+	else {
+		r->broker->pub_ready = 1;
+		check_up(r);
+	}
+}
+
+static void
+pub_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct room *r = owner(ac);
+	struct broker *b;
+	size_t len = (size_t)(uintptr_t)priv;
+
+	(void)reply;
+	if (r == NULL || ac != r->broker->pub)
+		return;
+	b = r->broker;
+	if (b->pending > 0)
+		b->pending--;
+	b->pending_bytes -= len < b->pending_bytes ? len : b->pending_bytes;
+	if (b->pending == 0 && b->drop_logged) {
+		sq_log(r->inst, SQ_LOG_INFO, "broker %s caught up (%llu "
+		    "lines dropped so far)", b->url, b->dropped);
+		b->drop_logged = 0;
+	}
+}
+
+static redisAsyncContext *
+open_conn(struct room *r, int subscriber, char *err, size_t errlen)
+{
+	struct broker *b = r->broker;
+	redisAsyncContext *ac;
+
+	ac = b->host ? redisAsyncConnect(b->host, b->port) :
+	    redisAsyncConnectUnix(b->unix_path);
+	if (ac == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (ac->err) {
+		snprintf(err, errlen, "%s", ac->errstr);
+		redisAsyncFree(ac);
+		return NULL;
+	}
+	ac->data = r;
+	/* a broker's host that vanishes is found in about half a minute */
+	if (b->host && redisEnableKeepAlive(&ac->c) != REDIS_OK) {
+		snprintf(err, errlen, "%s", ac->errstr);
+		redisAsyncFree(ac);
+		return NULL;
+	}
+	if (conn_attach(r, ac, subscriber) != 0) {
+		snprintf(err, errlen, "cannot attach to the loop");
+		redisAsyncFree(ac);
+		return NULL;
+	}
+	redisAsyncSetConnectCallback(ac, on_connect);
+	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	if (b->password && redisAsyncCommand(ac, auth_reply, NULL, "AUTH %s",
+	    b->password) != REDIS_OK) {
+		snprintf(err, errlen, "cannot send AUTH");
+		redisAsyncFree(ac);
+		return NULL;
+	}
+	if (b->password)
+		chat_resp_sent(guard_of(ac));
+	return ac;
+}
+
+/*
+ * hiredis 0.14 has no timeout for an asynchronous connect, and a broker
+ * may accept the connection and never answer: an attempt that is not up
+ * CONNECT_MS after it began (see check_up) is given up, and retried
+ * after the backoff like any failure. One timer watches every attempt;
+ * it is re-armed when a later attempt has time left.
+ */
+static void
+watch_cb(int status, void *arg)
+{
+	struct room *r = arg;
+	struct broker *b = r->broker;
+	uint64_t waited;
+
+	if (b == NULL)
+		return;
+	b->watch = NULL;
+	if (status != 0 || b->up || (b->sub == NULL && b->pub == NULL))
+		return;		/* up, or already down and retrying */
+	waited = now_ms() - b->attempt_ms;
+	if (waited >= CONNECT_MS)
+		broker_down(r, NULL, "no answer within 2 seconds");
+	else
+		b->watch = sq_timer_start(r->inst, CONNECT_MS - waited,
+		    watch_cb, r);
+}
+
+/* Open both connections; they come up (or fail) in callbacks. */
+void
+chat_broker_connect(struct room *r)
+{
+	struct broker *b = r->broker;
+	char err[256];
+
+	b->idle = 0;
+	if (sq_loop_base() == NULL || b->sub || b->pub)
+		return;		/* squalld -t: no loop */
+	if ((b->sub = open_conn(r, 1, err, sizeof(err))) == NULL ||
+	    (b->pub = open_conn(r, 0, err, sizeof(err))) == NULL) {
+		broker_down(r, NULL, err);
+		return;
+	}
+	b->attempt_ms = now_ms();
+	if (b->watch == NULL)
+		b->watch = sq_timer_start(r->inst, CONNECT_MS, watch_cb, r);
+	if (b->password == NULL)
+		subscribe(r);
+}
+
+/*
+ * A broker for url, channel (the default one when NULL or empty) and
+ * password (none when NULL or empty), not connected: 0, -ENOMEM, or
+ * -EINVAL when url does not parse.
+ */
+static int
+broker_new(struct room *r, const char *url, const char *channel,
+    const char *password, struct broker **out)
+{
+	struct broker *b;
+	int rc;
+
+	*out = NULL;
+	if ((b = calloc(1, sizeof(*b))) == NULL)
+		return -ENOMEM;
+	b->backoff_ms = RETRY_MIN_MS;
+	if ((b->url = strdup(url)) == NULL)
+		goto nomem;
+	if (password && *password && (b->password = strdup(password)) == NULL)
+		goto nomem;
+	if (channel && *channel)
+		b->channel = strdup(channel);
+	else if (asprintf(&b->channel, "squall:chat:%s",
+	    sq_inst_route(r->inst)) < 0)
+		b->channel = NULL;
+	if (b->channel == NULL)
+		goto nomem;
+	if ((rc = broker_parse(b, url)) != 0) {
+		chat_broker_free(b);
+		return rc;
+	}
+	*out = b;
+	return 0;
+nomem:
+	chat_broker_free(b);
+	return -ENOMEM;
+}
+
+/* The broker's options; *out stays NULL without one. */
+int
+chat_broker_create(struct room *r, struct sq_opts *opts, struct broker **out)
+{
+	const char *url = sq_opt_str(opts, "broker", "");
+	const char *channel = sq_opt_str(opts, "channel", NULL);
+	const char *password = sq_opt_str(opts, "password", NULL);
+	int rc;
+
+	*out = NULL;
+	if (*url == '\0') {
+		if ((channel && *channel) || (password && *password))
+			return sq_opt_error(opts, channel && *channel ?
+			    "channel" : "password", "%s needs a broker",
+			    channel && *channel ? "channel" : "password");
+		return 0;
+	}
+	rc = broker_new(r, url, channel, password, out);
+	if (rc == -EINVAL)
+		return sq_opt_error(opts, "broker", "broker \"%s\" is not "
+		    "redis://host[:port][/db] nor unix:/path", url);
+	return rc;
+}
+
+static int
+same_str(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Do a and b (either NULL: no broker) name the same room on Redis? */
+static int
+same_broker(const struct broker *a, const struct broker *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a->url, b->url) == 0 &&
+	    strcmp(a->channel, b->channel) == 0 &&
+	    same_str(a->password, b->password);
+}
+
+/*
+ * A reload that changed the broker (or the channel, or the password) of
+ * a route creates a new room, and the members who joined before stay in
+ * the old one, whose instance lives until they leave. Left alone, they
+ * would talk on the old broker while newcomers talk on the new one, and
+ * the room would be split for as long as they stay. So the old room
+ * takes the new room's broker settings: its members stay connected, and
+ * the two rooms of this process meet on the new channel like those of
+ * two processes (each delivers to its own members).
+ *
+ * o takes the settings of r, which is newer. The connections to the old
+ * broker are closed; the broker's pending timers find the new settings
+ * (or no broker) when they fire.
+ */
+void
+chat_broker_move(struct room *o, struct room *r)
+{
+	struct broker *b = o->broker, *nb = NULL;
+	const char *from = b ? b->url : "none";
+
+	o->cfg_seq = r->seq;
+	if (same_broker(b, r->broker))
+		return;
+	if (r->broker && broker_new(o, r->broker->url, r->broker->channel,
+	    r->broker->password, &nb) != 0) {
+		sq_log(o->inst, SQ_LOG_ERROR, "cannot move the room to broker "
+		    "%s: out of memory", r->broker->url);
+		return;
+	}
+	sq_log(o->inst, SQ_LOG_INFO, "a reload changed the broker: the %zu "
+	    "member%s who joined before move%s from %s to %s", o->n,
+	    o->n == 1 ? "" : "s", o->n == 1 ? "s" : "", from,
+	    nb ? nb->url : "none (a room of this process)");
+	if (b == NULL) {
+		o->broker = nb;
+	} else if (nb == NULL) {
+		chat_room_admit_all(o);
+		chat_broker_close(b);
+		chat_broker_free(b);
+		o->broker = NULL;
+	} else {
+		/* in place: the pending timers hold o, and find b */
+		chat_room_admit_all(o);
+		chat_broker_close(b);
+		free(b->url);
+		free(b->host);
+		free(b->unix_path);
+		free(b->password);
+		free(b->channel);
+		b->url = nb->url;
+		b->host = nb->host;
+		b->unix_path = nb->unix_path;
+		b->port = nb->port;
+		b->password = nb->password;
+		b->channel = nb->channel;
+		b->ever_up = b->down_logged = b->drop_logged = 0;
+		b->invalid_logged = 0;
+		b->backoff_ms = RETRY_MIN_MS;
+		free(nb);
+	}
+	(void)sq_inst_set_info(o->inst, "broker", o->broker ? "down" : NULL);
+	if (o->broker == NULL)
+		return;
+	if (o->n > 0)
+		chat_broker_connect(o);
+	else
+		o->broker->idle = 1;
+}
+
+/*
+ * A line that happened here: published once when the broker is up (it
+ * comes back through the subscription, to us as to every process), else
+ * delivered to the local members only (1: published, 0: not). A broker that falls behind by
+ * PUB_MAX_PENDING replies or PUB_MAX_BYTES costs lines, not memory.
+ */
+int
+chat_broker_say(struct room *r, const char *line, size_t len)
+{
+	struct broker *b = r->broker;
+
+	if (b == NULL || !b->up) {
+		chat_room_deliver(r, line, len);
+		return 0;
+	}
+	/* one line larger than PUB_MAX_BYTES still goes, alone */
+	if (b->pending >= PUB_MAX_PENDING || (b->pending > 0 &&
+	    b->pending_bytes + len > PUB_MAX_BYTES)) {
+		b->dropped++;
+		if (!b->drop_logged)
+			sq_log(r->inst, SQ_LOG_WARN, "broker %s too slow (%zu "
+			    "lines unanswered): dropping lines (%llu so far)",
+			    b->url, b->pending, b->dropped);
+		b->drop_logged = 1;
+		return 0;
+	}
+	if (redisAsyncCommand(b->pub, pub_reply, (void *)(uintptr_t)len,
+	    "PUBLISH %b %b", b->channel, strlen(b->channel), line, len) !=
+	    REDIS_OK) {
+		chat_room_deliver(r, line, len);	/* not published: no double */
+		return 0;
+	}
+	chat_resp_sent(guard_of(b->pub));
+	b->pending++;
+	b->pending_bytes += len;
+	return 1;
+}
+
+/* Whether the broker waits for a member to try again (an empty room). */
+int
+chat_broker_idle(const struct broker *b)
+{
+	return b->idle;
+}
+
+/* Whether lines go through the broker now. */
+int
+chat_broker_up(const struct broker *b)
+{
+	return b->up;
+}

@@ -87,8 +87,10 @@ sqc_http_new(struct event_base *base, int reuseport)
 	s->accepting = 1;
 	s->retry_ms = RETRY_MIN_MS;
 	if ((s->http = evhttp_new(base)) == NULL ||
-	    (s->attach_ev = event_new(base, -1, 0, sqc_http_attach, s)) == NULL ||
-	    (s->retry_ev = evtimer_new(base, sqc_http_accept_retry, s)) == NULL) {
+	    (s->attach_ev = event_new(base, -1, 0, sqc_http_attach,
+	    s)) == NULL ||
+	    (s->retry_ev = evtimer_new(base, sqc_http_accept_retry,
+	    s)) == NULL) {
 		if (s->attach_ev)
 			event_free(s->attach_ev);
 		if (s->http)
@@ -303,6 +305,7 @@ sqc_http_connections(const struct sqc_server *s)
 	return sqc_http_conns_open(s);
 }
 
+/* Requests dispatched and not yet answered (or aborted). */
 size_t
 sqc_http_inflight(const struct sqc_server *s)
 {

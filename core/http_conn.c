@@ -37,6 +37,7 @@
 static void hdr_input(struct evbuffer *in,
     const struct evbuffer_cb_info *info, void *arg);
 
+/* The tracked connection of evcon, or NULL. */
 struct conn *
 sqc_http_conn_find(struct sqc_server *s, struct evhttp_connection *evcon)
 {
@@ -276,6 +277,11 @@ sqc_http_accepted(struct event_base *base, void *arg)
 	return bev;
 }
 
+/*
+ * The tracked connection of evcon: attached first if accepts are
+ * pending, tracked from now if it was not seen at accept; NULL when out
+ * of memory.
+ */
 struct conn *
 sqc_http_conn_get(struct sqc_server *s, struct evhttp_connection *evcon)
 {

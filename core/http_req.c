@@ -106,9 +106,11 @@ sqc_http_log_access(struct evhttp_request *ev, const char *client,
 	    uri ? uri : "-", ev->major, ev->minor, status, bytes,
 	    evhttp_find_header(h, "Referer"),
 	    evhttp_find_header(h, "User-Agent"), sqc_http_current && evcon ?
-	    sqc_http_since_start(sqc_http_conn_find(sqc_http_current, evcon)) : -1);
+	    sqc_http_since_start(sqc_http_conn_find(sqc_http_current,
+	    evcon)) : -1);
 }
 
+/* The reason phrase of an HTTP status. */
 const char *
 sqc_http_reason(int status)
 {
@@ -199,7 +201,8 @@ reply_plain(const struct sqc_server *s, struct evhttp_request *ev,
 	if (extra_hdr)
 		evhttp_add_header(out, extra_hdr, extra_val);
 	if (b)
-		evbuffer_add_printf(b, "%d %s\n", status, sqc_http_reason(status));
+		evbuffer_add_printf(b, "%d %s\n", status,
+		    sqc_http_reason(status));
 	len = b ? evbuffer_get_length(b) : 0;
 	if (head_only(ev, len))
 		len = 0;
@@ -273,8 +276,8 @@ sqc_http_req_gone(struct sq_req *req)
 		if (evhttp_request_get_connection(ev) == NULL)
 			evhttp_request_free(ev);
 	}
-	sqc_log(SQ_LOG_DEBUG, sq_inst_route(req->inst), "client %s left before the "
-	    "response", req->client);
+	sqc_log(SQ_LOG_DEBUG, sq_inst_route(req->inst), "client %s left "
+	    "before the response", req->client);
 	if (req->abort_cb) {
 		struct sq_inst *prev = sqc_inst_enter(req->inst);
 
@@ -333,8 +336,9 @@ watch_start(struct conn *c)
  * Content-Length says, and ignores other codings. Refused, as nginx
  * does: Content-Lengths that differ or are not digits, Transfer-Encoding
  * twice or with a Content-Length (400), a coding other than chunked
- * (501), and a header name that is not a token (400). Returns 0 or the status; the connection closes after it, since
- * what follows in it cannot be trusted.
+ * (501), and a header name that is not a token (400). Returns 0 or the
+ * status; the connection closes after it, since what follows in it
+ * cannot be trusted.
  */
 #define TCHARS	"!#$%&'*+-.^_`|~0123456789" \
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -377,6 +381,11 @@ framing_status(struct evhttp_request *ev)
 	return strcasecmp(te, "chunked") == 0 ? 0 : 501;
 }
 
+/*
+ * evhttp's request callback: limits and framing checked, the route
+ * found, a WebSocket upgrade handed to ws_loop.c, else the plugin's
+ * handler called (its answer may come later).
+ */
 void
 sqc_http_dispatch(struct evhttp_request *ev, void *arg)
 {
@@ -597,7 +606,8 @@ sqc_http_finish(struct sq_req *req, int status, struct evbuffer *buf)
 			buf = NULL;
 		}
 		sqc_http_log_access(req->ev, req->client, status, bytes);
-		evhttp_send_reply(req->ev, status, sqc_http_reason(status), buf);
+		evhttp_send_reply(req->ev, status, sqc_http_reason(status),
+		    buf);
 		req->ev = NULL;
 	}
 	req_free(req);

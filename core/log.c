@@ -470,6 +470,7 @@ sqc_access_format_parse(const char *s)
 	return -1;
 }
 
+/* The access_log_format value of a format (-T prints it). */
 const char *
 sqc_access_format_name(int format)
 {

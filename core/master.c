@@ -177,7 +177,7 @@ wait_ready(int fd, int timeout_s)
 /* the master while it runs */
 struct master {
 	size_t		 n;
-	int		 ready[2];	/* the pipe of the workers' ready bytes */
+	int		 ready[2];	/* the workers' ready bytes */
 	int		(*worker_main)(int, int);
 	long long	 shutdown_timeout;
 	int		 stopping, status;

@@ -51,10 +51,10 @@ struct link {
 	int		 close_code;	/* to send, once the queue is out */
 	char		 close_reason[64];
 	int		 peer_code;	/* from the client's close frame */
-	int		 ping_secs;	/* a ping to send, then wait that long */
+	int		 ping_secs;	/* a ping to send, then wait this */
 	int		 fail_code;	/* rx_fail's close, or 0 */
 	const char	*fail_reason;	/* its reason (a constant) */
-	unsigned	 utf8;		/* sqc_utf8_check's, in a text message */
+	unsigned	 utf8;		/* sqc_utf8_check's, for text */
 	int		 z_ended;	/* the message's DEFLATE stream ended */
 	/* the message being framed (out[outhead]): its payload on the wire */
 	const unsigned char *cur;
@@ -64,7 +64,7 @@ struct link {
 	char		*protocol;	/* subprotocol to answer, or NULL */
 	/* permessage-deflate's window sizes, as answered (0: not limited) */
 	unsigned char	 srv_bits, cli_bits;
-	unsigned	 peer_closed:1;	/* its close frame came: write no more */
+	unsigned	 peer_closed:1;	/* its close came: write no more */
 	unsigned	 lws_closing:1;	/* lws is closing it: write no more */
 	unsigned	 pong_wait:1;	/* our ping is out, no pong yet */
 	unsigned	 lws_failed:1;	/* closing, not for a handshake */

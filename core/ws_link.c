@@ -55,9 +55,9 @@ sqc_link_close(struct link *l, int code, const char *reason)
 	}
 }
 
-/* Drops the connection at once: it cannot be written to. */
-void
-sqc_link_kill(struct link *l, int code)
+/* drops the connection at once: it cannot be written to */
+static void
+link_kill(struct link *l, int code)
 {
 	if (l->close_code == 0)
 		l->close_code = code;
@@ -81,7 +81,7 @@ sqc_link_send(struct link *l, struct wbuf *b)
 		 * drop the connection.
 		 */
 		sqc_wbuf_unref(b);
-		sqc_link_kill(l, LWS_CLOSE_STATUS_POLICY_VIOLATION);
+		link_kill(l, LWS_CLOSE_STATUS_POLICY_VIOLATION);
 		return;
 	}
 	if (l->nout == l->outcap && l->outhead > 0) {
@@ -263,7 +263,7 @@ sqc_link_flush(void)
 		if (l->close_code || l->ping_secs || l->lws_busy)
 			lws_callback_on_writable(l->wsi);
 		else if (sqc_link_write(l) < 0)
-			sqc_link_kill(l, 1006);
+			link_kill(l, 1006);
 	}
 }
 

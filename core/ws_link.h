@@ -83,7 +83,6 @@ struct link {
 };
 
 void	 sqc_link_close(struct link *l, int code, const char *reason);
-void	 sqc_link_kill(struct link *l, int code);
 void	 sqc_link_send(struct link *l, struct wbuf *b);
 void	 sqc_link_drop_output(struct link *l);
 int	 sqc_link_write(struct link *l);

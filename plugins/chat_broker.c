@@ -759,8 +759,9 @@ chat_broker_move(struct room *o, struct room *r)
 /*
  * A line that happened here: published once when the broker is up (it
  * comes back through the subscription, to us as to every process), else
- * delivered to the local members only (1: published, 0: not). A broker that falls behind by
- * PUB_MAX_PENDING replies or PUB_MAX_BYTES costs lines, not memory.
+ * delivered to the local members only (1: published, 0: not). A broker
+ * that falls behind by PUB_MAX_PENDING replies or PUB_MAX_BYTES costs
+ * lines, not memory.
  */
 int
 chat_broker_say(struct room *r, const char *line, size_t len)
@@ -785,7 +786,7 @@ chat_broker_say(struct room *r, const char *line, size_t len)
 	if (redisAsyncCommand(b->pub, pub_reply, (void *)(uintptr_t)len,
 	    "PUBLISH %b %b", b->channel, strlen(b->channel), line, len) !=
 	    REDIS_OK) {
-		chat_room_deliver(r, line, len);	/* not published: no double */
+		chat_room_deliver(r, line, len); /* not published: no double */
 		return 0;
 	}
 	chat_resp_sent(guard_of(b->pub));

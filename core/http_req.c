@@ -382,25 +382,15 @@ framing_status(struct evhttp_request *ev)
 }
 
 /*
- * evhttp's request callback: limits and framing checked, the route
- * found, a WebSocket upgrade handed to ws_loop.c, else the plugin's
- * handler called (its answer may come later).
+ * What dispatch refuses before routing: bad framing (400 or 501), a
+ * server that is stopping (503), headers over the limit (431). Returns 1
+ * when it answered.
  */
-void
-sqc_http_dispatch(struct evhttp_request *ev, void *arg)
+static int
+refused(struct sqc_server *s, struct evhttp_request *ev)
 {
-	struct sqc_server *s = arg;
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
-	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
-	struct conn *c = evcon ? sqc_http_conn_get(s, evcon) : NULL;
-	const char *raw, *rest;
-	struct sq_inst *inst;
-	struct sq_req *req;
-	char *path;
 	int status;
 
-	if (c)
-		sqc_http_hdr_restart(c);
 	if ((status = framing_status(ev)) != 0) {
 		char client[INET6_ADDRSTRLEN];
 
@@ -409,53 +399,81 @@ sqc_http_dispatch(struct evhttp_request *ev, void *arg)
 		    "Content-Length or Transfer-Encoding refused: %d", client,
 		    status);
 		reply_plain(s, ev, status, "Connection", "close");
-		return;
+		return 1;
 	}
 	if (s->stopping) {
 		reply_plain(s, ev, 503, "Connection", "close");
-		return;
+		return 1;
 	}
 	if (headers_size(ev) > s->max_header_size) {
 		reply_plain(s, ev, 431, "Connection", "close");
-		return;
+		return 1;
 	}
-	raw = uri ? evhttp_uri_get_path(uri) : NULL;
+	return 0;
+}
+
+/*
+ * The request's normalised path (malloc'ed) and the instance of its
+ * route (*inst, and the rest of the path in *rest); NULL when it
+ * answered instead (400, or 404 for no route).
+ */
+static char *
+routed_path(struct sqc_server *s, struct evhttp_request *ev,
+    struct sq_inst **inst, const char **rest)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
+	const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
+	char *path;
+
 	if (raw == NULL || *raw != '/' || (path = strdup(raw)) == NULL) {
 		reply_plain(s, ev, 400, "Connection", "close");
-		return;
+		return NULL;
 	}
 	if (sqc_path_normalize(path) != 0) {
 		free(path);
 		reply_plain(s, ev, 400, NULL, NULL);
-		return;
+		return NULL;
 	}
 	if (s->gen == NULL ||
-	    (inst = sqc_gen_route(s->gen, path, &rest)) == NULL) {
+	    (*inst = sqc_gen_route(s->gen, path, rest)) == NULL) {
 		free(path);
 		reply_plain(s, ev, 404, NULL, NULL);
-		return;
+		return NULL;
 	}
-	if (is_upgrade(ev)) {
-		char client[INET6_ADDRSTRLEN];
+	return path;
+}
 
-		free(path);
-		if (!sqc_inst_handles_ws(inst)) {
-			reply_plain(s, ev, 400, NULL, NULL);
-			return;
-		}
-		client_addr(s, ev, client, sizeof(client));
-		/* accepted: ev now belongs to the WebSocket hand-over */
-		if (sqc_ws_upgrade(ev, inst, client,
-		    sqc_gen_ws_deflate(s->gen, inst), &status) != 0)
-			reply_plain(s, ev, status, status == 426 ?
-			    "Sec-WebSocket-Version" : NULL, "13");
-		return;
-	}
-	if (!sqc_inst_handles_http(inst)) {
-		free(path);
+/* An upgrade to a WebSocket route: ev goes to the hand-over, if taken. */
+static void
+upgrade(struct sqc_server *s, struct evhttp_request *ev,
+    struct sq_inst *inst)
+{
+	char client[INET6_ADDRSTRLEN];
+	int status;
+
+	if (!sqc_inst_handles_ws(inst)) {
 		reply_plain(s, ev, 400, NULL, NULL);
 		return;
 	}
+	client_addr(s, ev, client, sizeof(client));
+	if (sqc_ws_upgrade(ev, inst, client, sqc_gen_ws_deflate(s->gen, inst),
+	    &status) != 0)
+		reply_plain(s, ev, status, status == 426 ?
+		    "Sec-WebSocket-Version" : NULL, "13");
+}
+
+/*
+ * The plugin's handler for a request of c (path is the request's now).
+ * An answer that does not come during the call comes later: the
+ * connection is then watched, so that the plugin hears if the client
+ * leaves meanwhile.
+ */
+static void
+handle(struct sqc_server *s, struct evhttp_request *ev, struct conn *c,
+    struct sq_inst *inst, char *path, const char *rest)
+{
+	struct sq_req *req;
+
 	if ((req = calloc(1, sizeof(*req))) == NULL) {
 		free(path);
 		reply_plain(s, ev, 503, NULL, NULL);
@@ -475,11 +493,40 @@ sqc_http_dispatch(struct evhttp_request *ev, void *arg)
 	s->dispatching = req;
 	sqc_call_handle(inst, req);
 	if (s->dispatching == req) {
-		/* answered later: notice if the client leaves meanwhile */
 		s->dispatching = NULL;
 		if (req->conn)
 			watch_start(req->conn);
 	}
+}
+
+/*
+ * evhttp's request callback: limits and framing checked, the route
+ * found, a WebSocket upgrade handed to ws_loop.c, else the plugin's
+ * handler called (its answer may come later).
+ */
+void
+sqc_http_dispatch(struct evhttp_request *ev, void *arg)
+{
+	struct sqc_server *s = arg;
+	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
+	struct conn *c = evcon ? sqc_http_conn_get(s, evcon) : NULL;
+	const char *rest;
+	struct sq_inst *inst;
+	char *path;
+
+	if (c)
+		sqc_http_hdr_restart(c);
+	if (refused(s, ev) || (path = routed_path(s, ev, &inst, &rest)) ==
+	    NULL)
+		return;
+	if (is_upgrade(ev)) {
+		free(path);
+		upgrade(s, ev, inst);
+	} else if (!sqc_inst_handles_http(inst)) {
+		free(path);
+		reply_plain(s, ev, 400, NULL, NULL);
+	} else
+		handle(s, ev, c, inst, path, rest);
 }
 
 /* ---- the plugin-facing request API ----------------------------------- */

@@ -98,6 +98,30 @@ str_eq(const char *a, const char *b)
 	return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
+/*
+ * What a reload from conf and gen to nc and ng changed, for its log
+ * line: the routes, and the log files, which are not routes.
+ */
+static void
+describe_reload(const struct sqc_config *nc, const struct sqc_gen *ng,
+    char *what, size_t len)
+{
+	int access = !str_eq(nc->access_log, conf->access_log);
+	int error = !str_eq(nc->error_log, conf->error_log);
+	size_t off;
+
+	sqc_gen_describe(ng, gen, what, len);
+	if ((access || error) && strcmp(what, "nothing changed") == 0)
+		what[0] = '\0';
+	if (access && (off = strlen(what)) < len)
+		snprintf(what + off, len - off, "%saccess_log %s",
+		    off ? ", " : "", nc->access_log ? nc->access_log : "-");
+	if (error && (off = strlen(what)) < len)
+		snprintf(what + off, len - off, "%serror_log %s",
+		    off ? ", " : "", nc->error_log && *nc->error_log ?
+		    nc->error_log : "-");
+}
+
 /* SIGHUP: all or nothing; on failure the running configuration stays. */
 static void
 reload(void)
@@ -105,8 +129,8 @@ reload(void)
 	char err[SQC_ERRLEN], what[1024];
 	struct sqc_config *nc;
 	struct sqc_gen *ng = NULL;
-	size_t n, kept, changed, added, off;
-	int relisten, logs;
+	size_t n, kept, changed, added;
+	int relisten;
 
 	sqc_log(SQ_LOG_INFO, NULL, "reloading %s", config_file);
 	if (main_process)
@@ -142,22 +166,8 @@ reload(void)
 	sqc_fetch_set_max((size_t)nc->max_fetches);
 	sqc_offload_set_max((size_t)nc->offload_queue);
 	sqc_http_apply(server, nc, ng);
-	sqc_gen_describe(ng, gen, what, sizeof(what));
 	sqc_gen_diff(ng, gen, &kept, &changed, &added);
-	/* the routes are not all a reload changes: the logs too */
-	logs = !str_eq(nc->access_log, conf->access_log) ||
-	    !str_eq(nc->error_log, conf->error_log);
-	if (logs && strcmp(what, "nothing changed") == 0)
-		what[0] = '\0';
-	if (!str_eq(nc->access_log, conf->access_log) &&
-	    (off = strlen(what)) < sizeof(what))
-		snprintf(what + off, sizeof(what) - off, "%saccess_log %s",
-		    off ? ", " : "", nc->access_log ? nc->access_log : "-");
-	if (!str_eq(nc->error_log, conf->error_log) &&
-	    (off = strlen(what)) < sizeof(what))
-		snprintf(what + off, sizeof(what) - off, "%serror_log %s",
-		    off ? ", " : "", nc->error_log && *nc->error_log ?
-		    nc->error_log : "-");
+	describe_reload(nc, ng, what, sizeof(what));
 	sqc_gen_release(gen);
 	gen = ng;
 	/* keep the pid_file that was written: it changes at a restart */

@@ -19,8 +19,7 @@ out=$(mktemp -d "${TMPDIR:-/tmp}/squall-flake.XXXXXX") || exit 2
 sanitizers=no
 grep -q -- '--enable-sanitizers' "$build/config.log" 2>/dev/null &&
     sanitizers=yes
-top_srcdir=$src top_builddir=$build sanitizers=$sanitizers \
-    CRITERION_NO_EARLY_EXIT=1
+top_srcdir=$src top_builddir=$build CRITERION_NO_EARLY_EXIT=1
 export top_srcdir top_builddir sanitizers CRITERION_NO_EARLY_EXIT
 
 burners=
@@ -32,8 +31,10 @@ if [ "${LOAD:-}" = 1 ]; then
 fi
 trap '[ -n "$burners" ] && kill $burners 2>/dev/null; exit 130' INT TERM
 
-suites=$(ls "$build"/tests/integration/test_* 2>/dev/null |
-    grep -v '\.[a-z]*$')
+suites=
+for t in "$build"/tests/integration/test_*; do
+	case $t in *.*) ;; *) [ -x "$t" ] && suites="$suites $t" ;; esac
+done
 [ -n "$suites" ] || { echo "no integration tests in $build"; exit 2; }
 i=1
 while [ "$i" -le "$runs" ]; do

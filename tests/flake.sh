@@ -53,6 +53,7 @@ while [ "$i" -le "$runs" ]; do
 	echo "run $i of $runs: $(wc -l <"$out/failures") failures so far" >&2
 	i=$((i + 1))
 done
+# shellcheck disable=SC2086 # one pid per word
 [ -n "$burners" ] && kill $burners 2>/dev/null
 if [ ! -s "$out/failures" ]; then
 	echo "0 failures in $runs runs of every integration suite ($build)"

@@ -323,7 +323,6 @@ int	 sqc_signals_init(struct event_base *base,
 void	 sqc_signals_free(void);
 int	 sqc_signal_send(const char *pid_file, const char *what, char *err,
 	    size_t errlen);
-int	 sqc_pid_is_squalld(long long pid);
 int	 sqc_pid_file_check(const char *path);
 int	 sqc_pid_file_write(const char *path);
 void	 sqc_pid_file_remove(const char *path);

@@ -170,8 +170,8 @@ sqc_signals_free(void)
  * root) the kernel's name for it (comm) decides, which is the
  * executable's name unless the process renamed itself.
  */
-int
-sqc_pid_is_squalld(long long pid)
+static int
+pid_is_squalld(long long pid)
 {
 	static const char deleted[] = " (deleted)";
 	char path[64], exe[4096], comm[32];
@@ -243,7 +243,7 @@ sqc_pid_file_check(const char *path)
 	if (path == NULL || *path == '\0')
 		return 0;
 	if ((other = pid_read(path)) > 0 && other != getpid() &&
-	    sqc_pid_is_squalld(other)) {
+	    pid_is_squalld(other)) {
 		sqc_log(SQ_LOG_ERROR, NULL, "pid_file %s belongs to squalld "
 		    "pid %lld, which is running: give this instance its own "
 		    "(squalld -g FILE)", path, other);
@@ -427,7 +427,7 @@ sqc_signal_send(const char *pid_file, const char *what, char *err,
 		    pid_file);
 		return -EINVAL;
 	}
-	if (!sqc_pid_is_squalld(pid)) {
+	if (!pid_is_squalld(pid)) {
 		snprintf(err, errlen, "process %lld named in %s is not a "
 		    "running squalld: a stale pid file? nothing was "
 		    "signalled", pid, pid_file);

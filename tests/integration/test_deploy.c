@@ -10,6 +10,12 @@
  * build tree may not be readable by www-data). Skipped when nginx or
  * supervisord (or, for the broker, redis-server) is not installed (as
  * scripts/test installs them, never in CI).
+ *
+ * make installcheck (which make distcheck runs under a prefix of its own)
+ * runs this suite again on what was installed, with SQUALL_EXAMPLES,
+ * SQUALL_SBINDIR and SQUALL_CONFDIR set: the examples as installed, which
+ * must name that prefix's squalld and squall.ini, and the installed
+ * squalld serving the installed configuration, plugins and web/.
  */
 #include "config.h"
 
@@ -85,12 +91,72 @@ replace(char *text, const char *from, const char *to)
 	return out;
 }
 
+/* The installed tree's directory VAR (see above), or NULL. */
+static const char *
+installed(const char *var)
+{
+	const char *v = getenv(var);
+
+	return v != NULL && *v != '\0' ? v : NULL;
+}
+
+/* etc/REL as shipped in the source tree. Malloc'ed. */
 static char *
 shipped(const char *rel)
 {
 	char path[512];
 
 	snprintf(path, sizeof(path), "%s/etc/%s", t_srcdir(), rel);
+	return t_read(path, NULL);
+}
+
+/*
+ * The deployment example REL (such as "systemd/squalld.service") made to
+ * run the squalld under test. Installed, it names the installed squalld,
+ * and nothing of /usr/local; from the source tree it names
+ * /usr/local/sbin/squalld, which becomes the build tree's. Malloc'ed.
+ */
+static char *
+example(const char *rel)
+{
+	const char *dir = installed("SQUALL_EXAMPLES");
+	char path[512], squalld[512], *text;
+
+	if (dir == NULL) {
+		snprintf(squalld, sizeof(squalld), "%s/core/squalld",
+		    t_builddir());
+		return replace(shipped(rel), "/usr/local/sbin/squalld",
+		    squalld);
+	}
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	cr_assert_eq(access(path, R_OK), 0, "%s was not installed", path);
+	text = t_read(path, NULL);
+	cr_assert_null(strstr(text, "/usr/local/"), "%s names /usr/local "
+	    "although installed under another prefix", path);
+	snprintf(squalld, sizeof(squalld), "%s/squalld",
+	    installed("SQUALL_SBINDIR"));
+	cr_assert(strstr(text, "squalld -") == NULL ||
+	    strstr(text, squalld) != NULL, "%s does not run %s", path, squalld);
+	return text;
+}
+
+/* Where the examples say squall.ini and squall-broker.ini are. */
+static const char *
+conf_dir(void)
+{
+	const char *dir = installed("SQUALL_CONFDIR");
+
+	return dir ? dir : "/usr/local/etc/squall";
+}
+
+/* The installed configuration NAME (squall.ini ...). Malloc'ed. */
+static char *
+installed_conf(const char *name)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s", installed("SQUALL_CONFDIR"),
+	    name);
 	return t_read(path, NULL);
 }
 
@@ -168,22 +234,41 @@ TestSuite(deploy, .fini = teardown, .timeout = 90);
 
 
 /*
- * etc/squall-broker.ini as shipped, made to run here: the built plugins,
- * the source tree's web/, and the broker on rport. Malloc'ed.
+ * squall-broker.ini with its broker on rport: the installed one, or the
+ * source tree's made to run here (the built plugins, the source tree's
+ * web/). Malloc'ed.
  */
 static char *
 broker_ini(int rport)
 {
-	char *ini = shipped("squall-broker.ini"), to[512];
+	char *ini, to[512];
 
-	cr_assert_not_null(strstr(ini, "\nplugin_dir = ../plugins "));
-	snprintf(to, sizeof(to), "\nplugin_dir = %s ", t_plugin_dir());
-	ini = replace(ini, "\nplugin_dir = ../plugins ", to);
-	snprintf(to, sizeof(to), "\nroot = %s/web", t_srcdir());
-	ini = replace(ini, "\nroot = ../web", to);
+	if (installed("SQUALL_CONFDIR"))
+		ini = installed_conf("squall-broker.ini");
+	else {
+		ini = shipped("squall-broker.ini");
+		cr_assert_not_null(strstr(ini, "\nplugin_dir = ../plugins "));
+		snprintf(to, sizeof(to), "\nplugin_dir = %s ", t_plugin_dir());
+		ini = replace(ini, "\nplugin_dir = ../plugins ", to);
+		snprintf(to, sizeof(to), "\nroot = %s/web", t_srcdir());
+		ini = replace(ini, "\nroot = ../web", to);
+	}
 	cr_assert_not_null(strstr(ini, "\nbroker = redis://127.0.0.1:6379 "));
 	snprintf(to, sizeof(to), "\nbroker = redis://127.0.0.1:%d ", rport);
 	return replace(ini, "\nbroker = redis://127.0.0.1:6379 ", to);
+}
+
+/* squall.ini with xheaders on, as the nginx example asks. Malloc'ed. */
+static char *
+default_ini(void)
+{
+	char *ini;
+
+	if (!installed("SQUALL_CONFDIR"))
+		return t_default_ini("on");
+	ini = installed_conf("squall.ini");
+	cr_assert_not_null(strstr(ini, "\nxheaders = off "));
+	return replace(ini, "\nxheaders = off ", "\nxheaders = on  ");
 }
 
 static void start_deployment_variant(const char *, int);
@@ -213,7 +298,7 @@ start_deployment_variant(const char *access_log, int rport)
 	char *sup_argv[] = { "supervisord", "-n", "-c", d.sup_conf, NULL };
 	char ngx_conf[400], *ngx_argv[] = { "nginx", "-c", ngx_conf, "-p",
 	    d.dir, NULL };
-	char squalld[512], *site;
+	char *site;
 
 	memset(&d, 0, sizeof(d));
 	if (!have("supervisord") || !have("nginx"))
@@ -241,7 +326,7 @@ start_deployment_variant(const char *access_log, int rport)
 	snprintf(front, sizeof(front), "%d", d.front);
 
 	/* squall.ini as shipped, with xheaders on as the nginx file asks */
-	ini = rport ? broker_ini(rport) : t_default_ini("on");
+	ini = rport ? broker_ini(rport) : default_ini();
 	if (access_log) {
 		char line[512];
 
@@ -254,11 +339,9 @@ start_deployment_variant(const char *access_log, int rport)
 
 	/* etc/supervisor/squall.conf, pointed at the build tree */
 	snprintf(rel, sizeof(rel), "supervisor/squall%s.conf", v);
-	text = shipped(rel);
-	snprintf(squalld, sizeof(squalld), "%s/core/squalld", t_builddir());
-	text = replace(text, "/usr/local/sbin/squalld", squalld);
-	snprintf(conf_path, sizeof(conf_path), "/usr/local/etc/squall/"
-	    "squall%s.ini", v);
+	text = example(rel);
+	snprintf(conf_path, sizeof(conf_path), "%s/squall%s.ini", conf_dir(),
+	    v);
 	cr_assert_not_null(strstr(text, conf_path));
 	text = replace(text, conf_path, path);
 	{
@@ -291,7 +374,7 @@ start_deployment_variant(const char *access_log, int rport)
 
 	/* etc/nginx/squall.conf in an http block of our own */
 	snprintf(rel, sizeof(rel), "nginx/squall%s.conf", v);
-	text = shipped(rel);
+	text = example(rel);
 	text = replace(text, "127.0.0.1:8000", "127.0.0.1:PORT0");
 	text = replace(text, "127.0.0.1:8001", "127.0.0.1:PORT1");
 	text = replace(text, "PORT0", ports[0]);
@@ -663,7 +746,7 @@ count_in(const char *path, const char *text)
 Test(deploy, logrotate_rotates_squalld_logs_through_the_pid_files)
 {
 	char logdir[400], alog[450], rotated[460], conf[450], state[450];
-	char cmd[1400], squalld[512], pidf[450], *text, *body;
+	char cmd[1400], pidf[450], *text, *body;
 	int st;
 
 	if (!have("logrotate"))
@@ -691,12 +774,10 @@ Test(deploy, logrotate_rotates_squalld_logs_through_the_pid_files)
 	cr_assert_eq(count_in(alog, "/hello?before"), 10);
 
 	/* the shipped file, pointed at this deployment */
-	text = shipped("logrotate.d/squall");
+	text = example("logrotate.d/squall");
 	text = replace(text, "/var/log/squall", logdir);
 	text = replace(text, "/run/squall/", "RUNDIR/");
 	text = replace(text, "RUNDIR", d.dir);
-	snprintf(squalld, sizeof(squalld), "%s/core/squalld", t_builddir());
-	text = replace(text, "/usr/local/sbin/squalld", squalld);
 	snprintf(conf, sizeof(conf), "%s/logrotate.conf", logdir);
 	snprintf(state, sizeof(state), "%s/logrotate.state", logdir);
 	t_write(conf, "%s", text);
@@ -739,14 +820,7 @@ Test(deploy, systemd_unit_verifies)
 	if (!have("systemd-analyze"))
 		cr_skip_test("systemd-analyze is needed (Debian: systemd)");
 	t_tmpdir(dir, sizeof(dir));
-	text = shipped("systemd/squalld.service");
-	{
-		char squalld[512];
-
-		snprintf(squalld, sizeof(squalld), "%s/core/squalld",
-		    t_builddir());
-		text = replace(text, "/usr/local/sbin/squalld", squalld);
-	}
+	text = example("systemd/squalld.service");
 	snprintf(unit, sizeof(unit), "%s/squalld.service", dir);
 	t_write(unit, "%s", text);
 	free(text);

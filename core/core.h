@@ -7,7 +7,8 @@
  *   sqc_utf8_check (pure),
  *   sqc_idmap_* on a map the calling thread owns,
  *   sqc_inst_enter, sqc_inst_leave, sqc_inst_running (per thread: the
- *     offload workers mark their jobs for the crash note).
+ *     offload workers mark their jobs for the crash note),
+ *   sqc_thread_name (per thread: the core's own threads name themselves).
  * What the WebSocket service thread shares with the loop is in
  * ws_bridge.h, and each function there says which thread calls it.
  */
@@ -52,6 +53,8 @@ void	 sqc_access_log(const char *client, const char *method,
 	    const char *referer, const char *agent, long long usec);
 int	 sqc_log_level_parse(const char *s);
 void	 sqc_log_raw(const char *s, size_t len);
+void	 sqc_thread_name(const char *comm, const char *note);
+const char *sqc_thread_note(void);
 size_t	 sqc_log_prefix(char *buf, size_t cap);
 size_t	 sqc_log_escape(char *out, size_t cap, const char *s,
 	    int quoted);

@@ -1,7 +1,8 @@
 /*
  * log.c - the error log (levels, the instance's name on each line) and the
  * access log (combined format). Both are stderr or a file; SIGUSR1 reopens
- * the files (logrotate).
+ * the files (logrotate). The core's threads name themselves here, for ps
+ * and for the crash note (sqc_thread_name).
  *
  * Threads. Lines come from the loop thread and from the WebSocket thread
  * (libwebsockets' own messages), so the descriptor a line is written to
@@ -15,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,6 +159,28 @@ sqc_log_reopen(void)
 			set_fd(&access_fd, fd);
 	}
 	return rc;
+}
+
+/* The thread's part of the crash note: "the WebSocket thread". */
+static __thread const char *thread_note;
+
+/*
+ * Names the calling thread: comm (at most 15 bytes) for ps, top and gdb,
+ * and note for the crash note of squalld's own code on it ("the
+ * WebSocket thread"). The main thread is the loop and names nothing.
+ */
+void
+sqc_thread_name(const char *comm, const char *note)
+{
+	pthread_setname_np(pthread_self(), comm);
+	thread_note = note;
+}
+
+/* Async-signal-safe: the calling thread's note, or NULL (the loop). */
+const char *
+sqc_thread_note(void)
+{
+	return thread_note;
 }
 
 /*

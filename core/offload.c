@@ -68,6 +68,7 @@ worker(void *arg)
 	struct sq_job *j;
 	struct sq_inst *prev;
 
+	sqc_thread_name("squalld-offload", "an offload thread");
 	pthread_mutex_lock(&lock);
 	for (;;) {
 		while (!stopping && TAILQ_EMPTY(&todo))

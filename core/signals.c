@@ -1,8 +1,10 @@
 /*
  * signals.c - SIGHUP (reload), SIGUSR1 (reopen logs), SIGTERM and SIGINT
  * (stop) as libevent signal events, so their handling runs on the loop
- * like everything else; the pid_file; and `squalld -s`, which sends the
- * signals to the server it names.
+ * like everything else; the pid_file; `squalld -s`, which sends the
+ * signals to the server it names; and the crash note, the line a fatal
+ * signal leaves, naming the code that ran (sqc_inst_running) or the
+ * thread (sqc_thread_note).
  */
 #include "config.h"
 
@@ -66,8 +68,8 @@ put(char *buf, size_t *off, size_t cap, const char *s)
 
 /*
  * A fatal signal: one line in the error log, in the log's format, naming
- * the plugin and route whose code was running (or squalld's own code),
- * then the signal's
+ * the plugin and route whose code was running, or squalld's own code and
+ * the thread that ran it (the loop when it names none); then the signal's
  * previous disposition takes over: the default (the process dies, with a
  * core dump where enabled) or, in the sanitizer build, the sanitizer's
  * report. Only async-signal-safe calls.
@@ -95,6 +97,10 @@ on_fatal(int signo, siginfo_t *si, void *ctx)
 	put(line, &off, sizeof(line), name);
 	put(line, &off, sizeof(line), ") in ");
 	put(line, &off, sizeof(line), note ? note : "squalld itself");
+	if (note == NULL && sqc_thread_note() != NULL) {
+		put(line, &off, sizeof(line), ", on ");
+		put(line, &off, sizeof(line), sqc_thread_note());
+	}
 	put(line, &off, sizeof(line), "\n");
 	sqc_log_raw(line, off);
 	for (i = 0; i < NFATAL; i++)

@@ -513,6 +513,7 @@ static const struct lws_extension extensions[] = {
 static void *
 service(void *arg)
 {
+	sqc_thread_name("squalld-ws", "the WebSocket thread");
 	while (!atomic_load(&quitting) &&
 	    (!stopping || !LIST_EMPTY(&all_links)))
 		if (lws_service(ctx, 0) < 0)

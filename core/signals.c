@@ -156,7 +156,12 @@ sqc_signals_init(struct event_base *base,
 	return 0;
 }
 
-/* At exit: removes the signal events. */
+/*
+ * At exit: removes the signal events, and ignores their signals from now
+ * on. The server is on its way out: a SIGTERM sent again (an impatient
+ * operator, a supervisor) must not turn an orderly exit into a death by
+ * signal, as the default disposition would.
+ */
 void
 sqc_signals_free(void)
 {
@@ -164,6 +169,7 @@ sqc_signals_free(void)
 		if (events[i])
 			event_free(events[i]);
 		events[i] = NULL;
+		signal(sigs[i].signo, SIG_IGN);
 	}
 }
 

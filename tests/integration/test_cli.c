@@ -709,6 +709,27 @@ Test(cli, sigterm_exit_status_is_zero)
 	cr_assert_eq(srv_stop(&s), 0);
 }
 
+/*
+ * SIGTERM after SIGTERM, as an impatient operator or a supervisor sends
+ * them, until the server is gone: it still exits 0. A signal that lands
+ * after the signal events are freed, in the last moments of the exit,
+ * used to find the default disposition and kill it (test_workers does
+ * the same to a master).
+ */
+Test(cli, repeated_sigterm_still_exits_zero)
+{
+	for (int round = 0; round < 5; round++) {
+		srv_start(&s, "[route /hello]\nplugin = hello\n");
+		while (srv_wait_exit(&s, 0) == -2) {
+			kill(s.pid, SIGTERM);
+			usleep(100);
+		}
+		cr_assert_eq(s.status, 0, "round %d: squalld died of a signal, "
+		    "or did not exit 0", round);
+		srv_cleanup(&s);
+	}
+}
+
 Test(cli, shutdown_timeout_ends_long_requests)
 {
 	struct bg slow;

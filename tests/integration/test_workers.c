@@ -163,6 +163,27 @@ Test(workers, sigterm_stops_master_and_workers)
 	cr_assert_eq(kill(pids[1], 0), -1);
 }
 
+/*
+ * SIGTERM after SIGTERM to the master, which passes each on to the
+ * workers, until all are gone: the master still exits 0 (a worker that
+ * died of a late signal made it say so).
+ */
+Test(workers, repeated_sigterm_still_exits_zero)
+{
+	for (int round = 0; round < 3; round++) {
+		start_workers(2, "[route /hello]\nplugin = hello\n");
+		while (srv_wait_exit(&s, 0) == -2) {
+			kill(s.pid, SIGTERM);
+			usleep(100);
+		}
+		cr_assert_eq(s.status, 0, "round %d: the master did not exit 0",
+		    round);
+		cr_assert_eq(srv_log_count(&s, "was killed by signal"), 0,
+		    "round %d: a worker died of a signal", round);
+		srv_cleanup(&s);
+	}
+}
+
 Test(workers, impossible_start_fails_at_once)
 {
 	char *out, dir[256], ini[400];

@@ -282,6 +282,77 @@ sqc_ws_free(void)
 static void handover(evutil_socket_t fd, short what, void *arg);
 
 /*
+ * A new session for inst's route, with a copy of the request's headers
+ * in one block (idle sessions stay small) and the subprotocols offered;
+ * listed, opening. NULL when out of memory.
+ */
+static struct sq_ws *
+session_new(struct sq_inst *inst, struct evkeyvalq *h, const char *client)
+{
+	struct evkeyval *kv;
+	struct sq_ws *w;
+	size_t hlen = 1, noffered;
+	char *p, **offered;
+
+	TAILQ_FOREACH(kv, h, next)
+		hlen += strlen(kv->key) + strlen(kv->value) + 2;
+	if (sqc_upgrade_protocols(h, &offered, &noffered) != 0)
+		return NULL;
+	if ((w = calloc(1, sizeof(*w) + hlen)) == NULL ||
+	    sqc_idmap_put(&sessions, next_id, w) != 0) {
+		free(w);
+		free(offered);
+		return NULL;
+	}
+	w->offered = offered;
+	w->noffered = noffered;
+	w->id = next_id++;
+	w->inst = inst;
+	sqc_inst_ref(inst);
+	w->max_message = DEFAULT_MAX_MESSAGE;
+	w->max_queue = DEFAULT_MAX_QUEUE;
+	snprintf(w->client, sizeof(w->client), "%s", client);
+	STAILQ_INIT(&w->held);
+	p = w->headers;
+	TAILQ_FOREACH(kv, h, next) {
+		p = stpcpy(p, kv->key) + 1;
+		p = stpcpy(p, kv->value) + 1;
+	}
+	LIST_INSERT_HEAD(&all_sessions, w, all);
+	w->opening = 1;		/* until the hand-over: commands wait */
+	return w;
+}
+
+/*
+ * Hands ev's socket over to the WebSocket thread on the next loop turn,
+ * not now: libevent may batch epoll changes
+ * (EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST), and the dup2 of the hand-over
+ * is only safe once evhttp's socket has really left epoll, which the
+ * next epoll_wait makes sure of. Until then the connection sits idle:
+ * evhttp stopped reading before calling us. -ENOMEM, or 0.
+ */
+static int
+handover_schedule(struct evhttp_request *ev, struct sq_ws *w, int deflate,
+    const char *client)
+{
+	struct handover *ho;
+
+	if ((ho = calloc(1, sizeof(*ho))) == NULL ||
+	    (ho->tev = evtimer_new(wbase, handover, ho)) == NULL) {
+		free(ho);
+		return -ENOMEM;
+	}
+	ho->evcon = evhttp_request_get_connection(ev);
+	ho->ev = ev;
+	ho->w = w;
+	ho->deflate = deflate;
+	snprintf(ho->client, sizeof(ho->client), "%s", client);
+	LIST_INSERT_HEAD(&handovers, ho, link);
+	evtimer_add(ho->tev, &zero);
+	return 0;
+}
+
+/*
  * An upgrade request for inst's route: checks the handshake, asks the
  * plugin, and schedules the hand-over; deflate says whether the route
  * allows permessage-deflate. On refusal it returns non-zero with the
@@ -293,11 +364,7 @@ sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
     const char *client, int deflate, int *status)
 {
 	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
-	struct evkeyval *kv;
-	struct handover *ho;
 	struct sq_ws *w;
-	size_t hlen = 1, noffered;
-	char *p, **offered;
 	int rc;
 
 	if (!sqc_wsl_running()) {
@@ -307,35 +374,10 @@ sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
 	if ((*status = sqc_upgrade_check(evhttp_request_get_command(ev) ==
 	    EVHTTP_REQ_GET, evhttp_request_get_uri(ev), h, hs_space)) != 0)
 		return -EINVAL;
-	TAILQ_FOREACH(kv, h, next)
-		hlen += strlen(kv->key) + strlen(kv->value) + 2;
-	if (sqc_upgrade_protocols(h, &offered, &noffered) != 0) {
+	if ((w = session_new(inst, h, client)) == NULL) {
 		*status = 503;		/* out of memory: it was checked */
 		return -ENOMEM;
 	}
-	if ((w = calloc(1, sizeof(*w) + hlen)) == NULL ||
-	    sqc_idmap_put(&sessions, next_id, w) != 0) {
-		free(w);
-		free(offered);
-		*status = 503;
-		return -ENOMEM;
-	}
-	w->offered = offered;
-	w->noffered = noffered;
-	w->id = next_id++;
-	w->inst = inst;
-	sqc_inst_ref(inst);
-	w->max_message = DEFAULT_MAX_MESSAGE;
-	w->max_queue = DEFAULT_MAX_QUEUE;
-	snprintf(w->client, sizeof(w->client), "%s", client);
-	STAILQ_INIT(&w->held);
-	p = w->headers;		/* one block: idle sessions stay small */
-	TAILQ_FOREACH(kv, h, next) {
-		p = stpcpy(p, kv->key) + 1;
-		p = stpcpy(p, kv->value) + 1;
-	}
-	LIST_INSERT_HEAD(&all_sessions, w, all);
-	w->opening = 1;		/* until the hand-over: commands wait */
 	w->in_open = 1;
 	rc = sqc_call_ws_open(inst, w);
 	w->in_open = 0;
@@ -344,33 +386,15 @@ sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
 		*status = rc >= 400 && rc <= 499 ? rc : 403;
 		return -EPERM;
 	}
-	/*
-	 * Hand the socket over on the next loop turn, not now: libevent may
-	 * batch epoll changes (EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST), and
-	 * the dup2 below is only safe once evhttp's socket has really left
-	 * epoll, which the next epoll_wait makes sure of. Until then the
-	 * connection sits idle: evhttp stopped reading before calling us.
-	 */
-	if ((ho = calloc(1, sizeof(*ho))) == NULL ||
-	    (ho->tev = evtimer_new(wbase, handover, ho)) == NULL) {
-		free(ho);
-		goto gone;
+	if (handover_schedule(ev, w, deflate, client) != 0) {
+		/* the plugin accepted: tell it the session is over */
+		sqc_call_ws_close(inst, w, 1011);
+		session_free(w);
+		*status = 503;
+		return -ENOMEM;
 	}
-	ho->evcon = evhttp_request_get_connection(ev);
-	ho->ev = ev;
-	ho->w = w;
-	ho->deflate = deflate;
-	snprintf(ho->client, sizeof(ho->client), "%s", client);
-	LIST_INSERT_HEAD(&handovers, ho, link);
-	evtimer_add(ho->tev, &zero);
 	*status = 101;
 	return 0;
-gone:
-	/* the plugin accepted: tell it the session is over */
-	sqc_call_ws_close(inst, w, 1011);
-	session_free(w);
-	*status = 503;
-	return -ENOMEM;
 }
 
 static void

@@ -252,29 +252,13 @@ value(FILE *fp, const char *name, const char *type, const char *help,
 	fprintf(fp, "squall_%s %llu\n", name, (unsigned long long)v);
 }
 
+/* The routes' metrics: what they are, their state, their requests. */
 static void
-send_prometheus(struct sq_req *req, const struct sq_stats *s)
+route_metrics(FILE *fp)
 {
-	const char *path, *plugin, *version;
-	char *text = NULL;
-	size_t len = 0;
-	FILE *fp = open_memstream(&text, &len);
+	const char *path, *plugin, *version, *k, *v;
+	struct sq_route_stats rs;
 
-	if (fp == NULL) {
-		sq_resp_error(req, 503);
-		return;
-	}
-	metric(fp, "uptime_seconds", "gauge", "Seconds since the server "
-	    "started.");
-	fprintf(fp, "squall_uptime_seconds %.3f\n",
-	    (double)s->uptime_ms / 1000.0);
-	value(fp, "generation", "gauge", "Configurations served since start.",
-	    s->generation);
-	metric(fp, "reloads_total", "counter", "Reloads, by result.");
-	fprintf(fp, "squall_reloads_total{result=\"ok\"} %llu\n"
-	    "squall_reloads_total{result=\"failed\"} %llu\n",
-	    (unsigned long long)s->reloads_ok,
-	    (unsigned long long)s->reloads_failed);
 	metric(fp, "route_info", "gauge", "The routes served, with their "
 	    "plugins.");
 	for (size_t i = 0; sq_route_at(i, &path, &plugin, &version) == 0;
@@ -291,8 +275,6 @@ send_prometheus(struct sq_req *req, const struct sq_stats *s)
 	    "its state (the chat's broker: up or down).");
 	for (size_t i = 0; sq_route_at(i, &path, &plugin, &version) == 0;
 	    i++) {
-		const char *k, *v;
-
 		for (size_t j = 0; sq_route_info(i, j, &k, &v) == 0; j++) {
 			fputs("squall_route_state{route=\"", fp);
 			put_label(fp, path);
@@ -307,13 +289,17 @@ send_prometheus(struct sq_req *req, const struct sq_stats *s)
 	    "plugin handled.");
 	for (size_t i = 0; sq_route_at(i, &path, &plugin, &version) == 0;
 	    i++) {
-		struct sq_route_stats rs;
-
 		sq_route_stats(i, &rs, sizeof(rs));
 		fputs("squall_route_requests_total{route=\"", fp);
 		put_label(fp, path);
 		fprintf(fp, "\"} %llu\n", (unsigned long long)rs.requests);
 	}
+}
+
+/* The server's own metrics: connections, requests, WebSockets, fetches. */
+static void
+server_metrics(FILE *fp, const struct sq_stats *s)
+{
 	value(fp, "connections", "gauge", "Connections open, HTTP and "
 	    "WebSocket.", s->connections);
 	metric(fp, "requests_total", "counter", "Requests answered, by status "
@@ -341,6 +327,33 @@ send_prometheus(struct sq_req *req, const struct sq_stats *s)
 	    "an error.", s->fetches_failed);
 	value(fp, "offload_jobs", "gauge", "Offloaded jobs waiting or "
 	    "running.", s->offload_queued);
+}
+
+/* /status?format=prometheus: the text exposition format, version 0.0.4. */
+static void
+send_prometheus(struct sq_req *req, const struct sq_stats *s)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&text, &len);
+
+	if (fp == NULL) {
+		sq_resp_error(req, 503);
+		return;
+	}
+	metric(fp, "uptime_seconds", "gauge", "Seconds since the server "
+	    "started.");
+	fprintf(fp, "squall_uptime_seconds %.3f\n",
+	    (double)s->uptime_ms / 1000.0);
+	value(fp, "generation", "gauge", "Configurations served since start.",
+	    s->generation);
+	metric(fp, "reloads_total", "counter", "Reloads, by result.");
+	fprintf(fp, "squall_reloads_total{result=\"ok\"} %llu\n"
+	    "squall_reloads_total{result=\"failed\"} %llu\n",
+	    (unsigned long long)s->reloads_ok,
+	    (unsigned long long)s->reloads_failed);
+	route_metrics(fp);
+	server_metrics(fp, s);
 	fclose(fp);
 	sq_resp_header(req, "Content-Type", "text/plain; version=0.0.4; "
 	    "charset=utf-8");

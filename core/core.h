@@ -140,6 +140,10 @@ void	 sqc_config_free(struct sqc_config *c);
 int	 sqc_config_expand(struct sqc_config *c, int port_override);
 int	 sqc_config_dump(const struct sqc_config *c, int port_override,
 	    FILE *out);
+/* config_server.c: the [server] keys */
+int	 sqc_config_server_key(struct sqc_config *c, const char *name,
+	    const char *value, unsigned *seen, char *why, size_t whylen);
+int	 sqc_config_server_defaults(struct sqc_config *c);
 
 /* ---- values.c --------------------------------------------------------- */
 

@@ -289,6 +289,7 @@ Test(cli, fatal_signal_names_the_plugin_and_route)
 #endif
 }
 
+#ifndef SQ_SANITIZERS
 /*
  * The tid of a thread of pid named comm (the core names its threads:
  * squalld-ws, squalld-offload), or -1.
@@ -318,6 +319,7 @@ thread_named(pid_t pid, const char *comm)
 	closedir(dir);
 	return tid;
 }
+#endif
 
 /*
  * A fatal signal on one of the core's own threads, outside plugin code,

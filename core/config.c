@@ -427,6 +427,19 @@ sqc_config_load(const char *file, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: out of memory", file);
 		ps.failed = 1;
 	}
+	for (size_t i = 0; !ps.failed && i < c->nlisten; i++) {
+		const struct sqc_listen *l = &c->listen[i];
+
+		if (!l->tls || (*c->tls_certificate != '\0' &&
+		    *c->tls_certificate_key != '\0'))
+			continue;
+		snprintf(err, errlen, strchr(l->host, ':') ? "%s: listen "
+		    "[%s]:%d tls: [server] needs tls_certificate and "
+		    "tls_certificate_key" : "%s: listen %s:%d tls: [server] "
+		    "needs tls_certificate and tls_certificate_key", file,
+		    l->host, l->port);
+		ps.failed = 1;
+	}
 	if (ps.failed) {
 		sqc_config_free(c);
 		return NULL;
@@ -520,5 +533,8 @@ sqc_config_free(struct sqc_config *c)
 	free(c->error_log);
 	free(c->user);
 	free(c->trusted);
+	free(c->tls_certificate);
+	free(c->tls_certificate_key);
+	free(c->tls_ciphers);
 	free(c);
 }

@@ -16,7 +16,7 @@
 
 enum kind {
 	K_STR, K_PATH, K_INT, K_SIZE, K_BOOL, K_LEVEL, K_LOG, K_LISTEN, K_CIDRS,
-	K_ALFMT
+	K_ALFMT, K_PROTOS
 };
 
 struct key {
@@ -56,6 +56,11 @@ static const struct key server_keys[] = {
 	{ "offload_threads",	K_INT,	OFF(offload_threads),	1, 256,	"4" },
 	{ "offload_queue",	K_INT,	OFF(offload_queue),	1, 1000000,
 	    "1024" },
+	{ "tls_certificate",	K_PATH,	OFF(tls_certificate),	0, 0,	"" },
+	{ "tls_certificate_key", K_PATH, OFF(tls_certificate_key), 0, 0, "" },
+	{ "tls_protocols",	K_PROTOS, OFF(tls_protocols),	0, 0,
+	    "TLSv1.2 TLSv1.3" },
+	{ "tls_ciphers",	K_STR,	OFF(tls_ciphers),	0, 0,	"" },
 };
 #define NKEYS (sizeof(server_keys) / sizeof(server_keys[0]))
 /* seen: a bit per key, and bit 31 for [server] itself (config.c) */
@@ -86,9 +91,11 @@ sqc_config_dump(const struct sqc_config *c, int port_override, FILE *out)
 		if (k->kind == K_LISTEN) {
 			for (size_t j = 0; j < c->nlisten; j++)
 				fprintf(out, strchr(c->listen[j].host, ':') ?
-				    "listen = [%s]:%d\n" : "listen = %s:%d\n",
-				    c->listen[j].host, port_override > 0 ?
-				    port_override : c->listen[j].port);
+				    "listen = [%s]:%d%s\n" :
+				    "listen = %s:%d%s\n", c->listen[j].host,
+				    port_override > 0 ? port_override :
+				    c->listen[j].port, c->listen[j].tls ?
+				    " tls" : "");
 			continue;
 		}
 		fprintf(out, "%s = ", k->name);
@@ -124,6 +131,12 @@ sqc_config_dump(const struct sqc_config *c, int port_override, FILE *out)
 				if (r->bits != (r->family == AF_INET ? 32 : 128))
 					fprintf(out, "/%d", r->bits);
 			}
+			break;
+		case K_PROTOS:
+			fprintf(out, "%s%s%s", *(const int *)v & SQC_TLS_1_2 ?
+			    "TLSv1.2" : "", *(const int *)v == (SQC_TLS_1_2 |
+			    SQC_TLS_1_3) ? " " : "", *(const int *)v &
+			    SQC_TLS_1_3 ? "TLSv1.3" : "");
 			break;
 		case K_LISTEN:
 			break;
@@ -226,6 +239,32 @@ set_choice(const struct key *k, int *dst, const char *v, char *why,
 	return 0;
 }
 
+/* tls_protocols: TLSv1.2 and TLSv1.3, one or both, nothing older */
+static int
+set_protocols(int *dst, const char *v, char *why, size_t whylen)
+{
+	char word[16];
+	int bits = 0, n;
+
+	while (sscanf(v, " %15s%n", word, &n) == 1) {
+		if (strcmp(word, "TLSv1.2") == 0)
+			bits |= SQC_TLS_1_2;
+		else if (strcmp(word, "TLSv1.3") == 0)
+			bits |= SQC_TLS_1_3;
+		else
+			break;
+		v += n;
+	}
+	v += strspn(v, " \t");
+	if (bits == 0 || *v != '\0') {
+		snprintf(why, whylen, "TLSv1.2, TLSv1.3 or both (older "
+		    "protocols are not offered)");
+		return -EINVAL;
+	}
+	*dst = bits;
+	return 0;
+}
+
 /* trusted_proxies: the whole list, replacing any earlier one */
 static int
 set_cidrs(struct sqc_config *c, const char *v, char *why, size_t whylen)
@@ -255,7 +294,7 @@ add_listen(struct sqc_config *c, const char *v, char *why, size_t whylen)
 
 	if (sqc_parse_listen(v, &l) != 0) {
 		snprintf(why, whylen, "host:port or [ipv6]:port with a "
-		    "numeric address");
+		    "numeric address, then \"tls\" for HTTPS");
 		return -EINVAL;
 	}
 	nl = realloc(c->listen, (c->nlisten + 1) * sizeof(*nl));
@@ -291,6 +330,8 @@ apply_key(struct sqc_config *c, const struct key *k, const char *v,
 		return set_choice(k, (int *)field, v, why, whylen);
 	case K_CIDRS:
 		return set_cidrs(c, v, why, whylen);
+	case K_PROTOS:
+		return set_protocols((int *)field, v, why, whylen);
 	case K_LISTEN:
 		return add_listen(c, v, why, whylen);
 	}

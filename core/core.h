@@ -96,7 +96,12 @@ struct sqc_route_conf {
 struct sqc_listen {
 	char		*host;		/* numeric address, no brackets */
 	int		 port;
+	int		 tls;		/* "tls" after the address */
 };
+
+/* tls_protocols: a bit per protocol offered */
+#define SQC_TLS_1_2	0x1
+#define SQC_TLS_1_3	0x2
 
 struct sqc_cidr {
 	int		 family;	/* AF_INET or AF_INET6 */
@@ -129,6 +134,10 @@ struct sqc_config {
 	long long	 max_fetches;
 	long long	 offload_threads;
 	long long	 offload_queue;
+	char		*tls_certificate;	/* "" when none */
+	char		*tls_certificate_key;
+	int		 tls_protocols;		/* SQC_TLS_* bits */
+	char		*tls_ciphers;		/* "": squall's default */
 
 	struct sqc_route_conf *routes;
 	size_t		 nroutes;
@@ -144,6 +153,15 @@ int	 sqc_config_dump(const struct sqc_config *c, int port_override,
 int	 sqc_config_server_key(struct sqc_config *c, const char *name,
 	    const char *value, unsigned *seen, char *why, size_t whylen);
 int	 sqc_config_server_defaults(struct sqc_config *c);
+
+/* ---- tls.c ------------------------------------------------------------ */
+
+struct sqc_tls;
+struct ssl_st;
+int	 sqc_tls_new(const struct sqc_config *c, struct sqc_tls **out,
+	    char *err, size_t errlen);
+void	 sqc_tls_free(struct sqc_tls *t);
+struct ssl_st *sqc_tls_accept(struct sqc_tls *t);
 
 /* ---- values.c --------------------------------------------------------- */
 
@@ -241,6 +259,7 @@ unsigned sqc_module_count(void);
 struct sqc_server;
 
 struct sqc_server *sqc_http_new(struct event_base *base, int reuseport);
+void	 sqc_http_set_tls(struct sqc_server *s, struct sqc_tls *t);
 int	 sqc_http_listen(struct sqc_server *s, const struct sqc_config *c,
 	    int port_override, char *err, size_t errlen);
 const char *sqc_http_origin(const struct sqc_server *s);

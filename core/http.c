@@ -1,7 +1,7 @@
 /*
  * http.c - the HTTP server: its listeners (bound, kept or dropped across
- * a reload, SO_REUSEPORT for workers), evhttp's set-up and limits, and
- * the server's numbers and shutdown. Connections are http_conn.c's,
+ * a reload, SO_REUSEPORT for workers, plain or TLS), evhttp's set-up and
+ * limits, and the server's numbers and shutdown. Connections are http_conn.c's,
  * requests http_req.c's; http.h is what the three share. Loop thread
  * only.
  */
@@ -69,6 +69,23 @@ libevent_log(int severity, const char *msg)
 	sqc_log(level, "libevent", "%s", msg);
 }
 
+/* One of the server's two evhttp, plain or TLS, set up alike. */
+static struct evhttp *
+new_evhttp(struct sqc_server *s,
+    struct bufferevent *(*accepted)(struct event_base *, void *))
+{
+	struct evhttp *h = evhttp_new(s->base);
+
+	if (h == NULL)
+		return NULL;
+	evhttp_set_allowed_methods(h, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+	    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+	evhttp_set_gencb(h, sqc_http_dispatch, s);
+	evhttp_set_bevcb(h, accepted, s);
+	return h;
+}
+
 /*
  * Creates the evhttp server on base; listening comes later. With
  * reuseport, sockets are bound with SO_REUSEPORT, so that several workers
@@ -86,26 +103,36 @@ sqc_http_new(struct event_base *base, int reuseport)
 	s->reuseport = reuseport;
 	s->accepting = 1;
 	s->retry_ms = RETRY_MIN_MS;
-	if ((s->http = evhttp_new(base)) == NULL ||
+	if ((s->http = new_evhttp(s, sqc_http_accepted)) == NULL ||
+	    (s->https = new_evhttp(s, sqc_http_accepted_tls)) == NULL ||
 	    (s->attach_ev = event_new(base, -1, 0, sqc_http_attach,
 	    s)) == NULL ||
 	    (s->retry_ev = evtimer_new(base, sqc_http_accept_retry,
 	    s)) == NULL) {
 		if (s->attach_ev)
 			event_free(s->attach_ev);
+		if (s->https)
+			evhttp_free(s->https);
 		if (s->http)
 			evhttp_free(s->http);
 		free(s);
 		return NULL;
 	}
 	event_set_log_callback(libevent_log);
-	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-	    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-	evhttp_set_gencb(s->http, sqc_http_dispatch, s);
-	evhttp_set_bevcb(s->http, sqc_http_accepted, s);
 	sqc_http_current = s;
 	return s;
+}
+
+/*
+ * The TLS settings new connections to the TLS listeners get from now on
+ * (NULL when there are none); the server owns t, and frees the old ones.
+ * Connections already open keep theirs.
+ */
+void
+sqc_http_set_tls(struct sqc_server *s, struct sqc_tls *t)
+{
+	sqc_tls_free(s->tls);
+	s->tls = t;
 }
 
 static int
@@ -161,8 +188,8 @@ bind_one(struct sqc_server *s, const struct sqc_listen *l, int port,
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
 		sl = 0;
 	nb = realloc(s->bound, (s->nbound + 1) * sizeof(*nb));
-	if (nb == NULL ||
-	    (b = evhttp_accept_socket_with_handle(s->http, fd)) == NULL) {
+	if (nb == NULL || (b = evhttp_accept_socket_with_handle(l->tls ?
+	    s->https : s->http, fd)) == NULL) {
 		s->bound = nb ? nb : s->bound;
 		snprintf(err, errlen, "cannot listen on %s: out of memory",
 		    name);
@@ -178,12 +205,14 @@ bind_one(struct sqc_server *s, const struct sqc_listen *l, int port,
 	    ((struct sockaddr_in6 *)&ss)->sin6_port :
 	    ((struct sockaddr_in *)&ss)->sin_port);
 	nb->keep = 1;
+	nb->tls = l->tls;
 	evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(b),
 	    sqc_http_accept_failed);
 	if (!s->accepting)
 		evconnlistener_disable(evhttp_bound_socket_get_listener(b));
-	sqc_log(SQ_LOG_INFO, NULL, v6 ? "listening on [%s]:%d" :
-	    "listening on %s:%d", l->host, nb->actual);
+	sqc_log(SQ_LOG_INFO, NULL, v6 ? "listening on [%s]:%d%s" :
+	    "listening on %s:%d%s", l->host, nb->actual, l->tls ? " (tls)" :
+	    "");
 	return 0;
 }
 
@@ -204,7 +233,7 @@ drop_unkept(struct sqc_server *s, int log)
 			sqc_log(SQ_LOG_INFO, NULL, strchr(l->host, ':') ?
 			    "no longer listening on [%s]:%d" :
 			    "no longer listening on %s:%d", l->host, l->actual);
-		evhttp_del_accept_socket(s->http, l->b);
+		evhttp_del_accept_socket(l->tls ? s->https : s->http, l->b);
 	}
 	s->nbound = j;
 }
@@ -231,6 +260,7 @@ sqc_http_listen(struct sqc_server *s, const struct sqc_config *c,
 
 		for (j = 0; j < before; j++)
 			if (!s->bound[j].keep && s->bound[j].port == port &&
+			    s->bound[j].tls == c->listen[i].tls &&
 			    strcmp(s->bound[j].host, c->listen[i].host) == 0)
 				break;
 		if (j < before) {
@@ -246,12 +276,13 @@ sqc_http_listen(struct sqc_server *s, const struct sqc_config *c,
 			}
 			j = s->nbound - 1;
 		}
-		if (i == 0)
+		/* the first plain listener, or the first of all */
+		if (i == 0 || (s->bound[first].tls && !c->listen[i].tls))
 			first = j;
 	}
 	snprintf(s->origin, sizeof(s->origin), strchr(s->bound[first].host,
-	    ':') ? "http://[%s]:%d" : "http://%s:%d", s->bound[first].host,
-	    s->bound[first].actual);
+	    ':') ? "%s://[%s]:%d" : "%s://%s:%d", s->bound[first].tls ?
+	    "https" : "http", s->bound[first].host, s->bound[first].actual);
 	drop_unkept(s, 1);
 	return 0;
 }
@@ -271,10 +302,15 @@ sqc_http_apply(struct sqc_server *s, const struct sqc_config *c,
 	 * Ours answers 431 (hdr_scan, and dispatch for what it missed);
 	 * evhttp's, higher, would answer 400: a backstop.
 	 */
-	evhttp_set_max_headers_size(s->http, (ev_ssize_t)
-	    (c->max_header_size * EVHTTP_HEADER_FACTOR + EVHTTP_HEADER_ROOM));
-	evhttp_set_max_body_size(s->http, (ev_ssize_t)c->max_body_size);
-	evhttp_set_timeout(s->http, (int)c->request_timeout);
+	for (int i = 0; i < 2; i++) {
+		struct evhttp *h = i ? s->https : s->http;
+
+		evhttp_set_max_headers_size(h, (ev_ssize_t)
+		    (c->max_header_size * EVHTTP_HEADER_FACTOR +
+		    EVHTTP_HEADER_ROOM));
+		evhttp_set_max_body_size(h, (ev_ssize_t)c->max_body_size);
+		evhttp_set_timeout(h, (int)c->request_timeout);
+	}
 	sqc_http_update_accepting(s);
 }
 
@@ -290,7 +326,10 @@ sqc_http_stop_accepting(struct sqc_server *s)
 	drop_unkept(s, 0);
 }
 
-/* "http://ADDRESS:PORT" of the first listening address. */
+/*
+ * "http://ADDRESS:PORT" of the first plain listening address, or
+ * "https://..." of the first when all are TLS.
+ */
 const char *
 sqc_http_origin(const struct sqc_server *s)
 {
@@ -355,6 +394,7 @@ sqc_http_free(struct sqc_server *s)
 	s->stopping = 1;
 	s->nbound = 0;		/* evhttp_free closes the listeners */
 	evhttp_free(s->http);
+	evhttp_free(s->https);
 	while (!LIST_EMPTY(&s->pending)) {
 		struct conn *c = LIST_FIRST(&s->pending);
 
@@ -367,5 +407,6 @@ sqc_http_free(struct sqc_server *s)
 		sqc_http_current = NULL;
 	free(s->bound);
 	sqc_idmap_free(&s->by_evcon);
+	sqc_tls_free(s->tls);
 	free(s);
 }

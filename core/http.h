@@ -56,6 +56,7 @@ struct listener {
 	int		 port;		/* as configured (or -p) */
 	int		 actual;	/* as bound: port 0 picks one */
 	int		 keep;		/* while matching a new config */
+	int		 tls;		/* on https, not http */
 };
 
 struct sq_req {
@@ -73,12 +74,19 @@ struct sq_req {
 	void		(*abort_cb)(struct sq_req *, void *);
 	void		*abort_arg;
 	int		 in_abort;	/* inside the abort callback */
+	int		 tls;		/* came over a TLS listener */
 	LIST_ENTRY(sq_req) link;	/* in inflight */
 };
 
 struct sqc_server {
 	struct event_base *base;
-	struct evhttp	*http;
+	/*
+	 * evhttp asks one bufferevent callback per evhttp for every
+	 * connection, not per listener: the TLS listeners have their own,
+	 * set up alike.
+	 */
+	struct evhttp	*http, *https;
+	struct sqc_tls	*tls;		/* https's settings, or NULL */
 	struct sqc_gen	*gen;		/* borrowed: main.c owns it */
 	size_t		 max_header_size;
 	size_t		 max_connections;
@@ -128,6 +136,8 @@ void	 sqc_http_conn_drop(struct conn *c);
 size_t	 sqc_http_conns_open(const struct sqc_server *s);
 void	 sqc_http_update_accepting(struct sqc_server *s);
 struct bufferevent *sqc_http_accepted(struct event_base *base, void *arg);
+struct bufferevent *sqc_http_accepted_tls(struct event_base *base,
+	    void *arg);
 void	 sqc_http_accept_failed(struct evconnlistener *l, void *arg);
 void	 sqc_http_accept_retry(evutil_socket_t fd, short what, void *arg);
 void	 sqc_http_attach(evutil_socket_t fd, short what, void *arg);
@@ -138,6 +148,7 @@ void	 sqc_http_conn_release(void);
 /* ---- http_req.c ------------------------------------------------------- */
 
 void	 sqc_http_dispatch(struct evhttp_request *ev, void *arg);
+int	 sqc_http_over_tls(struct evhttp_request *ev);
 int	 sqc_http_finish(struct sq_req *req, int status, struct evbuffer *buf);
 void	 sqc_http_req_gone(struct sq_req *req);
 const char *sqc_http_reason(int status);

@@ -21,8 +21,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/listener.h>
@@ -244,15 +247,15 @@ sqc_http_attach(evutil_socket_t fd, short what, void *arg)
 
 /*
  * evhttp_set_bevcb: evhttp has accepted a connection and asks for its
- * bufferevent. We make it as evhttp would, count the connection from
- * now on, watch its input for the header limit, and let sqc_http_attach() find
- * its evhttp_connection once evhttp has made it.
+ * bufferevent. We make it (bev, or NULL when that failed), count the
+ * connection from now on, watch its input for the header limit, and let
+ * sqc_http_attach() find its evhttp_connection once evhttp has made it.
+ * Given NULL, evhttp makes a plain bufferevent itself, untracked: on a
+ * TLS listener, that connection answers the ClientHello 400 and closes.
  */
-struct bufferevent *
-sqc_http_accepted(struct event_base *base, void *arg)
+static struct bufferevent *
+accepted(struct sqc_server *s, struct bufferevent *bev)
 {
-	struct sqc_server *s = arg;
-	struct bufferevent *bev;
 	struct conn *c;
 
 	s->retry_ms = RETRY_MIN_MS;
@@ -260,10 +263,10 @@ sqc_http_accepted(struct event_base *base, void *arg)
 		sqc_log(SQ_LOG_INFO, NULL, "accepting connections again");
 		s->starved_logged = 0;
 	}
-	if ((c = calloc(1, sizeof(*c))) == NULL)
+	if (bev == NULL)
 		return NULL;
-	if ((bev = bufferevent_socket_new(base, -1, 0)) == NULL) {
-		free(c);
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		bufferevent_free(bev);
 		return NULL;
 	}
 	bufferevent_incref(bev);
@@ -275,6 +278,32 @@ sqc_http_accepted(struct event_base *base, void *arg)
 	event_active(s->attach_ev, EV_TIMEOUT, 0);
 	sqc_http_update_accepting(s);
 	return bev;
+}
+
+/* evhttp_set_bevcb of the plain listeners (see above). */
+struct bufferevent *
+sqc_http_accepted(struct event_base *base, void *arg)
+{
+	return accepted(arg, bufferevent_socket_new(base, -1, 0));
+}
+
+/*
+ * evhttp_set_bevcb of the TLS listeners: the handshake happens inside the
+ * bufferevent, and evhttp reads the request from what it decrypts. The
+ * bufferevent owns the SSL object and closes the socket with it.
+ */
+struct bufferevent *
+sqc_http_accepted_tls(struct event_base *base, void *arg)
+{
+	struct sqc_server *s = arg;
+	struct bufferevent *bev = NULL;
+	SSL *ssl;
+
+	if (s->tls != NULL && (ssl = sqc_tls_accept(s->tls)) != NULL &&
+	    (bev = bufferevent_openssl_socket_new(base, -1, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)) == NULL)
+		SSL_free(ssl);
+	return accepted(s, bev);
 }
 
 /*

@@ -24,6 +24,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/http_struct.h>
@@ -443,6 +444,17 @@ routed_path(struct sqc_server *s, struct evhttp_request *ev,
 	return path;
 }
 
+/* Did ev come over a TLS listener? */
+int
+sqc_http_over_tls(struct evhttp_request *ev)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
+	struct bufferevent *bev;
+
+	bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	return bev != NULL && bufferevent_openssl_get_ssl(bev) != NULL;
+}
+
 /* An upgrade to a WebSocket route: ev goes to the hand-over, if taken. */
 static void
 upgrade(struct sqc_server *s, struct evhttp_request *ev,
@@ -453,6 +465,11 @@ upgrade(struct sqc_server *s, struct evhttp_request *ev,
 
 	if (!sqc_inst_handles_ws(inst)) {
 		reply_plain(s, ev, 400, NULL, NULL);
+		return;
+	}
+	/* the bridge hands lws a plain socket: wss is not there yet */
+	if (sqc_http_over_tls(ev)) {
+		reply_plain(s, ev, 501, NULL, NULL);
 		return;
 	}
 	client_addr(s, ev, client, sizeof(client));
@@ -480,6 +497,7 @@ handle(struct sqc_server *s, struct evhttp_request *ev, struct conn *c,
 		return;
 	}
 	req->ev = ev;
+	req->tls = sqc_http_over_tls(ev);
 	req->srv = s;
 	req->path = path;
 	req->subpath = rest;
@@ -606,6 +624,12 @@ const char *
 sq_req_client_ip(struct sq_req *req)
 {
 	return req->client;
+}
+
+int
+sq_req_tls(struct sq_req *req)
+{
+	return req->tls;
 }
 
 struct sq_inst *

@@ -60,9 +60,27 @@ same_listen(const struct sqc_config *a, const struct sqc_config *b)
 		return 0;
 	for (size_t i = 0; i < a->nlisten; i++)
 		if (a->listen[i].port != b->listen[i].port ||
+		    a->listen[i].tls != b->listen[i].tls ||
 		    strcmp(a->listen[i].host, b->listen[i].host) != 0)
 			return 0;
 	return 1;
+}
+
+/*
+ * The TLS settings of c (*out NULL when it has no TLS listener): its
+ * certificate and key read now, as -t, a start and a reload need them.
+ * Returns 0, or -1 with err naming the file.
+ */
+static int
+load_tls(const struct sqc_config *c, struct sqc_tls **out, char *err,
+    size_t errlen)
+{
+	char why[SQC_ERRLEN - 64];
+
+	if (sqc_tls_new(c, out, why, sizeof(why)) == 0)
+		return 0;
+	snprintf(err, errlen, "%s: %s", config_file, why);
+	return -1;
 }
 
 /*
@@ -129,6 +147,7 @@ reload(void)
 	char err[SQC_ERRLEN], what[1024];
 	struct sqc_config *nc;
 	struct sqc_gen *ng = NULL;
+	struct sqc_tls *nt = NULL;
 	size_t n, kept, changed, added;
 	int relisten;
 
@@ -136,6 +155,7 @@ reload(void)
 	if (main_process)
 		sqc_notify(SQC_NOTIFY_RELOADING);
 	if ((nc = load_config(err, sizeof(err))) == NULL ||
+	    load_tls(nc, &nt, err, sizeof(err)) != 0 ||
 	    (ng = sqc_gen_build(nc, gen, err, sizeof(err))) == NULL)
 		goto fail;
 	relisten = !same_listen(nc, conf);
@@ -153,6 +173,8 @@ reload(void)
 			    ignored, sizeof(ignored));
 		goto fail;
 	}
+	/* new handshakes get the certificates just read; open ones go on */
+	sqc_http_set_tls(server, nt);
 	sqc_fetch_set_origin(sqc_http_origin(server));
 	if (!str_eq(nc->pid_file, conf->pid_file))
 		sqc_log(SQ_LOG_WARN, NULL, "pid_file changed: it takes effect "
@@ -198,6 +220,7 @@ fail:
 	if (main_process)
 		sqc_notify(SQC_NOTIFY_READY);
 	sqc_gen_release(ng);
+	sqc_tls_free(nt);
 	sqc_config_free(nc);
 }
 
@@ -294,12 +317,19 @@ check_config(int dump)
 {
 	char err[SQC_ERRLEN];
 	struct sqc_gen *g;
+	struct sqc_tls *t;
 	size_t n;
 
 	if ((conf = load_config(err, sizeof(err))) == NULL) {
 		fprintf(stderr, "squalld: %s\n", err);
 		return 1;
 	}
+	if (load_tls(conf, &t, err, sizeof(err)) != 0) {
+		fprintf(stderr, "squalld: %s\n", err);
+		sqc_config_free(conf);
+		return 1;
+	}
+	sqc_tls_free(t);
 	sqc_log_set_level(conf->log_level);
 	if (sqc_plugin_init(err, sizeof(err)) != 0) {
 		fprintf(stderr, "squalld: %s\n", err);
@@ -498,6 +528,15 @@ start_subsystems(int ready_fd, const char **pid_file)
 	if ((server = sqc_http_new(base, ready_fd >= 0)) == NULL) {
 		sqc_log(SQ_LOG_ERROR, NULL, "cannot create the HTTP server");
 		return -1;
+	}
+	{
+		struct sqc_tls *t;
+
+		if (load_tls(conf, &t, err, sizeof(err)) != 0) {
+			sqc_log(SQ_LOG_ERROR, NULL, "%s", err);
+			return -1;
+		}
+		sqc_http_set_tls(server, t);
 	}
 	sqc_http_apply(server, conf, gen);
 	sqc_stats_init(server);

@@ -81,15 +81,18 @@ sqc_parse_bool(const char *s, int *out)
 	return -EINVAL;
 }
 
-/* host:port or [v6]:port, numeric addresses only; port 0 picks one. */
+/*
+ * host:port or [v6]:port, numeric addresses only, then optionally "tls"
+ * after blanks; port 0 picks one.
+ */
 int
 sqc_parse_listen(const char *s, struct sqc_listen *out)
 {
 	unsigned char buf[sizeof(struct in6_addr)];
-	const char *colon, *hs, *he;
+	const char *colon, *hs, *he, *flag;
 	long long port;
-	char host[INET6_ADDRSTRLEN];
-	size_t hl;
+	char host[INET6_ADDRSTRLEN], portbuf[8];
+	size_t hl, pl;
 
 	if (s[0] == '[') {
 		hs = s + 1;
@@ -109,10 +112,17 @@ sqc_parse_listen(const char *s, struct sqc_listen *out)
 	host[hl] = '\0';
 	if (inet_pton(s[0] == '[' ? AF_INET6 : AF_INET, host, buf) != 1)
 		return -EINVAL;
-	if (sqc_parse_int(colon + 1, 0, 65535, &port) != 0)
+	pl = strcspn(colon + 1, " \t");
+	flag = colon + 1 + pl + strspn(colon + 1 + pl, " \t");
+	if (pl >= sizeof(portbuf) || (*flag != '\0' && strcmp(flag, "tls") != 0))
+		return -EINVAL;
+	memcpy(portbuf, colon + 1, pl);
+	portbuf[pl] = '\0';
+	if (sqc_parse_int(portbuf, 0, 65535, &port) != 0)
 		return -EINVAL;
 	out->host = strdup(host);
 	out->port = (int)port;
+	out->tls = *flag != '\0';
 	return out->host ? 0 : -ENOMEM;
 }
 

@@ -181,6 +181,7 @@ const char	*sq_req_arg(struct sq_req *req, const char *name);
 const char	*sq_req_header(struct sq_req *req, const char *name);
 const void	*sq_req_body(struct sq_req *req, size_t *len);
 const char	*sq_req_client_ip(struct sq_req *req);
+int		 sq_req_tls(struct sq_req *req);	/* 1: came by https */
 struct sq_inst	*sq_req_inst(struct sq_req *req);
 
 /* Called (once, on the loop) if the client leaves before the response. */

@@ -1,7 +1,8 @@
 /*
  * echo - answers with everything the plugin API says about the request,
  * as JSON through sq_resp_json: method, path, subpath, query, one
- * argument, one header, body, client address, route, and the repeated
+ * argument, one header, body, client address, route, whether it came by
+ * TLS, and the repeated
  * `item` options, and the pid of the process that answered. Logs one line
  * per request with sq_log.
  */
@@ -76,6 +77,8 @@ handle(void *state, struct sq_req *req)
 	    str_or_null(sq_req_client_ip(req)));
 	json_object_object_add(o, "route",
 	    str_or_null(sq_inst_route(sq_req_inst(req))));
+	json_object_object_add(o, "tls", json_object_new_boolean(
+	    sq_req_tls(req)));
 	json_object_object_add(o, "items", json_object_get(e->items));
 	json_object_object_add(o, "pid", json_object_new_int((int)getpid()));
 	sq_log(e->inst, SQ_LOG_INFO, "echo %s from %s", sq_req_path(req),

@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
@@ -40,6 +41,7 @@ struct parse_state {
 	int		 failed;	/* line of the first error, or 0 */
 	unsigned	 seen;		/* bit per [server] key, for repeats */
 	struct sqc_route_conf *route;	/* section being read, or NULL */
+	struct sqc_tls_conf *tls;	/* [tls NAME] being read, or NULL */
 	int		 in_server;
 	int		 cur_line;	/* header line of the section being read */
 	/* the first error was a [route] with no keys, between these lines */
@@ -58,7 +60,9 @@ fail(struct parse_state *ps, const char *fmt, ...)
 	if (ps->failed)
 		return 0;
 	ps->failed = ps->line > 0 ? ps->line : 1;
-	n = snprintf(ps->err, ps->errlen, "%s:%d: ", ps->c->file, ps->line);
+	n = ps->line > 0 ? snprintf(ps->err, ps->errlen, "%s:%d: ",
+	    ps->c->file, ps->line) : snprintf(ps->err, ps->errlen, "%s: ",
+	    ps->c->file);
 	if (n < 0 || (size_t)n >= ps->errlen)
 		return 0;
 	va_start(ap, fmt);
@@ -212,10 +216,77 @@ route_key(struct parse_state *ps, const char *name, const char *value)
 	return 1;
 }
 
+/* A server name as SNI gives it, or "*." and one: letters, digits, - . */
+static int
+valid_tls_name(const char *n)
+{
+	if (strncmp(n, "*.", 2) == 0)
+		n += 2;
+	if (*n == '\0' || *n == '.' || strlen(n) > 253)
+		return 0;
+	for (; *n; n++)
+		if (!isalnum((unsigned char)*n) && *n != '-' &&
+		    (*n != '.' || n[1] == '.' || n[1] == '\0'))
+			return 0;
+	return 1;
+}
+
+static int
+new_tls_section(struct parse_state *ps, const char *name)
+{
+	struct sqc_config *c = ps->c;
+	struct sqc_tls_conf *t, *nt;
+
+	name += strspn(name, " \t");
+	if (!valid_tls_name(name))
+		return fail(ps, "bad [tls %s]: a server name such as "
+		    "www.example.com or *.example.com", name);
+	for (size_t i = 0; i < c->ntls_names; i++)
+		if (strcasecmp(c->tls_names[i].name, name) == 0)
+			return fail(ps, "duplicate [tls %s] (first at line "
+			    "%d)", name, c->tls_names[i].line);
+	nt = realloc(c->tls_names, (c->ntls_names + 1) * sizeof(*nt));
+	if (nt == NULL)
+		return fail(ps, "out of memory");
+	c->tls_names = nt;
+	t = &c->tls_names[c->ntls_names++];
+	memset(t, 0, sizeof(*t));
+	t->line = ps->hdr_line;
+	if ((t->name = strdup(name)) == NULL)
+		return fail(ps, "out of memory");
+	ps->tls = t;
+	return 1;
+}
+
+/* certificate and certificate_key in [tls NAME], paths like any other */
+static int
+tls_key(struct parse_state *ps, const char *name, const char *value)
+{
+	struct sqc_tls_conf *t = ps->tls;
+	char **dst;
+
+	if (strcmp(name, "certificate") == 0)
+		dst = &t->certificate;
+	else if (strcmp(name, "certificate_key") == 0)
+		dst = &t->certificate_key;
+	else
+		return fail(ps, "unknown key '%s' in [tls %s]: expected "
+		    "certificate or certificate_key", name, t->name);
+	if (*dst != NULL)
+		return fail(ps, "key '%s' given twice in [tls %s]", name,
+		    t->name);
+	if (*value == '\0')
+		return fail(ps, "empty '%s' in [tls %s]", name, t->name);
+	if ((*dst = sqc_path_resolve(ps->c->dir, value)) == NULL)
+		return fail(ps, "out of memory");
+	return 1;
+}
+
 static int
 start_section(struct parse_state *ps, const char *section, const char *name)
 {
 	ps->route = NULL;
+	ps->tls = NULL;
 	ps->in_server = 0;
 	if (strcmp(section, "server") == 0) {
 		if (ps->seen & (1u << 31))
@@ -227,10 +298,13 @@ start_section(struct parse_state *ps, const char *section, const char *name)
 	if (strncmp(section, "route ", 6) == 0 ||
 	    strncmp(section, "route\t", 6) == 0)
 		return new_route(ps, section + 6);
+	if (strncmp(section, "tls ", 4) == 0 ||
+	    strncmp(section, "tls\t", 4) == 0)
+		return new_tls_section(ps, section + 4);
 	if (section[0] == '\0')
 		return fail(ps, "key '%s' outside any section", name);
-	return fail(ps, "unknown section [%s]: expected [server] or "
-	    "[route PATH]", section);
+	return fail(ps, "unknown section [%s]: expected [server], "
+	    "[route PATH] or [tls NAME]", section);
 }
 
 static int
@@ -256,6 +330,8 @@ on_entry(void *user, const char *section, const char *name,
 	}
 	if (ps->in_server)
 		return server_key(ps, name, value);
+	if (ps->tls)
+		return tls_key(ps, name, value);
 	return route_key(ps, name, value);
 }
 
@@ -353,6 +429,52 @@ folder_of(const char *file)
 }
 
 /*
+ * After the file: what a section lacks, and the defaults that depend on
+ * the rest (the plugins' paths, ws_deflate, listen).
+ */
+static void
+complete(struct parse_state *ps)
+{
+	struct sqc_config *c = ps->c;
+
+	for (size_t i = 0; !ps->failed && i < c->nroutes; i++) {
+		struct sqc_route_conf *r = &c->routes[i];
+
+		if (r->ws_deflate < 0)
+			r->ws_deflate = 1;
+		ps->line = r->line;
+		if (r->plugin == NULL)
+			fail(ps, "route '%s%s' has no 'plugin' key",
+			    r->path, r->prefix ? "*" : "");
+		else if (resolve_plugin(c, r) != 0)
+			fail(ps, "out of memory");
+	}
+	for (size_t i = 0; !ps->failed && i < c->ntls_names; i++) {
+		const struct sqc_tls_conf *t = &c->tls_names[i];
+
+		ps->line = t->line;
+		if (t->certificate == NULL || t->certificate_key == NULL)
+			fail(ps, "[tls %s] needs certificate and "
+			    "certificate_key", t->name);
+	}
+	ps->line = 0;
+	if (!ps->failed && c->nlisten == 0 &&
+	    sqc_config_server_key(c, "listen", NULL, NULL, NULL, 0) != 0)
+		fail(ps, "out of memory");
+	for (size_t i = 0; !ps->failed && i < c->nlisten; i++) {
+		const struct sqc_listen *l = &c->listen[i];
+
+		if (l->tls && (*c->tls_certificate == '\0' ||
+		    *c->tls_certificate_key == '\0'))
+			fail(ps, strchr(l->host, ':') ? "listen [%s]:%d tls: "
+			    "[server] needs tls_certificate and "
+			    "tls_certificate_key" : "listen %s:%d tls: "
+			    "[server] needs tls_certificate and "
+			    "tls_certificate_key", l->host, l->port);
+	}
+}
+
+/*
  * Reads file into a new configuration. Returns NULL and fills err with
  * "file:line: what is wrong" on any error.
  */
@@ -408,38 +530,8 @@ sqc_config_load(const char *file, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: cannot read", file);
 		ps.failed = 1;
 	}
-	for (size_t i = 0; !ps.failed && i < c->nroutes; i++) {
-		struct sqc_route_conf *r = &c->routes[i];
-
-		if (r->ws_deflate < 0)
-			r->ws_deflate = 1;
-		if (r->plugin == NULL) {
-			ps.line = r->line;
-			fail(&ps, "route '%s%s' has no 'plugin' key",
-			    r->path, r->prefix ? "*" : "");
-		} else if (resolve_plugin(c, r) != 0) {
-			snprintf(err, errlen, "%s: out of memory", file);
-			ps.failed = 1;
-		}
-	}
-	if (!ps.failed && c->nlisten == 0 &&
-	    sqc_config_server_key(c, "listen", NULL, NULL, NULL, 0) != 0) {
-		snprintf(err, errlen, "%s: out of memory", file);
-		ps.failed = 1;
-	}
-	for (size_t i = 0; !ps.failed && i < c->nlisten; i++) {
-		const struct sqc_listen *l = &c->listen[i];
-
-		if (!l->tls || (*c->tls_certificate != '\0' &&
-		    *c->tls_certificate_key != '\0'))
-			continue;
-		snprintf(err, errlen, strchr(l->host, ':') ? "%s: listen "
-		    "[%s]:%d tls: [server] needs tls_certificate and "
-		    "tls_certificate_key" : "%s: listen %s:%d tls: [server] "
-		    "needs tls_certificate and tls_certificate_key", file,
-		    l->host, l->port);
-		ps.failed = 1;
-	}
+	if (!ps.failed)
+		complete(&ps);
 	if (ps.failed) {
 		sqc_config_free(c);
 		return NULL;
@@ -536,5 +628,11 @@ sqc_config_free(struct sqc_config *c)
 	free(c->tls_certificate);
 	free(c->tls_certificate_key);
 	free(c->tls_ciphers);
+	for (size_t i = 0; i < c->ntls_names; i++) {
+		free(c->tls_names[i].name);
+		free(c->tls_names[i].certificate);
+		free(c->tls_names[i].certificate_key);
+	}
+	free(c->tls_names);
 	free(c);
 }

@@ -69,7 +69,8 @@ _Static_assert(NKEYS < 31, "too many [server] keys for the seen mask");
 /*
  * Writes c to out as the configuration it is in effect: every [server]
  * key with its value after defaults and path resolution (listen with the
- * -p port when port_override > 0), then every route with its resolved
+ * -p port when port_override > 0), every [tls NAME] section, then every
+ * route with its resolved
  * plugin path, its options as given and the core's route keys
  * (ws_deflate, left out of routes marked no_ws). Returns 0, or -EIO if
  * out fails.
@@ -143,6 +144,10 @@ sqc_config_dump(const struct sqc_config *c, int port_override, FILE *out)
 		}
 		fputc('\n', out);
 	}
+	for (size_t i = 0; i < c->ntls_names; i++)
+		fprintf(out, "\n[tls %s]\ncertificate = %s\ncertificate_key = "
+		    "%s\n", c->tls_names[i].name, c->tls_names[i].certificate,
+		    c->tls_names[i].certificate_key);
 	for (size_t i = 0; i < c->nroutes; i++) {
 		const struct sqc_route_conf *r = &c->routes[i];
 

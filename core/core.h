@@ -109,6 +109,14 @@ struct sqc_cidr {
 	unsigned char	 addr[16];
 };
 
+/* a [tls NAME] section: the certificate for clients that ask for NAME */
+struct sqc_tls_conf {
+	char		*name;		/* "www.example.com" or "*.example.com" */
+	char		*certificate;	/* resolved paths */
+	char		*certificate_key;
+	int		 line;		/* of the [tls] header */
+};
+
 struct sqc_config {
 	char		*file;		/* as given */
 	char		*dir;		/* absolute folder of file */
@@ -138,6 +146,8 @@ struct sqc_config {
 	char		*tls_certificate_key;
 	int		 tls_protocols;		/* SQC_TLS_* bits */
 	char		*tls_ciphers;		/* "": squall's default */
+	struct sqc_tls_conf *tls_names;		/* [tls NAME] sections */
+	size_t		 ntls_names;
 
 	struct sqc_route_conf *routes;
 	size_t		 nroutes;

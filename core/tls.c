@@ -1,9 +1,10 @@
 /*
- * tls.c - the TLS settings of the listeners marked "tls": one OpenSSL
+ * tls.c - the TLS settings of the listeners marked "tls": an OpenSSL
  * context made from the [server] keys (tls_certificate, its key,
- * tls_protocols, tls_ciphers), checked the way -t and a reload need it
- * (every error names the key and file), and the SSL object each accepted
- * connection gets. The defaults are what a reviewer would sign: TLS 1.2
+ * tls_protocols, tls_ciphers), one more per [tls NAME] section, chosen
+ * by the name the client asks for (SNI), all checked the way -t and a
+ * reload need it (every error names the key and file), and the SSL
+ * object each accepted connection gets. The defaults are what a reviewer would sign: TLS 1.2
  * and 1.3 only, forward-secret AEAD ciphers for 1.2, no renegotiation,
  * no compression, session tickets (whose keys are the context's own, so
  * a reload changes them), ALPN http/1.1. The bufferevents around the SSL
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -29,9 +31,25 @@
 	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
 	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
-struct sqc_tls {
-	SSL_CTX		*ctx;
+/* The certificates chosen by server name, with their contexts. */
+struct names {
+	size_t		 n;
+	struct named {
+		char	*name;		/* "www.example.com", "*.example.com" */
+		SSL_CTX	*ctx;
+	} *v;
 };
+
+struct sqc_tls {
+	SSL_CTX		*ctx;		/* the [server] pair: the default */
+};
+
+/*
+ * The default context's index for its struct names: the names live as
+ * long as the context, which OpenSSL keeps while a connection made from
+ * it lives (a reload frees our reference, not theirs).
+ */
+static int names_index = -1;
 
 /*
  * OpenSSL's reason for the last failure ("no start line"), leaving its
@@ -102,21 +120,26 @@ on_info(const SSL *ssl, int where, int ret)
 		(void)!write(fd, refusal, sizeof(refusal) - 1);
 }
 
-/* The certificate and its key: loaded, and matching. */
+/*
+ * The certificate and its key: loaded, and matching. Errors name the keys
+ * as where says them: "tls_" for [server]'s, "[tls NAME] " for a
+ * section's.
+ */
 static int
-load_pair(SSL_CTX *ctx, const char *cert, const char *key, char *err,
-    size_t errlen)
+load_pair(SSL_CTX *ctx, const char *where, const char *cert,
+    const char *key, char *err, size_t errlen)
 {
-	char why[128];
+	char why[128], kc[300], kk[300];
 	int rc;
 
-	if ((rc = readable("tls_certificate", cert, err, errlen)) != 0 ||
-	    (rc = readable("tls_certificate_key", key, err, errlen)) != 0)
+	snprintf(kc, sizeof(kc), "%scertificate", where);
+	snprintf(kk, sizeof(kk), "%scertificate_key", where);
+	if ((rc = readable(kc, cert, err, errlen)) != 0 ||
+	    (rc = readable(kk, key, err, errlen)) != 0)
 		return rc;
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-		snprintf(err, errlen, "tls_certificate %s: not a PEM "
-		    "certificate chain (%s)", cert, ssl_reason(why,
-		    sizeof(why)));
+		snprintf(err, errlen, "%s %s: not a PEM certificate chain "
+		    "(%s)", kc, cert, ssl_reason(why, sizeof(why)));
 		return -EINVAL;
 	}
 	/* OpenSSL checks that the key is the certificate's as it loads it */
@@ -128,12 +151,11 @@ load_pair(SSL_CTX *ctx, const char *cert, const char *key, char *err,
 		    (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH ||
 		    ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH)) {
 			ERR_clear_error();
-			snprintf(err, errlen, "tls_certificate_key %s does not "
-			    "match tls_certificate %s", key, cert);
+			snprintf(err, errlen, "%s %s does not match %s %s", kk,
+			    key, kc, cert);
 		} else
-			snprintf(err, errlen, "tls_certificate_key %s: not a "
-			    "PEM private key (%s)", key, ssl_reason(why,
-			    sizeof(why)));
+			snprintf(err, errlen, "%s %s: not a PEM private key "
+			    "(%s)", kk, key, ssl_reason(why, sizeof(why)));
 		return -EINVAL;
 	}
 	return 0;
@@ -169,6 +191,118 @@ set_policy(SSL_CTX *ctx, const struct sqc_config *c, char *err,
 	return 0;
 }
 
+/* A context with squall's policy and one certificate pair. */
+static SSL_CTX *
+new_ctx(const struct sqc_config *c, const char *where, const char *cert,
+    const char *key, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (ctx == NULL) {
+		ERR_clear_error();
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (set_policy(ctx, c, err, errlen) != 0 ||
+	    load_pair(ctx, where, cert, key, err, errlen) != 0) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+/* ex_data's free function: the names go with the default context. */
+static void
+names_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+    void *argp)
+{
+	struct names *ns = ptr;
+
+	if (ns == NULL)
+		return;
+	for (size_t i = 0; i < ns->n; i++) {
+		SSL_CTX_free(ns->v[i].ctx);
+		free(ns->v[i].name);
+	}
+	free(ns->v);
+	free(ns);
+}
+
+/* Does the client's name match NAME ("*." matches one label)? */
+static int
+name_matches(const char *pattern, const char *host)
+{
+	const char *dot;
+
+	if (strncmp(pattern, "*.", 2) != 0)
+		return strcasecmp(pattern, host) == 0;
+	dot = strchr(host, '.');
+	return dot != NULL && dot != host && strcasecmp(pattern + 1, dot) == 0;
+}
+
+/*
+ * SNI: the context of the [tls NAME] the client asked for, exact names
+ * before wildcards; the default one when none matches (or no name came).
+ */
+static int
+select_cert(SSL *ssl, int *alert, void *arg)
+{
+	const char *host = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	struct names *ns = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl),
+	    names_index);
+
+	if (host == NULL || ns == NULL)
+		return SSL_TLSEXT_ERR_OK;
+	for (int wild = 0; wild < 2; wild++)
+		for (size_t i = 0; i < ns->n; i++)
+			if ((ns->v[i].name[0] == '*') == wild &&
+			    name_matches(ns->v[i].name, host)) {
+				SSL_set_SSL_CTX(ssl, ns->v[i].ctx);
+				return SSL_TLSEXT_ERR_OK;
+			}
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/* The [tls NAME] sections of c, hung on the default context def. */
+static int
+add_names(SSL_CTX *def, const struct sqc_config *c, char *err,
+    size_t errlen)
+{
+	struct names *ns;
+	char where[300];
+
+	if (c->ntls_names == 0)
+		return 0;
+	if (names_index < 0 && (names_index = SSL_CTX_get_ex_new_index(0,
+	    NULL, NULL, NULL, names_free)) < 0)
+		goto nomem;
+	if ((ns = calloc(1, sizeof(*ns))) == NULL)
+		goto nomem;
+	if ((ns->v = calloc(c->ntls_names, sizeof(*ns->v))) == NULL ||
+	    SSL_CTX_set_ex_data(def, names_index, ns) != 1) {
+		free(ns->v);
+		free(ns);
+		goto nomem;
+	}
+	for (size_t i = 0; i < c->ntls_names; i++) {
+		const struct sqc_tls_conf *t = &c->tls_names[i];
+
+		snprintf(where, sizeof(where), "[tls %s] ", t->name);
+		if ((ns->v[i].name = strdup(t->name)) == NULL)
+			goto nomem;	/* names_free frees what was made */
+		ns->n++;
+		if ((ns->v[i].ctx = new_ctx(c, where, t->certificate,
+		    t->certificate_key, err, errlen)) == NULL)
+			return -EINVAL;
+	}
+	SSL_CTX_set_tlsext_servername_callback(def, select_cert);
+	return 0;
+nomem:
+	ERR_clear_error();
+	snprintf(err, errlen, "out of memory");
+	return -ENOMEM;
+}
+
 /*
  * The TLS settings of c into *out: NULL when no listener of c is "tls".
  * Returns 0, or a negative errno value with err naming the key and file
@@ -187,16 +321,16 @@ sqc_tls_new(const struct sqc_config *c, struct sqc_tls **out, char *err,
 		;
 	if (i == c->nlisten)
 		return 0;
-	if ((t = calloc(1, sizeof(*t))) == NULL ||
-	    (t->ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
-		free(t);
-		ERR_clear_error();
+	if ((t = calloc(1, sizeof(*t))) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	if ((rc = set_policy(t->ctx, c, err, errlen)) != 0 ||
-	    (rc = load_pair(t->ctx, c->tls_certificate,
-	    c->tls_certificate_key, err, errlen)) != 0) {
+	if ((t->ctx = new_ctx(c, "tls_", c->tls_certificate,
+	    c->tls_certificate_key, err, errlen)) == NULL) {
+		free(t);
+		return -EINVAL;
+	}
+	if ((rc = add_names(t->ctx, c, err, errlen)) != 0) {
 		sqc_tls_free(t);
 		return rc;
 	}

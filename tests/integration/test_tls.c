@@ -46,16 +46,21 @@ TestSuite(tls, .init = setup, .fini = teardown, .timeout = 60);
  * 127.0.0.1 and localhost.
  */
 static void
-make_cert(const char *name)
+make_cert_for(const char *name, const char *san)
 {
 	char cmd[1200];
 
 	snprintf(cmd, sizeof(cmd), "openssl req -x509 -newkey ec -pkeyopt "
 	    "ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=%s "
-	    "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 "
-	    "-keyout %s/%s.key -out %s/%s.pem >/dev/null 2>&1", name, certs,
-	    name, certs, name);
+	    "-addext subjectAltName=%s -keyout %s/%s.key -out %s/%s.pem "
+	    ">/dev/null 2>&1", name, san, certs, name, certs, name);
 	cr_assert_eq(system(cmd), 0, "openssl req failed");
+}
+
+static void
+make_cert(const char *name)
+{
+	make_cert_for(name, "DNS:localhost,IP:127.0.0.1");
 }
 
 /* The [server] lines of a TLS listener on a free port with certs/NAME. */
@@ -147,6 +152,37 @@ https_get(int port, const char *path, const char *ca, long sslversion,
 	r->curl_error = (int)rc;
 	curl_easy_cleanup(c);
 	return (int)rc;
+}
+
+/*
+ * GET https://HOST:port/hello, HOST resolving to 127.0.0.1, trusting only
+ * certs/ca.pem: whether the certificate HOST was given verified.
+ */
+static int
+sni_get(int port, const char *host, const char *ca)
+{
+	char url[200], resolve[200], cafile[400];
+	struct curl_slist *rs;
+	struct resp r;
+	CURL *c = curl_easy_init();
+	CURLcode rc;
+
+	memset(&r, 0, sizeof(r));
+	snprintf(url, sizeof(url), "https://%s:%d/hello", host, port);
+	snprintf(resolve, sizeof(resolve), "%s:%d:127.0.0.1", host, port);
+	snprintf(cafile, sizeof(cafile), "%s/%s.pem", certs, ca);
+	rs = curl_slist_append(NULL, resolve);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_RESOLVE, rs);
+	curl_easy_setopt(c, CURLOPT_CAINFO, cafile);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+	rc = curl_easy_perform(c);
+	curl_easy_cleanup(c);
+	curl_slist_free_all(rs);
+	free(r.body);
+	return rc == CURLE_OK;
 }
 
 /* Reads what the server sends on fd until it closes (or 5 s pass). */
@@ -285,15 +321,53 @@ Test(tls, what_is_not_tls_is_refused_cleanly)
 	cr_assert_eq(srv_log_count(&s, "[warn]"), 0);
 }
 
-/* squalld -t on c (more [server] lines); its output in *out. */
+/*
+ * [tls NAME] sections: the certificate the client names (SNI) is served,
+ * exact names before "*." ones, which match one label; any other name,
+ * or none, gets [server]'s.
+ */
+Test(tls, certificate_is_chosen_by_server_name)
+{
+	char *lines;
+	int port;
+
+	make_cert("a");
+	make_cert_for("www", "DNS:www.example.com");
+	make_cert_for("wild", "DNS:*.example.org");
+	make_cert_for("exact", "DNS:api.example.org");
+	lines = tls_lines("a");
+	srv_start(&s, "%s[tls www.example.com]\ncertificate = %s/www.pem\n"
+	    "certificate_key = %s/www.key\n[tls *.example.org]\n"
+	    "certificate = %s/wild.pem\ncertificate_key = %s/wild.key\n"
+	    "[tls api.example.org]\ncertificate = %s/exact.pem\n"
+	    "certificate_key = %s/exact.key\n[route /hello]\nplugin = hello\n",
+	    lines, certs, certs, certs, certs, certs, certs);
+	free(lines);
+	port = tls_port(&s);
+	cr_assert(sni_get(port, "www.example.com", "www"));
+	cr_assert(sni_get(port, "WWW.Example.COM", "www"), "names differ in "
+	    "case only");
+	cr_assert(sni_get(port, "a.example.org", "wild"));
+	cr_assert(sni_get(port, "api.example.org", "exact"), "the exact name "
+	    "did not win over the wildcard");
+	cr_assert(!sni_get(port, "a.b.example.org", "wild"), "*. matched two "
+	    "labels");
+	cr_assert(sni_get(port, "localhost", "a"), "an unknown name did not "
+	    "get the default certificate");
+}
+
+/*
+ * squalld -t on a configuration with server_lines (more [server] lines,
+ * or sections) before its route; its output in *out.
+ */
 static int
 check(const char *server_lines, char **out)
 {
 	char ini[400];
 
 	snprintf(ini, sizeof(ini), "%s/squall.ini", certs);
-	t_write(ini, "[server]\nlisten = 127.0.0.1:0\n%s\nplugin_dir = %s\n"
-	    "[route /hello]\nplugin = hello\n", server_lines, t_plugin_dir());
+	t_write(ini, "[server]\nlisten = 127.0.0.1:0\nplugin_dir = %s\n%s\n"
+	    "[route /hello]\nplugin = hello\n", t_plugin_dir(), server_lines);
 	return t_run_squalld(out, "-t", "-c", ini, NULL);
 }
 
@@ -325,6 +399,17 @@ Test(tls, check_names_the_bad_certificate_file)
 		    "tls_certificate_key = CERTS/a.key\ntls_ciphers = NOPE\n",
 		    "tls_ciphers: no cipher matches 'NOPE'" },
 		{ "listen = 127.0.0.1:0 tlsx\n", "bad value '127.0.0.1:0 tlsx'" },
+		{ "listen = 127.0.0.1:0 tls\ntls_certificate = CERTS/a.pem\n"
+		    "tls_certificate_key = CERTS/a.key\n[tls x.example.com]\n"
+		    "certificate = CERTS/a.pem\ncertificate_key = CERTS/b.key\n",
+		    "[tls x.example.com] certificate_key CERTS/b.key does not "
+		    "match [tls x.example.com] certificate CERTS/a.pem" },
+		{ "[tls x.example.com]\ncertificate = CERTS/a.pem\n",
+		    "[tls x.example.com] needs certificate and certificate_key" },
+		{ "[tls bad..name]\ncertificate = CERTS/a.pem\n",
+		    "bad [tls bad..name]" },
+		{ "[tls x.example.com]\nkey = CERTS/a.pem\n",
+		    "unknown key 'key' in [tls x.example.com]" },
 	};
 	char *out, *lines, *want;
 

@@ -278,6 +278,7 @@ void	 sqc_http_apply(struct sqc_server *s, const struct sqc_config *c,
 	    struct sqc_gen *gen);
 void	 sqc_http_stop_accepting(struct sqc_server *s);
 size_t	 sqc_http_inflight(const struct sqc_server *s);
+size_t	 sqc_http_tls_connections(const struct sqc_server *s);
 size_t	 sqc_http_connections(const struct sqc_server *s);
 size_t	 sqc_http_unflushed(const struct sqc_server *s);
 void	 sqc_http_abort_all(struct sqc_server *s);
@@ -374,6 +375,7 @@ struct sqc_counters {
 	uint64_t	 ws_in, ws_out;	/* WebSocket messages */
 	uint64_t	 fetches_failed;
 	uint64_t	 reloads_ok, reloads_failed;
+	uint64_t	 tls_handshakes, tls_handshake_failures;
 };
 extern struct sqc_counters sqc_counters;
 

@@ -344,6 +344,13 @@ sqc_http_connections(const struct sqc_server *s)
 	return sqc_http_conns_open(s);
 }
 
+/* Connections open on the TLS listeners (before any hand-over). */
+size_t
+sqc_http_tls_connections(const struct sqc_server *s)
+{
+	return s->ntls;
+}
+
 /* Requests dispatched and not yet answered (or aborted). */
 size_t
 sqc_http_inflight(const struct sqc_server *s)

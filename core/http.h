@@ -48,6 +48,8 @@ struct conn {
 	char		 first[128];	/* start of the request line */
 	size_t		 discarded;	/* HDR_OFF: input dropped */
 	int		 peer_eof;	/* HDR_OFF: the client is done */
+	int		 tls;		/* on a TLS listener */
+	int		 tls_counted;	/* its handshake is in the counters */
 };
 
 struct listener {
@@ -118,6 +120,7 @@ struct sqc_server {
 	size_t		 npending;
 	struct event	*attach_ev;	/* runs attach() */
 	size_t		 nws;		/* WebSocket sessions held */
+	size_t		 ntls;		/* conns on TLS listeners */
 };
 
 /*

@@ -165,6 +165,30 @@ sqc_http_accept_failed(struct evconnlistener *l, void *arg)
 	sqc_http_update_accepting(s);
 }
 
+/*
+ * A TLS connection's handshake, counted once: done when the first bytes
+ * of a request come (there is nothing to read before), or at the close,
+ * a success or a failure (a client that was not TLS, offered nothing we
+ * speak, or stalled). closing also ends its count as open.
+ */
+static void
+tls_account(struct conn *c, int closing)
+{
+	SSL *ssl;
+
+	if (!c->tls)
+		return;
+	if (!c->tls_counted && (!closing || ((ssl =
+	    bufferevent_openssl_get_ssl(c->bev)) != NULL &&
+	    SSL_is_init_finished(ssl))))
+		sqc_counters.tls_handshakes++;
+	else if (!c->tls_counted)
+		sqc_counters.tls_handshake_failures++;
+	c->tls_counted = 1;
+	if (closing)
+		c->srv->ntls--;
+}
+
 /* evhttp is freeing the connection: the client left or it timed out. */
 static void
 conn_closed(struct evhttp_connection *evcon, void *arg)
@@ -172,6 +196,7 @@ conn_closed(struct evhttp_connection *evcon, void *arg)
 	struct conn *c = arg;
 	struct sqc_server *s = c->srv;
 
+	tls_account(c, 1);
 	if (c->req)
 		sqc_http_req_gone(c->req);
 	if (c->watch)
@@ -204,6 +229,7 @@ conn_insert(struct sqc_server *s, struct conn *c,
 void
 sqc_http_conn_drop(struct conn *c)
 {
+	tls_account(c, 1);
 	if (c->incb)
 		evbuffer_remove_cb_entry(bufferevent_get_input(c->bev),
 		    c->incb);
@@ -254,7 +280,7 @@ sqc_http_attach(evutil_socket_t fd, short what, void *arg)
  * TLS listener, that connection answers the ClientHello 400 and closes.
  */
 static struct bufferevent *
-accepted(struct sqc_server *s, struct bufferevent *bev)
+accepted(struct sqc_server *s, struct bufferevent *bev, int tls)
 {
 	struct conn *c;
 
@@ -272,6 +298,8 @@ accepted(struct sqc_server *s, struct bufferevent *bev)
 	bufferevent_incref(bev);
 	c->bev = bev;
 	c->srv = s;
+	c->tls = tls;
+	s->ntls += (size_t)tls;
 	c->incb = evbuffer_add_cb(bufferevent_get_input(bev), hdr_input, c);
 	LIST_INSERT_HEAD(&s->pending, c, link);
 	s->npending++;
@@ -284,7 +312,7 @@ accepted(struct sqc_server *s, struct bufferevent *bev)
 struct bufferevent *
 sqc_http_accepted(struct event_base *base, void *arg)
 {
-	return accepted(arg, bufferevent_socket_new(base, -1, 0));
+	return accepted(arg, bufferevent_socket_new(base, -1, 0), 0);
 }
 
 /*
@@ -303,7 +331,7 @@ sqc_http_accepted_tls(struct event_base *base, void *arg)
 	    (bev = bufferevent_openssl_socket_new(base, -1, ssl,
 	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)) == NULL)
 		SSL_free(ssl);
-	return accepted(s, bev);
+	return accepted(s, bev, 1);
 }
 
 /*
@@ -531,6 +559,8 @@ hdr_input(struct evbuffer *in, const struct evbuffer_cb_info *info,
 
 	if (info->n_added == 0 || c->phase == HDR_OFF)
 		return;
+	if (c->tls && !c->tls_counted)
+		tls_account(c, 0);
 	if (c->phase == HDR_HEAD)
 		hdr_scan_buffer(c, in, evbuffer_get_length(in) -
 		    info->n_added);

@@ -2,7 +2,7 @@
  * stats.c - what the server counts for monitoring (the status plugin):
  * counters kept where things happen (one increment each, on the loop
  * thread: requests by status class, WebSocket messages, failed fetches,
- * reloads) and gauges read when asked (connections, requests in flight,
+ * reloads, TLS handshakes) and gauges read when asked (connections, requests in flight,
  * sessions, fetches, offload jobs). Handed to plugins by sq_stats_get()
  * and sq_route_at(). Loop thread.
  */
@@ -72,6 +72,10 @@ sq_stats_get(struct sq_stats *out, size_t size)
 	sqc_fetch_counts(&st.fetches_active, &st.fetches_queued);
 	st.fetches_failed = sqc_counters.fetches_failed;
 	st.offload_queued = sqc_offload_pending();
+	if (server)
+		st.tls_connections = sqc_http_tls_connections(server);
+	st.tls_handshakes = sqc_counters.tls_handshakes;
+	st.tls_handshake_failures = sqc_counters.tls_handshake_failures;
 	memcpy(out, &st, size < sizeof(st) ? size : sizeof(st));
 	return 0;
 }

@@ -170,6 +170,7 @@ send_json(struct sq_req *req, const struct sq_stats *s)
 	struct json_object *ws = json_object_new_object();
 	struct json_object *fetches = json_object_new_object();
 	struct json_object *offload = json_object_new_object();
+	struct json_object *tls = json_object_new_object();
 	const char *path, *plugin, *version;
 	uint64_t total = 0;
 	char buf[32];
@@ -217,6 +218,10 @@ send_json(struct sq_req *req, const struct sq_stats *s)
 	json_object_object_add(o, "fetches", fetches);
 	add_u64(offload, "queued", s->offload_queued);
 	json_object_object_add(o, "offload", offload);
+	add_u64(tls, "connections", s->tls_connections);
+	add_u64(tls, "handshakes", s->tls_handshakes);
+	add_u64(tls, "handshake_failures", s->tls_handshake_failures);
+	json_object_object_add(o, "tls", tls);
 	sq_resp_header(req, "Cache-Control", "no-store");
 	sq_resp_json(req, 200, o);
 	json_object_put(o);
@@ -327,6 +332,14 @@ server_metrics(FILE *fp, const struct sq_stats *s)
 	    "an error.", s->fetches_failed);
 	value(fp, "offload_jobs", "gauge", "Offloaded jobs waiting or "
 	    "running.", s->offload_queued);
+	value(fp, "tls_connections", "gauge", "Connections open on the TLS "
+	    "listeners.", s->tls_connections);
+	metric(fp, "tls_handshakes_total", "counter", "TLS handshakes, by "
+	    "result.");
+	fprintf(fp, "squall_tls_handshakes_total{result=\"ok\"} %llu\n"
+	    "squall_tls_handshakes_total{result=\"failed\"} %llu\n",
+	    (unsigned long long)s->tls_handshakes,
+	    (unsigned long long)s->tls_handshake_failures);
 }
 
 /* /status?format=prometheus: the text exposition format, version 0.0.4. */

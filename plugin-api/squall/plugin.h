@@ -364,6 +364,8 @@ struct sq_stats {
 	uint64_t	 ws_messages_in, ws_messages_out;
 	uint64_t	 fetches_active, fetches_queued, fetches_failed;
 	uint64_t	 offload_queued; /* jobs waiting or running */
+	uint64_t	 tls_connections; /* open on TLS listeners */
+	uint64_t	 tls_handshakes, tls_handshake_failures;
 };
 int		 sq_stats_get(struct sq_stats *out, size_t size);
 /* The routes served now, in the file's order: path, plugin name and

@@ -272,8 +272,8 @@ Test(tls, tls_protocols_limits_what_is_offered)
  * What is not TLS, or too old, is refused cleanly: plain HTTP gets a 400
  * in plain HTTP (as nginx answers it), TLS 1.1 and garbage a closed
  * connection, and a client that never finishes its handshake is dropped
- * at request_timeout. The server serves on, and logs none of it above
- * debug.
+ * at request_timeout. The server serves on, logs none of it above debug,
+ * and counts it (/status).
  */
 Test(tls, what_is_not_tls_is_refused_cleanly)
 {
@@ -283,7 +283,8 @@ Test(tls, what_is_not_tls_is_refused_cleanly)
 	int port, fd;
 
 	make_cert("a");
-	port = start_tls("a", "request_timeout = 1\n");
+	port = start_tls("a", "request_timeout = 1\n[route /status]\n"
+	    "plugin = status\n");
 	fd = t_connect(port);
 	cr_assert_geq(fd, 0);
 	cr_assert_gt(send(fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 33, 0),
@@ -319,6 +320,23 @@ Test(tls, what_is_not_tls_is_refused_cleanly)
 	free(r.body);
 	cr_assert_eq(srv_log_count(&s, "[error]"), 0);
 	cr_assert_eq(srv_log_count(&s, "[warn]"), 0);
+	/*
+	 * Failed: plain HTTP, the garbage and the silent one at least (this
+	 * client's OpenSSL may not even have tried TLS 1.1).
+	 */
+	cr_assert_eq(http_get(s.port, "/status", &r), 0);
+	{
+		const char *t = strstr(r.body, "\"tls\":");
+		unsigned long ok = 0, failed = 0;
+
+		cr_assert_not_null(t, "%s", r.body);
+		cr_assert_eq(sscanf(t, "\"tls\":{\"connections\":%*u,"
+		    "\"handshakes\":%lu,\"handshake_failures\":%lu", &ok,
+		    &failed), 2, "%s", t);
+		cr_assert_eq(ok, 1, "%s", t);
+		cr_assert_geq(failed, 52, "%s", t);
+	}
+	resp_free(&r);
 }
 
 /*

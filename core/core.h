@@ -50,7 +50,7 @@ const char *sqc_access_format_name(int format);
 void	 sqc_access_log_set_format(int format);
 void	 sqc_access_log(const char *client, const char *method,
 	    const char *uri, int major, int minor, int status, size_t bytes,
-	    const char *referer, const char *agent, long long usec);
+	    const char *referer, const char *agent, long long usec, int tls);
 int	 sqc_log_level_parse(const char *s);
 void	 sqc_log_raw(const char *s, size_t len);
 void	 sqc_thread_name(const char *comm, const char *note);

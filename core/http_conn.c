@@ -544,7 +544,7 @@ hdr_refuse(struct conn *c)
 	n = sscanf(c->first, "%15s %127s", method, target);
 	sqc_access_log(host ? host : "-", n >= 1 ? method : "-",
 	    n >= 2 ? target : "-", 1, 1, 431, sizeof(body) - 1, NULL, NULL,
-	    sqc_http_since_start(c));
+	    sqc_http_since_start(c), c->tls);
 	sqc_log(SQ_LOG_DEBUG, NULL, "client %s: header section over "
 	    "max_header_size (%zu): 431", host ? host : "-",
 	    c->srv->max_header_size);

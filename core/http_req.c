@@ -108,7 +108,7 @@ sqc_http_log_access(struct evhttp_request *ev, const char *client,
 	    evhttp_find_header(h, "Referer"),
 	    evhttp_find_header(h, "User-Agent"), sqc_http_current && evcon ?
 	    sqc_http_since_start(sqc_http_conn_find(sqc_http_current,
-	    evcon)) : -1);
+	    evcon)) : -1, sqc_http_over_tls(ev));
 }
 
 /* The reason phrase of an HTTP status. */

@@ -547,7 +547,7 @@ json_escape(char *out, size_t cap, const char *s)
 void
 sqc_access_log(const char *client, const char *method, const char *uri,
     int major, int minor, int status, size_t bytes, const char *referer,
-    const char *agent, long long usec)
+    const char *agent, long long usec, int tls)
 {
 	char buf[4096], req[1024], ref[512], ua[512], rt[32];
 	const char *when;
@@ -572,10 +572,11 @@ sqc_access_log(const char *client, const char *method, const char *uri,
 		when = now_text(2, "%Y-%m-%dT%H:%M:%S%z");
 		n = snprintf(buf, sizeof(buf), "{\"time\":\"%s\","
 		    "\"client\":\"%s\",\"method\":\"%s\",\"uri\":\"%s\","
-		    "\"protocol\":\"HTTP/%d.%d\",\"status\":%d,"
-		    "\"bytes\":%zu,\"referer\":\"%s\",\"user_agent\":\"%s\","
-		    "\"request_time\":%s}", when, cl, me, req, major, minor,
-		    status, bytes, ref, ua, rt);
+		    "\"protocol\":\"HTTP/%d.%d\",\"scheme\":\"%s\","
+		    "\"status\":%d,\"bytes\":%zu,\"referer\":\"%s\","
+		    "\"user_agent\":\"%s\",\"request_time\":%s}", when, cl,
+		    me, req, major, minor, tls ? "https" : "http", status,
+		    bytes, ref, ua, rt);
 	} else {
 		sqc_log_escape(req, sizeof(req), uri, 1);
 		sqc_log_escape(ref, sizeof(ref), referer, 1);

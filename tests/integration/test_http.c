@@ -968,6 +968,8 @@ Test(http, access_log_formats)
 	cr_assert_eq(json_object_get_int(v), 200);
 	cr_assert(json_object_object_get_ex(o, "uri", &v));
 	cr_assert_str_eq(json_object_get_string(v), "/delay?ms=120");
+	cr_assert(json_object_object_get_ex(o, "scheme", &v));
+	cr_assert_str_eq(json_object_get_string(v), "http");
 	cr_assert(json_object_object_get_ex(o, "request_time", &v));
 	cr_assert_geq(json_object_get_double(v), 0.1, "%s", line);
 	cr_assert_lt(json_object_get_double(v), 10.0, "%s", line);

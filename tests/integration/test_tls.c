@@ -253,6 +253,32 @@ Test(tls, plugin_is_told_the_request_came_over_tls)
 	resp_free(&r);
 }
 
+/* The JSON access log says which scheme each request came by. */
+Test(tls, access_log_names_the_scheme)
+{
+	char *lines, path[400], *log;
+	struct resp r;
+	int port;
+
+	make_cert("a");
+	lines = tls_lines("a");
+	srv_start(&s, "%saccess_log = access.log\naccess_log_format = json\n"
+	    "[route /hello]\nplugin = hello\n", lines);
+	free(lines);
+	port = tls_port(&s);
+	cr_assert_eq(https_get(port, "/hello?s", "a", CURL_SSLVERSION_DEFAULT,
+	    &r), 0);
+	free(r.body);
+	t_expect_status(s.port, "/hello?p", 200);
+	snprintf(path, sizeof(path), "%s/access.log", s.dir);
+	log = t_read(path, NULL);
+	cr_assert_not_null(strstr(log, "\"uri\":\"/hello?s\",\"protocol\":"
+	    "\"HTTP/1.1\",\"scheme\":\"https\""), "%s", log);
+	cr_assert_not_null(strstr(log, "\"uri\":\"/hello?p\",\"protocol\":"
+	    "\"HTTP/1.1\",\"scheme\":\"http\""), "%s", log);
+	free(log);
+}
+
 Test(tls, tls_protocols_limits_what_is_offered)
 {
 	struct resp r;

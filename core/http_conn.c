@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include <event2/buffer.h>
@@ -165,6 +166,25 @@ sqc_http_accept_failed(struct evconnlistener *l, void *arg)
 	sqc_http_update_accepting(s);
 }
 
+/* A failed handshake, at debug level only: clients can cause many. */
+static void
+tls_failure_note(struct conn *c)
+{
+	unsigned long e;
+	const char *why;
+	char *host = NULL;
+	ev_uint16_t port = 0;
+
+	if (!sqc_log_enabled(SQ_LOG_DEBUG))
+		return;
+	e = bufferevent_get_openssl_error(c->bev);
+	why = e ? ERR_reason_error_string(e) : NULL;
+	if (c->evcon)
+		evhttp_connection_get_peer(c->evcon, &host, &port);
+	sqc_log(SQ_LOG_DEBUG, NULL, "TLS handshake with %s failed: %s",
+	    host ? host : "a client", why ? why : "closed or timed out");
+}
+
 /*
  * A TLS connection's handshake, counted once: done when the first bytes
  * of a request come (there is nothing to read before), or at the close,
@@ -182,8 +202,10 @@ tls_account(struct conn *c, int closing)
 	    bufferevent_openssl_get_ssl(c->bev)) != NULL &&
 	    SSL_is_init_finished(ssl))))
 		sqc_counters.tls_handshakes++;
-	else if (!c->tls_counted)
+	else if (!c->tls_counted) {
 		sqc_counters.tls_handshake_failures++;
+		tls_failure_note(c);
+	}
 	c->tls_counted = 1;
 	if (closing)
 		c->srv->ntls--;

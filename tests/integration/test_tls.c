@@ -11,10 +11,12 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <poll.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -253,6 +255,34 @@ Test(tls, plugin_is_told_the_request_came_over_tls)
 	resp_free(&r);
 }
 
+/*
+ * As root with user = nobody, a key only root may read is named at start:
+ * reloads, as nobody, could not read it.
+ */
+Test(tls, key_the_user_cannot_read_is_named_at_start)
+{
+	char *lines, key[400], want[600];
+	int port;
+
+	if (geteuid() != 0 || getpwnam("nobody") == NULL)
+		cr_skip_test("needs root and a user nobody");
+	make_cert("a");
+	chmod(certs, 0755);
+	snprintf(key, sizeof(key), "%s/a.key", certs);
+	chmod(key, 0600);
+	lines = tls_lines("a");
+	srv_start(&s, "%suser = nobody\n[route /hello]\nplugin = hello\n",
+	    lines);
+	free(lines);
+	port = tls_port(&s);
+	snprintf(want, sizeof(want), "tls_certificate_key %s cannot be read "
+	    "by user nobody", key);
+	cr_assert_eq(srv_wait_log(&s, want, 1, 3000), 0);
+	cr_assert_eq(srv_log_count(&s, "tls_certificate "), 0, "the "
+	    "certificate, which nobody can read, was named");
+	t_expect_status(port, "/hello", 400);	/* plain HTTP: still TLS */
+}
+
 /* The JSON access log says which scheme each request came by. */
 Test(tls, access_log_names_the_scheme)
 {
@@ -309,8 +339,8 @@ Test(tls, what_is_not_tls_is_refused_cleanly)
 	int port, fd;
 
 	make_cert("a");
-	port = start_tls("a", "request_timeout = 1\n[route /status]\n"
-	    "plugin = status\n");
+	port = start_tls("a", "request_timeout = 1\nlog_level = debug\n"
+	    "[route /status]\nplugin = status\n");
 	fd = t_connect(port);
 	cr_assert_geq(fd, 0);
 	cr_assert_gt(send(fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 33, 0),
@@ -346,6 +376,8 @@ Test(tls, what_is_not_tls_is_refused_cleanly)
 	free(r.body);
 	cr_assert_eq(srv_log_count(&s, "[error]"), 0);
 	cr_assert_eq(srv_log_count(&s, "[warn]"), 0);
+	cr_assert_eq(srv_log_count(&s, "TLS handshake with 127.0.0.1 failed: "
+	    "http request\n"), 1);
 	/*
 	 * Failed: plain HTTP, the garbage and the silent one at least (this
 	 * client's OpenSSL may not even have tried TLS 1.1).

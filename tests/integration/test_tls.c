@@ -309,6 +309,54 @@ Test(tls, access_log_names_the_scheme)
 	free(log);
 }
 
+/*
+ * openssl s_client with version (-tls1_2, -tls1_3) and more options,
+ * sending one HTTP/1.0 request and reading until the server closes (so
+ * that a TLS 1.3 ticket, which comes after the handshake, is in); its
+ * output. Malloc'ed.
+ */
+static char *
+s_client(int port, const char *version, const char *more)
+{
+	char cmd[1200], out[400];
+
+	snprintf(out, sizeof(out), "%s/s_client.out", certs);
+	snprintf(cmd, sizeof(cmd), "printf 'GET /hello HTTP/1.0\\r\\n\\r\\n' | "
+	    "openssl s_client %s -ign_eof -connect 127.0.0.1:%d %s >%s 2>&1",
+	    version, port, more, out);
+	/* its status says little: 1 when the server closed first */
+	cr_assert_neq(system(cmd), -1);
+	return t_read(out, NULL);
+}
+
+/*
+ * Sessions resume (by ticket) with TLS 1.2 and 1.3, and ALPN answers
+ * http/1.1 to a client that prefers h2.
+ */
+Test(tls, sessions_resume_and_alpn_says_http_1_1)
+{
+	static const char *const versions[] = { "-tls1_2", "-tls1_3" };
+	char sess[400], opt[500], *out;
+	int port;
+
+	make_cert("a");
+	port = start_tls("a", NULL);
+	snprintf(sess, sizeof(sess), "%s/session", certs);
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(opt, sizeof(opt), "-sess_out %s", sess);
+		free(s_client(port, versions[i], opt));
+		snprintf(opt, sizeof(opt), "-sess_in %s -alpn h2,http/1.1",
+		    sess);
+		out = s_client(port, versions[i], opt);
+		cr_assert_not_null(strstr(out, "\nReused, TLSv1."), "%s: %s",
+		    versions[i], out);
+		cr_assert_not_null(strstr(out, "ALPN protocol: http/1.1"),
+		    "%s", out);
+		cr_assert_not_null(strstr(out, "Hello, world"), "%s", out);
+		free(out);
+	}
+}
+
 Test(tls, tls_protocols_limits_what_is_offered)
 {
 	struct resp r;

@@ -4,10 +4,11 @@
  * tls_protocols, tls_ciphers), one more per [tls NAME] section, chosen
  * by the name the client asks for (SNI), all checked the way -t and a
  * reload need it (every error names the key and file), and the SSL
- * object each accepted connection gets. The defaults are what a reviewer would sign: TLS 1.2
- * and 1.3 only, forward-secret AEAD ciphers for 1.2, no renegotiation,
- * no compression, session tickets (whose keys are the context's own, so
- * a reload changes them), ALPN http/1.1. The bufferevents around the SSL
+ * object each accepted connection gets. The defaults are what a
+ * reviewer would sign: TLS 1.2 and 1.3 only, forward-secret AEAD ciphers
+ * for 1.2, no renegotiation, no compression, session tickets (whose keys
+ * are the context's own, so a reload changes them), ALPN http/1.1, and
+ * a plain-HTTP 400 to plain HTTP. The bufferevents around the SSL
  * objects are http_conn.c's. Loop thread (or before the loop starts).
  */
 #include "config.h"

@@ -315,6 +315,11 @@ size_t	 sqc_fetch_pending(void);
 void	 sqc_fetch_counts(uint64_t *active, uint64_t *queued);
 void	 sqc_fetch_cancel_all(void);
 void	 sqc_fetch_free(void);
+/* between fetch.c and fetch_group.c */
+int	 sqc_fetch_join(struct sq_fetch *f, struct sq_fetch_group *g);
+void	 sqc_fetch_release(struct sq_fetch *f);
+void	 sqc_fetch_later(void (*cb)(int, short, void *), void *arg);
+void	 sqc_fetch_group_done(struct sq_fetch_group *g);
 
 /* ---- offload.c -------------------------------------------------------- */
 

@@ -2,7 +2,7 @@
  * fetch.c - the shared asynchronous HTTP client: one libcurl multi handle
  * per process, driven by the libevent loop (curl_multi_socket_action with
  * socket and timer callbacks), so connections are reused across fetches.
- * Owns struct sq_fetch and struct sq_fetch_group. A cap on concurrent
+ * Owns struct sq_fetch (fetch_group.c the groups). A cap on concurrent
  * transfers (max_fetches) with a FIFO queue behind it. Only http and https,
  * a bounded number of redirects, a per-fetch timeout and size limit.
  *
@@ -60,15 +60,6 @@ struct sq_fetch {
 
 	struct event	*later;		/* deferred completion */
 	TAILQ_ENTRY(sq_fetch) link;	/* in queue, active or waiting */
-};
-
-struct sq_fetch_group {
-	struct sq_inst	*inst;
-	struct sq_fetch	**fetches;
-	size_t		 n, pending;
-	int		 started;
-	void		(*cb)(struct sq_fetch_group *, void *);
-	void		*arg;
 };
 
 static struct event_base *fbase;
@@ -516,9 +507,6 @@ sq_fetch_cancel(struct sq_fetch *f)
 	pump_queue();
 }
 
-static void group_fetch_done(struct sq_fetch *f, void *arg);
-static void group_free(struct sq_fetch_group *g);
-
 /* Calls back and frees; for a group member, the group frees it. */
 static void
 finish(struct sq_fetch *f)
@@ -526,7 +514,7 @@ finish(struct sq_fetch *f)
 	if (f->error != 0 && f->error != -ECANCELED)
 		sqc_counters.fetches_failed++;
 	if (f->group) {
-		group_fetch_done(f, f->group);
+		sqc_fetch_group_done(f->group);
 		return;
 	}
 	if (f->cb) {
@@ -536,19 +524,6 @@ finish(struct sq_fetch *f)
 		sqc_inst_leave(prev);
 	}
 	fetch_free(f);
-}
-
-/* The group's callback, then the group goes. */
-static void
-group_finish(struct sq_fetch_group *g)
-{
-	if (g->cb) {
-		struct sq_inst *prev = sqc_inst_enter(g->inst);
-
-		g->cb(g, g->arg);
-		sqc_inst_leave(prev);
-	}
-	group_free(g);
 }
 
 static int
@@ -682,101 +657,31 @@ sq_fetch_url(struct sq_fetch *f)
 	return f->url;
 }
 
-/* ---- groups ---------------------------------------------------------- */
+/* ---- for fetch_group.c ----------------------------------------------- */
 
-struct sq_fetch_group *
-sq_fetch_group_new(struct sq_inst *inst)
-{
-	struct sq_fetch_group *g = calloc(1, sizeof(*g));
-
-	if (g == NULL)
-		return NULL;
-	g->inst = inst;
-	sqc_inst_ref(inst);
-	return g;
-}
-
+/* Makes f a member of g: -EINVAL once started or in a group already. */
 int
-sq_fetch_group_add(struct sq_fetch_group *g, struct sq_fetch *f)
+sqc_fetch_join(struct sq_fetch *f, struct sq_fetch_group *g)
 {
-	struct sq_fetch **nf;
-
-	if (g->started || f->state != F_NEW || f->group)
+	if (f->state != F_NEW || f->group)
 		return -EINVAL;
-	if ((nf = realloc(g->fetches, (g->n + 1) * sizeof(*nf))) == NULL)
-		return -ENOMEM;
-	g->fetches = nf;
-	g->fetches[g->n++] = f;
 	f->group = g;
 	return 0;
 }
 
-static void
-group_free(struct sq_fetch_group *g)
-{
-	for (size_t i = 0; i < g->n; i++)
-		fetch_free(g->fetches[i]);
-	free(g->fetches);
-	sqc_inst_unref(g->inst);
-	free(g);
-}
-
-static void
-group_fetch_done(struct sq_fetch *f, void *arg)
-{
-	struct sq_fetch_group *g = arg;
-
-	if (--g->pending > 0)
-		return;
-	group_finish(g);
-}
-
-static void
-on_group_later(evutil_socket_t fd, short kind, void *arg)
-{
-	group_finish(arg);
-}
-
+/* Frees a member of a group, which owns it. */
 void
-sq_fetch_group_start(struct sq_fetch_group *g,
-    void (*cb)(struct sq_fetch_group *, void *), void *arg)
+sqc_fetch_release(struct sq_fetch *f)
 {
-	g->cb = cb;
-	g->arg = arg;
-	g->started = 1;
-	g->pending = g->n;
-	if (g->n == 0) {
-		/* nothing to wait for: still call back on a later turn */
-		if (event_base_once(fbase, -1, EV_TIMEOUT, on_group_later, g,
-		    NULL) != 0)
-			on_group_later(-1, 0, g);
-		return;
-	}
-	for (size_t i = 0; i < g->n; i++)
-		sq_fetch_start(g->fetches[i], NULL, NULL);
+	fetch_free(f);
 }
 
-size_t
-sq_fetch_group_count(struct sq_fetch_group *g)
-{
-	return g->n;
-}
-
-struct sq_fetch *
-sq_fetch_group_at(struct sq_fetch_group *g, size_t i)
-{
-	return i < g->n ? g->fetches[i] : NULL;
-}
-
+/* Runs cb(arg) on a later loop turn (now, if that cannot be had). */
 void
-sq_fetch_group_cancel(struct sq_fetch_group *g)
+sqc_fetch_later(void (*cb)(int, short, void *), void *arg)
 {
-	if (!g->started) {
-		group_free(g);
-		return;
-	}
-	for (size_t i = 0; i < g->n; i++)
-		sq_fetch_cancel(g->fetches[i]);
+	if (event_base_once(fbase, -1, EV_TIMEOUT, cb, arg, NULL) != 0)
+		cb(-1, 0, arg);
 }
 
 /* ---- shutdown -------------------------------------------------------- */

@@ -172,6 +172,7 @@ int	 sqc_tls_new(const struct sqc_config *c, struct sqc_tls **out,
 	    char *err, size_t errlen);
 void	 sqc_tls_free(struct sqc_tls *t);
 struct ssl_st *sqc_tls_accept(struct sqc_tls *t);
+void	 sqc_tls_warn_unreadable(const struct sqc_config *c);
 
 /* ---- values.c --------------------------------------------------------- */
 

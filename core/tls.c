@@ -339,6 +339,47 @@ sqc_tls_new(const struct sqc_config *c, struct sqc_tls **out, char *err,
 	return 0;
 }
 
+/* One TLS file, as sqc_tls_warn_unreadable says it. */
+static void
+warn_unreadable(const char *what, const char *path, const char *user)
+{
+	if (access(path, R_OK) != 0)
+		sqc_log(SQ_LOG_WARN, NULL, "%s %s cannot be read by user %s "
+		    "(%s): a reload will fail until it can, and the running "
+		    "certificates serve on", what, path, user, strerror(errno));
+}
+
+/*
+ * Once `user` has taken effect, reloads read the certificates and keys
+ * as that user: say at start which ones it cannot read (a key only root
+ * may read, as is common), rather than at the first reload.
+ */
+void
+sqc_tls_warn_unreadable(const struct sqc_config *c)
+{
+	char what[320];
+	size_t i;
+
+	if (c->user == NULL || *c->user == '\0' || getuid() == 0)
+		return;
+	for (i = 0; i < c->nlisten && !c->listen[i].tls; i++)
+		;
+	if (i == c->nlisten)
+		return;
+	warn_unreadable("tls_certificate", c->tls_certificate, c->user);
+	warn_unreadable("tls_certificate_key", c->tls_certificate_key,
+	    c->user);
+	for (i = 0; i < c->ntls_names; i++) {
+		snprintf(what, sizeof(what), "[tls %s] certificate",
+		    c->tls_names[i].name);
+		warn_unreadable(what, c->tls_names[i].certificate, c->user);
+		snprintf(what, sizeof(what), "[tls %s] certificate_key",
+		    c->tls_names[i].name);
+		warn_unreadable(what, c->tls_names[i].certificate_key,
+		    c->user);
+	}
+}
+
 /*
  * Frees t. Connections that took an SSL object from it keep what they
  * need (OpenSSL counts the context's references).

@@ -257,6 +257,18 @@ value(FILE *fp, const char *name, const char *type, const char *help,
 	fprintf(fp, "squall_%s %llu\n", name, (unsigned long long)v);
 }
 
+/* A metric of two values told apart by one label. */
+static void
+two(FILE *fp, const char *name, const char *type, const char *help,
+    const char *label, const char *a, uint64_t va, const char *b,
+    uint64_t vb)
+{
+	metric(fp, name, type, help);
+	fprintf(fp, "squall_%s{%s=\"%s\"} %llu\nsquall_%s{%s=\"%s\"} %llu\n",
+	    name, label, a, (unsigned long long)va, name, label, b,
+	    (unsigned long long)vb);
+}
+
 /* The routes' metrics: what they are, their state, their requests. */
 static void
 route_metrics(FILE *fp)
@@ -316,30 +328,21 @@ server_metrics(FILE *fp, const struct sq_stats *s)
 	    s->requests_inflight);
 	value(fp, "websocket_sessions", "gauge", "WebSocket sessions open.",
 	    s->ws_sessions);
-	metric(fp, "websocket_messages_total", "counter", "WebSocket "
-	    "messages received (in) and queued to clients (out).");
-	fprintf(fp, "squall_websocket_messages_total{direction=\"in\"} %llu\n"
-	    "squall_websocket_messages_total{direction=\"out\"} %llu\n",
-	    (unsigned long long)s->ws_messages_in,
-	    (unsigned long long)s->ws_messages_out);
-	metric(fp, "fetches", "gauge", "Fetches of the shared HTTP client, "
-	    "running or waiting for a slot.");
-	fprintf(fp, "squall_fetches{state=\"active\"} %llu\n"
-	    "squall_fetches{state=\"queued\"} %llu\n",
-	    (unsigned long long)s->fetches_active,
-	    (unsigned long long)s->fetches_queued);
+	two(fp, "websocket_messages_total", "counter", "WebSocket messages "
+	    "received (in) and queued to clients (out).", "direction", "in",
+	    s->ws_messages_in, "out", s->ws_messages_out);
+	two(fp, "fetches", "gauge", "Fetches of the shared HTTP client, "
+	    "running or waiting for a slot.", "state", "active",
+	    s->fetches_active, "queued", s->fetches_queued);
 	value(fp, "fetches_failed_total", "counter", "Fetches that ended in "
 	    "an error.", s->fetches_failed);
 	value(fp, "offload_jobs", "gauge", "Offloaded jobs waiting or "
 	    "running.", s->offload_queued);
 	value(fp, "tls_connections", "gauge", "Connections open on the TLS "
 	    "listeners.", s->tls_connections);
-	metric(fp, "tls_handshakes_total", "counter", "TLS handshakes, by "
-	    "result.");
-	fprintf(fp, "squall_tls_handshakes_total{result=\"ok\"} %llu\n"
-	    "squall_tls_handshakes_total{result=\"failed\"} %llu\n",
-	    (unsigned long long)s->tls_handshakes,
-	    (unsigned long long)s->tls_handshake_failures);
+	two(fp, "tls_handshakes_total", "counter", "TLS handshakes, by "
+	    "result.", "result", "ok", s->tls_handshakes, "failed",
+	    s->tls_handshake_failures);
 }
 
 /* /status?format=prometheus: the text exposition format, version 0.0.4. */
@@ -360,11 +363,8 @@ send_prometheus(struct sq_req *req, const struct sq_stats *s)
 	    (double)s->uptime_ms / 1000.0);
 	value(fp, "generation", "gauge", "Configurations served since start.",
 	    s->generation);
-	metric(fp, "reloads_total", "counter", "Reloads, by result.");
-	fprintf(fp, "squall_reloads_total{result=\"ok\"} %llu\n"
-	    "squall_reloads_total{result=\"failed\"} %llu\n",
-	    (unsigned long long)s->reloads_ok,
-	    (unsigned long long)s->reloads_failed);
+	two(fp, "reloads_total", "counter", "Reloads, by result.", "result",
+	    "ok", s->reloads_ok, "failed", s->reloads_failed);
 	route_metrics(fp);
 	server_metrics(fp, s);
 	fclose(fp);

@@ -9,7 +9,6 @@
 
 #include <criterion/criterion.h>
 #include <curl/curl.h>
-#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pwd.h>
@@ -186,23 +185,6 @@ sni_get(int port, const char *host, const char *ca)
 	curl_slist_free_all(rs);
 	free(r.body);
 	return rc == CURLE_OK;
-}
-
-/* The descriptors pid has open. */
-static int
-count_fds(pid_t pid)
-{
-	char path[64];
-	struct dirent *e;
-	DIR *d;
-	int n = 0;
-
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	cr_assert_not_null(d = opendir(path));
-	while ((e = readdir(d)) != NULL)
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
 }
 
 /* Reads what the server sends on fd until it closes (or 5 s pass). */
@@ -426,7 +408,7 @@ Test(tls, what_is_not_tls_is_refused_cleanly)
 	 * a thousand of them leave no descriptor behind (and nothing for
 	 * the sanitizer build to report at exit).
 	 */
-	fds = count_fds(s.pid);
+	fds = t_open_fds(s.pid);
 	for (int i = 0; i < 1000; i++) {
 		static const char garbage[] =
 		    "\x16\x03\x01\x00\x05garbagegarbage";
@@ -454,10 +436,10 @@ Test(tls, what_is_not_tls_is_refused_cleanly)
 	cr_assert_eq(r.status, 200);
 	free(r.body);
 	/* the cut hellos' connections may take their turn to close */
-	for (long t0 = t_now_ms(); count_fds(s.pid) > fds &&
+	for (long t0 = t_now_ms(); t_open_fds(s.pid) > fds &&
 	    t_now_ms() - t0 < 3000;)
 		usleep(10 * 1000);
-	cr_assert_leq(count_fds(s.pid), fds, "descriptors leaked");
+	cr_assert_leq(t_open_fds(s.pid), fds, "descriptors leaked");
 	cr_assert_eq(srv_log_count(&s, "[error]"), 0);
 	cr_assert_eq(srv_log_count(&s, "[warn]"), 0);
 	cr_assert_eq(srv_log_count(&s, "TLS handshake with 127.0.0.1 failed: "
@@ -531,6 +513,22 @@ check(const char *server_lines, char **out)
 	return t_run_squalld(out, "-t", "-c", ini, NULL);
 }
 
+/* text with every CERTS replaced by the certificates' folder. Malloc'ed. */
+static char *
+with_certs(const char *text)
+{
+	char *out = strdup(text), *p, *next;
+
+	cr_assert_not_null(out);
+	while ((p = strstr(out, "CERTS")) != NULL) {
+		*p = '\0';
+		cr_assert(asprintf(&next, "%s%s%s", out, certs, p + 5) >= 0);
+		free(out);
+		out = next;
+	}
+	return out;
+}
+
 /* -t reads the certificates: every way they can be wrong names the file. */
 Test(tls, check_names_the_bad_certificate_file)
 {
@@ -576,26 +574,8 @@ Test(tls, check_names_the_bad_certificate_file)
 	make_cert("a");
 	make_cert("b");
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		lines = strdup(cases[i].lines);
-		want = strdup(cases[i].want);
-		for (char *p; (p = strstr(lines, "CERTS")) != NULL;) {
-			char *nl;
-
-			*p = '\0';
-			cr_assert(asprintf(&nl, "%s%s%s", lines, certs, p + 5) >=
-			    0);
-			free(lines);
-			lines = nl;
-		}
-		for (char *p; (p = strstr(want, "CERTS")) != NULL;) {
-			char *nw;
-
-			*p = '\0';
-			cr_assert(asprintf(&nw, "%s%s%s", want, certs, p + 5) >=
-			    0);
-			free(want);
-			want = nw;
-		}
+		lines = with_certs(cases[i].lines);
+		want = with_certs(cases[i].want);
 		cr_assert_eq(check(lines, &out), 1, "case %zu passed -t", i);
 		cr_assert_not_null(strstr(out, want), "case %zu: no \"%s\" in "
 		    "%s", i, want, out);

@@ -328,7 +328,7 @@ struct bufferevent;
 
 int	 sqc_wss_start(struct bufferevent *tls, void (*release)(void),
 	    int *lws_fd);
-size_t	 sqc_wss_count(void);
+size_t	 sqc_wss_unflushed(void);
 void	 sqc_wss_free_all(void);
 
 /* ---- upgrade.c -------------------------------------------------------- */

@@ -53,13 +53,11 @@ struct relay {
 };
 
 static LIST_HEAD(, relay) relays = LIST_HEAD_INITIALIZER(relays);
-static size_t nrelays;
 
 static void
 relay_free(struct relay *r)
 {
 	LIST_REMOVE(r, all);
-	nrelays--;
 	/* the last reference: closes the socket and frees the SSL object */
 	bufferevent_free(r->tls);
 	bufferevent_free(r->pair);
@@ -202,6 +200,15 @@ tls_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	r->tls_in_done = 1;
 	bufferevent_disable(r->tls, EV_READ);
+	/*
+	 * libevent 2.1.12 stops writing too at a TLS end of stream (its
+	 * conn_closed), and writes again only when data is added to an
+	 * empty output: what was already there, lws' close frame as a rule,
+	 * would stay. The client may still read: write it.
+	 */
+	if (!(what & BEV_EVENT_ERROR) &&
+	    evbuffer_get_length(bufferevent_get_output(r->tls)) > 0)
+		bufferevent_enable(r->tls, EV_WRITE);
 	if (what & BEV_EVENT_ERROR || what & BEV_EVENT_WRITING) {
 		struct evbuffer *out = bufferevent_get_output(r->tls);
 
@@ -283,16 +290,25 @@ sqc_wss_start(struct bufferevent *tls, void (*release)(void), int *lws_fd)
 	bufferevent_enable(tls, EV_READ | EV_WRITE);
 	bufferevent_enable(r->pair, EV_READ | EV_WRITE);
 	LIST_INSERT_HEAD(&relays, r, all);
-	nrelays++;
 	*lws_fd = sv[1];
 	return 0;
 }
 
-/* The relays open now: each still a client's connection. */
+/*
+ * The relays with something still to deliver to their client: lws' side
+ * is open, or what it wrote (its close frame) and the close_notify are
+ * not out yet. Relays that only wait for the client's end of stream do
+ * not count: at exit the drain does not wait for them.
+ */
 size_t
-sqc_wss_count(void)
+sqc_wss_unflushed(void)
 {
-	return nrelays;
+	struct relay *r;
+	size_t n = 0;
+
+	LIST_FOREACH(r, &relays, all)
+		n += !r->notified && !r->tls_dead;
+	return n;
 }
 
 /* At exit: every relay is freed, its connection closed. */

@@ -8,16 +8,18 @@
  *
  * Build (bench/run does it):
  *   cc -O2 -Wall -o bench/wsload bench/wsload.c \
- *       $(pkg-config --cflags --libs libevent)
+ *       $(pkg-config --cflags --libs libevent libevent_openssl openssl)
  *
  * Usage:
- *   wsload -u ws://HOST:PORT/PATH [-n CLIENTS] [-m MESSAGES] [-s SENDERS]
+ *   wsload -u ws[s]://HOST:PORT/PATH [-n CLIENTS] [-m MESSAGES] [-s SENDERS]
  *          [-w WINDOW] [-z SIZE] [-c HANDSHAKES] [-t TIMEOUT]
  *          [-p PID[,PID...]] [-o ORIGIN] [-i]
  *
- *   -u, --url URL         the chat route (ws:// only); repeat it to
- *                         spread the members over several servers (one
- *                         room on a broker): member i uses URL i mod U
+ *   -u, --url URL         the chat route, ws:// or wss:// (TLS through
+ *                         libevent's OpenSSL bufferevents, the server's
+ *                         certificate not checked); repeat it to spread
+ *                         the members over several servers (one room on
+ *                         a broker): member i uses URL i mod U
  *   -n, --clients N       members that join the room (100)
  *   -m, --messages M      messages each sender sends (10000)
  *   -s, --senders S       the first S members send (1)
@@ -72,8 +74,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
 #define MAX_FRAME	(16u << 20)	/* a larger server frame is an error */
@@ -112,6 +117,7 @@ struct sender {
 /* A server the members connect to (-u). */
 struct target {
 	char			*path, *hosthdr;
+	int			 tls;		/* wss:// */
 	struct sockaddr_storage	 addr;
 	socklen_t		 addrlen;
 };
@@ -938,14 +944,29 @@ conn_open(unsigned i)
 	struct conn *c = &conns[i];
 
 	c->idx = i;
-	c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	const struct target *t = &targets[c->idx % opt.nurls];
+
+	if (t->tls) {
+		static SSL_CTX *ctx;
+		SSL *ssl;
+
+		if (ctx == NULL && (ctx = SSL_CTX_new(TLS_client_method())) ==
+		    NULL)
+			die("SSL_CTX_new failed");
+		if ((ssl = SSL_new(ctx)) == NULL)
+			die("SSL_new failed");
+		/* the CONNECTED event comes once the TLS handshake is done */
+		c->bev = bufferevent_openssl_socket_new(base, -1, ssl,
+		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	} else
+		c->bev = bufferevent_socket_new(base, -1,
+		    BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL)
 		die("bufferevent_socket_new failed");
 	bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	handshaking++;
 	c->state = C_CONNECTING;
-	const struct target *t = &targets[c->idx % opt.nurls];
 
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&t->addr,
 	    (int)t->addrlen) != 0) {
@@ -1086,9 +1107,14 @@ parse_url(const char *url, struct target *t)
 	char *host;
 	int rc;
 
-	if (strncmp(url, "ws://", 5) != 0)
-		die("%s: only ws:// URLs", url);
-	h = url + 5;
+	if (strncmp(url, "ws://", 5) == 0)
+		h = url + 5;
+	else if (strncmp(url, "wss://", 6) == 0) {
+		h = url + 6;
+		t->tls = 1;
+		port = "443";
+	} else
+		die("%s: only ws:// and wss:// URLs", url);
 	slash = strchr(h, '/');
 	t->path = strdup(slash ? slash : "/");
 	t->hosthdr = slash ? strndup(h, (size_t)(slash - h)) : strdup(h);
@@ -1156,7 +1182,7 @@ add_pids(const char *list)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: wsload -u ws://HOST:PORT/PATH [-n CLIENTS] "
+	fprintf(stderr, "usage: wsload -u ws[s]://HOST:PORT/PATH [-n CLIENTS] "
 	    "[-m MESSAGES] [-s SENDERS]\n"
 	    "              [-w WINDOW] [-z SIZE] [-c HANDSHAKES] "
 	    "[-t TIMEOUT] [-p PID[,PID...]]\n"

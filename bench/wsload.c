@@ -160,7 +160,7 @@ static int	 errors_shown;
 static uint64_t	 t_start, t_handshakes, t_settled, t_first, t_last;
 static uint64_t	 last_progress;
 static double	 cpu0, cpu1;		/* the server's */
-static double	 main0, main1;		/* its first pid's main thread */
+static double	 main0, main1;		/* first pid's main thread */
 static double	 self0, self1;		/* ours */
 static long	 rss0, rss1;
 

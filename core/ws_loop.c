@@ -62,7 +62,7 @@ struct sq_ws {
 	size_t		 noffered;
 	const char	*protocol;	/* the one selected, in offered */
 	int		 counted;	/* held by the HTTP server (host) */
-	int		 tls;		/* came over TLS: relayed (ws_tls.c) */
+	int		 tls;		/* came by TLS: relayed */
 	STAILQ_HEAD(, cmd) held;	/* sent from ws_open, after ADOPT */
 	LIST_ENTRY(sq_ws) all;
 	/* the upgrade request's headers: "name\0value\0"..., then "\0" */
@@ -462,7 +462,7 @@ handover_tls(struct evhttp_connection *evcon, struct bufferevent *bev,
 	if (rc == 0 &&
 	    (rc = sqc_wss_start(bev, host->release, &lws_fd)) == 0)
 		return lws_fd;
-	bufferevent_free(bev);		/* closes fd, frees the SSL object */
+	bufferevent_free(bev);	/* closes fd, frees the SSL object */
 	host->release();
 	return rc;
 }

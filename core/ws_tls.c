@@ -36,14 +36,14 @@
 
 #define RELAY_HIGH	(64u << 10)	/* stop reading the other side */
 #define RELAY_LOW	(16u << 10)	/* read it again */
-#define RELAY_LINGER	3		/* seconds, once one side is done */
+#define RELAY_LINGER	3	/* seconds, once one side is done */
 
 struct relay {
 	struct bufferevent *tls;	/* the client, through OpenSSL */
 	struct bufferevent *pair;	/* our end of lws' socketpair */
 	struct event	*linger;	/* armed once a side is done */
-	void		(*release)(void);	/* the connection's count */
-	int		 tls_in_done;	/* the client sends nothing more */
+	void		(*release)(void);	/* its count, once */
+	int		 tls_in_done;	/* the client sends no more */
 	int		 tls_dead;	/* nothing can be written to it */
 	int		 pair_in_done;	/* lws sends nothing more */
 	int		 pair_dead;

@@ -288,7 +288,8 @@ deflated(const void *data, size_t len, size_t *outlen)
 	z.avail_out = (uInt)cap;
 	cr_assert_eq(deflate(&z, Z_SYNC_FLUSH), Z_OK);
 	cr_assert_eq(z.avail_in, 0);
-	*outlen = cap - z.avail_out - 4;	/* RFC 7692 7.2.1: 00 00 ff ff */
+	/* RFC 7692 7.2.1: without the 00 00 ff ff at the end */
+	*outlen = cap - z.avail_out - 4;
 	deflateEnd(&z);
 	return out;
 }

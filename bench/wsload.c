@@ -8,16 +8,18 @@
  *
  * Build (bench/run does it):
  *   cc -O2 -Wall -o bench/wsload bench/wsload.c \
- *       $(pkg-config --cflags --libs libevent)
+ *       $(pkg-config --cflags --libs libevent libevent_openssl openssl)
  *
  * Usage:
- *   wsload -u ws://HOST:PORT/PATH [-n CLIENTS] [-m MESSAGES] [-s SENDERS]
+ *   wsload -u ws[s]://HOST:PORT/PATH [-n CLIENTS] [-m MESSAGES] [-s SENDERS]
  *          [-w WINDOW] [-z SIZE] [-c HANDSHAKES] [-t TIMEOUT]
  *          [-p PID[,PID...]] [-o ORIGIN] [-i]
  *
- *   -u, --url URL         the chat route (ws:// only); repeat it to
- *                         spread the members over several servers (one
- *                         room on a broker): member i uses URL i mod U
+ *   -u, --url URL         the chat route, ws:// or wss:// (TLS through
+ *                         libevent's OpenSSL bufferevents, the server's
+ *                         certificate not checked); repeat it to spread
+ *                         the members over several servers (one room on
+ *                         a broker): member i uses URL i mod U
  *   -n, --clients N       members that join the room (100)
  *   -m, --messages M      messages each sender sends (10000)
  *   -s, --senders S       the first S members send (1)
@@ -28,7 +30,10 @@
  *   -c, --concurrency C   handshakes under way at once while joining (64)
  *   -t, --timeout SECS    give up after SECS without progress (10)
  *   -p, --server-pid LIST server pids whose CPU time (utime + stime from
- *                         /proc/PID/stat) and VmRSS are summed; repeatable
+ *                         /proc/PID/stat) and VmRSS are summed; repeatable.
+ *                         The first pid's main thread is also reported
+ *                         alone (server_main_thread_cpu_s: squalld's
+ *                         event loop)
  *   -o, --origin ORIGIN   send this Origin header (none by default)
  *   -i, --idle            idle mode: only open the N connections and
  *                         report the time it took and the server's RSS
@@ -72,8 +77,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
 #define MAX_FRAME	(16u << 20)	/* a larger server frame is an error */
@@ -112,6 +120,7 @@ struct sender {
 /* A server the members connect to (-u). */
 struct target {
 	char			*path, *hosthdr;
+	int			 tls;		/* wss:// */
 	struct sockaddr_storage	 addr;
 	socklen_t		 addrlen;
 };
@@ -151,6 +160,7 @@ static int	 errors_shown;
 static uint64_t	 t_start, t_handshakes, t_settled, t_first, t_last;
 static uint64_t	 last_progress;
 static double	 cpu0, cpu1;		/* the server's */
+static double	 main0, main1;		/* first pid's main thread */
 static double	 self0, self1;		/* ours */
 static long	 rss0, rss1;
 
@@ -298,6 +308,28 @@ base64(const unsigned char *in, size_t len, char *out)
 
 /* --- the server's CPU time and memory --------------------------------- */
 
+/* utime + stime in clock ticks from a stat file of /proc; -1 if unreadable */
+static double
+stat_ticks(const char *path)
+{
+	char buf[1024], *p;
+	unsigned long long ut, st;
+	FILE *f;
+	size_t n;
+
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* the name may hold spaces and parentheses: skip to its end */
+	if ((p = strrchr(buf, ')')) == NULL ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+	    "%*u %llu %llu", &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st);
+}
+
 /* utime + stime of every pid, all threads, in seconds; -1 if unreadable */
 static double
 server_cpu(void)
@@ -307,25 +339,34 @@ server_cpu(void)
 	if (opt.npids == 0)
 		return -1;
 	for (int i = 0; i < opt.npids; i++) {
-		char path[64], buf[1024], *p;
-		unsigned long long ut, st;
-		FILE *f;
-		size_t n;
+		char path[64];
+		double t;
 
 		snprintf(path, sizeof(path), "/proc/%d/stat", (int)opt.pids[i]);
-		if ((f = fopen(path, "r")) == NULL)
+		if ((t = stat_ticks(path)) < 0)
 			return -1;
-		n = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[n] = '\0';
-		/* the name may hold spaces and parentheses: skip to its end */
-		if ((p = strrchr(buf, ')')) == NULL ||
-		    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
-		    "%*u %llu %llu", &ut, &st) != 2)
-			return -1;
-		ticks += (double)(ut + st);
+		ticks += t;
 	}
 	return ticks / (double)sysconf(_SC_CLK_TCK);
+}
+
+/*
+ * utime + stime of the first pid's main thread alone, in seconds (for
+ * squalld: the event loop's thread); -1 if unreadable
+ */
+static double
+server_main_cpu(void)
+{
+	char path[64];
+	double t;
+
+	if (opt.npids == 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat",
+	    (int)opt.pids[0], (int)opt.pids[0]);
+	if ((t = stat_ticks(path)) < 0)
+		return -1;
+	return t / (double)sysconf(_SC_CLK_TCK);
 }
 
 /* VmRSS of every pid in KiB, summed; -1 if unreadable */
@@ -575,6 +616,7 @@ start_measuring(void)
 {
 	measuring = 1;
 	cpu0 = server_cpu();
+	main0 = server_main_cpu();
 	self0 = self_cpu();
 	progress();
 	for (unsigned i = 0; i < opt.senders; i++)
@@ -938,14 +980,29 @@ conn_open(unsigned i)
 	struct conn *c = &conns[i];
 
 	c->idx = i;
-	c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	const struct target *t = &targets[c->idx % opt.nurls];
+
+	if (t->tls) {
+		static SSL_CTX *ctx;
+		SSL *ssl;
+
+		if (ctx == NULL && (ctx = SSL_CTX_new(TLS_client_method())) ==
+		    NULL)
+			die("SSL_CTX_new failed");
+		if ((ssl = SSL_new(ctx)) == NULL)
+			die("SSL_new failed");
+		/* the CONNECTED event comes once the TLS handshake is done */
+		c->bev = bufferevent_openssl_socket_new(base, -1, ssl,
+		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	} else
+		c->bev = bufferevent_socket_new(base, -1,
+		    BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL)
 		die("bufferevent_socket_new failed");
 	bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	handshaking++;
 	c->state = C_CONNECTING;
-	const struct target *t = &targets[c->idx % opt.nurls];
 
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&t->addr,
 	    (int)t->addrlen) != 0) {
@@ -987,6 +1044,7 @@ finish(void)
 	finished = 1;
 	if (measuring) {
 		cpu1 = server_cpu();
+		main1 = server_main_cpu();
 		self1 = self_cpu();
 	}
 	event_base_loopbreak(base);
@@ -1004,7 +1062,7 @@ fmt_s(char *buf, size_t len, uint64_t from, uint64_t to)
 static int
 report(void)
 {
-	char hs[32], st[32], cpu[32], per[32];
+	char hs[32], st[32], cpu[32], per[32], mcpu[32];
 	int bad_run;
 
 	fmt_s(hs, sizeof(hs), t_start, t_handshakes);
@@ -1046,18 +1104,23 @@ report(void)
 			    (cpu1 - cpu0) * 1e6 / (double)deliveries);
 		else
 			snprintf(per, sizeof(per), "-");
+		if (main0 >= 0 && main1 >= 0 && measuring)
+			snprintf(mcpu, sizeof(mcpu), "%.2f", main1 - main0);
+		else
+			snprintf(mcpu, sizeof(mcpu), "-");
 		printf("wsload mode=fanout n=%u senders=%u messages=%u "
 		    "window=%u size=%zu sent=%" PRIu64 " deliveries=%" PRIu64
 		    " secs=%.3f deliveries_per_s=%.0f lat_p50_us=%.0f "
 		    "lat_p99_us=%.0f lat_max_us=%.0f lost=%" PRIu64
 		    " dup=%" PRIu64 " bad=%" PRIu64 " bogus=%" PRIu64
 		    " failed=%u closed=%u server_cpu_s=%s "
+		    "server_main_thread_cpu_s=%s "
 		    "cpu_us_per_delivery=%s client_cpu_s=%.2f join_s=%s "
 		    "stalled=%d\n",
 		    opt.n, opt.senders, opt.messages, opt.window, opt.size,
 		    sent_total, deliveries, secs, rate, lat_quantile(0.50),
 		    lat_quantile(0.99), (double)lat_max / 1000, lost, dups, bad,
-		    bogus, failed, closed, cpu, per,
+		    bogus, failed, closed, cpu, mcpu, per,
 		    measuring ? self1 - self0 : 0, st, stalled);
 		fflush(stdout);
 		fprintf(stderr, "%u members, %u sender(s), %" PRIu64 " of %"
@@ -1086,9 +1149,14 @@ parse_url(const char *url, struct target *t)
 	char *host;
 	int rc;
 
-	if (strncmp(url, "ws://", 5) != 0)
-		die("%s: only ws:// URLs", url);
-	h = url + 5;
+	if (strncmp(url, "ws://", 5) == 0)
+		h = url + 5;
+	else if (strncmp(url, "wss://", 6) == 0) {
+		h = url + 6;
+		t->tls = 1;
+		port = "443";
+	} else
+		die("%s: only ws:// and wss:// URLs", url);
 	slash = strchr(h, '/');
 	t->path = strdup(slash ? slash : "/");
 	t->hosthdr = slash ? strndup(h, (size_t)(slash - h)) : strdup(h);
@@ -1156,7 +1224,7 @@ add_pids(const char *list)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: wsload -u ws://HOST:PORT/PATH [-n CLIENTS] "
+	fprintf(stderr, "usage: wsload -u ws[s]://HOST:PORT/PATH [-n CLIENTS] "
 	    "[-m MESSAGES] [-s SENDERS]\n"
 	    "              [-w WINDOW] [-z SIZE] [-c HANDSHAKES] "
 	    "[-t TIMEOUT] [-p PID[,PID...]]\n"

@@ -339,6 +339,15 @@ size_t	 sqc_ws_count(void);
 void	 sqc_ws_stop(void);
 void	 sqc_ws_free(void);
 
+/* ---- ws_tls.c: wss, the relay between TLS and lws' socketpair --------- */
+
+struct bufferevent;
+
+int	 sqc_wss_start(struct bufferevent *tls, void (*release)(void),
+	    int *lws_fd);
+size_t	 sqc_wss_unflushed(void);
+void	 sqc_wss_free_all(void);
+
 /* ---- upgrade.c -------------------------------------------------------- */
 
 struct evbuffer;

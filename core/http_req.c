@@ -467,11 +467,6 @@ upgrade(struct sqc_server *s, struct evhttp_request *ev,
 		reply_plain(s, ev, 400, NULL, NULL);
 		return;
 	}
-	/* the bridge hands lws a plain socket: wss is not there yet */
-	if (sqc_http_over_tls(ev)) {
-		reply_plain(s, ev, 501, NULL, NULL);
-		return;
-	}
 	client_addr(s, ev, client, sizeof(client));
 	if (sqc_ws_upgrade(ev, inst, client, sqc_gen_ws_deflate(s->gen, inst),
 	    &status) != 0)

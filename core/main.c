@@ -231,7 +231,8 @@ drain_check(evutil_socket_t fd, short what, void *arg)
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (sqc_http_inflight(server) == 0 &&
-	    sqc_http_unflushed(server) == 0 && sqc_ws_count() == 0) {
+	    sqc_http_unflushed(server) == 0 && sqc_ws_count() == 0 &&
+	    sqc_wss_unflushed() == 0) {
 		event_base_loopexit(base, NULL);
 		return;
 	}

@@ -32,8 +32,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -59,6 +62,7 @@ struct sq_ws {
 	size_t		 noffered;
 	const char	*protocol;	/* the one selected, in offered */
 	int		 counted;	/* held by the HTTP server (host) */
+	int		 tls;		/* came by TLS: relayed */
 	STAILQ_HEAD(, cmd) held;	/* sent from ws_open, after ADOPT */
 	LIST_ENTRY(sq_ws) all;
 	/* the upgrade request's headers: "name\0value\0"..., then "\0" */
@@ -252,6 +256,7 @@ sqc_ws_free(void)
 	drop_handovers();
 	sqc_ws_stop();
 	sqc_wsl_end();
+	sqc_wss_free_all();	/* lws has closed its ends */
 	/* commands not handed over yet are dropped */
 	while ((c = STAILQ_FIRST(&pending)) != NULL) {
 		STAILQ_REMOVE_HEAD(&pending, next);
@@ -413,10 +418,61 @@ session_abandon(struct sq_ws *w, int code)
 }
 
 /*
+ * Bytes OpenSSL has decrypted that libevent has not read: none as a rule
+ * (libevent 2.1.12 reads each record to its end unless its input is
+ * suspended, which evhttp does not do), but if there are any they are
+ * the client's, after the request: appended to to. 0, -EIO or -ENOMEM.
+ */
+static int
+tls_leftover(SSL *ssl, struct evbuffer *to)
+{
+	char buf[4096];
+	int n;
+
+	while (SSL_pending(ssl) > 0) {
+		if ((n = SSL_read(ssl, buf, sizeof(buf))) <= 0)
+			return -EIO;
+		if (evbuffer_add(to, buf, (size_t)n) != 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * wss (docs/internals/wss.md): evhttp's TLS bufferevent, SSL object and
+ * all, outlives the evhttp connection (a reference of ours, which the
+ * relay takes), the socket goes back under its own number once evhttp's
+ * shutdown has hit /dev/null there, and lws is given one end of a
+ * socketpair the relay feeds. The connection's count moves to the relay.
+ * Called with evhttp's fd number already under /dev/null and the socket
+ * in dup_fd, which this closes. The lws end, or -errno: then the
+ * connection is closed and its count released.
+ */
+static int
+handover_tls(struct evhttp_connection *evcon, struct bufferevent *bev,
+    int fd, int dup_fd)
+{
+	int lws_fd, rc;
+
+	bufferevent_incref(bev);
+	host->hold();
+	evhttp_connection_free(evcon);	/* frees the request too */
+	rc = dup2(dup_fd, fd) < 0 ? -errno : 0;
+	close(dup_fd);
+	if (rc == 0 &&
+	    (rc = sqc_wss_start(bev, host->release, &lws_fd)) == 0)
+		return lws_fd;
+	bufferevent_free(bev);	/* closes fd, frees the SSL object */
+	host->release();
+	return rc;
+}
+
+/*
  * The hand-over proper (see the notes): the rebuilt handshake and what
  * the client sent after it become lws' first read; the socket is
  * duplicated, /dev/null is put under evhttp's number, and the evhttp
- * connection is freed (shutdown and close then hit /dev/null).
+ * connection is freed (shutdown and close then hit /dev/null). Over TLS,
+ * lws gets a socketpair's end instead (handover_tls).
  */
 static void
 handover(evutil_socket_t unused, short what, void *arg)
@@ -424,7 +480,9 @@ handover(evutil_socket_t unused, short what, void *arg)
 	struct handover *h = arg;
 	struct sq_ws *w = h->w;
 	struct evkeyvalq *hdr = evhttp_request_get_input_headers(h->ev);
-	struct bufferevent *bev = evhttp_connection_get_bufferevent(h->evcon);
+	struct evhttp_connection *evcon = h->evcon;
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
 	struct evbuffer *hs = NULL;
 	struct cmd *c = NULL;
 	int fd, dup_fd = -1, one = 1;
@@ -436,7 +494,8 @@ handover(evutil_socket_t unused, short what, void *arg)
 		goto fail;
 	if ((w->protocol && (c->protocol = strdup(w->protocol)) == NULL) ||
 	    sqc_upgrade_handshake(hs, hdr, h->deflate) != 0 ||
-	    evbuffer_add_buffer(hs, bufferevent_get_input(bev)) != 0)
+	    evbuffer_add_buffer(hs, bufferevent_get_input(bev)) != 0 ||
+	    (ssl != NULL && tls_leftover(ssl, hs) != 0))
 		goto fail;
 	c->readlen = evbuffer_get_length(hs);
 	if ((c->readbuf = malloc(c->readlen)) == NULL)
@@ -447,15 +506,25 @@ handover(evutil_socket_t unused, short what, void *arg)
 	    dup2(devnull, fd) < 0)
 		goto fail;
 	host->log_access(h->ev, h->client, 101, 0);
-	host->hold();		/* still a connection: count it */
-	w->counted = 1;
-	evhttp_connection_free(h->evcon);	/* frees ev too */
 	/* chat lines are small: do not let Nagle hold them back */
 	setsockopt(dup_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	evbuffer_free(hs);
 	free(h);
+	if (ssl != NULL) {
+		w->tls = 1;
+		if ((c->fd = handover_tls(evcon, bev, fd, dup_fd)) < 0) {
+			c->fd = -1;
+			sqc_wscmd_discard(c);
+			session_abandon(w, ws_stopping ? 1001 : 1011);
+			return;
+		}
+	} else {
+		host->hold();		/* still a connection: count it */
+		w->counted = 1;
+		evhttp_connection_free(evcon);	/* frees ev too */
+		c->fd = dup_fd;
+	}
 	c->id = w->id;
-	c->fd = dup_fd;
 	c->max_message = w->max_message;
 	c->max_queue = w->max_queue;
 	push_cmd(c);
@@ -589,6 +658,12 @@ sq_ws_limits(struct sq_ws *ws, size_t max_message, size_t max_queue)
 		ws->max_message = max_message;
 	if (max_queue)
 		ws->max_queue = max_queue;
+}
+
+int
+sq_ws_tls(struct sq_ws *ws)
+{
+	return ws->tls;
 }
 
 const char *

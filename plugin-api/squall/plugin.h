@@ -308,6 +308,7 @@ void		 sq_ws_limits(struct sq_ws *ws, size_t max_message,
  * seconds) the connection is dropped and ws_close follows. */
 void		 sq_ws_ping(struct sq_ws *ws, uint64_t timeout_ms);
 const char	*sq_ws_client_ip(struct sq_ws *ws);
+int		 sq_ws_tls(struct sq_ws *ws);	/* 1: came by wss */
 /* A header of the upgrade request (Origin, Host...), or NULL. */
 const char	*sq_ws_header(struct sq_ws *ws, const char *name);
 /*

@@ -8,10 +8,11 @@
  *                            first the client offers that is one of them
  *   announce = on            ws_open sends "offered=A,B protocol=P
  *                            unoffered=RC" (RC: what selecting a name the
- *                            client did not offer returned), and the text
+ *                            client did not offer returned), the text
  *                            message "protocol" is answered with
  *                            "protocol=P late=RC" (RC: selecting after
- *                            ws_open) instead of being echoed
+ *                            ws_open) and "tls" with "tls=N" (sq_ws_tls)
+ *                            instead of being echoed
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -115,6 +116,13 @@ ws_message(void *state, struct sq_ws *ws, const void *data, size_t len,
 
 		snprintf(line, sizeof(line), "protocol=%s late=%d",
 		    p ? p : "(none)", late);
+		sq_ws_send(ws, line, strlen(line), 0);
+		return;
+	}
+	if (e->announce && !binary && len == 3 && memcmp(data, "tls", 3) == 0) {
+		char line[16];
+
+		snprintf(line, sizeof(line), "tls=%d", sq_ws_tls(ws));
 		sq_ws_send(ws, line, strlen(line), 0);
 		return;
 	}

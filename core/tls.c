@@ -122,6 +122,24 @@ on_info(const SSL *ssl, int where, int ret)
 }
 
 /*
+ * A certificate outside its validity period still loads (nginx's way: a
+ * server does not refuse to start over a date), but clients will refuse
+ * it: say so at -t, start and reload.
+ */
+static void
+warn_validity(const char *key, const char *path, X509 *x)
+{
+	if (x == NULL)
+		return;
+	if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0)
+		sqc_log(SQ_LOG_WARN, NULL, "%s %s has expired: clients will "
+		    "refuse it", key, path);
+	else if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0)
+		sqc_log(SQ_LOG_WARN, NULL, "%s %s is not valid yet: clients "
+		    "will refuse it", key, path);
+}
+
+/*
  * The certificate and its key: loaded, and matching. Errors name the keys
  * as where says them: "tls_" for [server]'s, "[tls NAME] " for a
  * section's.
@@ -143,6 +161,7 @@ load_pair(SSL_CTX *ctx, const char *where, const char *cert,
 		    "(%s)", kc, cert, ssl_reason(why, sizeof(why)));
 		return -EINVAL;
 	}
+	warn_validity(kc, cert, SSL_CTX_get0_certificate(ctx));
 	/* OpenSSL checks that the key is the certificate's as it loads it */
 	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(ctx) != 1) {

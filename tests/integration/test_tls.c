@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,8 @@ teardown(void)
 
 TestSuite(tls, .init = setup, .fini = teardown, .timeout = 60);
 
+static int check(const char *server_lines, char **out);
+
 /*
  * certs/NAME.pem and certs/NAME.key: a self-signed P-256 pair for
  * 127.0.0.1 and localhost.
@@ -63,6 +66,49 @@ static void
 make_cert(const char *name)
 {
 	make_cert_for(name, "DNS:localhost,IP:127.0.0.1");
+}
+
+/* Runs a shell command in certs/; fails the test if it fails. */
+static void
+in_certs(const char *cmd)
+{
+	char line[2400];
+
+	snprintf(line, sizeof(line), "cd %s && { %s; } >openssl.log 2>&1",
+	    certs, cmd);
+	cr_assert_eq(system(line), 0, "failed: %s", cmd);
+}
+
+/*
+ * A test PKI in certs/: root.pem, a CA; inter.pem, an intermediate CA it
+ * signed; chain.pem, a leaf for 127.0.0.1 the intermediate signed,
+ * followed by the intermediate (leaf.key its key); and old.pem (old.key),
+ * a leaf the root signed that expired in 2020.
+ */
+static void
+make_pki(void)
+{
+	in_certs("K='-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes'; "
+	    "openssl req -x509 $K -days 2 -subj /CN=root -keyout root.key "
+	    "-out root.pem && "
+	    "openssl req $K -subj /CN=inter -keyout inter.key -out inter.csr "
+	    "&& printf 'basicConstraints=critical,CA:TRUE\\n"
+	    "keyUsage=keyCertSign\\n' >ca.ext && "
+	    "openssl x509 -req -in inter.csr -CA root.pem -CAkey root.key "
+	    "-CAcreateserial -days 2 -extfile ca.ext -out inter.pem && "
+	    "openssl req $K -subj /CN=leaf -keyout leaf.key -out leaf.csr && "
+	    "printf 'subjectAltName=IP:127.0.0.1\\n' >leaf.ext && "
+	    "openssl x509 -req -in leaf.csr -CA inter.pem -CAkey inter.key "
+	    "-CAcreateserial -days 2 -extfile leaf.ext -out leaf.pem && "
+	    "cat leaf.pem inter.pem >chain.pem && "
+	    "openssl req $K -subj /CN=old -keyout old.key -out old.csr && "
+	    ": >index.txt && echo 01 >serial && "
+	    "printf '[ca]\\ndefault_ca=d\\n[d]\\ndatabase=index.txt\\n"
+	    "new_certs_dir=.\\nserial=serial\\ndefault_md=sha256\\n"
+	    "policy=p\\n[p]\\ncommonName=supplied\\n' >ca.cnf && "
+	    "openssl ca -batch -config ca.cnf -cert root.pem -keyfile root.key "
+	    "-in old.csr -out old.pem -startdate 20200101000000Z "
+	    "-enddate 20200102000000Z");
 }
 
 /* The [server] lines of a TLS listener on a free port with certs/NAME. */
@@ -231,6 +277,128 @@ Test(tls, routes_are_served_over_https_beside_plain_http)
 	cr_assert_eq(https_get(port, "/hello", "a", CURL_SSLVERSION_TLSv1_3,
 	    &r), 0);
 	free(r.body);
+}
+
+/*
+ * A chain file (leaf, then intermediate) is served whole: a client that
+ * trusts only the root verifies the leaf. An expired certificate loads,
+ * with a warning, as nginx does, and clients refuse it.
+ */
+Test(tls, chain_is_served_and_expiry_is_warned)
+{
+	char *out;
+	struct resp r;
+	int port;
+
+	make_pki();
+	srv_start(&s, "listen = 127.0.0.1:0 tls\ntls_certificate = %s/chain.pem"
+	    "\ntls_certificate_key = %s/leaf.key\n[route /hello]\n"
+	    "plugin = hello\n", certs, certs);
+	port = tls_port(&s);
+	cr_assert_eq(https_get(port, "/hello", "root", CURL_SSLVERSION_DEFAULT,
+	    &r), 0, "the chain did not verify: %s",
+	    curl_easy_strerror(r.curl_error));
+	cr_assert_eq(r.status, 200);
+	free(r.body);
+	srv_cleanup(&s);
+
+	cr_assert_eq(check("listen = 127.0.0.1:0 tls\ntls_certificate = "
+	    "old.pem\ntls_certificate_key = old.key\n", &out), 0, "%s", out);
+	cr_assert_not_null(strstr(out, "old.pem has expired: clients will "
+	    "refuse it"), "%s", out);
+	free(out);
+	srv_start(&s, "listen = 127.0.0.1:0 tls\ntls_certificate = %s/old.pem"
+	    "\ntls_certificate_key = %s/old.key\n[route /hello]\n"
+	    "plugin = hello\n", certs, certs);
+	cr_assert_eq(srv_log_count(&s, "old.pem has expired"), 1);
+	cr_assert_neq(https_get(tls_port(&s), "/hello", "root",
+	    CURL_SSLVERSION_DEFAULT, &r), 0, "an expired certificate "
+	    "verified");
+	free(r.body);
+}
+
+/* A client hammering https://127.0.0.1:port/hello, a new handshake each. */
+struct hammer {
+	pthread_t	 thread;
+	int		 port;
+	char		 ca[400];	/* trusts both certificates */
+	volatile int	 stop;
+	volatile int	 ok, failed;
+	char		 first_error[CURL_ERROR_SIZE];
+};
+
+static void *
+hammer_run(void *arg)
+{
+	struct hammer *h = arg;
+	char url[128], errbuf[CURL_ERROR_SIZE];
+	struct resp r;
+	CURL *c = curl_easy_init();
+	long status;
+
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/hello", h->port);
+	while (!h->stop) {
+		memset(&r, 0, sizeof(r));
+		errbuf[0] = '\0';
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_CAINFO, h->ca);
+		curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
+		curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+		curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+		status = 0;
+		if (curl_easy_perform(c) == CURLE_OK &&
+		    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status) ==
+		    CURLE_OK && status == 200)
+			h->ok++;
+		else if (h->failed++ == 0)
+			snprintf(h->first_error, sizeof(h->first_error),
+			    "%ld %s", status, errbuf);
+		free(r.body);
+	}
+	curl_easy_cleanup(c);
+	return NULL;
+}
+
+/*
+ * Certificates swapped by SIGHUP under traffic: every handshake and
+ * request succeeds, before, during and after each of the reloads.
+ */
+Test(tls, certificate_swapped_under_traffic_fails_nothing)
+{
+	char from[400], to[400], cmd[1400];
+	struct hammer h;
+
+	make_cert("a");
+	make_cert("b");
+	make_cert("live");
+	snprintf(cmd, sizeof(cmd), "cat a.pem b.pem live.pem >all.pem");
+	in_certs(cmd);
+	memset(&h, 0, sizeof(h));
+	h.port = start_tls("live", NULL);
+	snprintf(h.ca, sizeof(h.ca), "%s/all.pem", certs);
+	cr_assert_eq(pthread_create(&h.thread, NULL, hammer_run, &h), 0);
+	for (int i = 0; i < 6; i++) {
+		const char *name = i % 2 ? "a" : "b";
+
+		snprintf(from, sizeof(from), "%s/%s.pem", certs, name);
+		snprintf(to, sizeof(to), "%s/live.pem", certs);
+		t_copy(from, to);
+		snprintf(from, sizeof(from), "%s/%s.key", certs, name);
+		snprintf(to, sizeof(to), "%s/live.key", certs);
+		t_copy(from, to);
+		cr_assert_eq(srv_reload(&s), 0, "reload %d", i);
+	}
+	/* some traffic after the last one too */
+	for (int base = h.ok; h.ok < base + 20 && h.failed == 0;)
+		usleep(10 * 1000);
+	h.stop = 1;
+	pthread_join(h.thread, NULL);
+	cr_assert_eq(h.failed, 0, "%d of %d requests failed, the first: %s",
+	    h.failed, h.ok + h.failed, h.first_error);
+	cr_assert_gt(h.ok, 20);
 }
 
 /* A plugin knows which listener its request came by (sq_req_tls). */

@@ -4,7 +4,9 @@
 # over the DevTools protocol with Node's built-in WebSocket client. A
 # plain script rather than a Criterion test: Chromium leaves helper
 # processes behind for a moment, which Criterion's runner does not
-# tolerate. Skipped (77) without chromium or a node with WebSocket.
+# tolerate. Twice: over http, then over https with wss (a TLS listener
+# beside the plain one, a certificate made for the run). Skipped (77)
+# without chromium or a node with WebSocket.
 top=${top_srcdir:-$(dirname "$0")/..}
 build=${top_builddir:-.}
 if ! command -v chromium >/dev/null 2>&1 ||
@@ -15,31 +17,59 @@ fi
 dir=$(mktemp -d "${TMPDIR:-/tmp}/squall-browser.XXXXXX")
 pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
-sed -e 's|^listen *=.*|listen = 127.0.0.1:0|' \
-    -e "s|^plugin_dir *=.*|plugin_dir = $build/plugins/.libs|" \
-    -e "s|^root *= *\.\./web|root = $top/web|" \
-    "$top/etc/squall.ini" > "$dir/squall.ini"
-"$build/core/squalld" -c "$dir/squall.ini" >"$dir/log" 2>&1 &
-pid=$!
 . "$top/tests/lib/squalld.sh"
-sq_wait_log "$dir/log" $pid "ready:"
-port=$(sq_port "$dir/log")
-node --no-warnings --experimental-websocket "$top/tests/browser/chat.mjs" \
-    "$port"
-rc=$?
-kill -TERM $pid
-wait $pid
-status=$?
-pid=
-if [ $rc -eq 0 ] && ! grep -q '"GET /chat HTTP/1.1" 101' "$dir/log"; then
-	echo "not ok: no 101 in the access log"; rc=1
-fi
-if [ $status -ne 0 ] || grep -q "Sanitizer\|runtime error:" "$dir/log"; then
-	echo "not ok: squalld exited $status:"; cat "$dir/log"; rc=1
-fi
-if [ $rc -eq 0 ]; then
-	echo "1 passed, 0 failed"
-else
-	echo "0 passed, 1 failed"
-fi
-exit $rc
+passed=0 failed=0
+
+# chat RUN [TLS]: the default configuration, with a TLS listener beside
+# the plain one when TLS is given (a certificate made for the run).
+chat() {
+	sed -e 's|^listen *=.*|listen = 127.0.0.1:0|' \
+	    -e "s|^plugin_dir *=.*|plugin_dir = $build/plugins/.libs|" \
+	    -e "s|^root *= *\\.\\./web|root = $top/web|" \
+	    "$top/etc/squall.ini" > "$dir/squall.ini"
+	if [ -n "${2:-}" ]; then
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+		    -nodes -days 2 -subj /CN=localhost -keyout "$dir/key.pem" \
+		    -out "$dir/cert.pem" >/dev/null 2>&1 || return 1
+		sed -i -e "/^listen *=/a listen = 127.0.0.1:0 tls" \
+		    -e "s|^tls_certificate *=.*|tls_certificate = $dir/cert.pem|" \
+		    -e "s|^tls_certificate_key *=.*|tls_certificate_key = $dir/key.pem|" \
+		    "$dir/squall.ini"
+	fi
+	"$build/core/squalld" -c "$dir/squall.ini" >"$dir/log" 2>&1 &
+	pid=$!
+	sq_wait_log "$dir/log" $pid "ready:"
+	port=$(sq_port "$dir/log")
+	tls_port=
+	[ -n "${2:-}" ] && tls_port=$(sed -n \
+	    's/.*listening on 127.0.0.1:\([0-9]*\) (tls).*/\1/p' "$dir/log")
+	node --no-warnings --experimental-websocket \
+	    "$top/tests/browser/chat.mjs" "$port" $tls_port
+	rc=$?
+	kill -TERM $pid
+	wait $pid
+	status=$?
+	pid=
+	if [ $rc -eq 0 ] && ! grep -q '"GET /chat HTTP/1.1" 101' "$dir/log"; then
+		echo "not ok ($1): no 101 in the access log"; rc=1
+	fi
+	if [ $status -ne 0 ] || grep -q "Sanitizer\|runtime error:" "$dir/log"
+	then
+		echo "not ok ($1): squalld exited $status:"; cat "$dir/log"; rc=1
+	fi
+	return $rc
+}
+
+for run in http https; do
+	if [ $run = https ] && ! command -v openssl >/dev/null 2>&1; then
+		echo "https: needs openssl: skipped"
+		continue
+	fi
+	if chat $run $([ $run = https ] && echo tls); then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+	fi
+done
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]

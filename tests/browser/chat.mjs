@@ -5,8 +5,11 @@
 // Both Chromium and Node's client compress (permessage-deflate): the
 // page's handshake must say so, and a Node client in the room must see
 // the page's line, and the page the Node client's.
+// With TLSPORT, the page comes from https://127.0.0.1:TLSPORT/ (Chromium
+// told to accept the test's self-signed certificate) and must talk wss,
+// while the Node client stays on plain ws://PORT: one room, both ways.
 //
-//     node --experimental-websocket chat.mjs PORT
+//     node --experimental-websocket chat.mjs PORT [TLSPORT]
 // Exits 0 when the page works, 1 otherwise (saying why).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,13 +17,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const port = process.argv[2];
+const tlsPort = process.argv[3];
+const page = tlsPort ? `https://127.0.0.1:${tlsPort}/` :
+  `http://127.0.0.1:${port}/`;
 let finished = false;
 const profile = mkdtempSync(join(tmpdir(), 'squall-chromium-'));
 const browser = spawn('chromium', [
   '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic',
   '--no-first-run', '--disable-background-networking',
   '--disable-component-update', '--disable-sync',
-  '--remote-debugging-port=0', `--user-data-dir=${profile}`, 'about:blank',
+  '--remote-debugging-port=0', `--user-data-dir=${profile}`,
+  ...(tlsPort ? ['--ignore-certificate-errors'] : []), 'about:blank',
 ], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
 
 // Chromium's helper processes (renderer, GPU, crashpad) share its process
@@ -82,8 +89,11 @@ await new Promise((resolve) => { ws.onopen = resolve; });
 let seq = 0;
 const pending = new Map();
 let pageExtensions = null;
+let pageSocket = null;
 ws.onmessage = (event) => {
   const msg = JSON.parse(event.data);
+  if (msg.method === 'Network.webSocketCreated')
+    pageSocket = msg.params.url;
   if (msg.method === 'Network.webSocketHandshakeResponseReceived') {
     const h = msg.params.response.headers;
     const k = Object.keys(h).find(
@@ -116,13 +126,15 @@ async function until(expression, what) {
 
 await send('Page.enable');
 await send('Network.enable');
-await send('Page.navigate', { url: `http://127.0.0.1:${port}/` });
+await send('Page.navigate', { url: page });
 await until(`document.getElementById('state') &&
   document.getElementById('state').textContent === 'connected'`,
   'the page did not connect');
 await until(`[...document.querySelectorAll('#lines li')].some(
   (li) => / joined at \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d$/.test(li.textContent))`,
   'no "joined" line');
+if (tlsPort && !/^wss:\/\//.test(pageSocket || ''))
+  await die(`the https page did not talk wss: ${pageSocket}`);
 if (!/^permessage-deflate\b/.test(pageExtensions || ''))
   await die(`the page's handshake did not agree to compression: ` +
     `${pageExtensions}`);
@@ -147,8 +159,8 @@ for (let i = 0; i < 100 && !nodeLines.some(
 if (!nodeLines.some((l) => /^\[127\.0\.0\.1\] at .*: hello from chromium$/.test(l)))
   await die(`the node client did not get the page's line: ${nodeLines}`);
 node.close();
-console.log('ok: the chat page connected, joined, sent and received, ' +
-  'compressed, with a node client in the room');
+console.log(`ok: the chat page (${page}, ${pageSocket}) connected, ` +
+  'joined, sent and received, compressed, with a node client in the room');
 ws.close();
 finished = true;
 await cleanup();

@@ -296,6 +296,8 @@ send_file(struct sq_req *req, int fd, const char *real,
 		return;
 	}
 	sq_resp_header(req, "Content-Type", content_type(real));
+	/* the type above is the file's: browsers must not guess another */
+	sq_resp_header(req, "X-Content-Type-Options", "nosniff");
 	rc = sq_req_header(req, "If-Range") ? 0 :
 	    parse_range(sq_req_header(req, "Range"), st->st_size, &start,
 	    &end);

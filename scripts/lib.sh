@@ -6,7 +6,8 @@ SQ_BUILD_DEPS="gcc make autoconf automake libtool pkg-config libevent-dev
 libcurl4-openssl-dev libjson-c-dev libinih-dev libwebsockets-dev
 libsystemd-dev libhiredis-dev zlib1g-dev libssl-dev"
 SQ_TEST_DEPS="libcriterion-dev mandoc curl valgrind nginx-light supervisor
-chromium nodejs logrotate redis-server openssl"
+chromium nodejs logrotate redis-server openssl
+testssl.sh"
 
 say() { printf '==> %s\n' "$*" >&2; }
 

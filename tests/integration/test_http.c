@@ -208,6 +208,8 @@ Test(http, static_serves_files_with_types)
 	cr_assert_eq(r.status, 200);
 	cr_assert_str_eq(r.body, "<h1>index</h1>\n");
 	cr_assert_not_null(strstr(r.headers, "Content-Type: text/html"));
+	cr_assert_not_null(strstr(r.headers,
+	    "X-Content-Type-Options: nosniff"));
 	resp_free(&r);
 	http_get(s.port, "/data.json", &r);
 	cr_assert_eq(r.status, 200);

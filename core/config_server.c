@@ -66,6 +66,72 @@ static const struct key server_keys[] = {
 /* seen: a bit per key, and bit 31 for [server] itself (config.c) */
 _Static_assert(NKEYS < 31, "too many [server] keys for the seen mask");
 
+/* One [server] key of c, as -T prints it (listen: a line per address). */
+static void
+dump_key(const struct sqc_config *c, const struct key *k, int port_override,
+    FILE *out)
+{
+	static const char *const levels[] = { "error", "warn", "info",
+	    "debug" };
+	const void *v = (const char *)c + k->off;
+	char ip[INET6_ADDRSTRLEN];
+
+	if (k->kind == K_LISTEN) {
+		for (size_t j = 0; j < c->nlisten; j++)
+			fprintf(out, strchr(c->listen[j].host, ':') ?
+			    "listen = [%s]:%d%s\n" :
+			    "listen = %s:%d%s\n", c->listen[j].host,
+			    port_override > 0 ? port_override :
+			    c->listen[j].port, c->listen[j].tls ?
+			    " tls" : "");
+		return;
+	}
+	fprintf(out, "%s = ", k->name);
+	switch (k->kind) {
+	case K_STR:
+	case K_PATH:
+	case K_LOG:
+		fprintf(out, "%s", *(char *const *)v ?
+		    *(char *const *)v : "");
+		break;
+	case K_INT:
+		fprintf(out, "%lld", *(const long long *)v);
+		break;
+	case K_SIZE:
+		fprintf(out, "%zu", *(const size_t *)v);
+		break;
+	case K_BOOL:
+		fprintf(out, "%s", *(const int *)v ? "on" : "off");
+		break;
+	case K_LEVEL:
+		fprintf(out, "%s", levels[*(const int *)v]);
+		break;
+	case K_ALFMT:
+		fprintf(out, "%s",
+		    sqc_access_format_name(*(const int *)v));
+		break;
+	case K_CIDRS:
+		for (int j = 0; j < c->ntrusted; j++) {
+			const struct sqc_cidr *r = &c->trusted[j];
+
+			inet_ntop(r->family, r->addr, ip, sizeof(ip));
+			fprintf(out, j ? " %s" : "%s", ip);
+			if (r->bits != (r->family == AF_INET ? 32 : 128))
+				fprintf(out, "/%d", r->bits);
+		}
+		break;
+	case K_PROTOS:
+		fprintf(out, "%s%s%s", *(const int *)v & SQC_TLS_1_2 ?
+		    "TLSv1.2" : "", *(const int *)v == (SQC_TLS_1_2 |
+		    SQC_TLS_1_3) ? " " : "", *(const int *)v &
+		    SQC_TLS_1_3 ? "TLSv1.3" : "");
+		break;
+	case K_LISTEN:
+		break;
+	}
+	fputc('\n', out);
+}
+
 /*
  * Writes c to out as the configuration it is in effect: every [server]
  * key with its value after defaults and path resolution (listen with the
@@ -78,72 +144,10 @@ _Static_assert(NKEYS < 31, "too many [server] keys for the seen mask");
 int
 sqc_config_dump(const struct sqc_config *c, int port_override, FILE *out)
 {
-	static const char *const levels[] = { "error", "warn", "info",
-	    "debug" };
-	const char *base = (const char *)c;
-	char ip[INET6_ADDRSTRLEN];
-
 	fprintf(out, "# %s, as squalld reads it: every key, defaults "
 	    "included\n[server]\n", c->file);
-	for (size_t i = 0; i < NKEYS; i++) {
-		const struct key *k = &server_keys[i];
-		const void *v = base + k->off;
-
-		if (k->kind == K_LISTEN) {
-			for (size_t j = 0; j < c->nlisten; j++)
-				fprintf(out, strchr(c->listen[j].host, ':') ?
-				    "listen = [%s]:%d%s\n" :
-				    "listen = %s:%d%s\n", c->listen[j].host,
-				    port_override > 0 ? port_override :
-				    c->listen[j].port, c->listen[j].tls ?
-				    " tls" : "");
-			continue;
-		}
-		fprintf(out, "%s = ", k->name);
-		switch (k->kind) {
-		case K_STR:
-		case K_PATH:
-		case K_LOG:
-			fprintf(out, "%s", *(char *const *)v ?
-			    *(char *const *)v : "");
-			break;
-		case K_INT:
-			fprintf(out, "%lld", *(const long long *)v);
-			break;
-		case K_SIZE:
-			fprintf(out, "%zu", *(const size_t *)v);
-			break;
-		case K_BOOL:
-			fprintf(out, "%s", *(const int *)v ? "on" : "off");
-			break;
-		case K_LEVEL:
-			fprintf(out, "%s", levels[*(const int *)v]);
-			break;
-		case K_ALFMT:
-			fprintf(out, "%s",
-			    sqc_access_format_name(*(const int *)v));
-			break;
-		case K_CIDRS:
-			for (int j = 0; j < c->ntrusted; j++) {
-				const struct sqc_cidr *r = &c->trusted[j];
-
-				inet_ntop(r->family, r->addr, ip, sizeof(ip));
-				fprintf(out, j ? " %s" : "%s", ip);
-				if (r->bits != (r->family == AF_INET ? 32 : 128))
-					fprintf(out, "/%d", r->bits);
-			}
-			break;
-		case K_PROTOS:
-			fprintf(out, "%s%s%s", *(const int *)v & SQC_TLS_1_2 ?
-			    "TLSv1.2" : "", *(const int *)v == (SQC_TLS_1_2 |
-			    SQC_TLS_1_3) ? " " : "", *(const int *)v &
-			    SQC_TLS_1_3 ? "TLSv1.3" : "");
-			break;
-		case K_LISTEN:
-			break;
-		}
-		fputc('\n', out);
-	}
+	for (size_t i = 0; i < NKEYS; i++)
+		dump_key(c, &server_keys[i], port_override, out);
 	for (size_t i = 0; i < c->ntls_names; i++)
 		fprintf(out, "\n[tls %s]\ncertificate = %s\ncertificate_key = "
 		    "%s\n", c->tls_names[i].name, c->tls_names[i].certificate,

@@ -401,6 +401,40 @@ Test(tls, certificate_swapped_under_traffic_fails_nothing)
 	cr_assert_gt(h.ok, 20);
 }
 
+/*
+ * Requests on one keep-alive TLS connection are answered at once: each
+ * response used to leave as several small records, the last held back by
+ * Nagle's algorithm until the client's delayed ACK (40 ms a request). A
+ * coarse bound: 20 requests in well under 20 such delays.
+ */
+Test(tls, keep_alive_answers_are_not_held_back)
+{
+	char url[128], cafile[400];
+	struct resp r;
+	long t0, ms;
+	CURL *c;
+	int port;
+
+	make_cert("a");
+	port = start_tls("a", NULL);
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/hello", port);
+	snprintf(cafile, sizeof(cafile), "%s/a.pem", certs);
+	c = curl_easy_init();
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CAINFO, cafile);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+	memset(&r, 0, sizeof(r));
+	cr_assert_eq(curl_easy_perform(c), CURLE_OK);	/* the handshake */
+	t0 = t_now_ms();
+	for (int i = 0; i < 20; i++)
+		cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+	ms = t_now_ms() - t0;
+	curl_easy_cleanup(c);
+	free(r.body);
+	cr_assert_lt(ms, 400, "20 keep-alive requests took %ld ms", ms);
+}
+
 /* A plugin knows which listener its request came by (sq_req_tls). */
 Test(tls, plugin_is_told_the_request_came_over_tls)
 {

@@ -53,13 +53,7 @@ static int check(const char *server_lines, char **out);
 static void
 make_cert_for(const char *name, const char *san)
 {
-	char cmd[1200];
-
-	snprintf(cmd, sizeof(cmd), "openssl req -x509 -newkey ec -pkeyopt "
-	    "ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=%s "
-	    "-addext subjectAltName=%s -keyout %s/%s.key -out %s/%s.pem "
-	    ">/dev/null 2>&1", name, san, certs, name, certs, name);
-	cr_assert_eq(system(cmd), 0, "openssl req failed");
+	t_make_cert(certs, name, san);
 }
 
 static void
@@ -123,25 +117,6 @@ tls_lines(const char *name)
 	return text;
 }
 
-/* The port of the server's TLS listener, from its log line. */
-static int
-tls_port(struct srv *sv)
-{
-	char *log = t_read(sv->log, NULL), *p = log, *hit = NULL;
-	int port = -1;
-
-	while ((p = strstr(p, "listening on 127.0.0.1:")) != NULL) {
-		p += strlen("listening on 127.0.0.1:");
-		if (strncmp(p + strspn(p, "0123456789"), " (tls)", 6) == 0)
-			hit = p;
-	}
-	if (hit)
-		port = atoi(hit);
-	free(log);
-	cr_assert_gt(port, 0, "no TLS listener in the log");
-	return port;
-}
-
 /* Starts s with a TLS listener (certs/NAME) beside the plain one. */
 static int
 start_tls(const char *name, const char *more)
@@ -151,7 +126,7 @@ start_tls(const char *name, const char *more)
 	srv_start(&s, "%s%s\n[route /hello]\nplugin = hello\n", lines,
 	    more ? more : "");
 	free(lines);
-	return tls_port(&s);
+	return srv_tls_port(&s);
 }
 
 static size_t
@@ -294,7 +269,7 @@ Test(tls, chain_is_served_and_expiry_is_warned)
 	srv_start(&s, "listen = 127.0.0.1:0 tls\ntls_certificate = %s/chain.pem"
 	    "\ntls_certificate_key = %s/leaf.key\n[route /hello]\n"
 	    "plugin = hello\n", certs, certs);
-	port = tls_port(&s);
+	port = srv_tls_port(&s);
 	cr_assert_eq(https_get(port, "/hello", "root", CURL_SSLVERSION_DEFAULT,
 	    &r), 0, "the chain did not verify: %s",
 	    curl_easy_strerror(r.curl_error));
@@ -311,7 +286,7 @@ Test(tls, chain_is_served_and_expiry_is_warned)
 	    "\ntls_certificate_key = %s/old.key\n[route /hello]\n"
 	    "plugin = hello\n", certs, certs);
 	cr_assert_eq(srv_log_count(&s, "old.pem has expired"), 1);
-	cr_assert_neq(https_get(tls_port(&s), "/hello", "root",
+	cr_assert_neq(https_get(srv_tls_port(&s), "/hello", "root",
 	    CURL_SSLVERSION_DEFAULT, &r), 0, "an expired certificate "
 	    "verified");
 	free(r.body);
@@ -447,7 +422,7 @@ Test(tls, plugin_is_told_the_request_came_over_tls)
 	srv_start(&s, "%s[route /echo]\nplugin = %s\n", lines,
 	    t_test_plugin("echo"));
 	free(lines);
-	port = tls_port(&s);
+	port = srv_tls_port(&s);
 	cr_assert_eq(https_get(port, "/echo", "a", CURL_SSLVERSION_DEFAULT,
 	    &r), 0);
 	cr_assert_not_null(strstr(r.body, "\"tls\":true"), "%s", r.body);
@@ -476,7 +451,7 @@ Test(tls, key_the_user_cannot_read_is_named_at_start)
 	srv_start(&s, "%suser = nobody\n[route /hello]\nplugin = hello\n",
 	    lines);
 	free(lines);
-	port = tls_port(&s);
+	port = srv_tls_port(&s);
 	snprintf(want, sizeof(want), "tls_certificate_key %s cannot be read "
 	    "by user nobody", key);
 	cr_assert_eq(srv_wait_log(&s, want, 1, 3000), 0);
@@ -497,7 +472,7 @@ Test(tls, access_log_names_the_scheme)
 	srv_start(&s, "%saccess_log = access.log\naccess_log_format = json\n"
 	    "[route /hello]\nplugin = hello\n", lines);
 	free(lines);
-	port = tls_port(&s);
+	port = srv_tls_port(&s);
 	cr_assert_eq(https_get(port, "/hello?s", "a", CURL_SSLVERSION_DEFAULT,
 	    &r), 0);
 	free(r.body);
@@ -687,7 +662,7 @@ Test(tls, certificate_is_chosen_by_server_name)
 	    "certificate_key = %s/exact.key\n[route /hello]\nplugin = hello\n",
 	    lines, certs, certs, certs, certs, certs, certs);
 	free(lines);
-	port = tls_port(&s);
+	port = srv_tls_port(&s);
 	cr_assert(sni_get(port, "www.example.com", "www"));
 	cr_assert(sni_get(port, "WWW.Example.COM", "www"), "names differ in "
 	    "case only");
@@ -816,7 +791,7 @@ Test(tls, reload_takes_the_new_certificate)
 	snprintf(to, sizeof(to), "%s/live.key", certs);
 	t_copy(from, to);
 	cr_assert_eq(srv_reload(&s), 0);
-	cr_assert_eq(tls_port(&s), port, "the listener was not kept");
+	cr_assert_eq(srv_tls_port(&s), port, "the listener was not kept");
 	cr_assert_eq(https_get(port, "/hello", "b", CURL_SSLVERSION_DEFAULT,
 	    &r), 0, "the new certificate is not served: %s",
 	    curl_easy_strerror(r.curl_error));

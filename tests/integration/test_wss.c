@@ -64,27 +64,10 @@ TestSuite(wss, .init = setup, .fini = teardown, .timeout = 90);
 static int
 start_wss(const char *routes)
 {
-	char cmd[1200], *log, *p, *hit = NULL;
-	int port = -1;
-
-	snprintf(cmd, sizeof(cmd), "openssl req -x509 -newkey ec -pkeyopt "
-	    "ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=a "
-	    "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 "
-	    "-keyout %s/a.key -out %s/a.pem >/dev/null 2>&1", certs, certs);
-	cr_assert_eq(system(cmd), 0, "openssl req failed");
+	t_make_cert(certs, "a", "DNS:localhost,IP:127.0.0.1");
 	srv_start(&s, "listen = 127.0.0.1:0 tls\ntls_certificate = %s/a.pem\n"
 	    "tls_certificate_key = %s/a.key\n%s", certs, certs, routes);
-	log = t_read(s.log, NULL);
-	for (p = log; (p = strstr(p, "listening on 127.0.0.1:")) != NULL;) {
-		p += strlen("listening on 127.0.0.1:");
-		if (strncmp(p + strspn(p, "0123456789"), " (tls)", 6) == 0)
-			hit = p;
-	}
-	if (hit)
-		port = atoi(hit);
-	free(log);
-	cr_assert_gt(port, 0, "no TLS listener in the log");
-	return port;
+	return srv_tls_port(&s);
 }
 
 /* ---- a WebSocket client on OpenSSL ------------------------------------ */

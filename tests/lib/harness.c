@@ -1489,3 +1489,33 @@ wsz_free(struct wsz *z)
 	inflateEnd(&z->rx);
 	free(z);
 }
+
+int
+srv_tls_port(struct srv *s)
+{
+	char *log = t_read(s->log, NULL), *p = log, *hit = NULL;
+	int port = -1;
+
+	while ((p = strstr(p, "listening on 127.0.0.1:")) != NULL) {
+		p += strlen("listening on 127.0.0.1:");
+		if (strncmp(p + strspn(p, "0123456789"), " (tls)", 6) == 0)
+			hit = p;
+	}
+	if (hit)
+		port = atoi(hit);
+	free(log);
+	cr_assert_gt(port, 0, "no TLS listener in the log");
+	return port;
+}
+
+void
+t_make_cert(const char *dir, const char *name, const char *san)
+{
+	char cmd[1200];
+
+	snprintf(cmd, sizeof(cmd), "openssl req -x509 -newkey ec -pkeyopt "
+	    "ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=%s "
+	    "-addext subjectAltName=%s -keyout %s/%s.key -out %s/%s.pem "
+	    ">/dev/null 2>&1", name, san, dir, name, dir, name);
+	cr_assert_eq(system(cmd), 0, "openssl req failed");
+}

@@ -63,6 +63,13 @@ int	 srv_stop(struct srv *s);
 void	 srv_signal(struct srv *s, int sig);
 /* Waits for the server to exit by itself: its status, -2 on timeout. */
 int	 srv_wait_exit(struct srv *s, int timeout_ms);
+/* The port of s's first TLS listener ("listening on ... (tls)"). */
+int	 srv_tls_port(struct srv *s);
+/*
+ * dir/NAME.pem and dir/NAME.key: a self-signed P-256 pair with san as its
+ * subjectAltName ("DNS:localhost,IP:127.0.0.1"), by the openssl command.
+ */
+void	 t_make_cert(const char *dir, const char *name, const char *san);
 /* Reload and wait for "reloaded" or "reload failed"; returns 0 or -1. */
 int	 srv_reload(struct srv *s);
 void	 srv_cleanup(struct srv *s);

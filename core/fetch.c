@@ -44,6 +44,8 @@ struct sq_fetch {
 	size_t		 req_body_len;
 	uint64_t	 timeout_ms;
 	size_t		 max_size;
+	char		*ca_file;	/* NULL: the system's CAs */
+	int		 no_verify;	/* tls_verify = off */
 
 	char		*body;		/* response, NUL-terminated */
 	size_t		 len, cap;
@@ -277,6 +279,19 @@ sq_fetch_set_max_size(struct sq_fetch *f, size_t bytes)
 	f->max_size = bytes;
 }
 
+int
+sq_fetch_set_tls(struct sq_fetch *f, const char *ca_file, int verify)
+{
+	char *c = NULL;
+
+	if (ca_file && (c = strdup(ca_file)) == NULL)
+		return -ENOMEM;
+	free(f->ca_file);
+	f->ca_file = c;
+	f->no_verify = !verify;
+	return 0;
+}
+
 /* Appends n bytes to a NUL-terminated buffer that doubles as it grows. */
 static int
 append(char **buf, size_t *len, size_t *cap, const char *data, size_t n)
@@ -356,6 +371,12 @@ setup_easy(struct sq_fetch *f)
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, f->req_body);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
 		    (curl_off_t)f->req_body_len);
+	}
+	if (f->ca_file)
+		curl_easy_setopt(e, CURLOPT_CAINFO, f->ca_file);
+	if (f->no_verify) {
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
 	}
 	if (f->method) {
 		if (strcmp(f->method, "HEAD") == 0)
@@ -468,6 +489,7 @@ fetch_free(struct sq_fetch *f)
 	curl_slist_free_all(f->req_headers);
 	free(f->req_body);
 	free(f->method);
+	free(f->ca_file);
 	free(f->body);
 	free(f->headers);
 	free(f->hv);
@@ -549,6 +571,14 @@ map_error(struct sq_fetch *f, CURLcode rc)
 		return f->too_large ? -EFBIG : -ENOMEM;
 	case CURLE_TOO_MANY_REDIRECTS:
 		return -ELOOP;
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+		return -EPROTO;
 	default:
 		return -EIO;
 	}

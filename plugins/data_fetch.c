@@ -23,6 +23,7 @@ struct df {
 	long long	 timeout_ms;
 	size_t		 max_size;
 	int		 coalesce;
+	struct upstream_tls tls;
 	struct flight	*current;	/* the fetch new requests may join */
 };
 
@@ -57,9 +58,14 @@ df_create(struct sq_inst *inst, struct sq_opts *opts, void **state)
 	    &d->timeout_ms) != 0 ||
 	    sq_opt_size(opts, "max_response_size", 1 << 20, &d->max_size) != 0 ||
 	    sq_opt_bool(opts, "coalesce", 1, &d->coalesce) != 0 ||
-	    (d->url = strdup(url)) == NULL) {
+	    upstream_tls_opts(inst, opts, &d->tls) != 0) {
 		free(d);
 		return -EINVAL;
+	}
+	if ((d->url = strdup(url)) == NULL) {
+		upstream_tls_free(&d->tls);
+		free(d);
+		return -ENOMEM;
 	}
 	*state = d;
 	return 0;
@@ -70,6 +76,7 @@ df_destroy(void *state)
 {
 	struct df *d = state;
 
+	upstream_tls_free(&d->tls);
 	free(d->url);
 	free(d);
 }
@@ -143,6 +150,11 @@ flight_start(struct df *d)
 	if (fl == NULL)
 		return NULL;
 	if ((fl->fetch = sq_fetch_new(d->inst, d->url)) == NULL) {
+		free(fl);
+		return NULL;
+	}
+	if (upstream_tls_apply(fl->fetch, &d->tls) != 0) {
+		sq_fetch_cancel(fl->fetch);
 		free(fl);
 		return NULL;
 	}

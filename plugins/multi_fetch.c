@@ -29,6 +29,7 @@ struct mf {
 	long long	 timeout_ms;
 	size_t		 max_size;
 	int		 partial;
+	struct upstream_tls tls;
 };
 
 struct call {
@@ -47,6 +48,7 @@ mf_destroy(void *state)
 		free(m->targets[i].url);
 	}
 	free(m->targets);
+	upstream_tls_free(&m->tls);
 	free(m);
 }
 
@@ -112,6 +114,8 @@ mf_create(struct sq_inst *inst, struct sq_opts *opts, void **state)
 		    &m->max_size);
 	if (rc == 0)
 		rc = sq_opt_bool(opts, "partial", 0, &m->partial);
+	if (rc == 0)
+		rc = upstream_tls_opts(inst, opts, &m->tls);
 	if (rc != 0) {
 		mf_destroy(m);
 		return rc;
@@ -201,7 +205,8 @@ mf_handle(void *state, struct sq_req *req)
 	for (size_t i = 0; i < m->n; i++) {
 		struct sq_fetch *f = sq_fetch_new(m->inst, m->targets[i].url);
 
-		if (f == NULL || sq_fetch_group_add(c->group, f) != 0) {
+		if (f == NULL || upstream_tls_apply(f, &m->tls) != 0 ||
+		    sq_fetch_group_add(c->group, f) != 0) {
 			sq_fetch_cancel(f);
 			sq_fetch_group_cancel(c->group);
 			free(c);

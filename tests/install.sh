@@ -27,6 +27,7 @@ define() {	# the value of a string macro of config.h
 }
 conf=$(define SQ_DEFAULT_CONFIG)
 bconf=$(dirname "$conf")/squall-broker.ini
+tconf=$(dirname "$conf")/squall-tls.ini
 plugindir=$(define SQ_PLUGIN_DIR)
 # The install runs make again in this tree; keep the caller's -j out.
 unset MAKEFLAGS MFLAGS
@@ -43,6 +44,10 @@ check "squall-broker.ini names the installed plugins" \
     grep -qF "plugin_dir = $plugindir" "$dest$bconf"
 check "squall-broker.ini has a broker" \
     grep -q "^broker = redis://127.0.0.1:6379" "$dest$bconf"
+check "squall-tls.ini installed" cmp "$dest$tconf" "$dest$tconf.default"
+check "squall-tls.ini names the installed plugins and web/" sh -c \
+    "grep -qF 'plugin_dir = $plugindir' '$dest$tconf' &&
+    ! grep -q '^root = \.\./web' '$dest$tconf'"
 check "plugins installed" test -f "$dest$plugindir/hello.so"
 check "no .la beside the plugins" sh -c "! ls '$dest$plugindir'/*.la"
 check "squalld -h names $conf" sh -c \
@@ -97,6 +102,8 @@ check "uninstall keeps the edited squall.ini" test -f "$dest$conf"
 check "uninstall removes squall.ini.default" test ! -e "$dest$conf.default"
 check "uninstall removes the unedited squall-broker.ini" sh -c \
     "! ls '$dest$bconf'*"
+check "uninstall removes the unedited squall-tls.ini" sh -c \
+    "! ls '$dest$tconf'*"
 check "uninstall removes the plugins" test ! -e "$dest$plugindir/hello.so"
 check "uninstall removes the starter kit" test ! -e "$kit/hello.c"
 check "uninstall removes squall-plugin-new" sh -c \

@@ -262,6 +262,12 @@ int		 sq_fetch_set_body(struct sq_fetch *f, const void *body,
 		    size_t len);
 void		 sq_fetch_set_timeout(struct sq_fetch *f, uint64_t ms);
 void		 sq_fetch_set_max_size(struct sq_fetch *f, size_t bytes);
+/* https: check the peer's certificate against ca_file (a PEM bundle,
+ * copied; NULL: the system's CAs), or, with verify 0, not at all (the
+ * peer and its name are then unauthenticated). A TLS failure (no
+ * handshake, a certificate that does not verify) is -EPROTO. */
+int		 sq_fetch_set_tls(struct sq_fetch *f, const char *ca_file,
+		    int verify);
 void		 sq_fetch_start(struct sq_fetch *f,
 		    void (*cb)(struct sq_fetch *f, void *arg), void *arg);
 /* Cancel: cb runs later with -ECANCELED. An unstarted fetch is freed. */

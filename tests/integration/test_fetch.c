@@ -182,6 +182,69 @@ Test(fetch, data_fetch_refuses_bad_urls)
 	t_rm_rf(dir);
 }
 
+/*
+ * https upstreams: the upstream squalld listens with TLS too, on a
+ * certificate made for the test. data_fetch and multi_fetch trust it
+ * through ca_file, refuse it without (the system's CAs do not know it),
+ * and take it unchecked with tls_verify = off, which is warned about.
+ */
+Test(fetch, https_upstream_is_verified_against_ca_file)
+{
+	char certs[256], *body;
+	const char *want = "{\"data\":{\"hello\":\"world\",\"n\":1}}";
+	int tport;
+
+	t_tmpdir(certs, sizeof(certs));
+	t_make_cert(certs, "up", "DNS:localhost,IP:127.0.0.1");
+	srv_start(&up, "listen = 127.0.0.1:0 tls\ntls_certificate = %s/up.pem"
+	    "\ntls_certificate_key = %s/up.key\naccess_log = off\n"
+	    "[route /up/*]\nplugin = %s\n", certs, certs,
+	    t_test_plugin("upstream"));
+	tport = srv_tls_port(&up);
+#define TUP "url = https://127.0.0.1:%1$d/up/json\n"
+	srv_start(&s, "[route /ca]\nplugin = data_fetch\n" TUP
+	    "ca_file = %2$s/up.pem\n"
+	    "[route /sys]\nplugin = data_fetch\n" TUP
+	    "[route /off]\nplugin = data_fetch\n" TUP "tls_verify = off\n"
+	    "[route /m]\nplugin = multi_fetch\nurl.a = "
+	    "https://127.0.0.1:%1$d/up/list\nca_file = %2$s/up.pem\n",
+	    tport, certs);
+#undef TUP
+	expect("/ca", 200, want);
+	expect("/m", 200, "{\"a\":[1,2,3]}");
+	cr_assert_eq(get("/sys", &body), 502);
+	cr_assert_not_null(strstr(body, "upstream TLS failed: SSL certificate "
+	    "problem"), "%s", body);
+	free(body);
+	expect("/off", 200, want);
+	cr_assert_eq(srv_log_count(&s, "data_fetch /off: tls_verify = off: "
+	    "https upstreams are not authenticated"), 1);
+	t_rm_rf(certs);
+}
+
+/* A ca_file that is not a readable file fails -t, naming it. */
+Test(fetch, missing_ca_file_is_named)
+{
+	char *out, dir[256], ini[400], want[600];
+
+	t_tmpdir(dir, sizeof(dir));
+	snprintf(ini, sizeof(ini), "%s/squall.ini", dir);
+	t_write(ini, "[server]\nplugin_dir = %s\n[route /d]\nplugin = "
+	    "data_fetch\nurl = https://127.0.0.1/\nca_file = ca.pem\n",
+	    t_plugin_dir());
+	cr_assert_eq(t_run_squalld(&out, "-t", "-c", ini, NULL), 1);
+	snprintf(want, sizeof(want), "squall.ini:6: route '/d': ca_file "
+	    "'%s/ca.pem': No such file or directory", dir);
+	cr_assert_not_null(strstr(out, want), "%s", out);
+	free(out);
+	t_write(ini, "[server]\nplugin_dir = %s\n[route /m]\nplugin = "
+	    "multi_fetch\nurl.a = /x\nca_file = %s\n", t_plugin_dir(), dir);
+	cr_assert_eq(t_run_squalld(&out, "-t", "-c", ini, NULL), 1);
+	cr_assert_not_null(strstr(out, "Is a directory"), "%s", out);
+	free(out);
+	t_rm_rf(dir);
+}
+
 Test(fetch, post_with_headers_and_response_headers)
 {
 	char routes[1024];

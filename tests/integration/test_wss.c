@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <criterion/criterion.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -764,4 +766,75 @@ Test(wss, sigterm_with_members_open_exits_0)
 	cr_assert_eq(srv_wait_exit(&s, 15000), 0);
 	for (int i = 0; i < 4; i++)
 		wss_drop(&c[i]);
+}
+
+/* GET https://127.0.0.1:port/path verifying against ca; the body. */
+static char *
+https_body(int port, const char *path, const char *ca, long *status)
+{
+	char url[128];
+	struct resp r;
+	CURL *c = curl_easy_init();
+	FILE *f;
+
+	memset(&r, 0, sizeof(r));
+	cr_assert_not_null(f = open_memstream(&r.body, &r.len));
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d%s", port, path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CAINFO, ca);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+	cr_assert_eq(curl_easy_perform(c), CURLE_OK, "GET %s failed", url);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+	curl_easy_cleanup(c);
+	fclose(f);
+	return r.body;
+}
+
+/*
+ * etc/squall-tls.ini as shipped, with a certificate in tls/ beside it:
+ * /hello and the chat page over https (verified against that
+ * certificate), the page choosing wss, and the chat over wss with a
+ * member on the plain listener.
+ */
+Test(wss, shipped_tls_example_serves_https_and_wss)
+{
+	char dir[300], ca[400], *ini, *body;
+	struct wss a;
+	struct wsc p;
+	long status;
+	int port;
+
+	t_tmpdir(s.dir, sizeof(s.dir));
+	snprintf(dir, sizeof(dir), "%s/tls", s.dir);
+	cr_assert_eq(mkdir(dir, 0700), 0);
+	t_make_cert(dir, "squall", "DNS:localhost,IP:127.0.0.1");
+	snprintf(ca, sizeof(ca), "%s/squall.pem", dir);
+	ini = t_example_ini("squall-tls.ini", NULL);
+	srv_start_in(&s, ini);
+	free(ini);
+	port = srv_tls_port(&s);
+	cr_assert_neq(port, s.port);
+	body = https_body(port, "/hello", ca, &status);
+	cr_assert_eq(status, 200);
+	cr_assert_str_eq(body, "Hello, world");
+	free(body);
+	body = https_body(port, "/", ca, &status);
+	cr_assert_eq(status, 200);
+	cr_assert_not_null(strstr(body, "'wss://'"), "the page: %s", body);
+	free(body);
+	body = https_body(port, "/data", ca, &status);
+	cr_assert_eq(status, 200, "/data: %s", body);
+	free(body);
+	cr_assert_eq(wss_connect(&a, port, "/chat"), 101);
+	expect_text(&a, " joined at ");
+	cr_assert_eq(ws_connect(&p, s.port, "/chat", NULL), 101);
+	free(ws_expect_line(&p, " joined at "));
+	expect_text(&a, " joined at ");
+	cr_assert_eq(wss_send(&a, 1, "over tls", 8), 0);
+	expect_text(&a, ": over tls");
+	free(ws_expect_line(&p, ": over tls$"));
+	wss_disconnect(&a);
+	ws_disconnect(&p);
+	cr_assert_eq(srv_stop(&s), 0);
 }

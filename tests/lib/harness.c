@@ -210,6 +210,14 @@ srv_start_in(struct srv *s, const char *ini_text)
 	log = t_read(s->log, NULL);
 	p = strstr(log, "listening on 127.0.0.1:");
 	cr_assert_not_null(p, "no listening line in:\n%s", log);
+	/* the first plain listener, or the first of all */
+	for (const char *q = p; q; q = strstr(q, "listening on 127.0.0.1:")) {
+		q += strlen("listening on 127.0.0.1:");
+		if (strncmp(q + strspn(q, "0123456789"), " (tls)", 6) != 0) {
+			p = q - strlen("listening on 127.0.0.1:");
+			break;
+		}
+	}
 	snprintf(line, sizeof(line), "%s", p + strlen("listening on 127.0.0.1:"));
 	s->port = (int)strtol(line, NULL, 10);
 	free(log);
@@ -366,10 +374,27 @@ srv_cleanup(struct srv *s)
 char *
 t_default_ini(const char *xheaders)
 {
+	return t_example_ini("squall.ini", xheaders);
+}
+
+/* Does a "listen = ADDR:PORT tls ; comment" line end its value in tls? */
+static int
+tls_listener(const char *line)
+{
+	size_t n = strcspn(line, ";");
+
+	while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t'))
+		n--;
+	return n > 4 && strncmp(line + n - 4, " tls", 4) == 0;
+}
+
+char *
+t_example_ini(const char *name, const char *xheaders)
+{
 	char path[512], *text, *line, *save, *ini;
 	size_t cap, n = 0;
 
-	snprintf(path, sizeof(path), "%s/etc/squall.ini", t_srcdir());
+	snprintf(path, sizeof(path), "%s/etc/%s", t_srcdir(), name);
 	text = t_read(path, NULL);
 	cap = strlen(text) + 4096;
 	ini = calloc(1, cap);
@@ -377,7 +402,8 @@ t_default_ini(const char *xheaders)
 	    line = strtok_r(NULL, "\n", &save)) {
 		if (strncmp(line, "listen", 6) == 0)
 			n += (size_t)snprintf(ini + n, cap - n,
-			    "listen = 127.0.0.1:0\n");
+			    "listen = 127.0.0.1:0%s\n", tls_listener(line) ?
+			    " tls" : "");
 		else if (strncmp(line, "plugin_dir", 10) == 0)
 			n += (size_t)snprintf(ini + n, cap - n,
 			    "plugin_dir = %s\n", t_plugin_dir());

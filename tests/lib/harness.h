@@ -17,7 +17,7 @@ struct srv {
 	char	 log[300];
 	pid_t	 pid;		/* -1 once reaped */
 	int	 status;	/* exit status once reaped, -1 on a signal */
-	int	 port;
+	int	 port;		/* the first plain listener (or the first) */
 	char	 pid_arg[300];	/* for srv_start_in: -g this, if set */
 };
 
@@ -80,6 +80,8 @@ void	 srv_cleanup(struct srv *s);
  * set to "on" or "off" when not NULL. Malloc'ed.
  */
 char	*t_default_ini(const char *xheaders);
+/* The same for etc/NAME; a listener with "tls" keeps it. */
+char	*t_example_ini(const char *name, const char *xheaders);
 
 /* In a child before exec: closes every descriptor above stderr. */
 void	 t_close_inherited(void);

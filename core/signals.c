@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,12 +166,25 @@ sqc_signals_init(struct event_base *base,
 void
 sqc_signals_free(void)
 {
+	sigset_t set, saved;
+
+	/*
+	 * event_free puts back the disposition from before libevent (the
+	 * default: die) for a moment before SIG_IGN replaces it: the
+	 * signals wait, blocked, meanwhile, and are discarded when
+	 * unblocked. The core's threads are gone: this one gets them all.
+	 */
+	sigemptyset(&set);
+	for (size_t i = 0; i < NSIGS; i++)
+		sigaddset(&set, sigs[i].signo);
+	pthread_sigmask(SIG_BLOCK, &set, &saved);
 	for (size_t i = 0; i < NSIGS; i++) {
 		if (events[i])
 			event_free(events[i]);
 		events[i] = NULL;
 		signal(sigs[i].signo, SIG_IGN);
 	}
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
 }
 
 /*

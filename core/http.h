@@ -77,6 +77,7 @@ struct sq_req {
 	void		*abort_arg;
 	int		 in_abort;	/* inside the abort callback */
 	int		 tls;		/* came over a TLS listener */
+	int		 version;	/* HTTP/1.1: 11 */
 	LIST_ENTRY(sq_req) link;	/* in inflight */
 };
 

@@ -493,6 +493,7 @@ handle(struct sqc_server *s, struct evhttp_request *ev, struct conn *c,
 	}
 	req->ev = ev;
 	req->tls = sqc_http_over_tls(ev);
+	req->version = ev->major * 10 + ev->minor;
 	req->srv = s;
 	req->path = path;
 	req->subpath = rest;
@@ -625,6 +626,12 @@ int
 sq_req_tls(struct sq_req *req)
 {
 	return req->tls;
+}
+
+int
+sq_req_http_version(struct sq_req *req)
+{
+	return req->version;
 }
 
 struct sq_inst *

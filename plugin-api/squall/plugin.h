@@ -182,6 +182,9 @@ const char	*sq_req_header(struct sq_req *req, const char *name);
 const void	*sq_req_body(struct sq_req *req, size_t *len);
 const char	*sq_req_client_ip(struct sq_req *req);
 int		 sq_req_tls(struct sq_req *req);	/* 1: came by https */
+/* The request's HTTP version, major * 10 + minor: 10 or 11 (20 once
+ * HTTP/2 is served). */
+int		 sq_req_http_version(struct sq_req *req);
 struct sq_inst	*sq_req_inst(struct sq_req *req);
 
 /* Called (once, on the loop) if the client leaves before the response. */

@@ -425,11 +425,22 @@ Test(tls, plugin_is_told_the_request_came_over_tls)
 	port = srv_tls_port(&s);
 	cr_assert_eq(https_get(port, "/echo", "a", CURL_SSLVERSION_DEFAULT,
 	    &r), 0);
-	cr_assert_not_null(strstr(r.body, "\"tls\":true"), "%s", r.body);
+	cr_assert_not_null(strstr(r.body, "\"tls\":true,\"http\":11"), "%s",
+	    r.body);
 	free(r.body);
 	cr_assert_eq(http_get(s.port, "/echo", &r), 0);
-	cr_assert_not_null(strstr(r.body, "\"tls\":false"), "%s", r.body);
+	cr_assert_not_null(strstr(r.body, "\"tls\":false,\"http\":11"), "%s",
+	    r.body);
 	resp_free(&r);
+	/* and an HTTP/1.0 request says so */
+	{
+		size_t len;
+		char *got = raw_exchange(s.port, "GET /echo HTTP/1.0\r\n\r\n",
+		    22, 3000, &len);
+
+		cr_assert_not_null(strstr(got, "\"http\":10"), "%s", got);
+		free(got);
+	}
 }
 
 /*

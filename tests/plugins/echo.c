@@ -79,6 +79,8 @@ handle(void *state, struct sq_req *req)
 	    str_or_null(sq_inst_route(sq_req_inst(req))));
 	json_object_object_add(o, "tls", json_object_new_boolean(
 	    sq_req_tls(req)));
+	json_object_object_add(o, "http", json_object_new_int(
+	    sq_req_http_version(req)));
 	json_object_object_add(o, "items", json_object_get(e->items));
 	json_object_object_add(o, "pid", json_object_new_int((int)getpid()));
 	sq_log(e->inst, SQ_LOG_INFO, "echo %s from %s", sq_req_path(req),

@@ -334,7 +334,8 @@ void	 sqc_offload_free(void);
 int	 sqc_ws_init(struct event_base *base, const struct sqc_ws_host *host,
 	    size_t max_header_size, char *err, size_t errlen);
 int	 sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
-	    const char *client, int deflate, int *status);
+	    const char *subpath, const char *client, int deflate,
+	    int *status);
 size_t	 sqc_ws_count(void);
 void	 sqc_ws_stop(void);
 void	 sqc_ws_free(void);

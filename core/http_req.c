@@ -458,7 +458,7 @@ sqc_http_over_tls(struct evhttp_request *ev)
 /* An upgrade to a WebSocket route: ev goes to the hand-over, if taken. */
 static void
 upgrade(struct sqc_server *s, struct evhttp_request *ev,
-    struct sq_inst *inst)
+    struct sq_inst *inst, const char *subpath)
 {
 	char client[INET6_ADDRSTRLEN];
 	int status;
@@ -468,8 +468,8 @@ upgrade(struct sqc_server *s, struct evhttp_request *ev,
 		return;
 	}
 	client_addr(s, ev, client, sizeof(client));
-	if (sqc_ws_upgrade(ev, inst, client, sqc_gen_ws_deflate(s->gen, inst),
-	    &status) != 0)
+	if (sqc_ws_upgrade(ev, inst, subpath, client,
+	    sqc_gen_ws_deflate(s->gen, inst), &status) != 0)
 		reply_plain(s, ev, status, status == 426 ?
 		    "Sec-WebSocket-Version" : NULL, "13");
 }
@@ -534,8 +534,8 @@ sqc_http_dispatch(struct evhttp_request *ev, void *arg)
 	    NULL)
 		return;
 	if (is_upgrade(ev)) {
+		upgrade(s, ev, inst, rest);
 		free(path);
-		upgrade(s, ev, inst);
 	} else if (!sqc_inst_handles_http(inst)) {
 		free(path);
 		reply_plain(s, ev, 400, NULL, NULL);

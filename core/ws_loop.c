@@ -61,11 +61,13 @@ struct sq_ws {
 	char		**offered;	/* subprotocols, one block (upgrade.c) */
 	size_t		 noffered;
 	const char	*protocol;	/* the one selected, in offered */
+	const char	*subpath;	/* after the route's prefix, in headers */
 	int		 counted;	/* held by the HTTP server (host) */
 	int		 tls;		/* came by TLS: relayed */
 	STAILQ_HEAD(, cmd) held;	/* sent from ws_open, after ADOPT */
 	LIST_ENTRY(sq_ws) all;
-	/* the upgrade request's headers: "name\0value\0"..., then "\0" */
+	/* the upgrade request's headers: "name\0value\0"..., then "\0",
+	 * then the subpath */
 	char		 headers[];
 };
 
@@ -292,13 +294,17 @@ static void handover(evutil_socket_t fd, short what, void *arg);
  * listed, opening. NULL when out of memory.
  */
 static struct sq_ws *
-session_new(struct sq_inst *inst, struct evkeyvalq *h, const char *client)
+session_new(struct sq_inst *inst, struct evkeyvalq *h, const char *client,
+    const char *subpath)
 {
 	struct evkeyval *kv;
 	struct sq_ws *w;
-	size_t hlen = 1, noffered;
+	size_t hlen, noffered;
 	char *p, **offered;
 
+	if (subpath == NULL)
+		subpath = "";
+	hlen = 2 + strlen(subpath);
 	TAILQ_FOREACH(kv, h, next)
 		hlen += strlen(kv->key) + strlen(kv->value) + 2;
 	if (sqc_upgrade_protocols(h, &offered, &noffered) != 0)
@@ -323,6 +329,8 @@ session_new(struct sq_inst *inst, struct evkeyvalq *h, const char *client)
 		p = stpcpy(p, kv->key) + 1;
 		p = stpcpy(p, kv->value) + 1;
 	}
+	w->subpath = p + 1;	/* after the headers' closing "\0" */
+	strcpy(p + 1, subpath);
 	LIST_INSERT_HEAD(&all_sessions, w, all);
 	w->opening = 1;		/* until the hand-over: commands wait */
 	return w;
@@ -366,7 +374,7 @@ handover_schedule(struct evhttp_request *ev, struct sq_ws *w, int deflate,
  */
 int
 sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
-    const char *client, int deflate, int *status)
+    const char *subpath, const char *client, int deflate, int *status)
 {
 	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
 	struct sq_ws *w;
@@ -379,7 +387,7 @@ sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
 	if ((*status = sqc_upgrade_check(evhttp_request_get_command(ev) ==
 	    EVHTTP_REQ_GET, evhttp_request_get_uri(ev), h, hs_space)) != 0)
 		return -EINVAL;
-	if ((w = session_new(inst, h, client)) == NULL) {
+	if ((w = session_new(inst, h, client, subpath)) == NULL) {
 		*status = 503;		/* out of memory: it was checked */
 		return -ENOMEM;
 	}
@@ -388,7 +396,7 @@ sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
 	w->in_open = 0;
 	if (rc != 0) {
 		session_free(w);
-		*status = rc >= 400 && rc <= 499 ? rc : 403;
+		*status = rc >= 400 && rc <= 599 ? rc : 403;
 		return -EPERM;
 	}
 	if (handover_schedule(ev, w, deflate, client) != 0) {
@@ -670,6 +678,12 @@ const char *
 sq_ws_client_ip(struct sq_ws *ws)
 {
 	return ws->client;
+}
+
+const char *
+sq_ws_subpath(struct sq_ws *ws)
+{
+	return ws->subpath;
 }
 
 const char *

@@ -1,7 +1,7 @@
 /*
  * chat - the WebSocket chat room of the seed (the Tornado tutorial this
- * project re-creates). Everyone in the room (one room per route) gets,
- * byte for byte as the seed wrote them:
+ * project re-creates). Everyone in a room gets, byte for byte as the
+ * seed wrote them:
  *   [IP] joined at YYYY-MM-DD HH:MM:SS        (the newcomer too)
  *   [IP] at YYYY-MM-DD HH:MM:SS: MESSAGE      (the sender too)
  *   [IP] left at YYYY-MM-DD HH:MM:SS          (those who remain)
@@ -10,8 +10,12 @@
  * allowed_origins. Shows the WebSocket side of the API: ws_open deciding,
  * sq_ws_broadcast to the room, limits, closing with a code.
  *
- * With broker = redis://host:port, a room spans every squalld on that
- * Redis: chat_broker.c. chat.h is what the two share.
+ * A route has one room; a route ending in "*" (/rooms/...) has one per
+ * path segment after its prefix (/rooms/lobby), made at its first join
+ * and freed with its last member, at most max_rooms at once, found by
+ * name in a hash table. With broker = redis://host:port, a room spans
+ * every squalld on that Redis: chat_broker.c. chat.h is what the two
+ * share.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -26,163 +30,345 @@
 #include "chat.h"
 #include "chat_line.h"
 
-/* every room of this module, newest first, and how many were made */
-static struct room *rooms;
-static unsigned long long nrooms_made;
+#define ROOM_NAME_MAX	64
+
+/* every chat route of this module, newest first, and how many were made */
+static struct chat *chats;
+static unsigned long long nchats_made;
 
 /*
- * The turn after r was created: if the configuration r belongs to is
- * serving (a reload that fails destroys its new rooms; reloads_ok tells
- * the two apart), the older rooms of the same route in this process take
- * r's broker settings (chat_broker_move). Each room remembers whose settings it
- * has, so that the newest wins whatever the order of these turns.
+ * The turn after c was created: if the configuration c belongs to is
+ * serving (a reload that fails destroys its new instances; reloads_ok
+ * tells the two apart), the older instances of the same route in this
+ * process take c's broker settings (chat_broker_move). Each remembers
+ * whose settings it has, so that the newest wins whatever the order of
+ * these turns.
  */
 static void
 settle(int status, void *arg)
 {
-	struct room *r = arg;
+	struct chat *c = arg;
 	struct sq_stats st;
 
 	if (status != 0)
 		return;
 	sq_stats_get(&st, sizeof(st));
-	if (st.reloads_ok == r->reloads_ok)
+	if (st.reloads_ok == c->reloads_ok)
 		return;		/* the reload failed, or none */
-	for (struct room *o = rooms; o; o = o->next)
-		if (o != r && o->seq < r->seq && o->cfg_seq < r->seq &&
-		    strcmp(sq_inst_route(o->inst), sq_inst_route(r->inst)) == 0)
-			chat_broker_move(o, r);
+	for (struct chat *o = chats; o; o = o->next)
+		if (o != c && o->seq < c->seq && o->cfg_seq < c->seq &&
+		    strcmp(sq_inst_route(o->inst), sq_inst_route(c->inst)) == 0)
+			chat_broker_move(o, c);
+}
+
+/* ---- rooms ------------------------------------------------------------ */
+
+/* A room name: [A-Za-z0-9._-]{1,64}. */
+static int
+valid_name(const char *s)
+{
+	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789._-");
+
+	return n > 0 && n <= ROOM_NAME_MAX && s[n] == '\0';
+}
+
+static size_t
+bucket(const struct chat *c, const char *name, size_t len)
+{
+	uint64_t h = 14695981039346656037ULL;	/* FNV-1a */
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)name[i]) * 1099511628211ULL;
+	return (size_t)h & (c->nbuckets - 1);
+}
+
+struct room *
+chat_room_find(struct chat *c, const char *name, size_t len)
+{
+	if (!c->per_path)
+		return c->only;
+	if (c->nbuckets == 0)
+		return NULL;
+	for (struct room *r = c->table[bucket(c, name, len)]; r; r = r->hnext)
+		if (strlen(r->name) == len && memcmp(r->name, name, len) == 0)
+			return r;
+	return NULL;
+}
+
+/* Doubles the table once it holds as many rooms as buckets. */
+static int
+table_grow(struct chat *c)
+{
+	size_t old = c->nbuckets, n = old ? old * 2 : 64;
+	struct room **t = calloc(n, sizeof(*t)), **ot = c->table;
+
+	if (t == NULL)
+		return -ENOMEM;
+	c->table = t;
+	c->nbuckets = n;
+	for (size_t i = 0; i < old; i++)
+		for (struct room *r = ot[i], *next; r; r = next) {
+			size_t b = bucket(c, r->name, strlen(r->name));
+
+			next = r->hnext;
+			r->hnext = t[b];
+			t[b] = r;
+		}
+	free(ot);
+	return 0;
+}
+
+static void
+set_counts(struct chat *c)
+{
+	char v[32];
+
+	if (!c->per_path)
+		return;
+	snprintf(v, sizeof(v), "%zu", c->nrooms);
+	(void)sq_inst_set_info(c->inst, "rooms", v);
+	snprintf(v, sizeof(v), "%zu", c->members);
+	(void)sq_inst_set_info(c->inst, "members", v);
 }
 
 static void
 room_free(struct room *r)
 {
-	for (struct room **p = &rooms; *p; p = &(*p)->next)
-		if (*p == r) {
-			*p = r->next;
-			break;
-		}
-	chat_origins_free(&r->origins);
 	for (size_t i = 0; i < r->nlines; i++)
-		free(r->lines[(r->first + i) % (size_t)r->history]);
+		free(r->lines[(r->first + i) % (size_t)r->chat->history]);
 	free(r->lines);
 	free(r->members);
 	for (size_t i = 0; i < r->njoining; i++)
 		free(r->joining[i].line);
 	free(r->joining);
-	if (r->broker) {
-		chat_broker_close(r->broker);
-		chat_broker_free(r->broker);
-	}
+	free(r->name);
 	free(r);
 }
 
-static int
-chat_create(struct sq_inst *inst, struct sq_opts *opts, void **state)
+static struct room *
+room_new(struct chat *c, const char *name)
 {
 	struct room *r = calloc(1, sizeof(*r));
+
+	if (r == NULL || (r->name = strdup(name)) == NULL ||
+	    (c->history > 0 && (r->lines = calloc((size_t)c->history,
+	    sizeof(char *))) == NULL)) {
+		if (r)
+			free(r->name);
+		free(r);
+		return NULL;
+	}
+	r->chat = c;
+	return r;
+}
+
+/* The room name of c, made if need be: NULL with *status to refuse. */
+static struct room *
+room_get(struct chat *c, const char *name, int *status)
+{
+	struct room *r;
+	size_t b;
+
+	if ((r = chat_room_find(c, name, strlen(name))) != NULL)
+		return r;
+	if ((long long)c->nrooms >= c->max_rooms) {
+		*status = 503;
+		return NULL;
+	}
+	if ((c->nrooms >= c->nbuckets && table_grow(c) != 0) ||
+	    (r = room_new(c, name)) == NULL) {
+		*status = 503;
+		return NULL;
+	}
+	b = bucket(c, name, strlen(name));
+	r->hnext = c->table[b];
+	c->table[b] = r;
+	c->nrooms++;
+	return r;
+}
+
+/*
+ * A room of a "*" route goes with its last member, once its pinger is
+ * off (a cancelled timer still calls back, with r).
+ */
+static void
+room_release(struct room *r)
+{
+	struct chat *c = r->chat;
+	struct room **p;
+
+	if (!c->per_path || r->n > 0 || r->njoining > 0 || r->pinger ||
+	    r->cancelling)
+		return;
+	for (p = &c->table[bucket(c, r->name, strlen(r->name))]; *p != r;
+	    p = &(*p)->hnext)
+		;
+	*p = r->hnext;
+	c->nrooms--;
+	room_free(r);
+}
+
+/* ---- the route -------------------------------------------------------- */
+
+static void
+chat_free(struct chat *c)
+{
+	for (struct chat **p = &chats; *p; p = &(*p)->next)
+		if (*p == c) {
+			*p = c->next;
+			break;
+		}
+	chat_origins_free(&c->origins);
+	if (c->only)
+		room_free(c->only);
+	for (size_t i = 0; i < c->nbuckets; i++)
+		for (struct room *r = c->table[i], *next; r; r = next) {
+			next = r->hnext;
+			room_free(r);
+		}
+	free(c->table);
+	if (c->broker) {
+		chat_broker_close(c->broker);
+		chat_broker_free(c->broker);
+	}
+	free(c);
+}
+
+/* The options of c (the broker's aside). */
+static int
+read_options(struct chat *c, struct sq_opts *opts)
+{
 	int rc;
 
-	if (r == NULL)
-		return -ENOMEM;
-	r->inst = inst;
-	r->seq = r->cfg_seq = ++nrooms_made;
-	r->next = rooms;
-	rooms = r;
-	rc = chat_origins_add(&r->origins,
+	rc = chat_origins_add(&c->origins,
 	    sq_opt_str(opts, "allowed_origins", ""));
 	if (rc == 0)
-		rc = sq_opt_bool(opts, "require_origin", 0, &r->require_origin);
+		rc = sq_opt_bool(opts, "require_origin", 0, &c->require_origin);
 	if (rc == 0)
 		rc = sq_opt_size(opts, "max_message_size", 64 << 10,
-		    &r->max_message);
+		    &c->max_message);
 	if (rc == 0)
-		rc = sq_opt_size(opts, "max_queue", 1 << 20, &r->max_queue);
+		rc = sq_opt_size(opts, "max_queue", 1 << 20, &c->max_queue);
 	if (rc == 0)
-		rc = sq_opt_int(opts, "history", 0, 0, 10000, &r->history);
+		rc = sq_opt_int(opts, "history", 0, 0, 10000, &c->history);
 	if (rc == 0)
 		rc = sq_opt_int(opts, "ping_interval", 0, 0, 86400,
-		    &r->ping_interval);
+		    &c->ping_interval);
 	if (rc == 0)
 		rc = sq_opt_int(opts, "ping_timeout", 30, 1, 86400,
-		    &r->ping_timeout);
+		    &c->ping_timeout);
+	if (rc == 0 && c->per_path)
+		rc = sq_opt_int(opts, "max_rooms", 10000, 1, 10000000,
+		    &c->max_rooms);
+	else if (rc == 0 && sq_opt_str(opts, "max_rooms", NULL) != NULL)
+		rc = sq_opt_error(opts, "max_rooms", "max_rooms needs a route "
+		    "whose path ends in '*' (a room per path segment)");
 	/*
 	 * A newcomer gets the history at once, and it counts against
 	 * max_queue like any other line: it must fit, or every newcomer
 	 * would be dropped as a slow reader.
 	 */
-	if (rc == 0 && r->history > 0 && (size_t)r->history *
-	    (r->max_message + LINE_OVERHEAD) > r->max_queue)
+	if (rc == 0 && c->history > 0 && (size_t)c->history *
+	    (c->max_message + LINE_OVERHEAD) > c->max_queue)
 		rc = sq_opt_error(opts, "history", "history = %lld lines of up "
 		    "to max_message_size (%zu bytes) do not fit in max_queue "
 		    "(%zu bytes): raise max_queue, or lower history or "
-		    "max_message_size", r->history, r->max_message,
-		    r->max_queue);
-	if (rc == 0 && r->history > 0 &&
-	    (r->lines = calloc((size_t)r->history, sizeof(char *))) == NULL)
+		    "max_message_size", c->history, c->max_message,
+		    c->max_queue);
+	return rc;
+}
+
+static int
+chat_create(struct sq_inst *inst, struct sq_opts *opts, void **state)
+{
+	struct chat *c = calloc(1, sizeof(*c));
+	const char *route = sq_inst_route(inst);
+	int rc;
+
+	if (c == NULL)
+		return -ENOMEM;
+	c->inst = inst;
+	c->seq = c->cfg_seq = ++nchats_made;
+	c->next = chats;
+	chats = c;
+	c->per_path = route[strlen(route) - 1] == '*';
+	rc = read_options(c, opts);
+	if (rc == 0 && !c->per_path && (c->only = room_new(c, "")) == NULL)
 		rc = -ENOMEM;
 	if (rc == 0)
-		rc = chat_broker_create(r, opts, &r->broker);
+		rc = chat_broker_create(c, opts, &c->broker);
 	if (rc != 0) {
-		room_free(r);
+		chat_free(c);
 		return rc;
 	}
-	if (r->broker) {
+	if (c->broker) {
 		(void)sq_inst_set_info(inst, "broker", "down");
-		chat_broker_connect(r);
+		chat_broker_connect(c);
 	}
+	set_counts(c);
 	if (sq_loop_base() != NULL) {
 		struct sq_stats st;
 
 		sq_stats_get(&st, sizeof(st));
-		r->reloads_ok = st.reloads_ok;
-		(void)sq_timer_start(inst, 0, settle, r);
+		c->reloads_ok = st.reloads_ok;
+		(void)sq_timer_start(inst, 0, settle, c);
 	}
-	*state = r;
+	*state = c;
 	return 0;
 }
 
 static void
 chat_destroy(void *state)
 {
-	room_free(state);
+	chat_free(state);
 }
 
 /* Is origin the page's own (same host as the request) or allowed? */
 static int
-origin_ok(struct room *r, struct sq_ws *ws)
+origin_ok(struct chat *c, struct sq_ws *ws)
 {
-	return chat_origin_ok(&r->origins, r->require_origin,
+	return chat_origin_ok(&c->origins, c->require_origin,
 	    sq_ws_header(ws, "Origin"), sq_ws_header(ws, "Host"));
 }
 
 static void
 remember(struct room *r, const char *line)
 {
+	long long history = r->chat->history;
 	char *copy;
 
-	if (r->history <= 0 || (copy = strdup(line)) == NULL)
+	if (history <= 0 || (copy = strdup(line)) == NULL)
 		return;
-	if (r->nlines == (size_t)r->history) {
+	if (r->nlines == (size_t)history) {
 		free(r->lines[r->first]);
 		r->lines[r->first] = copy;
-		r->first = (r->first + 1) % (size_t)r->history;
+		r->first = (r->first + 1) % (size_t)history;
 	} else
-		r->lines[(r->first + r->nlines++) % (size_t)r->history] = copy;
+		r->lines[(r->first + r->nlines++) % (size_t)history] = copy;
+}
+
+/* Room in r->members for one more: 0 or -ENOMEM. */
+static int
+reserve(struct room *r)
+{
+	size_t cap = r->cap ? r->cap * 2 : 4;
+	struct sq_ws **m;
+
+	if (r->n < r->cap)
+		return 0;
+	if ((m = realloc(r->members, cap * sizeof(*m))) == NULL)
+		return -ENOMEM;
+	r->members = m;
+	r->cap = cap;
+	return 0;
 }
 
 static int
 member_add(struct room *r, struct sq_ws *ws)
 {
-	if (r->n == r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 16;
-		struct sq_ws **m = realloc(r->members, cap * sizeof(*m));
-
-		if (m == NULL)
-			return -ENOMEM;
-		r->members = m;
-		r->cap = cap;
-	}
+	if (reserve(r) != 0)
+		return -ENOMEM;
 	r->members[r->n++] = ws;
 	return 0;
 }
@@ -227,15 +413,25 @@ chat_room_admit(struct room *r, const char *line, size_t len)
 		admit_first(r, 0);	/* chat_room_deliver() sends it the line */
 }
 
-/*
- * The broker is gone, or the room moves: their joined lines may never
- * come back, so those joining get theirs now and become members.
- */
-void
-chat_room_admit_all(struct room *r)
+static void
+admit_all(struct room *r)
 {
 	while (r->njoining > 0)
 		admit_first(r, 1);
+}
+
+/*
+ * The broker is gone, or the route moves: their joined lines may never
+ * come back, so those joining get theirs now and become members.
+ */
+void
+chat_admit_all(struct chat *c)
+{
+	if (c->only)
+		admit_all(c->only);
+	for (size_t i = 0; i < c->nbuckets; i++)
+		for (struct room *r = c->table[i]; r; r = r->hnext)
+			admit_all(r);
 }
 
 /* ws waits for its joined line (line, taken). 0 or -ENOMEM. */
@@ -243,7 +439,7 @@ static int
 joining_add(struct room *r, struct sq_ws *ws, char *line, size_t len)
 {
 	if (r->njoining == r->capjoining) {
-		size_t cap = r->capjoining ? r->capjoining * 2 : 8;
+		size_t cap = r->capjoining ? r->capjoining * 2 : 2;
 		struct joining *j = realloc(r->joining, cap * sizeof(*j));
 
 		if (j == NULL)
@@ -265,7 +461,6 @@ chat_room_deliver(struct room *r, const char *line, size_t len)
 	remember(r, line);
 }
 
-
 static void ping_all(int status, void *arg);
 
 /*
@@ -277,13 +472,15 @@ static void ping_all(int status, void *arg);
 static void
 arm_pinger(struct room *r)
 {
-	if (r->ping_interval <= 0 || r->n == 0)
+	struct chat *c = r->chat;
+
+	if (c->ping_interval <= 0 || r->n == 0)
 		return;
 	if (r->cancelling)
 		r->rearm = 1;	/* once the cancelled one has called back */
 	else if (r->pinger == NULL)
-		r->pinger = sq_timer_start(r->inst,
-		    (uint64_t)r->ping_interval * 1000, ping_all, r);
+		r->pinger = sq_timer_start(c->inst,
+		    (uint64_t)c->ping_interval * 1000, ping_all, r);
 }
 
 static void
@@ -299,10 +496,12 @@ ping_all(int status, void *arg)
 			r->rearm = 0;
 			arm_pinger(r);
 		}
+		room_release(r);
 		return;
 	}
 	for (size_t i = 0; i < r->n; i++)
-		sq_ws_ping(r->members[i], (uint64_t)r->ping_timeout * 1000);
+		sq_ws_ping(r->members[i],
+		    (uint64_t)r->chat->ping_timeout * 1000);
 	arm_pinger(r);
 }
 
@@ -337,46 +536,31 @@ announce(struct room *r, enum chat_event ev, struct sq_ws *ws,
 	}
 }
 
-static int
-chat_open(void *state, struct sq_ws *ws)
+/* ws joins r: a member now, or once its joined line is back. */
+static void
+join(struct room *r, struct sq_ws *ws)
 {
-	struct room *r = state;
+	struct broker *b = r->chat->broker;
 	char *line;
 	size_t n;
 
-	if (!origin_ok(r, ws)) {
-		sq_log(r->inst, SQ_LOG_WARN, "refused %s from origin %s",
-		    sq_ws_client_ip(ws), sq_ws_header(ws, "Origin") ?
-		    sq_ws_header(ws, "Origin") : "(none)");
-		return 403;
-	}
-	if (r->n == r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 16;
-		struct sq_ws **m = realloc(r->members, cap * sizeof(*m));
-
-		if (m == NULL)
-			return 503;
-		r->members = m;
-		r->cap = cap;
-	}
-	sq_ws_limits(ws, r->max_message, r->max_queue);
 	for (size_t i = 0; i < r->nlines; i++) {
-		const char *h = r->lines[(r->first + i) % (size_t)r->history];
+		const char *h = r->lines[(r->first + i) %
+		    (size_t)r->chat->history];
 
 		sq_ws_send(ws, h, strlen(h), 0);
 	}
-	if (r->broker && chat_broker_idle(r->broker))
-		chat_broker_connect(r);	/* an empty room stopped retrying */
+	if (b && chat_broker_idle(b))
+		chat_broker_connect(r->chat);	/* no member: no retrying */
 	if ((line = stamp(CHAT_JOINED, ws, NULL, 0, &n)) == NULL) {
 		r->members[r->n++] = ws;
 		arm_pinger(r);
-		return 0;
+		return;
 	}
 	/* on the broker: a member once its line is back (see admit) */
-	if (r->broker && chat_broker_up(r->broker) &&
-	    joining_add(r, ws, line, n) == 0) {
+	if (b && chat_broker_up(b) && joining_add(r, ws, line, n) == 0) {
 		if (chat_broker_say(r, line, n))
-			return 0;
+			return;
 		r->njoining--;	/* not published: delivered, or dropped */
 		r->members[r->n++] = ws;
 		sq_ws_send(ws, line, n, 0);
@@ -386,6 +570,40 @@ chat_open(void *state, struct sq_ws *ws)
 	}
 	free(line);
 	arm_pinger(r);
+}
+
+static int
+chat_open(void *state, struct sq_ws *ws)
+{
+	struct chat *c = state;
+	struct room *r = c->only;
+	const char *name = sq_ws_subpath(ws);
+	int status = 0;
+
+	if (c->per_path && !valid_name(name))
+		return 404;	/* no such room can exist */
+	if (!origin_ok(c, ws)) {
+		sq_log(c->inst, SQ_LOG_WARN, "refused %s from origin %s",
+		    sq_ws_client_ip(ws), sq_ws_header(ws, "Origin") ?
+		    sq_ws_header(ws, "Origin") : "(none)");
+		return 403;
+	}
+	if (c->per_path && (r = room_get(c, name, &status)) == NULL) {
+		if (c->nrooms >= (size_t)c->max_rooms)
+			sq_log(c->inst, SQ_LOG_WARN, "refused %s: max_rooms "
+			    "(%lld) rooms are open", sq_ws_client_ip(ws),
+			    c->max_rooms);
+		return status;
+	}
+	if (reserve(r) != 0) {	/* so that joining cannot fail */
+		room_release(r);
+		return 503;
+	}
+	sq_ws_limits(ws, c->max_message, c->max_queue);
+	sq_ws_set_data(ws, r);
+	c->members++;
+	join(r, ws);
+	set_counts(c);
 	return 0;
 }
 
@@ -393,20 +611,23 @@ static void
 chat_message(void *state, struct sq_ws *ws, const void *data, size_t len,
     int binary)
 {
-	struct room *r = state;
-
+	(void)state;
 	if (binary) {
 		sq_ws_close(ws, 1003, "text only");
 		return;
 	}
-	announce(r, CHAT_SAID, ws, data, len);
+	announce(sq_ws_data(ws), CHAT_SAID, ws, data, len);
 }
 
 static void
 chat_close(void *state, struct sq_ws *ws, int code)
 {
-	struct room *r = state;
+	struct chat *c = state;
+	struct room *r = sq_ws_data(ws);
 
+	(void)code;
+	if (r == NULL)
+		return;		/* refused in chat_open */
 	for (size_t i = 0; i < r->n; i++)
 		if (r->members[i] == ws) {
 			r->members[i] = r->members[--r->n];
@@ -420,23 +641,27 @@ chat_close(void *state, struct sq_ws *ws, int code)
 			r->njoining--;
 			break;
 		}
+	c->members--;
 	if (r->n == 0 && r->pinger && !r->cancelling) {
 		r->cancelling = 1;
 		sq_timer_cancel(r->pinger);	/* ping_all clears it */
 	}
 	announce(r, CHAT_LEFT, ws, NULL, 0);
+	room_release(r);
+	set_counts(c);
 }
 
 static void
 chat_handle(void *state, struct sq_req *req)
 {
+	(void)state;
 	sq_resp_header(req, "Upgrade", "websocket");
 	sq_resp_printf(req, 426, "this is a WebSocket endpoint\n");
 }
 
 SQ_PLUGIN(
 	.name = "chat",
-	.version = "1.0",
+	.version = "1.1",
 	.create = chat_create,
 	.destroy = chat_destroy,
 	.handle = chat_handle,

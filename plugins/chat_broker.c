@@ -1,9 +1,11 @@
 /*
- * chat_broker.c - the chat room's Redis broker: with broker =
- * redis://host:port (or unix:/path), a room spans every squalld on that
- * Redis. Each line is PUBLISHed once, by the process where it happened,
- * and every process delivers what its subscription brings to its own
- * members, so all see the same lines in the broker's order. The client
+ * chat_broker.c - a chat route's Redis broker: with broker =
+ * redis://host:port (or unix:/path), each room spans every squalld on
+ * that Redis. Each line is PUBLISHed once, by the process where it
+ * happened, on its room's channel (the route's channel, or CHANNEL:NAME
+ * for the rooms of a route ending in "*", which one pattern subscription
+ * covers), and every process delivers what its subscription brings to
+ * its own members, so all see the same lines in the broker's order. The client
  * is hiredis on the server's loop, its events watched through sq_io (so
  * a fault under them names this plugin): no thread, no blocking call.
  * Its readers build only the replies the plugin can be sent
@@ -182,13 +184,13 @@ chat_broker_close(struct broker *b)
 static void
 retry_cb(int status, void *arg)
 {
-	struct room *r = arg;
+	struct chat *ch = arg;
 
-	if (r->broker == NULL)
+	if (ch->broker == NULL)
 		return;
-	r->broker->retry = NULL;
+	ch->broker->retry = NULL;
 	if (status == 0)
-		chat_broker_connect(r);
+		chat_broker_connect(ch);
 }
 
 /*
@@ -197,14 +199,14 @@ retry_cb(int status, void *arg)
  * removed alive; the next member to join reconnects instead.
  */
 static void
-schedule_retry(struct room *r)
+schedule_retry(struct chat *ch)
 {
-	struct broker *b = r->broker;
+	struct broker *b = ch->broker;
 
 	if (b->retry != NULL)
 		return;
-	if (r->n == 0 || (b->retry = sq_timer_start(r->inst, b->backoff_ms,
-	    retry_cb, r)) == NULL) {
+	if (ch->members == 0 || (b->retry = sq_timer_start(ch->inst, b->backoff_ms,
+	    retry_cb, ch)) == NULL) {
 		b->idle = 1;
 		return;
 	}
@@ -218,9 +220,9 @@ schedule_retry(struct room *r)
  * itself, if any): the room goes local until both are back.
  */
 static void
-broker_down(struct room *r, const redisAsyncContext *dying, const char *why)
+broker_down(struct chat *ch, const redisAsyncContext *dying, const char *why)
 {
-	struct broker *b = r->broker;
+	struct broker *b = ch->broker;
 
 	if (b->sub == dying)
 		b->sub = NULL;
@@ -229,75 +231,76 @@ broker_down(struct room *r, const redisAsyncContext *dying, const char *why)
 	chat_broker_close(b);
 	if (!b->down_logged) {
 		if (b->ever_up)
-			sq_log(r->inst, SQ_LOG_WARN, "broker %s lost (%s): "
+			sq_log(ch->inst, SQ_LOG_WARN, "broker %s lost (%s): "
 			    "the room is local until it returns", b->url,
 			    why && *why ? why : "closed");
 		else
-			sq_log(r->inst, SQ_LOG_WARN, "broker %s unreachable "
+			sq_log(ch->inst, SQ_LOG_WARN, "broker %s unreachable "
 			    "(%s): the room is local until it answers",
 			    b->url, why && *why ? why : "closed");
 		b->down_logged = 1;
 	}
 	b->refused[0] = '\0';
-	(void)sq_inst_set_info(r->inst, "broker", "down");
-	chat_room_admit_all(r);
-	schedule_retry(r);
+	(void)sq_inst_set_info(ch->inst, "broker", "down");
+	chat_admit_all(ch);
+	schedule_retry(ch);
 }
 
 static void
-check_up(struct room *r)
+check_up(struct chat *ch)
 {
-	struct broker *b = r->broker;
+	struct broker *b = ch->broker;
 
 	if (b->up || !b->sub_ready || !b->pub_ready)
 		return;
 	b->up = 1;
 	b->backoff_ms = RETRY_MIN_MS;
 	if (b->ever_up && b->down_logged)
-		sq_log(r->inst, SQ_LOG_INFO, "broker %s back: the room spans "
+		sq_log(ch->inst, SQ_LOG_INFO, "broker %s back: the room spans "
 		    "its processes again", b->url);
 	else
-		sq_log(r->inst, SQ_LOG_INFO, "broker %s up, channel %s",
-		    b->url, b->channel);
+		sq_log(ch->inst, SQ_LOG_INFO, "broker %s up, channel%s %s%s",
+		    b->url, ch->per_path ? "s" : "", b->channel,
+		    ch->per_path ? ":ROOM" : "");
 	b->ever_up = 1;
 	b->down_logged = 0;
-	(void)sq_inst_set_info(r->inst, "broker", "up");
+	(void)sq_inst_set_info(ch->inst, "broker", "up");
 }
 
 /* Which of ours ac is, or NULL when it is no longer ours. */
-static struct room *
+static struct chat *
 owner(const redisAsyncContext *ac)
 {
-	struct room *r = ac->data;
+	struct chat *ch = ac->data;
 
-	if (r == NULL || r->broker == NULL ||
-	    (ac != r->broker->sub && ac != r->broker->pub))
+	if (ch == NULL || ch->broker == NULL ||
+	    (ac != ch->broker->sub && ac != ch->broker->pub))
 		return NULL;
-	return r;
+	return ch;
 }
 
 static void
 on_connect(const redisAsyncContext *ac, int status)
 {
-	struct room *r = owner(ac);
+	struct chat *ch = owner(ac);
 
-	if (r == NULL)
+	if (ch == NULL)
 		return;
 	if (status != REDIS_OK)
-		broker_down(r, ac, ac->errstr);
-	else if (ac == r->broker->pub && r->broker->password == NULL) {
-		r->broker->pub_ready = 1;
-		check_up(r);
+		broker_down(ch, ac, ac->errstr);
+	else if (ac == ch->broker->pub && ch->broker->password == NULL) {
+		ch->broker->pub_ready = 1;
+		check_up(ch);
 	}
 }
 
 static void
 on_disconnect(const redisAsyncContext *ac, int status)
 {
-	struct room *r = owner(ac);
+	struct chat *ch = owner(ac);
 
-	if (r != NULL)
-		broker_down(r, ac, r->broker->refused[0] ? r->broker->refused :
+	if (ch != NULL)
+		broker_down(ch, ac, ch->broker->refused[0] ? ch->broker->refused :
 		    status == REDIS_OK ? "closed" : ac->errstr);
 }
 
@@ -339,10 +342,10 @@ static void
 conn_cleanup(void *p)
 {
 	struct conn *c = p;
-	struct room *r = owner(c->ac);
+	struct chat *ch = owner(c->ac);
 
-	if (r != NULL && c->guard.why[0] != '\0')
-		snprintf(r->broker->refused, sizeof(r->broker->refused),
+	if (ch != NULL && c->guard.why[0] != '\0')
+		snprintf(ch->broker->refused, sizeof(ch->broker->refused),
 		    "refused a reply: %s", c->guard.why);
 	sq_io_free(c->io);
 	free(c);
@@ -358,7 +361,7 @@ conn_ready(int fd, int what, void *arg)
 {
 	struct conn *c = arg;
 	redisAsyncContext *ac = c->ac;
-	struct room *r;
+	struct chat *ch;
 
 	(void)fd;
 	if (what == SQ_IO_WRITE) {
@@ -366,10 +369,10 @@ conn_ready(int fd, int what, void *arg)
 		return;
 	}
 	if (chat_resp_too_big(ac->c.reader, &c->guard) &&
-	    (r = owner(ac)) != NULL) {
-		snprintf(r->broker->refused, sizeof(r->broker->refused),
+	    (ch = owner(ac)) != NULL) {
+		snprintf(ch->broker->refused, sizeof(ch->broker->refused),
 		    "refused a reply: %s", c->guard.why);
-		broker_down(r, NULL, r->broker->refused);
+		broker_down(ch, NULL, ch->broker->refused);
 		return;
 	}
 	redisAsyncHandleRead(ac);
@@ -377,21 +380,21 @@ conn_ready(int fd, int what, void *arg)
 
 /* Instead of hiredis's libevent adapter: see struct conn. */
 static int
-conn_attach(struct room *r, redisAsyncContext *ac, int subscriber)
+conn_attach(struct chat *ch, redisAsyncContext *ac, int subscriber)
 {
 	struct conn *c;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return -ENOMEM;
 	c->ac = ac;
-	if ((c->io = sq_io_new(r->inst, ac->c.fd, conn_ready, c)) == NULL) {
+	if ((c->io = sq_io_new(ch->inst, ac->c.fd, conn_ready, c)) == NULL) {
 		free(c);
 		return -ENOMEM;
 	}
 	/* a line of ours, or a longer one of another process (dropped) */
 	chat_resp_install(ac->c.reader, &c->guard, subscriber,
-	    r->max_message + LINE_OVERHEAD + strlen(r->broker->channel) +
-	    65536);
+	    ch->max_message + LINE_OVERHEAD + strlen(ch->broker->channel) +
+	    65536, ch->per_path);
 	ac->ev.addRead = conn_add_read;
 	ac->ev.delRead = conn_del_read;
 	ac->ev.addWrite = conn_add_write;
@@ -407,66 +410,112 @@ conn_attach(struct room *r, redisAsyncContext *ac, int subscriber)
  * published: only what this plugin could have said goes to the members
  * (chat_line_check: UTF-8, one chat line, no longer than max_message_size
  * allows). The rest is dropped and counted, and logged once for each run
- * of them, so that a flood of junk is one line in the log.
+ * of them, so that a flood of junk is one line in the log. A line for a
+ * room without members here is nobody's.
  */
 static void
-from_broker(struct room *r, const char *line, size_t len)
+from_broker(struct chat *ch, const char *room, size_t rlen, const char *line,
+    size_t len)
 {
-	struct broker *b = r->broker;
+	struct broker *b = ch->broker;
+	struct room *r;
 	const char *why;
 
-	why = chat_line_check(line, len, r->max_message + LINE_OVERHEAD);
+	why = chat_line_check(line, len, ch->max_message + LINE_OVERHEAD);
 	if (why == NULL) {
 		b->invalid_logged = 0;
-		chat_room_admit(r, line, len);
-		chat_room_deliver(r, line, len);
+		if ((r = chat_room_find(ch, room, rlen)) != NULL) {
+			chat_room_admit(r, line, len);
+			chat_room_deliver(r, line, len);
+		}
 		return;
 	}
 	b->invalid++;
 	if (!b->invalid_logged)
-		sq_log(r->inst, SQ_LOG_WARN, "broker %s: dropped a line of "
+		sq_log(ch->inst, SQ_LOG_WARN, "broker %s: dropped a line of "
 		    "%zu bytes from channel %s (%s; %llu so far); the next "
 		    "ones are not logged until a valid line comes", b->url,
 		    len, b->channel, why, b->invalid);
 	b->invalid_logged = 1;
 }
 
+/* A line of the pattern's: for the room its channel names. */
+static void
+pmessage(struct chat *ch, const redisReply *channel, const redisReply *data)
+{
+	const char *base = ch->broker->channel;
+	size_t blen = strlen(base);
+
+	if (channel->type != REDIS_REPLY_STRING || channel->len <= blen + 1 ||
+	    memcmp(channel->str, base, blen) != 0 || channel->str[blen] != ':')
+		return;
+	from_broker(ch, channel->str + blen + 1, channel->len - blen - 1,
+	    data->str, data->len);
+}
+
 /* Everything the subscription brings: confirmations, then lines. */
 static void
 sub_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct room *r = owner(ac);
+	struct chat *ch = owner(ac);
 	redisReply *rep = reply, *kind, *data;
 
 	(void)priv;
-	if (r == NULL || rep == NULL)
+	if (ch == NULL || rep == NULL)
 		return;
 	if (rep->type == REDIS_REPLY_ERROR) {
-		broker_down(r, NULL, rep->str);
+		broker_down(ch, NULL, rep->str);
 		return;
 	}
 	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3)
 		return;
 	kind = rep->element[0];
-	data = rep->element[2];
+	data = rep->element[rep->elements - 1];
 	if (kind->type != REDIS_REPLY_STRING)
 		return;
-	if (strcmp(kind->str, "subscribe") == 0) {
-		r->broker->sub_ready = 1;
-		check_up(r);
+	if (strcmp(kind->str, "subscribe") == 0 ||
+	    strcmp(kind->str, "psubscribe") == 0) {
+		ch->broker->sub_ready = 1;
+		check_up(ch);
 	} else if (strcmp(kind->str, "message") == 0 &&
 	    data->type == REDIS_REPLY_STRING)
-		from_broker(r, data->str, data->len);
+		from_broker(ch, NULL, 0, data->str, data->len);
+	else if (strcmp(kind->str, "pmessage") == 0 && rep->elements == 4 &&
+	    data->type == REDIS_REPLY_STRING)
+		pmessage(ch, rep->element[2], data);
 }
 
+/*
+ * A route of rooms subscribes to the pattern CHANNEL:*, the channel's
+ * own glob characters escaped: every room at once, with no subscription
+ * to make when a room is, nor to wait for before its first line.
+ */
 static void
-subscribe(struct room *r)
+subscribe(struct chat *ch)
 {
-	struct broker *b = r->broker;
+	struct broker *b = ch->broker;
+	char *pattern, *p;
+	int rc;
 
-	if (redisAsyncCommand(b->sub, sub_reply, NULL, "SUBSCRIBE %b",
-	    b->channel, strlen(b->channel)) != REDIS_OK)
-		broker_down(r, NULL, "cannot subscribe");
+	if (!ch->per_path)
+		rc = redisAsyncCommand(b->sub, sub_reply, NULL, "SUBSCRIBE %b",
+		    b->channel, strlen(b->channel));
+	else if ((pattern = malloc(2 * strlen(b->channel) + 3)) == NULL)
+		rc = REDIS_ERR;
+	else {
+		p = pattern;
+		for (const char *s = b->channel; *s; s++) {
+			if (strchr("*?[]\\", *s))
+				*p++ = '\\';
+			*p++ = *s;
+		}
+		strcpy(p, ":*");
+		rc = redisAsyncCommand(b->sub, sub_reply, NULL,
+		    "PSUBSCRIBE %b", pattern, strlen(pattern));
+		free(pattern);
+	}
+	if (rc != REDIS_OK)
+		broker_down(ch, NULL, "cannot subscribe");
 	else
 		guard_of(b->sub)->subscribed = 1;
 }
@@ -478,49 +527,49 @@ subscribe(struct room *r)
 static void
 auth_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct room *r = owner(ac);
+	struct chat *ch = owner(ac);
 	redisReply *rep = reply;
 
 	(void)priv;
-	if (r == NULL || rep == NULL)
+	if (ch == NULL || rep == NULL)
 		return;
 	if (rep->type == REDIS_REPLY_ERROR) {
-		broker_down(r, NULL, rep->str);
+		broker_down(ch, NULL, rep->str);
 		return;
 	}
-	if (ac == r->broker->sub)
-		subscribe(r);
+	if (ac == ch->broker->sub)
+		subscribe(ch);
 	else {
-		r->broker->pub_ready = 1;
-		check_up(r);
+		ch->broker->pub_ready = 1;
+		check_up(ch);
 	}
 }
 
 static void
 pub_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct room *r = owner(ac);
+	struct chat *ch = owner(ac);
 	struct broker *b;
 	size_t len = (size_t)(uintptr_t)priv;
 
 	(void)reply;
-	if (r == NULL || ac != r->broker->pub)
+	if (ch == NULL || ac != ch->broker->pub)
 		return;
-	b = r->broker;
+	b = ch->broker;
 	if (b->pending > 0)
 		b->pending--;
 	b->pending_bytes -= len < b->pending_bytes ? len : b->pending_bytes;
 	if (b->pending == 0 && b->drop_logged) {
-		sq_log(r->inst, SQ_LOG_INFO, "broker %s caught up (%llu "
+		sq_log(ch->inst, SQ_LOG_INFO, "broker %s caught up (%llu "
 		    "lines dropped so far)", b->url, b->dropped);
 		b->drop_logged = 0;
 	}
 }
 
 static redisAsyncContext *
-open_conn(struct room *r, int subscriber, char *err, size_t errlen)
+open_conn(struct chat *ch, int subscriber, char *err, size_t errlen)
 {
-	struct broker *b = r->broker;
+	struct broker *b = ch->broker;
 	redisAsyncContext *ac;
 
 	ac = b->host ? redisAsyncConnect(b->host, b->port) :
@@ -534,14 +583,14 @@ open_conn(struct room *r, int subscriber, char *err, size_t errlen)
 		redisAsyncFree(ac);
 		return NULL;
 	}
-	ac->data = r;
+	ac->data = ch;
 	/* a broker's host that vanishes is found in about half a minute */
 	if (b->host && redisEnableKeepAlive(&ac->c) != REDIS_OK) {
 		snprintf(err, errlen, "%s", ac->errstr);
 		redisAsyncFree(ac);
 		return NULL;
 	}
-	if (conn_attach(r, ac, subscriber) != 0) {
+	if (conn_attach(ch, ac, subscriber) != 0) {
 		snprintf(err, errlen, "cannot attach to the loop");
 		redisAsyncFree(ac);
 		return NULL;
@@ -569,8 +618,8 @@ open_conn(struct room *r, int subscriber, char *err, size_t errlen)
 static void
 watch_cb(int status, void *arg)
 {
-	struct room *r = arg;
-	struct broker *b = r->broker;
+	struct chat *ch = arg;
+	struct broker *b = ch->broker;
 	uint64_t waited;
 
 	if (b == NULL)
@@ -580,32 +629,32 @@ watch_cb(int status, void *arg)
 		return;		/* up, or already down and retrying */
 	waited = now_ms() - b->attempt_ms;
 	if (waited >= CONNECT_MS)
-		broker_down(r, NULL, "no answer within 2 seconds");
+		broker_down(ch, NULL, "no answer within 2 seconds");
 	else
-		b->watch = sq_timer_start(r->inst, CONNECT_MS - waited,
-		    watch_cb, r);
+		b->watch = sq_timer_start(ch->inst, CONNECT_MS - waited,
+		    watch_cb, ch);
 }
 
 /* Open both connections; they come up (or fail) in callbacks. */
 void
-chat_broker_connect(struct room *r)
+chat_broker_connect(struct chat *ch)
 {
-	struct broker *b = r->broker;
+	struct broker *b = ch->broker;
 	char err[256];
 
 	b->idle = 0;
 	if (sq_loop_base() == NULL || b->sub || b->pub)
 		return;		/* squalld -t: no loop */
-	if ((b->sub = open_conn(r, 1, err, sizeof(err))) == NULL ||
-	    (b->pub = open_conn(r, 0, err, sizeof(err))) == NULL) {
-		broker_down(r, NULL, err);
+	if ((b->sub = open_conn(ch, 1, err, sizeof(err))) == NULL ||
+	    (b->pub = open_conn(ch, 0, err, sizeof(err))) == NULL) {
+		broker_down(ch, NULL, err);
 		return;
 	}
 	b->attempt_ms = now_ms();
 	if (b->watch == NULL)
-		b->watch = sq_timer_start(r->inst, CONNECT_MS, watch_cb, r);
+		b->watch = sq_timer_start(ch->inst, CONNECT_MS, watch_cb, ch);
 	if (b->password == NULL)
-		subscribe(r);
+		subscribe(ch);
 }
 
 /*
@@ -614,7 +663,7 @@ chat_broker_connect(struct room *r)
  * -EINVAL when url does not parse.
  */
 static int
-broker_new(struct room *r, const char *url, const char *channel,
+broker_new(struct chat *ch, const char *url, const char *channel,
     const char *password, struct broker **out)
 {
 	struct broker *b;
@@ -631,7 +680,7 @@ broker_new(struct room *r, const char *url, const char *channel,
 	if (channel && *channel)
 		b->channel = strdup(channel);
 	else if (asprintf(&b->channel, "squall:chat:%s",
-	    sq_inst_route(r->inst)) < 0)
+	    sq_inst_route(ch->inst)) < 0)
 		b->channel = NULL;
 	if (b->channel == NULL)
 		goto nomem;
@@ -648,7 +697,7 @@ nomem:
 
 /* The broker's options; *out stays NULL without one. */
 int
-chat_broker_create(struct room *r, struct sq_opts *opts, struct broker **out)
+chat_broker_create(struct chat *ch, struct sq_opts *opts, struct broker **out)
 {
 	const char *url = sq_opt_str(opts, "broker", "");
 	const char *channel = sq_opt_str(opts, "channel", NULL);
@@ -663,7 +712,7 @@ chat_broker_create(struct room *r, struct sq_opts *opts, struct broker **out)
 			    channel && *channel ? "channel" : "password");
 		return 0;
 	}
-	rc = broker_new(r, url, channel, password, out);
+	rc = broker_new(ch, url, channel, password, out);
 	if (rc == -EINVAL)
 		return sq_opt_error(opts, "broker", "broker \"%s\" is not "
 		    "redis://host[:port][/db] nor unix:/path", url);
@@ -697,39 +746,39 @@ same_broker(const struct broker *a, const struct broker *b)
  * the two rooms of this process meet on the new channel like those of
  * two processes (each delivers to its own members).
  *
- * o takes the settings of r, which is newer. The connections to the old
+ * o takes the settings of ch, which is newer. The connections to the old
  * broker are closed; the broker's pending timers find the new settings
  * (or no broker) when they fire.
  */
 void
-chat_broker_move(struct room *o, struct room *r)
+chat_broker_move(struct chat *o, struct chat *ch)
 {
 	struct broker *b = o->broker, *nb = NULL;
 	const char *from = b ? b->url : "none";
 
-	o->cfg_seq = r->seq;
-	if (same_broker(b, r->broker))
+	o->cfg_seq = ch->seq;
+	if (same_broker(b, ch->broker))
 		return;
-	if (r->broker && broker_new(o, r->broker->url, r->broker->channel,
-	    r->broker->password, &nb) != 0) {
+	if (ch->broker && broker_new(o, ch->broker->url, ch->broker->channel,
+	    ch->broker->password, &nb) != 0) {
 		sq_log(o->inst, SQ_LOG_ERROR, "cannot move the room to broker "
-		    "%s: out of memory", r->broker->url);
+		    "%s: out of memory", ch->broker->url);
 		return;
 	}
 	sq_log(o->inst, SQ_LOG_INFO, "a reload changed the broker: the %zu "
-	    "member%s who joined before move%s from %s to %s", o->n,
-	    o->n == 1 ? "" : "s", o->n == 1 ? "s" : "", from,
+	    "member%s who joined before move%s from %s to %s", o->members,
+	    o->members == 1 ? "" : "s", o->members == 1 ? "s" : "", from,
 	    nb ? nb->url : "none (a room of this process)");
 	if (b == NULL) {
 		o->broker = nb;
 	} else if (nb == NULL) {
-		chat_room_admit_all(o);
+		chat_admit_all(o);
 		chat_broker_close(b);
 		chat_broker_free(b);
 		o->broker = NULL;
 	} else {
 		/* in place: the pending timers hold o, and find b */
-		chat_room_admit_all(o);
+		chat_admit_all(o);
 		chat_broker_close(b);
 		free(b->url);
 		free(b->host);
@@ -750,7 +799,7 @@ chat_broker_move(struct room *o, struct room *r)
 	(void)sq_inst_set_info(o->inst, "broker", o->broker ? "down" : NULL);
 	if (o->broker == NULL)
 		return;
-	if (o->n > 0)
+	if (o->members > 0)
 		chat_broker_connect(o);
 	else
 		o->broker->idle = 1;
@@ -766,7 +815,9 @@ chat_broker_move(struct room *o, struct room *r)
 int
 chat_broker_say(struct room *r, const char *line, size_t len)
 {
-	struct broker *b = r->broker;
+	struct chat *ch = r->chat;
+	struct broker *b = ch->broker;
+	int rc;
 
 	if (b == NULL || !b->up) {
 		chat_room_deliver(r, line, len);
@@ -777,15 +828,21 @@ chat_broker_say(struct room *r, const char *line, size_t len)
 	    b->pending_bytes + len > PUB_MAX_BYTES)) {
 		b->dropped++;
 		if (!b->drop_logged)
-			sq_log(r->inst, SQ_LOG_WARN, "broker %s too slow (%zu "
+			sq_log(ch->inst, SQ_LOG_WARN, "broker %s too slow (%zu "
 			    "lines unanswered): dropping lines (%llu so far)",
 			    b->url, b->pending, b->dropped);
 		b->drop_logged = 1;
 		return 0;
 	}
-	if (redisAsyncCommand(b->pub, pub_reply, (void *)(uintptr_t)len,
-	    "PUBLISH %b %b", b->channel, strlen(b->channel), line, len) !=
-	    REDIS_OK) {
+	if (ch->per_path)	/* the room's channel: CHANNEL:NAME */
+		rc = redisAsyncCommand(b->pub, pub_reply,
+		    (void *)(uintptr_t)len, "PUBLISH %b:%b %b", b->channel,
+		    strlen(b->channel), r->name, strlen(r->name), line, len);
+	else
+		rc = redisAsyncCommand(b->pub, pub_reply,
+		    (void *)(uintptr_t)len, "PUBLISH %b %b", b->channel,
+		    strlen(b->channel), line, len);
+	if (rc != REDIS_OK) {
 		chat_room_deliver(r, line, len); /* not published: no double */
 		return 0;
 	}

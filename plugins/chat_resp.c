@@ -46,6 +46,32 @@ kind_of(const redisReadTask *t)
 	return a && a->elements > 0 ? a->element[0] : NULL;
 }
 
+/* How many elements the array t belongs to has. */
+static size_t
+elements_of(const redisReadTask *t)
+{
+	const redisReply *a = t->parent ? t->parent->obj : NULL;
+
+	return a ? a->elements : 0;
+}
+
+static int
+same(const char *str, size_t len, const char *s)
+{
+	return len == strlen(s) && memcmp(str, s, len) == 0;
+}
+
+/* Is an array of n elements of this kind one g's connection may get? */
+static int
+kind_ok(const struct chat_resp *g, const char *str, size_t len, size_t n)
+{
+	if (!g->patterns)
+		return n == 3 && (same(str, len, "message") ||
+		    same(str, len, "subscribe"));
+	return (n == 3 && same(str, len, "psubscribe")) ||
+	    (n == 4 && same(str, len, "pmessage"));
+}
+
 static int
 is(const redisReply *r, const char *s)
 {
@@ -66,12 +92,13 @@ create_string(const redisReadTask *t, char *str, size_t len)
 	} else if (t->type != REDIS_REPLY_STRING)
 		return refuse(g, "a status or error inside an array");
 	else if (t->idx == 0) {
-		if (!((len == 7 && memcmp(str, "message", 7) == 0) ||
-		    (len == 9 && memcmp(str, "subscribe", 9) == 0)))
-			return refuse(g, "an array of kind \"%.*s\"",
-			    (int)(len < 32 ? len : 32), str);
-	} else if (t->idx == 2 && !is(kind_of(t), "message"))
-		return refuse(g, "a \"subscribe\" array ending in a string");
+		if (!kind_ok(g, str, len, elements_of(t)))
+			return refuse(g, "an array of kind \"%.*s\" and %zu "
+			    "elements", (int)(len < 32 ? len : 32), str,
+			    elements_of(t));
+	} else if (t->idx == 2 && !is(kind_of(t), "message") &&
+	    !is(kind_of(t), "pmessage"))
+		return refuse(g, "a subscription's array ending in a string");
 	return g->dflt->createString(t, str, len);
 }
 
@@ -85,8 +112,9 @@ create_array(const redisReadTask *t, int n)
 	if (!g->subscriber || !g->subscribed)
 		return refuse(g, "an array of %d elements where none was "
 		    "asked for", n);
-	if (n != 3)
-		return refuse(g, "an array of %d elements (pub/sub has 3)", n);
+	if (n != 3 && !(n == 4 && g->patterns))
+		return refuse(g, "an array of %d elements (pub/sub has 3%s)", n,
+		    g->patterns ? " or 4" : "");
 	(void)due(g);
 	return g->dflt->createArray(t, n);
 }
@@ -99,7 +127,8 @@ create_integer(const redisReadTask *t, long long v)
 	if (t->parent == NULL) {
 		if (!due(g))
 			return refuse(g, "a reply to no command");
-	} else if (t->idx != 2 || !is(kind_of(t), "subscribe"))
+	} else if (t->idx != 2 || !(is(kind_of(t), "subscribe") ||
+	    is(kind_of(t), "psubscribe")))
 		return refuse(g, "an integer where a string belongs");
 	return g->dflt->createInteger(t, v);
 }
@@ -128,10 +157,11 @@ static redisReplyObjectFunctions guarded = {
 
 void
 chat_resp_install(redisReader *r, struct chat_resp *g, int subscriber,
-    size_t max_len)
+    size_t max_len, int patterns)
 {
 	memset(g, 0, sizeof(*g));
 	g->subscriber = subscriber;
+	g->patterns = patterns;
 	g->max_len = max_len;
 	g->dflt = r->fn;
 	r->fn = &guarded;
@@ -147,8 +177,8 @@ chat_resp_sent(struct chat_resp *g)
 int
 chat_resp_too_big(const redisReader *r, struct chat_resp *g)
 {
-	/* three strings and their framing */
-	size_t most = 3 * g->max_len + 128;
+	/* three strings (four with patterns) and their framing */
+	size_t most = (g->patterns ? 4 : 3) * g->max_len + 160;
 
 	if (r->len - r->pos <= most)
 		return 0;

@@ -9,7 +9,9 @@
  * what the plugin can be sent (refusing anything else makes the reader
  * fail, and hiredis closes the connection): on the subscriber, once
  * subscribed, flat arrays of three elements, "subscribe" with a bulk
- * channel and an integer, or "message" with a bulk channel and payload;
+ * channel and an integer, or "message" with a bulk channel and payload
+ * (with patterns: "psubscribe" with a bulk pattern and an integer, and
+ * four elements, "pmessage" with a bulk pattern, channel and payload);
  * on either connection, as many single replies as commands were sent;
  * no string over max_len. No squall core: compiled into chat.so and into
  * tests/fuzz/fuzz_chat_resp. Loop thread (one reader per connection).
@@ -24,6 +26,7 @@
 struct chat_resp {
 	int		 subscriber;	/* the subscription's connection */
 	int		 subscribed;	/* SUBSCRIBE sent */
+	int		 patterns;	/* PSUBSCRIBE instead */
 	unsigned long	 expected;	/* replies to commands sent, to come */
 	size_t		 max_len;	/* longest string of a reply */
 	char		 why[128];	/* the first reply refused, or "" */
@@ -32,7 +35,7 @@ struct chat_resp {
 
 /* Makes r build its replies through g (which must outlive r). */
 void	chat_resp_install(redisReader *r, struct chat_resp *g,
-	    int subscriber, size_t max_len);
+	    int subscriber, size_t max_len, int patterns);
 /* A command was sent on g's connection: its reply may come. */
 void	chat_resp_sent(struct chat_resp *g);
 /*

@@ -227,6 +227,15 @@ send_json(struct sq_req *req, const struct sq_stats *s)
 	json_object_put(o);
 }
 
+/* A state value that is a count (digits only): a sample, not a label. */
+static int
+is_count(const char *v)
+{
+	size_t n = strspn(v, "0123456789");
+
+	return n > 0 && n <= 18 && v[n] == '\0';
+}
+
 /* A label value in Prometheus' text format: \, " and newline escaped. */
 static void
 put_label(FILE *fp, const char *v)
@@ -293,6 +302,8 @@ route_metrics(FILE *fp)
 	for (size_t i = 0; sq_route_at(i, &path, &plugin, &version) == 0;
 	    i++) {
 		for (size_t j = 0; sq_route_info(i, j, &k, &v) == 0; j++) {
+			if (is_count(v))
+				continue;
 			fputs("squall_route_state{route=\"", fp);
 			put_label(fp, path);
 			fputs("\",key=\"", fp);
@@ -300,6 +311,20 @@ route_metrics(FILE *fp)
 			fputs("\",value=\"", fp);
 			put_label(fp, v);
 			fputs("\"} 1\n", fp);
+		}
+	}
+	metric(fp, "route_value", "gauge", "What each route's plugin counts "
+	    "of its state (the chat's rooms and members).");
+	for (size_t i = 0; sq_route_at(i, &path, &plugin, &version) == 0;
+	    i++) {
+		for (size_t j = 0; sq_route_info(i, j, &k, &v) == 0; j++) {
+			if (!is_count(v))
+				continue;
+			fputs("squall_route_value{route=\"", fp);
+			put_label(fp, path);
+			fputs("\",key=\"", fp);
+			put_label(fp, k);
+			fprintf(fp, "\"} %s\n", v);
 		}
 	}
 	metric(fp, "route_requests_total", "counter", "Requests each route's "

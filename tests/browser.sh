@@ -4,8 +4,9 @@
 # over the DevTools protocol with Node's built-in WebSocket client. A
 # plain script rather than a Criterion test: Chromium leaves helper
 # processes behind for a moment, which Criterion's runner does not
-# tolerate. Twice: over http, then over https with wss (a TLS listener
-# beside the plain one, a certificate made for the run). Skipped (77)
+# tolerate. Three times: over http, over https with wss (a TLS listener
+# beside the plain one, a certificate made for the run), and over http
+# in the room the page's ?room=lobby names (/rooms/lobby). Skipped (77)
 # without chromium or a node with WebSocket.
 top=${top_srcdir:-$(dirname "$0")/..}
 build=${top_builddir:-.}
@@ -43,14 +44,15 @@ chat() {
 	tls_port=
 	[ -n "${2:-}" ] && tls_port=$(sed -n \
 	    's/.*listening on 127.0.0.1:\([0-9]*\) (tls).*/\1/p' "$dir/log")
-	node --no-warnings --experimental-websocket \
+	ROOM=${3:-} node --no-warnings --experimental-websocket \
 	    "$top/tests/browser/chat.mjs" "$port" ${tls_port:+"$tls_port"}
 	rc=$?
 	kill -TERM $pid
 	wait $pid
 	status=$?
 	pid=
-	if [ $rc -eq 0 ] && ! grep -q '"GET /chat HTTP/1.1" 101' "$dir/log"; then
+	if [ $rc -eq 0 ] && ! grep -q "\"GET ${3:+/rooms/}${3:-/chat} HTTP/1.1\" 101" \
+	    "$dir/log"; then
 		echo "not ok ($1): no 101 in the access log"; rc=1
 	fi
 	if [ $status -ne 0 ] || grep -q "Sanitizer\|runtime error:" "$dir/log"
@@ -60,8 +62,9 @@ chat() {
 	return $rc
 }
 
-for run in http https; do
-	tls=
+for run in http https room; do
+	tls= room=
+	[ $run = room ] && room=lobby
 	if [ $run = https ]; then
 		if ! command -v openssl >/dev/null 2>&1; then
 			echo "https: needs openssl: skipped"
@@ -69,7 +72,7 @@ for run in http https; do
 		fi
 		tls=tls
 	fi
-	if chat $run $tls; then
+	if chat $run "$tls" $room; then
 		passed=$((passed + 1))
 	else
 		failed=$((failed + 1))

@@ -100,8 +100,8 @@ struct sq_plugin {
 
 	/*
 	 * WebSocket (optional). ws_open runs before the handshake is
-	 * answered: return 0 to accept, or an HTTP status (403...) to
-	 * refuse. ws_message gets each whole message; ws_close runs once
+	 * answered: return 0 to accept, or an HTTP status (403, 404,
+	 * 503...; anything else outside 400-599 is 403) to refuse. ws_message gets each whole message; ws_close runs once
 	 * when the session ends, whoever ended it (code as received, or
 	 * 1006 when the connection dropped); after it, ws is gone.
 	 */
@@ -318,6 +318,13 @@ void		 sq_ws_limits(struct sq_ws *ws, size_t max_message,
 void		 sq_ws_ping(struct sq_ws *ws, uint64_t timeout_ms);
 const char	*sq_ws_client_ip(struct sq_ws *ws);
 int		 sq_ws_tls(struct sq_ws *ws);	/* 1: came by wss */
+/*
+ * The part of the upgrade request's path that the route's trailing "*"
+ * matched, as sq_req_subpath: "lobby" for /rooms/lobby when the route
+ * is the prefix /rooms/ with its "*"; "" on an exact route. Valid until
+ * ws_close returns.
+ */
+const char	*sq_ws_subpath(struct sq_ws *ws);
 /* A header of the upgrade request (Origin, Host...), or NULL. */
 const char	*sq_ws_header(struct sq_ws *ws, const char *name);
 /*

@@ -8,6 +8,8 @@
 // With TLSPORT, the page comes from https://127.0.0.1:TLSPORT/ (Chromium
 // told to accept the test's self-signed certificate) and must talk wss,
 // while the Node client stays on plain ws://PORT: one room, both ways.
+// With ROOM in the environment, the page is opened with ?room=ROOM and
+// must talk to /rooms/ROOM, where the Node client joins it.
 //
 //     node --experimental-websocket chat.mjs PORT [TLSPORT]
 // Exits 0 when the page works, 1 otherwise (saying why).
@@ -18,8 +20,10 @@ import { join } from 'node:path';
 
 const port = process.argv[2];
 const tlsPort = process.argv[3];
-const page = tlsPort ? `https://127.0.0.1:${tlsPort}/` :
-  `http://127.0.0.1:${port}/`;
+const room = process.env.ROOM;
+const chatPath = room ? `/rooms/${room}` : '/chat';
+const page = (tlsPort ? `https://127.0.0.1:${tlsPort}/` :
+  `http://127.0.0.1:${port}/`) + (room ? `?room=${room}` : '');
 let finished = false;
 const profile = mkdtempSync(join(tmpdir(), 'squall-chromium-'));
 const browser = spawn('chromium', [
@@ -135,10 +139,12 @@ await until(`[...document.querySelectorAll('#lines li')].some(
   'no "joined" line');
 if (tlsPort && !/^wss:\/\//.test(pageSocket || ''))
   await die(`the https page did not talk wss: ${pageSocket}`);
+if (!(pageSocket || '').endsWith(chatPath))
+  await die(`the page talked to ${pageSocket}, not ${chatPath}`);
 if (!/^permessage-deflate\b/.test(pageExtensions || ''))
   await die(`the page's handshake did not agree to compression: ` +
     `${pageExtensions}`);
-const node = new WebSocket(`ws://127.0.0.1:${port}/chat`);
+const node = new WebSocket(`ws://127.0.0.1:${port}${chatPath}`);
 const nodeLines = [];
 node.onmessage = (event) => nodeLines.push(event.data);
 await new Promise((resolve) => { node.onopen = resolve; });

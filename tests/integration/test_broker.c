@@ -50,39 +50,10 @@ redis_stop(void)
 	kill_redis(&redis);
 }
 
-/* redis-server on 127.0.0.1:port in rdir (with requirepass when
- * password is not NULL); waits until it accepts. */
 static pid_t
 redis_run(int port, const char *password)
 {
-	char portarg[16], logf[300];
-	long deadline = t_now_ms() + 10000;
-	pid_t pid;
-
-	snprintf(portarg, sizeof(portarg), "%d", port);
-	snprintf(logf, sizeof(logf), "%s/redis-%d.log", rdir, port);
-	if ((pid = fork()) == 0) {
-		t_close_inherited();
-		execlp("redis-server", "redis-server", "--port", portarg,
-		    "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		    "--dir", rdir, "--logfile", logf, "--daemonize", "no",
-		    password ? "--requirepass" : (char *)NULL, password,
-		    (char *)NULL);
-		_exit(127);
-	}
-	cr_assert_gt(pid, 0, "fork: %s", strerror(errno));
-	while (t_now_ms() < deadline) {
-		int fd = t_connect(port);
-
-		if (fd >= 0) {
-			close(fd);
-			return pid;
-		}
-		usleep(20000);
-	}
-	kill(pid, SIGKILL);
-	cr_assert_fail("redis-server did not start on port %d", port);
-	return -1;
+	return t_redis_start(rdir, port, password);
 }
 
 static void

@@ -101,7 +101,7 @@ Test(status, json_counts_the_traffic)
 		    "route")), "/chat") == 0 && strcmp(json_object_get_string(
 		    json_object_object_get(route, "plugin")), "chat") == 0 &&
 		    strcmp(json_object_get_string(json_object_object_get(route,
-		    "version")), "1.0") == 0 && jget(route, "ws_sessions",
+		    "version")), "1.1") == 0 && jget(route, "ws_sessions",
 		    NULL) == 1 && jget(route, "ws_messages", NULL) == 2)
 			found = 1;
 	}

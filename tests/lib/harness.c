@@ -1545,3 +1545,36 @@ t_make_cert(const char *dir, const char *name, const char *san)
 	    ">/dev/null 2>&1", name, san, dir, name, dir, name);
 	cr_assert_eq(system(cmd), 0, "openssl req failed");
 }
+
+pid_t
+t_redis_start(const char *dir, int port, const char *password)
+{
+	char portarg[16], logf[300];
+	long deadline = t_now_ms() + 10000;
+	pid_t pid;
+
+	snprintf(portarg, sizeof(portarg), "%d", port);
+	snprintf(logf, sizeof(logf), "%s/redis-%d.log", dir, port);
+	if ((pid = fork()) == 0) {
+		t_close_inherited();
+		execlp("redis-server", "redis-server", "--port", portarg,
+		    "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		    "--dir", dir, "--logfile", logf, "--daemonize", "no",
+		    password ? "--requirepass" : (char *)NULL, password,
+		    (char *)NULL);
+		_exit(127);
+	}
+	cr_assert_gt(pid, 0, "fork: %s", strerror(errno));
+	while (t_now_ms() < deadline) {
+		int fd = t_connect(port);
+
+		if (fd >= 0) {
+			close(fd);
+			return pid;
+		}
+		usleep(20000);
+	}
+	kill(pid, SIGKILL);
+	cr_assert_fail("redis-server did not start on port %d", port);
+	return -1;
+}

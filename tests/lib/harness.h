@@ -109,6 +109,11 @@ int	 t_open_fds(pid_t pid);
  */
 int	 t_connect_unserved(int port);
 void	 t_expect_served(int fd, const char *why);
+/*
+ * redis-server on 127.0.0.1:port (requirepass password, unless NULL),
+ * no persistence, its files and log in dir; waits until it accepts.
+ */
+pid_t	 t_redis_start(const char *dir, int port, const char *password);
 /* A loopback port that nothing listens on right now. */
 int	 t_free_port(void);
 /* GET path and fail the test unless the status is the one expected. */

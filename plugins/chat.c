@@ -206,6 +206,7 @@ room_release(struct room *r)
 		;
 	*p = r->hnext;
 	c->nrooms--;
+	c->full_logged = 0;
 	room_free(r);
 }
 
@@ -589,10 +590,12 @@ chat_open(void *state, struct sq_ws *ws)
 		return 403;
 	}
 	if (c->per_path && (r = room_get(c, name, &status)) == NULL) {
-		if (c->nrooms >= (size_t)c->max_rooms)
+		if (c->nrooms >= (size_t)c->max_rooms && !c->full_logged)
 			sq_log(c->inst, SQ_LOG_WARN, "refused %s: max_rooms "
-			    "(%lld) rooms are open", sq_ws_client_ip(ws),
+			    "(%lld) rooms are open; the next refusals are not "
+			    "logged until a room closes", sq_ws_client_ip(ws),
 			    c->max_rooms);
+		c->full_logged |= c->nrooms >= (size_t)c->max_rooms;
 		return status;
 	}
 	if (reserve(r) != 0) {	/* so that joining cannot fail */

@@ -64,6 +64,7 @@ struct chat {
 	struct room	*only;		/* the room of a route without "*" */
 	struct room	**table;	/* per_path: rooms by name */
 	size_t		 nbuckets, nrooms;
+	int		 full_logged;	/* max_rooms reached, said once */
 	size_t		 members;	/* in all its rooms, joining too */
 	struct broker	*broker;	/* NULL: rooms of this process only */
 	/* for a reload that changes the broker: see settle() */

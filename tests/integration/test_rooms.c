@@ -186,10 +186,12 @@ Test(rooms, max_rooms_refuses_with_503_until_one_is_freed)
 	srv_start(&s, ROOMS "max_rooms = 2\n" STATUS);
 	join(&a, s.port, "/rooms/a");
 	join(&b, s.port, "/rooms/b");
-	cr_assert_eq(ws_connect(&c, s.port, "/rooms/c", NULL), 503);
-	ws_disconnect(&c);
-	cr_assert_eq(srv_wait_log(&s, "max_rooms (2) rooms are open", 1,
-	    3000), 0);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(ws_connect(&c, s.port, "/rooms/c", NULL), 503);
+		ws_disconnect(&c);
+	}
+	cr_assert_eq(srv_log_count(&s, "max_rooms (2) rooms are open"), 1,
+	    "the refusals flood the log");
 	/* an existing room still takes members */
 	join(&c, s.port, "/rooms/a");
 	ws_disconnect(&c);

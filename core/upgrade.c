@@ -296,12 +296,14 @@ deflate_offer(const char **pp, struct pmd_offer *o)
  * (any number of header lines): the first permessage-deflate offer squall
  * can accept, rewritten in out (len bytes) as "permessage-deflate" with
  * exactly the parameters squall answers, which the bridge's extension
- * copies into the 101 (RFC 7692 7.1): each no_context_takeover that was
- * offered, server_max_window_bits with the value offered (squall's
- * compressor keeps within it), client_max_window_bits when offered with
- * a value (the client's window then; without one, the client keeps its
- * own). Returns 1 with out filled, or 0 when there is no such offer (or
- * the list is malformed: no extension, then).
+ * copies into the 101 (RFC 7692 7.1): both no_context_takeover, offered
+ * or not (7.1.1: a server may answer them unasked), so that a message is
+ * compressed once for every member a broadcast goes to and no link keeps
+ * zlib state between messages; server_max_window_bits with the value
+ * offered (squall's compressor keeps within it), client_max_window_bits
+ * when offered with a value (the client's window then; without one, the
+ * client keeps its own). Returns 1 with out filled, or 0 when there is no
+ * such offer (or the list is malformed: no extension, then).
  */
 int
 sqc_upgrade_deflate_offer(const struct evkeyvalq *h, char *out, size_t len)
@@ -331,10 +333,9 @@ sqc_upgrade_deflate_offer(const struct evkeyvalq *h, char *out, size_t len)
 			if (o.cli_bits > 0)
 				snprintf(cb, sizeof(cb),
 				    "; client_max_window_bits=%d", o.cli_bits);
-			snprintf(out, len, "permessage-deflate%s%s%s%s",
-			    o.srv_nct ? "; server_no_context_takeover" : "",
-			    o.cli_nct ? "; client_no_context_takeover" : "",
-			    sb, cb);
+			snprintf(out, len, "permessage-deflate; "
+			    "server_no_context_takeover; "
+			    "client_no_context_takeover%s%s", sb, cb);
 			return 1;
 		}
 	}

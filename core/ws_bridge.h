@@ -87,12 +87,8 @@ int	 sqc_pmd_inflate(struct z_stream_s **zp, int bits, int *ended,
 	    const unsigned char *in, size_t len, int fin,
 	    int (*sink)(void *, const unsigned char *, size_t), void *arg);
 void	 sqc_pmd_inflate_end(struct z_stream_s **zp);
-int	 sqc_pmd_deflate(struct z_stream_s **zp, int bits, int mem_level,
-	    const unsigned char *in, size_t len, unsigned char **out,
-	    size_t *outlen);
 int	 sqc_pmd_deflate_once(int bits, const unsigned char *in, size_t len,
 	    unsigned char **out, size_t *outlen);
-void	 sqc_pmd_deflate_end(struct z_stream_s **zp);
 void	 sqc_pmd_cleanup(void);
 
 /* ---- ws_lws.c: the service thread, as the loop thread drives it ------ */

@@ -1,8 +1,8 @@
 /*
  * ws_deflate.c - permessage-deflate (RFC 7692) on zlib, for the
  * libwebsockets half of the bridge: a message's payload inflated with
- * squall's bounds, and compressed, per link (context takeover) or once
- * for every link that shares the parameters (no context takeover).
+ * squall's bounds, and compressed once for every link that shares the
+ * window (squall answers no context takeover both ways: upgrade.c).
  * Service thread only: the shared compressors below are its own.
  *
  * libwebsockets 4.1's own extension is not used: it asserts on a valid
@@ -133,7 +133,7 @@ sqc_pmd_inflate_end(z_stream **zp)
 
 /* a deflater: raw DEFLATE with a window of 2^bits, bits >= 9 for zlib */
 static z_stream *
-deflater(int bits, int mem_level)
+deflater(int bits)
 {
 	z_stream *z = calloc(1, sizeof(*z));
 
@@ -144,7 +144,7 @@ deflater(int bits, int mem_level)
 	if (bits < 9)
 		bits = 9;
 	if (z != NULL && deflateInit2(z, Z_DEFAULT_COMPRESSION, Z_DEFLATED,
-	    -bits, mem_level, Z_DEFAULT_STRATEGY) != Z_OK) {
+	    -bits, MAX_MEM_LEVEL, Z_DEFAULT_STRATEGY) != Z_OK) {
 		free(z);
 		z = NULL;
 	}
@@ -202,20 +202,6 @@ pmd_compress(z_stream *z, const unsigned char *in, size_t len,
 }
 
 /*
- * Compresses a message on a link's own deflater (context takeover),
- * made at first use: *out is malloc'ed. Returns 0 or a negative errno.
- */
-int
-sqc_pmd_deflate(z_stream **zp, int bits, int mem_level,
-    const unsigned char *in, size_t len, unsigned char **out,
-    size_t *outlen)
-{
-	if (*zp == NULL && (*zp = deflater(bits, mem_level)) == NULL)
-		return -ENOMEM;
-	return pmd_compress(*zp, in, len, out, outlen);
-}
-
-/*
  * Compresses a message with no context taken over: the output depends on
  * the message and bits only, so one copy serves every link that agreed
  * to the same. Returns 0 or a negative errno.
@@ -229,22 +215,11 @@ sqc_pmd_deflate_once(int bits, const unsigned char *in, size_t len,
 	if (bits < 8 || bits > 15)
 		return -EINVAL;
 	if (once[bits] == NULL &&
-	    (once[bits] = deflater(bits, MAX_MEM_LEVEL)) == NULL)
+	    (once[bits] = deflater(bits)) == NULL)
 		return -ENOMEM;
 	rc = pmd_compress(once[bits], in, len, out, outlen);
 	deflateReset(once[bits]);
 	return rc;
-}
-
-/* Frees a deflater (NULL is fine). */
-void
-sqc_pmd_deflate_end(z_stream **zp)
-{
-	if (*zp != NULL) {
-		deflateEnd(*zp);
-		free(*zp);
-		*zp = NULL;
-	}
 }
 
 /* At exit: the shared compressors. */
@@ -252,5 +227,9 @@ void
 sqc_pmd_cleanup(void)
 {
 	for (size_t i = 0; i < sizeof(once) / sizeof(once[0]); i++)
-		sqc_pmd_deflate_end(&once[i]);
+		if (once[i] != NULL) {
+			deflateEnd(once[i]);
+			free(once[i]);
+			once[i] = NULL;
+		}
 }

@@ -136,9 +136,9 @@ frame_header(unsigned char *h, int b0, int fin, size_t len)
 /*
  * Readies the message at the head of l's queue for framing: its payload
  * as it is or, on a permessage-deflate link when it is worth it,
- * compressed: on the link's own deflater (context takeover), or once for
- * every link with the same window (the copy kept with the message).
- * Returns 0 or a negative errno.
+ * compressed once for every link with the same window, without context
+ * takeover (the copy kept with the message). Returns 0 or a negative
+ * errno.
  */
 static int
 msg_ready(struct link *l, struct wbuf *b)
@@ -153,30 +153,21 @@ msg_ready(struct link *l, struct wbuf *b)
 	l->cur_rsv1 = 0;
 	if (!l->deflate || b->len < DEFLATE_MIN)
 		return 0;
-	if (!l->srv_nct) {
-		bits = l->srv_bits && l->srv_bits < DEFLATE_WINDOW_BITS ?
-		    l->srv_bits : DEFLATE_WINDOW_BITS;
-		if ((rc = sqc_pmd_deflate(&l->deflater, bits,
-		    DEFLATE_MEM_LEVEL, b->data, b->len, &z, &zlen)) != 0)
+	bits = l->srv_bits ? l->srv_bits : 15;
+	if (b->zdata == NULL || b->zbits != bits) {
+		if ((rc = sqc_pmd_deflate_once(bits, b->data, b->len, &z,
+		    &zlen)) != 0)
 			return rc;
-		l->cur_own = z;
-	} else {
-		bits = l->srv_bits ? l->srv_bits : 15;
-		if (b->zdata == NULL || b->zbits != bits) {
-			if ((rc = sqc_pmd_deflate_once(bits, b->data, b->len,
-			    &z, &zlen)) != 0)
-				return rc;
-			if (b->zdata == NULL) {
-				b->zdata = z;
-				b->zlen = zlen;
-				b->zbits = bits;
-			} else
-				l->cur_own = z;	/* another window: ours */
-		}
-		if (l->cur_own == NULL) {
-			z = b->zdata;
-			zlen = b->zlen;
-		}
+		if (b->zdata == NULL) {
+			b->zdata = z;
+			b->zlen = zlen;
+			b->zbits = bits;
+		} else
+			l->cur_own = z;	/* another window: ours */
+	}
+	if (l->cur_own == NULL) {
+		z = b->zdata;
+		zlen = b->zlen;
 	}
 	l->cur = z;
 	l->curlen = zlen;
@@ -426,5 +417,4 @@ sqc_link_release(struct link *l)
 	free(l->out);
 	free(l->rx);
 	sqc_pmd_inflate_end(&l->inflater);
-	sqc_pmd_deflate_end(&l->deflater);
 }

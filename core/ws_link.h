@@ -17,16 +17,13 @@ struct wbuf;
 struct z_stream_s;
 
 /*
- * The compressor of a permessage-deflate link with context takeover
- * (zlib's deflate state is 2^(window + 2) + 2^(mem_level + 9) bytes): see
- * squall.ini(5) for what a link costs with these. It is made at the
- * first message worth compressing: messages under DEFLATE_MIN bytes go
- * out uncompressed (RSV1 clear, RFC 7692 6), so chat lines cost no zlib
- * time and a member who only reads them no compressor. The client's
- * window is its own unless it offered client_max_window_bits.
+ * permessage-deflate: squall answers both no_context_takeover
+ * (upgrade.c), so a message is compressed once for every link that
+ * shares its window and no link keeps zlib state between messages.
+ * Messages under DEFLATE_MIN bytes go out uncompressed (RSV1 clear, RFC
+ * 7692 6): chat lines cost no zlib time. The client's window is its own
+ * unless it offered client_max_window_bits.
  */
-#define DEFLATE_WINDOW_BITS	12
-#define DEFLATE_MEM_LEVEL	5
 #define DEFLATE_MIN		1024
 /*
  * What one send on a connection carries at most: queued messages go out
@@ -60,7 +57,7 @@ struct link {
 	const unsigned char *cur;
 	size_t		 curlen;
 	unsigned char	*cur_own;	/* cur when the link compressed it */
-	struct z_stream_s *inflater, *deflater;
+	struct z_stream_s *inflater;	/* during a compressed message */
 	char		*protocol;	/* subprotocol to answer, or NULL */
 	/* permessage-deflate's window sizes, as answered (0: not limited) */
 	unsigned char	 srv_bits, cli_bits;
@@ -73,8 +70,8 @@ struct link {
 	unsigned	 in_msg:1, binary:1, compressed:1;
 	unsigned	 frame_start:1;	/* the next piece starts a frame */
 	unsigned	 cur_ready:1, cur_rsv1:1;	/* of cur */
-	/* permessage-deflate, and its no_context_takeover, as answered */
-	unsigned	 deflate:1, srv_nct:1, cli_nct:1;
+	/* permessage-deflate, and the client's no_context_takeover */
+	unsigned	 deflate:1, cli_nct:1;
 	unsigned	 established:1;
 	unsigned	 reported:1;	/* E_CLOSED pushed */
 	unsigned	 dirty:1;	/* in the flush list (ws_link.c) */

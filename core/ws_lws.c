@@ -491,7 +491,7 @@ on_pmd(struct lws_context *cx, const struct lws_extension *ext,
 		if (l == NULL || l->wsi != wsi)
 			return -1;
 		if (oa->option_index == 0)
-			l->srv_nct = 1;
+			;	/* server_no_context_takeover: always ours */
 		else if (oa->option_index == 1)
 			l->cli_nct = 1;
 		else if (oa->option_index < 10)

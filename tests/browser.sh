@@ -50,6 +50,10 @@ chat() {
 	kill -TERM $pid
 	wait $pid
 	status=$?
+	if [ $rc -ne 0 ]; then
+		echo "($1: squalld's log, ports $port ${tls_port:-})"
+		tail -n 20 "$dir/log"
+	fi
 	pid=
 	if [ $rc -eq 0 ] && ! grep -q "\"GET ${3:+/rooms/}${3:-/chat} HTTP/1.1\" 101" \
 	    "$dir/log"; then

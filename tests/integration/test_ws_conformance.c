@@ -81,6 +81,10 @@ echo(struct wsc *c, int opcode, const void *data, size_t len)
 	expect_msg(c, opcode, data, len);
 }
 
+/* squall's answer to an offer without windows: no context takeover */
+#define ANSWER	"permessage-deflate; server_no_context_takeover; " \
+	"client_no_context_takeover"
+
 /* The response's Sec-WebSocket-Extensions, "" when there is none. */
 static void
 expect_extensions(struct wsc *c, const char *want)
@@ -100,9 +104,9 @@ Test(wsc, deflate_is_negotiated_and_messages_come_back)
 
 	start_echo("max_message = 1M\n", NULL);
 	cr_assert_eq(ws_connect_with(&c, s.port, "/echo", OFFER), 101);
-	expect_extensions(&c, "permessage-deflate");
+	expect_extensions(&c, ANSWER);
 	cr_assert_not_null(c.z);
-	/* the same line again and again: the contexts are kept */
+	/* the same line again and again: each compressed on its own */
 	for (int i = 0; i < 5; i++)
 		echo(&c, 1, "Hello, compressed world", 23);
 	echo(&c, 1, "", 0);
@@ -117,27 +121,34 @@ Test(wsc, deflate_is_negotiated_and_messages_come_back)
 }
 
 /*
- * Every parameter of RFC 7692 is answered as offered, and holds: every
- * message repeats the last (long enough to be compressed both ways), so
- * a context reset on one side only, or a window larger than agreed,
- * would corrupt the second one.
+ * Every parameter of RFC 7692 is answered (the windows as offered, both
+ * no_context_takeover always), and holds: every message repeats the last
+ * (long enough to be compressed both ways), so a context kept on one
+ * side only, or a window larger than agreed, would corrupt the second.
  */
 Test(wsc, every_deflate_parameter_is_answered_and_holds)
 {
-	static const char *const offers[] = {
-		"permessage-deflate; server_no_context_takeover",
-		"permessage-deflate; client_no_context_takeover",
-		"permessage-deflate; server_no_context_takeover; "
-		"client_no_context_takeover",
-		"permessage-deflate; server_max_window_bits=8",
-		"permessage-deflate; server_max_window_bits=9",
-		"permessage-deflate; server_max_window_bits=12",
-		"permessage-deflate; server_max_window_bits=15",
-		"permessage-deflate; client_max_window_bits=8",
-		"permessage-deflate; client_max_window_bits=15",
-		"permessage-deflate; server_no_context_takeover; "
-		"client_no_context_takeover; server_max_window_bits=8; "
-		"client_max_window_bits=8",
+	static const char *const offers[][2] = {
+		{ "permessage-deflate; server_no_context_takeover", ANSWER },
+		{ "permessage-deflate; client_no_context_takeover", ANSWER },
+		{ "permessage-deflate; server_no_context_takeover; "
+		  "client_no_context_takeover", ANSWER },
+		{ "permessage-deflate; server_max_window_bits=8",
+		  ANSWER "; server_max_window_bits=8" },
+		{ "permessage-deflate; server_max_window_bits=9",
+		  ANSWER "; server_max_window_bits=9" },
+		{ "permessage-deflate; server_max_window_bits=12",
+		  ANSWER "; server_max_window_bits=12" },
+		{ "permessage-deflate; server_max_window_bits=15",
+		  ANSWER "; server_max_window_bits=15" },
+		{ "permessage-deflate; client_max_window_bits=8",
+		  ANSWER "; client_max_window_bits=8" },
+		{ "permessage-deflate; client_max_window_bits=15",
+		  ANSWER "; client_max_window_bits=15" },
+		{ "permessage-deflate; server_no_context_takeover; "
+		  "client_no_context_takeover; server_max_window_bits=8; "
+		  "client_max_window_bits=8", ANSWER "; server_max_window_bits=8; "
+		  "client_max_window_bits=8" },
 	};
 	unsigned char *text = payload(5000, 0);
 
@@ -147,9 +158,9 @@ Test(wsc, every_deflate_parameter_is_answered_and_holds)
 		char hdr[256];
 
 		snprintf(hdr, sizeof(hdr), "Sec-WebSocket-Extensions: %s\r\n",
-		    offers[i]);
+		    offers[i][0]);
 		cr_assert_eq(ws_connect_with(&c, s.port, "/echo", hdr), 101);
-		expect_extensions(&c, offers[i]);
+		expect_extensions(&c, offers[i][1]);
 		for (int j = 0; j < 4; j++)
 			echo(&c, 1, text, 5000);
 		ws_disconnect(&c);
@@ -175,7 +186,7 @@ Test(wsc, offers_it_cannot_answer_are_declined)
 	cr_assert_eq(ws_connect_with(&c, s.port, "/echo",
 	    "Sec-WebSocket-Extensions: permessage-deflate; "
 	    "client_max_window_bits=7, permessage-deflate\r\n"), 101);
-	expect_extensions(&c, "permessage-deflate");
+	expect_extensions(&c, ANSWER);
 	echo(&c, 1, "compressed", 10);
 	ws_disconnect(&c);
 	cr_assert_eq(srv_stop(&s), 0);
@@ -198,7 +209,7 @@ Test(wsc, ws_deflate_off_turns_it_off_for_a_route)
 	cr_assert_eq(ws_wait_close(&c, 5000), 1002);
 	ws_disconnect(&c);
 	cr_assert_eq(ws_connect_with(&c, s.port, "/echo", OFFER), 101);
-	expect_extensions(&c, "permessage-deflate");
+	expect_extensions(&c, ANSWER);
 	ws_disconnect(&c);
 	cr_assert_eq(srv_stop(&s), 0);
 }
@@ -259,7 +270,7 @@ Test(wsc, reload_changes_ws_deflate_and_keeps_the_room)
 
 	srv_start(&s, "[route /chat]\nplugin = chat\n");
 	cr_assert_eq(ws_connect_with(&a, s.port, "/chat", OFFER), 101);
-	expect_extensions(&a, "permessage-deflate");
+	expect_extensions(&a, ANSWER);
 	free(ws_expect_line(&a, "joined at"));
 	t_write(s.ini, "[server]\nlisten = 127.0.0.1:0\nplugin_dir = %s\n"
 	    "[route /chat]\nplugin = chat\nws_deflate = off\n",
@@ -316,7 +327,7 @@ Test(wsc, compressed_and_uncompressed_clients_share_a_chat_room)
 
 	srv_start(&s, "[route /chat]\nplugin = chat\n");
 	cr_assert_eq(ws_connect_with(&z, s.port, "/chat", OFFER), 101);
-	expect_extensions(&z, "permessage-deflate");
+	expect_extensions(&z, ANSWER);
 	free(ws_expect_line(&z, "^" IP " joined at " TS "$"));
 	cr_assert_eq(ws_connect(&p, s.port, "/chat", NULL), 101);
 	expect_extensions(&p, "");
@@ -394,7 +405,7 @@ Test(wsc, subprotocol_chosen_and_refused)
 	cr_assert_eq(ws_connect_with(&c, s.port, "/echo",
 	    "Sec-WebSocket-Protocol: chat.v1\r\n" OFFER), 101);
 	expect_protocol(&c, "chat.v1");
-	expect_extensions(&c, "permessage-deflate");
+	expect_extensions(&c, ANSWER);
 	free(ws_recv_text(&c, 5000));
 	echo(&c, 1, "both", 4);
 	ws_disconnect(&c);

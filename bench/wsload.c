@@ -13,7 +13,7 @@
  * Usage:
  *   wsload -u ws[s]://HOST:PORT/PATH [-n CLIENTS] [-m MESSAGES] [-s SENDERS]
  *          [-w WINDOW] [-z SIZE] [-c HANDSHAKES] [-t TIMEOUT]
- *          [-p PID[,PID...]] [-o ORIGIN] [-i]
+ *          [-p PID[,PID...]] [-o ORIGIN] [-i [-r ROOMSIZE]]
  *
  *   -u, --url URL         the chat route, ws:// or wss:// (TLS through
  *                         libevent's OpenSSL bufferevents, the server's
@@ -38,10 +38,16 @@
  *   -i, --idle            idle mode: only open the N connections and
  *                         report the time it took and the server's RSS
  *                         growth per connection
+ *   -r, --rooms R         idle mode on a route of rooms (the chat
+ *                         plugin's on a path ending in "*"): member i
+ *                         joins PATH + i / R, so that the URL
+ *                         ws://HOST:PORT/rooms/r makes rooms /rooms/r0,
+ *                         /rooms/r1... of R members each
  *
  * Examples:
  *   wsload -u ws://127.0.0.1:8888/chat -n 100 -m 20000 -w 16 -z 64 -p PID
  *   wsload -u ws://127.0.0.1:8888/chat -n 10000 -i -p PID
+ *   wsload -u ws://127.0.0.1:8888/rooms/r -n 100000 -i -r 100 -p PID
  *
  * Output: one line on stdout, "wsload key=value ...", and a readable
  * summary on stderr. Exit status 0 when every member got every message
@@ -133,6 +139,7 @@ static struct {
 	size_t		 size;
 	double		 timeout;
 	int		 idle;
+	unsigned	 room;		/* -r: members per room, 0: one room */
 	pid_t		 pids[MAX_PIDS];
 	int		 npids;
 } opt = {
@@ -149,6 +156,8 @@ static struct event		*ticker;
 static unsigned	 next_conn;		/* the next to connect */
 static unsigned	 handshaking;		/* under way */
 static unsigned	 ok, failed;		/* handshakes */
+static unsigned	*room_ok;		/* members open, by room */
+static uint64_t	 want_joined;		/* joined lines the open ones make */
 static unsigned	 open_now;		/* members connected */
 static unsigned	 closed;		/* members lost after joining */
 static uint64_t	 joined_lines, left_lines;
@@ -626,9 +635,7 @@ start_measuring(void)
 static void
 check_settled(void)
 {
-	uint64_t want = (uint64_t)ok * (ok + 1) / 2;
-
-	if (settled || ok + failed < opt.n || joined_lines < want)
+	if (settled || ok + failed < opt.n || joined_lines < want_joined)
 		return;
 	settled = 1;
 	t_settled = now_ns();
@@ -864,6 +871,8 @@ read_cb(struct bufferevent *bev, void *arg)
 		}
 		c->state = C_OPEN;
 		ok++;
+		/* the k-th of a room: its joined line goes to k members */
+		want_joined += ++room_ok[opt.room ? c->idx / opt.room : 0];
 		open_now++;
 		progress();
 		handshake_over();
@@ -882,7 +891,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_CONNECTED) {
 		char req[1024];
 		unsigned char key[16];
-		char key64[32], cat[128];
+		char key64[32], cat[128], room[16] = "";
 		unsigned char dig[20];
 		int one = 1;
 
@@ -897,14 +906,16 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		snprintf(cat, sizeof(cat), "%s%s", key64, WS_GUID);
 		sha1(cat, strlen(cat), dig);
 		base64(dig, 20, c->accept);
-		snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\n"
+		if (opt.room)
+			snprintf(room, sizeof(room), "%u", c->idx / opt.room);
+		snprintf(req, sizeof(req), "GET %s%s HTTP/1.1\r\n"
 		    "Host: %s\r\n"
 		    "Upgrade: websocket\r\n"
 		    "Connection: Upgrade\r\n"
 		    "Sec-WebSocket-Key: %s\r\n"
 		    "Sec-WebSocket-Version: 13\r\n"
 		    "%s%s%s"
-		    "\r\n", targets[c->idx % opt.nurls].path,
+		    "\r\n", targets[c->idx % opt.nurls].path, room,
 		    targets[c->idx % opt.nurls].hosthdr, key64,
 		    opt.origin ? "Origin: " : "", opt.origin ? opt.origin : "",
 		    opt.origin ? "\r\n" : "");
@@ -1248,6 +1259,7 @@ main(int argc, char **argv)
 		{ "server-pid", required_argument, NULL, 'p' },
 		{ "origin", required_argument, NULL, 'o' },
 		{ "idle", no_argument, NULL, 'i' },
+		{ "rooms", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -1255,7 +1267,7 @@ main(int argc, char **argv)
 	struct timeval tick = { 0, 100000 };
 	int ch, rc;
 
-	while ((ch = getopt_long(argc, argv, "u:n:m:s:w:z:c:t:p:o:ih", longs,
+	while ((ch = getopt_long(argc, argv, "u:n:m:s:w:z:c:t:p:o:ir:h", longs,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'u':
@@ -1294,6 +1306,9 @@ main(int argc, char **argv)
 		case 'i':
 			opt.idle = 1;
 			break;
+		case 'r':
+			opt.room = (unsigned)number(optarg, "-r", 1, 1000000);
+			break;
 		default:
 			usage();
 		}
@@ -1302,6 +1317,11 @@ main(int argc, char **argv)
 		usage();
 	if (!opt.idle && opt.senders > opt.n)
 		die("more senders (%u) than clients (%u)", opt.senders, opt.n);
+	if (opt.room && !opt.idle)
+		die("-r is for the idle mode (-i)");
+	if ((room_ok = calloc(opt.room ? opt.n / opt.room + 1 : 1,
+	    sizeof(*room_ok))) == NULL)
+		die("out of memory");
 	for (int i = 0; i < opt.nurls; i++)
 		parse_url(opt.urls[i], &targets[i]);
 	signal(SIGPIPE, SIG_IGN);

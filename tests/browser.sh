@@ -24,6 +24,9 @@ passed=0 failed=0
 # chat RUN [TLS]: the default configuration, with a TLS listener beside
 # the plain one when TLS is given (a certificate made for the run).
 chat() {
+	# a log of its own: the last run's, still "ready:", must not be read
+	# before the new squalld has truncated it
+	log=$dir/$1.log
 	sed -e 's|^listen *=.*|listen = 127.0.0.1:0|' \
 	    -e "s|^plugin_dir *=.*|plugin_dir = $build/plugins/.libs|" \
 	    -e "s|^root *= *\\.\\./web|root = $top/web|" \
@@ -37,13 +40,13 @@ chat() {
 		    -e "s|^tls_certificate_key *=.*|tls_certificate_key = $dir/key.pem|" \
 		    "$dir/squall.ini"
 	fi
-	"$build/core/squalld" -c "$dir/squall.ini" >"$dir/log" 2>&1 &
+	"$build/core/squalld" -c "$dir/squall.ini" >"$log" 2>&1 &
 	pid=$!
-	sq_wait_log "$dir/log" $pid "ready:"
-	port=$(sq_port "$dir/log")
+	sq_wait_log "$log" $pid "ready:"
+	port=$(sq_port "$log")
 	tls_port=
 	[ -n "${2:-}" ] && tls_port=$(sed -n \
-	    's/.*listening on 127.0.0.1:\([0-9]*\) (tls).*/\1/p' "$dir/log")
+	    's/.*listening on 127.0.0.1:\([0-9]*\) (tls).*/\1/p' "$log")
 	ROOM=${3:-} node --no-warnings --experimental-websocket \
 	    "$top/tests/browser/chat.mjs" "$port" ${tls_port:+"$tls_port"}
 	rc=$?
@@ -52,16 +55,16 @@ chat() {
 	status=$?
 	if [ $rc -ne 0 ]; then
 		echo "($1: squalld's log, ports $port ${tls_port:-})"
-		tail -n 20 "$dir/log"
+		tail -n 20 "$log"
 	fi
 	pid=
 	if [ $rc -eq 0 ] && ! grep -q "\"GET ${3:+/rooms/}${3:-/chat} HTTP/1.1\" 101" \
-	    "$dir/log"; then
+	    "$log"; then
 		echo "not ok ($1): no 101 in the access log"; rc=1
 	fi
-	if [ $status -ne 0 ] || grep -q "Sanitizer\|runtime error:" "$dir/log"
+	if [ $status -ne 0 ] || grep -q "Sanitizer\|runtime error:" "$log"
 	then
-		echo "not ok ($1): squalld exited $status:"; cat "$dir/log"; rc=1
+		echo "not ok ($1): squalld exited $status:"; cat "$log"; rc=1
 	fi
 	return $rc
 }

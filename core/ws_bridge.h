@@ -91,6 +91,14 @@ int	 sqc_pmd_deflate_once(int bits, const unsigned char *in, size_t len,
 	    unsigned char **out, size_t *outlen);
 void	 sqc_pmd_cleanup(void);
 
+/* ---- ws_ev.c: the service thread's libev loop ------------------------ */
+
+struct ev_loop;
+struct ev_loop *sqc_wsev_new(int (*should_leave)(void),
+	    void (*tick)(void), char *err, size_t errlen);
+void	 sqc_wsev_run(struct ev_loop *loop);
+void	 sqc_wsev_free(struct ev_loop *loop);
+
 /* ---- ws_lws.c: the service thread, as the loop thread drives it ------ */
 
 int	 sqc_wsl_start(size_t max_header_size, size_t *hs_space, char *err,

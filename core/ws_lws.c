@@ -1,8 +1,11 @@
 /*
  * ws_lws.c - the libwebsockets half of the WebSocket bridge. Everything
- * here runs on the service thread, lws' own (lws_service() in a loop),
- * except the sqc_wsl_* entry points the loop thread calls to start, wake
- * and end it. It owns the lws context and the life of each struct link
+ * here runs on the service thread, except the sqc_wsl_* entry points the
+ * loop thread calls to start, wake and end it. The service thread runs a
+ * libev loop (epoll) that lws drives through its event-library plugin,
+ * so that a turn costs what happened, not how many connections are open;
+ * without the plugin, lws' own poll(2) loop, whose every turn scans every
+ * connection. It owns the lws context and the life of each struct link
  * (ws_link.h), the lws side of a session, known by its id (commands name
  * it) and by its wsi; ws_link.c has the link's data.
  *
@@ -73,6 +76,8 @@ static LIST_HEAD(, link) all_links = LIST_HEAD_INITIALIZER(all_links);
 static int stopping;		/* close everyone, then leave */
 static atomic_int quitting;	/* set by the loop: leave now */
 static struct link *adopting;	/* set around an adoption */
+static struct ev_loop *evloop;	/* the service thread's (ws_ev.c), or
+					 * NULL: lws' poll loop */
 
 /* the link of a session id, or NULL */
 static struct link *
@@ -257,9 +262,15 @@ on_writable(struct lws *wsi, struct link *l)
 		memcpy(ping + LWS_PRE, "sq", 2);
 		if (lws_write(wsi, ping + LWS_PRE, 2, LWS_WRITE_PING) < 0)
 			return -1;
-		/* no pong in time: lws drops the connection */
-		lws_set_timeout(wsi, PENDING_TIMEOUT_WS_PONG_CHECK_GET_PONG,
-		    l->ping_secs);
+		/*
+		 * no pong in time: lws drops the connection. An earlier ping
+		 * still unanswered keeps its deadline: on the libev loop lws
+		 * handles our commands before its due timeouts, so a ping
+		 * every timeout would push the deadline on forever.
+		 */
+		if (!l->pong_wait)
+			lws_set_timeout(wsi,
+			    PENDING_TIMEOUT_WS_PONG_CHECK_GET_PONG, l->ping_secs);
 		l->ping_secs = 0;
 		l->pong_wait = 1;
 	}
@@ -509,15 +520,51 @@ static const struct lws_extension extensions[] = {
 	{ NULL, NULL, NULL }
 };
 
+/*
+ * An lws 4.1.6 function that its headers do not declare: one turn of its
+ * poll service. See service().
+ */
+int	_lws_plat_service_tsi(struct lws_context *, int, int);
+
+static int probing;		/* service(): leave the libev loop at once */
+
+/* The service thread leaves when told to, or once stopped and empty. */
+static int
+should_leave(void)
+{
+	return probing || atomic_load(&quitting) ||
+	    (stopping && LIST_EMPTY(&all_links));
+}
+
+/* Every second, on the libev loop: lws' due timeouts (see ws_ev.c). */
+static void
+tick(void)
+{
+	lws_cancel_service(ctx);
+}
+
 /* the service loop */
 static void *
 service(void *arg)
 {
+	(void)arg;
 	sqc_thread_name("squalld-ws", "the WebSocket thread");
-	while (!atomic_load(&quitting) &&
-	    (!stopping || !LIST_EMPTY(&all_links)))
-		if (lws_service(ctx, 0) < 0)
-			break;
+	if (evloop != NULL) {
+		/*
+		 * lws asks GET_THREAD_ID when it changes a connection's poll
+		 * events (which keeps our writes from overtaking its pongs and
+		 * closes: lws_busy) only once its poll service has asked which
+		 * thread serves it, which its event-library service never does.
+		 * One turn of the poll service, with the libev loop it runs
+		 * first told to leave at once, has it ask.
+		 */
+		probing = 1;
+		_lws_plat_service_tsi(ctx, -1, 0);
+		probing = 0;
+		sqc_wsev_run(evloop);
+	} else
+		while (!should_leave() && lws_service(ctx, 0) >= 0)
+			;
 	return NULL;
 }
 
@@ -531,6 +578,38 @@ lws_emit(int level, const char *line)
 		return;		/* lws 4.1 logs this on every adoption */
 	sqc_log(level & LLL_ERR ? SQ_LOG_ERROR : SQ_LOG_WARN, "websocket",
 	    "%.*s", (int)len, line);
+}
+
+static const lws_retry_bo_t no_validity;	/* secs_since_valid_hangup 0 */
+
+/*
+ * The lws context on a libev loop of ours (ws_ev.c), through lws'
+ * plugin; or, when there is no libev or lws cannot load its plugin, on
+ * lws' poll loop, with a warning.
+ */
+static struct lws_context *
+context_new(struct lws_context_creation_info *info)
+{
+	struct lws_context *c;
+	char why[256] = "libwebsockets cannot load its libev plugin";
+	void *loops[1];
+
+	if ((evloop = sqc_wsev_new(should_leave, tick, why, sizeof(why))) !=
+	    NULL) {
+		loops[0] = evloop;
+		info->options |= LWS_SERVER_OPTION_LIBEV;
+		info->foreign_loops = loops;
+		if ((c = lws_create_context(info)) != NULL)
+			return c;
+		sqc_wsev_free(evloop);
+		evloop = NULL;
+	}
+	info->options &= ~(uint64_t)LWS_SERVER_OPTION_LIBEV;
+	info->foreign_loops = NULL;
+	sqc_log(SQ_LOG_WARN, "websocket", "%s (Debian: libev4 and "
+	    "libwebsockets-evlib-ev): every turn of the WebSocket thread "
+	    "polls every connection", why);
+	return lws_create_context(info);
 }
 
 /*
@@ -557,6 +636,13 @@ sqc_wsl_start(size_t max_header_size, size_t *hs_space, char *err,
 	 * lost while it drains a compressed message). RECEIVE checks.
 	 */
 	info.options = 0;
+	/*
+	 * No validity timer: lws would otherwise keep one per connection
+	 * (a ping after 5 idle minutes) in a sorted list whose every insert
+	 * walks it, so that each join cost a walk over every member. Pings
+	 * are the plugin's (sq_ws_ping, the chat's ping_interval).
+	 */
+	info.retry_and_idle_policy = &no_validity;
 	info.gid = -1;
 	info.uid = -1;
 	/*
@@ -569,7 +655,7 @@ sqc_wsl_start(size_t max_header_size, size_t *hs_space, char *err,
 		space = USHRT_MAX;
 	info.max_http_header_data = (unsigned short)space;
 	*hs_space = space - HS_MARGIN;
-	if ((ctx = lws_create_context(&info)) == NULL ||
+	if ((ctx = context_new(&info)) == NULL ||
 	    (vhost = lws_get_vhost_by_name(ctx, "default")) == NULL) {
 		snprintf(err, errlen, "cannot create the libwebsockets "
 		    "context");
@@ -619,6 +705,8 @@ sqc_wsl_end(void)
 	if (ctx)
 		lws_context_destroy(ctx);
 	ctx = NULL;
+	sqc_wsev_free(evloop);
+	evloop = NULL;
 	sqc_wscmd_take(&q);
 	while ((c = STAILQ_FIRST(&q)) != NULL) {
 		STAILQ_REMOVE_HEAD(&q, next);

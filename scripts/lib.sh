@@ -4,7 +4,8 @@
 
 SQ_BUILD_DEPS="gcc make autoconf automake libtool pkg-config libevent-dev
 libcurl4-openssl-dev libjson-c-dev libinih-dev libwebsockets-dev
-libsystemd-dev libhiredis-dev zlib1g-dev libssl-dev"
+libsystemd-dev libhiredis-dev zlib1g-dev libssl-dev libev-dev
+libwebsockets-evlib-ev"
 SQ_TEST_DEPS="libcriterion-dev mandoc curl valgrind nginx-light supervisor
 chromium nodejs logrotate redis-server openssl
 testssl.sh"

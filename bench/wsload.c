@@ -13,7 +13,7 @@
  * Usage:
  *   wsload -u ws[s]://HOST:PORT/PATH [-n CLIENTS] [-m MESSAGES] [-s SENDERS]
  *          [-w WINDOW] [-z SIZE] [-c HANDSHAKES] [-t TIMEOUT]
- *          [-p PID[,PID...]] [-o ORIGIN] [-i [-r ROOMSIZE]]
+ *          [-p PID[,PID...]] [-o ORIGIN] [-i [-r ROOMSIZE] [-H SECS]]
  *
  *   -u, --url URL         the chat route, ws:// or wss:// (TLS through
  *                         libevent's OpenSSL bufferevents, the server's
@@ -43,6 +43,11 @@
  *                         joins PATH + i / R, so that the URL
  *                         ws://HOST:PORT/rooms/r makes rooms /rooms/r0,
  *                         /rooms/r1... of R members each
+ *   -H, --hold SECS       idle mode: once every member has joined, say
+ *                         "wsload settled" on stdout, keep the
+ *                         connections open SECS seconds and report the
+ *                         server's CPU over them, its WebSocket thread's
+ *                         (squalld-ws) alone too
  *
  * Examples:
  *   wsload -u ws://127.0.0.1:8888/chat -n 100 -m 20000 -w 16 -z 64 -p PID
@@ -70,6 +75,7 @@
 #include <netinet/tcp.h>
 
 #include <errno.h>
+#include <dirent.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <netdb.h>
@@ -140,6 +146,7 @@ static struct {
 	double		 timeout;
 	int		 idle;
 	unsigned	 room;		/* -r: members per room, 0: one room */
+	unsigned	 hold;		/* -H: seconds held open, idle */
 	pid_t		 pids[MAX_PIDS];
 	int		 npids;
 } opt = {
@@ -363,6 +370,42 @@ server_cpu(void)
  * utime + stime of the first pid's main thread alone, in seconds (for
  * squalld: the event loop's thread); -1 if unreadable
  */
+/*
+ * utime + stime of the first pid's thread named name (squalld-ws), in
+ * seconds; -1 if there is none
+ */
+static double
+server_thread_cpu(const char *name)
+{
+	char path[300], comm[64];
+	struct dirent *d;
+	double t = -1;
+	DIR *dir;
+	FILE *f;
+
+	if (opt.npids == 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)opt.pids[0]);
+	if ((dir = opendir(path)) == NULL)
+		return -1;
+	while (t < 0 && (d = readdir(dir)) != NULL) {
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/comm",
+		    (int)opt.pids[0], d->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		if (fgets(comm, sizeof(comm), f) != NULL &&
+		    strncmp(comm, name, strlen(name)) == 0 &&
+		    comm[strlen(name)] == '\n') {
+			snprintf(path, sizeof(path), "/proc/%d/task/%s/stat",
+			    (int)opt.pids[0], d->d_name);
+			t = stat_ticks(path) / (double)sysconf(_SC_CLK_TCK);
+		}
+		fclose(f);
+	}
+	closedir(dir);
+	return t;
+}
+
 static double
 server_main_cpu(void)
 {
@@ -632,6 +675,17 @@ start_measuring(void)
 		sender_fill(&senders[i]);
 }
 
+static double hold_cpu0, hold_ws0, hold_cpu1 = -1, hold_ws1 = -1;
+
+static void
+hold_over(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what, (void)arg;
+	hold_cpu1 = server_cpu();
+	hold_ws1 = server_thread_cpu("squalld-ws");
+	finish();
+}
+
 static void
 check_settled(void)
 {
@@ -640,10 +694,21 @@ check_settled(void)
 	settled = 1;
 	t_settled = now_ns();
 	if (opt.idle) {
+		struct timeval tv = { (time_t)opt.hold, 0 };
+
 		rss1 = server_rss();
 		cpu1 = server_cpu();
 		self1 = self_cpu();
-		finish();
+		if (opt.hold == 0) {
+			finish();
+			return;
+		}
+		hold_cpu0 = server_cpu();
+		hold_ws0 = server_thread_cpu("squalld-ws");
+		printf("wsload settled, holding %u s\n", opt.hold);
+		fflush(stdout);
+		opt.timeout += opt.hold;	/* quiet is the point */
+		event_base_once(base, -1, EV_TIMEOUT, hold_over, NULL, &tv);
 		return;
 	}
 	if (failed > 0) {
@@ -1097,6 +1162,11 @@ report(void)
 		    "stalled=%d\n", opt.n, ok, failed, closed, hs, st,
 		    joined_lines, rss0, rss1, growth, cpu, self1 - self0,
 		    stalled);
+		if (opt.hold && hold_cpu1 >= 0)
+			printf("wsload mode=hold seconds=%u server_cpu_s=%.2f "
+			    "ws_thread_cpu_s=%.2f\n", opt.hold,
+			    hold_cpu1 - hold_cpu0, hold_ws1 >= 0 ?
+			    hold_ws1 - hold_ws0 : -1.0);
 		fflush(stdout);
 		fprintf(stderr, "%u connections (%u failed, %u closed): all "
 		    "101s after %s s, all joins heard after %s s; server RSS "
@@ -1260,6 +1330,7 @@ main(int argc, char **argv)
 		{ "origin", required_argument, NULL, 'o' },
 		{ "idle", no_argument, NULL, 'i' },
 		{ "rooms", required_argument, NULL, 'r' },
+		{ "hold", required_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -1267,7 +1338,7 @@ main(int argc, char **argv)
 	struct timeval tick = { 0, 100000 };
 	int ch, rc;
 
-	while ((ch = getopt_long(argc, argv, "u:n:m:s:w:z:c:t:p:o:ir:h", longs,
+	while ((ch = getopt_long(argc, argv, "u:n:m:s:w:z:c:t:p:o:ir:H:h", longs,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'u':
@@ -1309,6 +1380,9 @@ main(int argc, char **argv)
 		case 'r':
 			opt.room = (unsigned)number(optarg, "-r", 1, 1000000);
 			break;
+		case 'H':
+			opt.hold = (unsigned)number(optarg, "-H", 1, 86400);
+			break;
 		default:
 			usage();
 		}
@@ -1317,8 +1391,8 @@ main(int argc, char **argv)
 		usage();
 	if (!opt.idle && opt.senders > opt.n)
 		die("more senders (%u) than clients (%u)", opt.senders, opt.n);
-	if (opt.room && !opt.idle)
-		die("-r is for the idle mode (-i)");
+	if ((opt.room || opt.hold) && !opt.idle)
+		die("-r and -H are for the idle mode (-i)");
 	if ((room_ok = calloc(opt.room ? opt.n / opt.room + 1 : 1,
 	    sizeof(*room_ok))) == NULL)
 		die("out of memory");

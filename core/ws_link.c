@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <libwebsockets.h>
 
@@ -53,6 +54,39 @@ sqc_link_close(struct link *l, int code, const char *reason)
 		/* a client that reads nothing any more is dropped anyway */
 		lws_set_timeout(l->wsi, PENDING_TIMEOUT_CLOSE_ACK, 5);
 	}
+}
+
+/*
+ * At stop, for a link lws is not busy with: what is queued, then a close
+ * frame (1001), written now, and the socket shut, so that lws sees the
+ * end at once and frees the link. lws' own closing handshake would keep
+ * a timeout per link in its sorted list, each insert a walk over all of
+ * them: at 19,000 members SIGTERM took 14 s. Returns 1 when done so, 0
+ * when the link must close the usual way (sqc_link_close).
+ */
+int
+sqc_link_stop(struct link *l)
+{
+	static const char reason[] = "server stopping";
+	unsigned char f[4 + sizeof(reason)];
+	size_t n = 0;
+
+	if (!l->established || l->wsi == NULL || l->peer_closed ||
+	    l->lws_closing || l->lws_busy || l->close_code || l->ping_secs ||
+	    sqc_link_write(l) < 0 || l->outhead != l->nout ||
+	    lws_partial_buffered(l->wsi))
+		return 0;
+	f[n++] = 0x88;
+	f[n++] = (unsigned char)(2 + sizeof(reason) - 1);
+	f[n++] = LWS_CLOSE_STATUS_GOINGAWAY >> 8;
+	f[n++] = LWS_CLOSE_STATUS_GOINGAWAY & 0xff;
+	memcpy(f + n, reason, sizeof(reason) - 1);
+	n += sizeof(reason) - 1;
+	l->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
+	if (lws_write(l->wsi, f, n, LWS_WRITE_HTTP) < 0)
+		return 1;	/* gone already */
+	shutdown(lws_get_socket_fd(l->wsi), SHUT_RDWR);
+	return 1;
 }
 
 /* drops the connection at once: it cannot be written to */

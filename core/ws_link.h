@@ -80,6 +80,7 @@ struct link {
 };
 
 void	 sqc_link_close(struct link *l, int code, const char *reason);
+int	 sqc_link_stop(struct link *l);
 void	 sqc_link_send(struct link *l, struct wbuf *b);
 void	 sqc_link_drop_output(struct link *l);
 int	 sqc_link_write(struct link *l);

@@ -208,8 +208,10 @@ run_commands(void)
 		case C_STOP:
 			stopping = 1;
 			LIST_FOREACH(l, &all_links, all)
-				sqc_link_close(l, LWS_CLOSE_STATUS_GOINGAWAY,
-				    "server stopping");
+				if (!sqc_link_stop(l))
+					sqc_link_close(l,
+					    LWS_CLOSE_STATUS_GOINGAWAY,
+					    "server stopping");
 			break;
 		}
 		sqc_wscmd_discard(c);

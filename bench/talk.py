@@ -1,6 +1,7 @@
 # bench/talk.py PORT SECONDS - a room of 100 (/rooms/talk on a route of
 # rooms) where one member says 100 lines a second and every member reads:
 # the talking room among idle ones of bench/README.md (issue 18).
+import base64, os, selectors, socket, sys, time
 port, secs = int(sys.argv[1]), float(sys.argv[2])
 sel = selectors.DefaultSelector()
 socks = []

@@ -36,21 +36,18 @@ for i in range(n):
             try:
                 while t.recv(1 << 16): pass
             except BlockingIOError: pass
-time.sleep(3)
-for t in socks:
-    try:
-        while t.recv(1 << 16): pass
-    except BlockingIOError: pass
-time.sleep(2)
-print("members %d, rss growth %.2f KiB per member" % (n, (rss() - base) / n))
-if len(sys.argv) > 4:
-    socks[0].setblocking(True)
-    socks[0].sendall(frame(os.urandom(1500).hex().encode()))
-    socks[0].setblocking(False)
+def drain():   # what the room sent, read and dropped, until it settles
     time.sleep(3)
     for t in socks:
         try:
             while t.recv(1 << 16): pass
         except BlockingIOError: pass
     time.sleep(2)
+drain()
+print("members %d, rss growth %.2f KiB per member" % (n, (rss() - base) / n))
+if len(sys.argv) > 4:
+    socks[0].setblocking(True)
+    socks[0].sendall(frame(os.urandom(1500).hex().encode()))
+    socks[0].setblocking(False)
+    drain()
     print("after a 3 KB message to all: rss growth %.2f KiB per member" % ((rss() - base) / n))

@@ -503,13 +503,12 @@ on_pmd(struct lws_context *cx, const struct lws_extension *ext,
 	case LWS_EXT_CB_OPTION_SET:
 		if (l == NULL || l->wsi != wsi)
 			return -1;
-		if (oa->option_index == 0)
-			;	/* server_no_context_takeover: always ours */
-		else if (oa->option_index == 1)
+		/* 0, server_no_context_takeover: always answered */
+		if (oa->option_index == 1)
 			l->cli_nct = 1;
-		else if (oa->option_index < 10)
+		else if (oa->option_index >= 2 && oa->option_index < 10)
 			l->srv_bits = oa->option_index - 2 + 8;
-		else
+		else if (oa->option_index >= 10)
 			l->cli_bits = oa->option_index - 10 + 8;
 		return 0;
 	default:

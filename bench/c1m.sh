@@ -8,7 +8,8 @@
 # both ends of each loopback connection), the server's CPU to open them,
 # the WebSocket thread's CPU while they idle, and how long SIGTERM takes
 # with all of them open. Limits are raised here only, as far as this
-# machine lets a process go; N above what it allows is capped, and said.
+# machine lets a process go; past that, N is spread over several squalld
+# (one room's members on one of them), each with its own wsload.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -24,68 +25,92 @@ if [ ! -x bench/wsload ] || [ bench/wsload.c -nt bench/wsload ]; then
 	cc -O2 -Wall -o bench/wsload bench/wsload.c \
 	    $(pkg-config --cflags --libs libevent libevent_openssl openssl)
 fi
-# one descriptor per connection on each side, and some
+# One descriptor per connection on each side, and some. Where the limit
+# cannot be raised far enough, N is spread over several pairs of a
+# squalld and a wsload, each within it, members of a room on one server.
 most=${sizes[0]}
 for n in "${sizes[@]}"; do [ "$n" -gt "$most" ] && most=$n; done
 ulimit -Hn $((most + 1000)) 2>/dev/null || true
 ulimit -n "$(ulimit -Hn)"
-cap=$(($(ulimit -n) - 1000))
-[ "$cap" -lt "$most" ] && say "ulimit -n is $(ulimit -n) here (cannot be" \
-    "raised): N is capped at $cap"
+per=$(($(ulimit -n) - 1000))
+per=$((per / ROOM * ROOM))
+[ "$per" -lt "$most" ] && say "ulimit -n is $(ulimit -n) here (cannot be" \
+    "raised): pairs of a squalld and a wsload, $per members each at most"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/squall-c1m.XXXXXX")
-pid=
-trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$work"' EXIT
+spids=()
+trap 'for p in "${spids[@]}"; do kill -9 $p 2>/dev/null; done; rm -rf "$work"' EXIT
 
 slab() { awk '/^Slab:/ { print $2 }' /proc/meminfo; }
+ws_ticks() { # the WebSocket threads of the servers, in clock ticks
+	local t=0 f
+	for p in "${spids[@]}"; do
+		f=$(grep -l squalld-ws /proc/"$p"/task/*/comm | head -n 1)
+		t=$((t + $(awk '{ print $14 + $15 }' "${f%/comm}/stat")))
+	done
+	echo $t
+}
 
-echo "| N | open/s | RSS KiB/conn | slab KiB/conn | open CPU s | ws idle CPU % | SIGTERM s |"
-echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| N | servers | open/s | RSS KiB/conn | slab KiB/conn | open CPU s | ws idle CPU % | SIGTERM s |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for n in "${sizes[@]}"; do
-	[ "$n" -gt "$cap" ] && n=$cap
-	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-	cat > "$work/squall.ini" <<-EOF
-	[server]
-	listen = 127.0.0.1:$port
-	plugin_dir = $PWD/plugins/.libs
-	access_log = off
-	max_connections = $((n + 100))
-	[route /rooms/*]
-	plugin = chat
-	max_rooms = $((n / ROOM + 10))
-	EOF
-	taskset -c 0 core/squalld -c "$work/squall.ini" >"$work/log" 2>&1 &
-	pid=$!
-	while ! grep -q "ready:" "$work/log"; do sleep 0.05; done
+	k=$(((n + per - 1) / per))
+	each=$(((n / k + ROOM - 1) / ROOM * ROOM))
+	spids=()
 	s0=$(slab)
-	taskset -c 1 bench/wsload -u "ws://127.0.0.1:$port/rooms/r" -n "$n" \
-	    -i -r "$ROOM" -c 500 -H "$((HOLD + 30))" -t 60 -p "$pid" \
-	    >"$work/out" 2>"$work/err" &
-	wl=$!
-	while ! grep -q "wsload settled" "$work/out" 2>/dev/null; do
-		kill -0 $wl 2>/dev/null || { cat "$work/err"; exit 1; }
-		sleep 0.2
+	for i in $(seq 1 "$k"); do
+		port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+		cat > "$work/$i.ini" <<-EOF
+		[server]
+		listen = 127.0.0.1:$port
+		plugin_dir = $PWD/plugins/.libs
+		access_log = off
+		max_connections = $((each + 100))
+		[route /rooms/*]
+		plugin = chat
+		max_rooms = $((each / ROOM + 10))
+		EOF
+		taskset -c 0 core/squalld -c "$work/$i.ini" >"$work/$i.log" 2>&1 &
+		spids+=($!)
+		while ! grep -q "ready:" "$work/$i.log" 2>/dev/null; do
+			sleep 0.05
+		done
+		taskset -c 1 bench/wsload -u "ws://127.0.0.1:$port/rooms/s${i}r" \
+		    -n "$each" -i -r "$ROOM" -c 500 -H "$((HOLD + 600))" -t 120 \
+		    -p "${spids[-1]}" >"$work/$i.out" 2>"$work/$i.err" &
+	done
+	for i in $(seq 1 "$k"); do
+		while ! grep -q "wsload settled" "$work/$i.out" 2>/dev/null; do
+			if grep -q "mode=idle" "$work/$i.out" 2>/dev/null; then
+				cat "$work/$i.err"; exit 1
+			fi
+			sleep 0.2
+		done
 	done
 	s1=$(slab)
-	ws=$(grep -l squalld-ws /proc/$pid/task/*/comm | head -n 1)
-	ws=${ws%/comm}
-	c0=$(awk '{ print $14 + $15 }' "$ws/stat")
+	c0=$(ws_ticks)
 	sleep "$HOLD"
-	c1=$(awk '{ print $14 + $15 }' "$ws/stat")
+	c1=$(ws_ticks)
 	t0=$(date +%s.%N)
-	kill -TERM $pid
-	wait $pid || true
+	kill -TERM "${spids[@]}"
+	for p in "${spids[@]}"; do wait "$p" || true; done
 	t1=$(date +%s.%N)
-	pid=
-	wait $wl || true
-	awk -v n="$n" -v s0="$s0" -v s1="$s1" -v c0="$c0" -v c1="$c1" \
-	    -v hz="$(getconf CLK_TCK)" -v hold="$HOLD" -v t0="$t0" -v t1="$t1" '
+	spids=()
+	wait
+	cat "$work"/*.out | awk -v n="$((each * k))" -v k="$k" -v s0="$s0" \
+	    -v s1="$s1" -v c0="$c0" -v c1="$c1" -v hz="$(getconf CLK_TCK)" \
+	    -v hold="$HOLD" -v t0="$t0" -v t1="$t1" '
 	    /mode=idle/ {
 		for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-		printf "| %d | %.0f | %s | %.2f | %s | %.2f | %.2f |\n", n,
-		    n / v["open_s"], v["rss_kib_per_conn"], (s1 - s0) / n,
-		    v["server_cpu_s"], 100 * (c1 - c0) / hz / hold, t1 - t0
-	    }' "$work/out"
+		if (v["open_s"] > open) open = v["open_s"]
+		rss += v["rss_after_kib"] - v["rss_before_kib"]
+		cpu += v["server_cpu_s"]
+	    }
+	    END {
+		printf "| %d | %d | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
+		    n, k, n / open, rss / n, (s1 - s0) / n, cpu,
+		    100 * (c1 - c0) / hz / hold, t1 - t0
+	    }'
 done
 echo
 echo "(bench/c1m.sh ${sizes[*]}, ROOM=$ROOM HOLD=$HOLD; $(nproc) CPUs," \

@@ -45,7 +45,8 @@
  *                         /rooms/r1... of R members each
  *   -H, --hold SECS       idle mode: once every member has joined, say
  *                         "wsload settled" on stdout, keep the
- *                         connections open SECS seconds and report the
+ *                         connections open SECS seconds (or until the
+ *                         server has closed them all) and report the
  *                         server's CPU over them, its WebSocket thread's
  *                         (squalld-ws) alone too
  *
@@ -1032,6 +1033,10 @@ conn_lost(struct conn *c, const char *why, int flush)
 		warnx_limited("member %u: %s", c->idx, why);
 	closed++;
 	open_now--;
+	if (opt.hold && settled && open_now == 0 && !finished) {
+		hold_over(-1, 0, NULL);	/* the server closed them all */
+		return;
+	}
 	if (!measuring || finished)
 		return;
 	for (unsigned i = 0; i < opt.senders; i++) {

@@ -58,11 +58,13 @@ sqc_link_close(struct link *l, int code, const char *reason)
 
 /*
  * At stop, for a link lws is not busy with: what is queued, then a close
- * frame (1001), written now, and the socket shut, so that lws sees the
- * end at once and frees the link. lws' own closing handshake would keep
- * a timeout per link in its sorted list, each insert a walk over all of
- * them: at 19,000 members SIGTERM took 14 s. Returns 1 when done so, 0
- * when the link must close the usual way (sqc_link_close).
+ * frame (1001), written now, and the socket shut. A write after that
+ * fails, which marks the socket unusable for lws, so that the caller can
+ * free the link at once (LWS_TO_KILL_SYNC) without lws' own closing
+ * handshake: that would keep a timeout per link in lws' sorted list, each
+ * insert a walk over all of them (at 19,000 members SIGTERM took 14 s).
+ * Returns 1 when done so, 0 when the link must close the usual way
+ * (sqc_link_close).
  */
 int
 sqc_link_stop(struct link *l)
@@ -83,9 +85,10 @@ sqc_link_stop(struct link *l)
 	memcpy(f + n, reason, sizeof(reason) - 1);
 	n += sizeof(reason) - 1;
 	l->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
-	if (lws_write(l->wsi, f, n, LWS_WRITE_HTTP) < 0)
-		return 1;	/* gone already */
-	shutdown(lws_get_socket_fd(l->wsi), SHUT_RDWR);
+	if (lws_write(l->wsi, f, n, LWS_WRITE_HTTP) >= 0) {
+		shutdown(lws_get_socket_fd(l->wsi), SHUT_RDWR);
+		(void)lws_write(l->wsi, f, 1, LWS_WRITE_HTTP);
+	}
 	return 1;
 }
 

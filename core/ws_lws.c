@@ -79,6 +79,26 @@ static struct link *adopting;	/* set around an adoption */
 static struct ev_loop *evloop;	/* the service thread's (ws_ev.c), or
 					 * NULL: lws' poll loop */
 
+/*
+ * At stop: each link goes at once where it can (sqc_link_stop: its close
+ * frame written, then freed here), else by the closing handshake.
+ */
+static void
+stop_all(void)
+{
+	struct link *l, *next;
+
+	for (l = LIST_FIRST(&all_links); l != NULL; l = next) {
+		next = LIST_NEXT(l, all);
+		if (sqc_link_stop(l))
+			lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK,
+			    LWS_TO_KILL_SYNC);	/* frees l */
+		else
+			sqc_link_close(l, LWS_CLOSE_STATUS_GOINGAWAY,
+			    "server stopping");
+	}
+}
+
 /* the link of a session id, or NULL */
 static struct link *
 link_find(uint64_t id)
@@ -207,11 +227,7 @@ run_commands(void)
 			break;
 		case C_STOP:
 			stopping = 1;
-			LIST_FOREACH(l, &all_links, all)
-				if (!sqc_link_stop(l))
-					sqc_link_close(l,
-					    LWS_CLOSE_STATUS_GOINGAWAY,
-					    "server stopping");
+			stop_all();
 			break;
 		}
 		sqc_wscmd_discard(c);

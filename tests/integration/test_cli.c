@@ -345,8 +345,12 @@ Test(cli, fatal_signal_names_the_core_thread)
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		srv_start(&c, "[route /chat]\nplugin = chat\n");
-		cr_assert_gt(tid = thread_named(c.pid, cases[i].comm), 0,
-		    "squalld has no thread named %s", cases[i].comm);
+		/* a thread names itself once it runs, maybe after "ready:" */
+		for (long t0 = t_now_ms(); (tid = thread_named(c.pid,
+		    cases[i].comm)) <= 0 && t_now_ms() - t0 < 3000;)
+			usleep(10 * 1000);
+		cr_assert_gt(tid, 0, "squalld has no thread named %s",
+		    cases[i].comm);
 		cr_assert_eq(syscall(SYS_tgkill, c.pid, tid, SIGSEGV), 0);
 		cr_assert_eq(srv_wait_exit(&c, 5000), -1, "%s: squalld did not "
 		    "die of its signal", cases[i].comm);

@@ -154,8 +154,10 @@ if [ "$KORE" = 1 ]; then
 	done
 	kore_pids="$kore $(pgrep -P "$kore" | tr '\n' ' ')"
 	# Debian's Kore 4.1.0 keeps the private key in its keymgr process
-	# and signs through an EC_KEY_METHOD that sets only sign_sig: under
-	# OpenSSL 3 every handshake fails ("internal error" alert)
+	# and sets its signing method on the certificate's public key got
+	# by EVP_PKEY_get1_EC_KEY/_RSA, which under OpenSSL 3 is a cached
+	# copy: OpenSSL signs with the public-only provider key, "missing
+	# private key", alert internal_error (bench/README.md, "Kore")
 	if "$dir/tlsload" -a 127.0.0.1:$K_TLS -t 0.2 2>/dev/null |
 	    grep -q 'handshakes=[1-9]'; then
 		kore_tls=1

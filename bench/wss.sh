@@ -6,12 +6,17 @@
 # Prints every wsload line, then one line per run of perf stat: the
 # system calls of each squalld thread per delivery (perf adds to each
 # system call's cost, so those runs are not in the CPU figures).
-# Environment: NS ("100 1000"), DELIVERIES (2000000), SIZE (64).
+# Environment: NS ("100 1000"), DELIVERIES (2000000), SIZE (64),
+# NODE (1: also Node + ws, bench/peers/node_chat.js, over ws:// and over
+# https with the same certificate; needs `npm ci` in bench/peers). Node
+# stands in for Kore's wss: Debian's Kore 4.1.0 completes no TLS
+# handshake under OpenSSL 3 (bench/README.md, "TLS (issue 17)").
 set -eu
 runs=${1:-3}
 NS=${NS:-100 1000}
 DELIVERIES=${DELIVERIES:-2000000}
 SIZE=${SIZE:-64}
+NODE=${NODE:-1}
 top=$(pwd)
 dir=$(mktemp -d)
 pid=
@@ -52,19 +57,40 @@ EOF
 	done
 }
 
+# start_node SCHEME PORT: a fresh Node chat room on CPU 0
+start_node() {
+	tls=
+	[ "$1" = wss ] && tls="$dir/cert.pem $dir/key.pem"
+	# shellcheck disable=SC2086 # tls: two words or none
+	taskset -c 0 node "$top/bench/peers/node_chat.js" "$2" /chat $tls \
+	    >"$dir/log" 2>&1 &
+	pid=$!
+	i=0
+	while ! curl -sk -o /dev/null "http$([ "$1" = wss ] && echo s)://127.0.0.1:$2/"; do
+		i=$((i + 1))
+		[ $i -lt 100 ] || { cat "$dir/log" >&2; exit 1; }
+		sleep 0.05
+	done
+}
+
 stop() {
 	kill "$pid"
 	wait "$pid" || :
 	pid=
 }
 
-# once SCHEME N [perf]: one run; prints wsload's line (and perf's)
+# once SCHEME N [perf|node]: one run; prints wsload's line (and perf's)
 port=$(( 10000 + $$ % 10000 ))	# below the ephemeral ports
 once() {
 	port=$((port + 2))	# a run's connections linger in TIME_WAIT
-	start "$port" $((port + 1))
 	url="ws://127.0.0.1:$port/chat"
 	[ "$1" = wss ] && url="wss://127.0.0.1:$((port + 1))/chat"
+	if [ "${3:-}" = node ]; then
+		start_node "$1" "$port"
+		url="$1://127.0.0.1:$port/chat"
+	else
+		start "$port" $((port + 1))
+	fi
 	m=$((DELIVERIES / $2))
 	if [ "${3:-}" = perf ]; then
 		perf stat -e raw_syscalls:sys_enter --per-thread -p "$pid" \
@@ -81,6 +107,8 @@ once() {
 		awk '/raw_syscalls/ { n = $2; gsub(",", "", n);
 		    printf " %s=%.2f", $1, n / '"$DELIVERIES"' }' "$dir/perf"
 		echo " (system calls per delivery, join included)"
+	elif [ "${3:-}" = node ]; then
+		echo "node-$1 $line"
 	else
 		echo "$1 $line"
 	fi
@@ -92,6 +120,10 @@ for n in $NS; do
 	while [ $r -lt "$runs" ]; do
 		once ws "$n"
 		once wss "$n"
+		if [ "$NODE" = 1 ]; then
+			once ws "$n" node
+			once wss "$n" node
+		fi
 		r=$((r + 1))
 	done
 done

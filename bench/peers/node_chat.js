@@ -7,13 +7,20 @@
 // Broadcast as ws's documentation shows it: send to every open client.
 // No Origin check. One process.
 //
-//     (cd bench/peers && npm ci) && node node_chat.js PORT [PATH]
+//     (cd bench/peers && npm ci) && node node_chat.js PORT [PATH [CERT KEY]]
+//
+// With CERT and KEY (PEM files) it listens over https, so the room is
+// wss:// (Node's TLS defaults), for bench/wss.sh.
 'use strict';
+const fs = require('fs');
 const http = require('http');
+const https = require('https');
 const { WebSocketServer, WebSocket } = require('ws');
 
 const port = Number(process.argv[2] || 8888);
 const route = process.argv[3] || '/chat';
+const certFile = process.argv[4];
+const keyFile = process.argv[5];
 
 function two(n) {
   return n < 10 ? '0' + n : String(n);
@@ -53,10 +60,17 @@ wss.on('connection', (ws, req) => {
   ws.on('error', () => {});
 });
 
-const server = http.createServer((req, res) => {
+function notWs(req, res) {
   res.writeHead(426, { 'Content-Type': 'text/plain', Upgrade: 'websocket' });
   res.end('this is a WebSocket endpoint\n');
-});
+}
+
+const server = certFile && keyFile ?
+  https.createServer({
+    cert: fs.readFileSync(certFile),
+    key: fs.readFileSync(keyFile),
+  }, notWs) :
+  http.createServer(notWs);
 
 server.on('upgrade', (req, socket, head) => {
   if (req.url.split('?')[0] !== route) {

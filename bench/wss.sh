@@ -18,6 +18,11 @@ NS=${NS:-100 1000}
 DELIVERIES=${DELIVERIES:-2000000}
 SIZE=${SIZE:-64}
 NODE=${NODE:-1}
+if [ "$NODE" = 1 ] && { ! command -v node >/dev/null ||
+    [ ! -d bench/peers/node_modules/ws ]; }; then
+	echo "wss.sh: no node or no bench/peers/node_modules/ws (npm ci): Node left out" >&2
+	NODE=0
+fi
 top=$(pwd)
 dir=$(mktemp -d)
 pid=

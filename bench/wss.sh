@@ -3,7 +3,8 @@
 # squalld build, same command, alternated on freshly started servers
 # (docs/internals/wss.md, issue 17). Run from the top of a built tree:
 #   bench/wss.sh [RUNS]            (3 by default)
-# Prints every wsload line, then one line per run of perf stat: the
+# Prints every wsload line (squall's as ws/wss, Node's as node-ws/node-wss),
+# then one line per run of perf stat (squalld only): the
 # system calls of each squalld thread per delivery (perf adds to each
 # system call's cost, so those runs are not in the CPU figures).
 # Environment: NS ("100 1000"), DELIVERIES (2000000), SIZE (64),
@@ -17,6 +18,11 @@ NS=${NS:-100 1000}
 DELIVERIES=${DELIVERIES:-2000000}
 SIZE=${SIZE:-64}
 NODE=${NODE:-1}
+if [ "$NODE" = 1 ] && { ! command -v node >/dev/null ||
+    [ ! -d bench/peers/node_modules/ws ]; }; then
+	echo "wss.sh: no node or no bench/peers/node_modules/ws (npm ci): Node left out" >&2
+	NODE=0
+fi
 top=$(pwd)
 dir=$(mktemp -d)
 pid=

@@ -81,3 +81,4 @@ server.on('upgrade', (req, socket, head) => {
 });
 
 server.listen(port, '127.0.0.1');
+process.on('SIGTERM', () => process.exit(0));  // a clean exit for wss.sh

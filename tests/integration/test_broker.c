@@ -50,16 +50,10 @@ redis_stop(void)
 	kill_redis(&redis);
 }
 
-static pid_t
-redis_run(int port, const char *password)
-{
-	return t_redis_start(rdir, port, password);
-}
-
 static void
 redis_start_auth(int port, const char *password)
 {
-	redis = redis_run(port, password);
+	redis = t_redis_start(rdir, port, password);
 }
 
 static void
@@ -953,7 +947,7 @@ Test(broker, reload_that_changes_the_broker_moves_the_room)
 	int rport = t_free_port(), rport2 = t_free_port();
 
 	redis_start(rport);
-	redis2 = redis_run(rport2, NULL);
+	redis2 = t_redis_start(rdir, rport2, NULL);
 	start_pair(rport);
 	join_two(&a, s1.port, &b, s2.port);
 	cr_assert_eq(reload_with(&s1, rport2, ""), 0);
@@ -1005,7 +999,7 @@ Test(broker, failed_reload_leaves_the_room_on_its_broker)
 	int rport = t_free_port(), rport2 = t_free_port();
 
 	redis_start(rport);
-	redis2 = redis_run(rport2, NULL);
+	redis2 = t_redis_start(rdir, rport2, NULL);
 	start_pair(rport);
 	join_two(&a, s1.port, &b, s2.port);
 	/* the new /chat is created, then the next route fails */

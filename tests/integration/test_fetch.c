@@ -158,28 +158,22 @@ Test(fetch, data_fetch_upstream_errors)
 
 Test(fetch, data_fetch_refuses_bad_urls)
 {
-	char *out, dir[256], ini[400];
+	char *out;
 
-	t_tmpdir(dir, sizeof(dir));
-	snprintf(ini, sizeof(ini), "%s/squall.ini", dir);
-	t_write(ini, "[server]\nplugin_dir = %s\n[route /d]\nplugin = "
-	    "data_fetch\nurl = ftp://example.org/x\n", t_plugin_dir());
-	cr_assert_eq(t_run_squalld(&out, "-t", "-c", ini, NULL), 1);
+	cr_assert_eq(t_check_ini(&out, NULL, 0, "[route /d]\nplugin = "
+	    "data_fetch\nurl = ftp://example.org/x\n"), 1);
 	cr_assert_not_null(strstr(out, "squall.ini:5: route '/d': url "
 	    "'ftp://example.org/x' is not http://"), "%s", out);
 	free(out);
-	t_write(ini, "[server]\nplugin_dir = %s\n[route /d]\nplugin = "
-	    "data_fetch\n", t_plugin_dir());
-	cr_assert_eq(t_run_squalld(&out, "-t", "-c", ini, NULL), 1);
+	cr_assert_eq(t_check_ini(&out, NULL, 0, "[route /d]\nplugin = "
+	    "data_fetch\n"), 1);
 	cr_assert_not_null(strstr(out, "data_fetch needs a 'url'"), "%s", out);
 	free(out);
-	t_write(ini, "[server]\nplugin_dir = %s\n[route /m]\nplugin = "
-	    "multi_fetch\nurl.a = /x\nurl.a = /y\n", t_plugin_dir());
-	cr_assert_eq(t_run_squalld(&out, "-t", "-c", ini, NULL), 1);
+	cr_assert_eq(t_check_ini(&out, NULL, 0, "[route /m]\nplugin = "
+	    "multi_fetch\nurl.a = /x\nurl.a = /y\n"), 1);
 	cr_assert_not_null(strstr(out, "squall.ini:6: route '/m': 'url.a' "
 	    "given twice"), "%s", out);
 	free(out);
-	t_rm_rf(dir);
 }
 
 /*
@@ -225,24 +219,20 @@ Test(fetch, https_upstream_is_verified_against_ca_file)
 /* A ca_file that is not a readable file fails -t, naming it. */
 Test(fetch, missing_ca_file_is_named)
 {
-	char *out, dir[256], ini[400], want[600];
+	char *out, dir[256], want[600];
 
-	t_tmpdir(dir, sizeof(dir));
-	snprintf(ini, sizeof(ini), "%s/squall.ini", dir);
-	t_write(ini, "[server]\nplugin_dir = %s\n[route /d]\nplugin = "
-	    "data_fetch\nurl = https://127.0.0.1/\nca_file = ca.pem\n",
-	    t_plugin_dir());
-	cr_assert_eq(t_run_squalld(&out, "-t", "-c", ini, NULL), 1);
+	cr_assert_eq(t_check_ini(&out, dir, sizeof(dir), "[route /d]\n"
+	    "plugin = data_fetch\nurl = https://127.0.0.1/\n"
+	    "ca_file = ca.pem\n"), 1);
 	snprintf(want, sizeof(want), "squall.ini:6: route '/d': ca_file "
 	    "'%s/ca.pem': No such file or directory", dir);
 	cr_assert_not_null(strstr(out, want), "%s", out);
 	free(out);
-	t_write(ini, "[server]\nplugin_dir = %s\n[route /m]\nplugin = "
-	    "multi_fetch\nurl.a = /x\nca_file = %s\n", t_plugin_dir(), dir);
-	cr_assert_eq(t_run_squalld(&out, "-t", "-c", ini, NULL), 1);
+	/* the configuration's own folder */
+	cr_assert_eq(t_check_ini(&out, NULL, 0, "[route /m]\nplugin = "
+	    "multi_fetch\nurl.a = /x\nca_file = .\n"), 1);
 	cr_assert_not_null(strstr(out, "Is a directory"), "%s", out);
 	free(out);
-	t_rm_rf(dir);
 }
 
 Test(fetch, post_with_headers_and_response_headers)

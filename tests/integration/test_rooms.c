@@ -164,18 +164,14 @@ Test(rooms, bad_names_get_404_before_the_upgrade)
 	/* the max_rooms of a route without rooms is an error */
 	srv_cleanup(&s);
 	{
-		char *out, dir[256], ini[400];
+		char *out;
 
-		t_tmpdir(dir, sizeof(dir));
-		snprintf(ini, sizeof(ini), "%s/squall.ini", dir);
-		t_write(ini, "[server]\nplugin_dir = %s\n[route /chat]\n"
-		    "plugin = chat\nmax_rooms = 5\n", t_plugin_dir());
-		cr_assert_eq(t_run_squalld(&out, "-t", "-c", ini, NULL), 1);
+		cr_assert_eq(t_check_ini(&out, NULL, 0, "[route /chat]\n"
+		    "plugin = chat\nmax_rooms = 5\n"), 1);
 		cr_assert_not_null(strstr(out, "squall.ini:5: route '/chat': "
 		    "max_rooms needs a route whose path ends in '*'"), "%s",
 		    out);
 		free(out);
-		t_rm_rf(dir);
 	}
 }
 

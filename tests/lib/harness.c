@@ -460,6 +460,27 @@ t_run_squalld(char **out, const char *arg, ...)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+int
+t_check_ini(char **out, char *dir, size_t dirlen, const char *fmt, ...)
+{
+	char d[256], ini[300], *rest;
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	cr_assert(vasprintf(&rest, fmt, ap) >= 0);
+	va_end(ap);
+	t_tmpdir(d, sizeof(d));
+	snprintf(ini, sizeof(ini), "%s/squall.ini", d);
+	t_write(ini, "[server]\nplugin_dir = %s\n%s", t_plugin_dir(), rest);
+	free(rest);
+	rc = t_run_squalld(out, "-t", "-c", ini, NULL);
+	t_rm_rf(d);
+	if (dir)
+		snprintf(dir, dirlen, "%s", d);
+	return rc;
+}
+
 /* ---- HTTP clients ---------------------------------------------------- */
 
 struct buf {

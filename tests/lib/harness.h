@@ -88,6 +88,14 @@ void	 t_close_inherited(void);
 
 /* Runs squalld with args (NULL-terminated); stderr in *out. */
 int	 t_run_squalld(char **out, const char *arg, ...);
+/*
+ * squalld -t on a squall.ini of its own in a new folder (removed after,
+ * its name in dir when dir is not NULL): "[server]", "plugin_dir = " the
+ * shipped plugins, then the text of fmt (so its first line is line 3).
+ * Returns the exit status; the output in *out.
+ */
+int	 t_check_ini(char **out, char *dir, size_t dirlen, const char *fmt,
+	    ...) __attribute__((format(printf, 4, 5)));
 
 int	 http_get(int port, const char *path, struct resp *r);
 int	 http_request(int port, const char *method, const char *path,

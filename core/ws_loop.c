@@ -62,12 +62,13 @@ struct sq_ws {
 	size_t		 noffered;
 	const char	*protocol;	/* the one selected, in offered */
 	const char	*subpath;	/* after the route's prefix, in headers */
+	const char	*query;		/* the request's, after the subpath */
 	int		 counted;	/* held by the HTTP server (host) */
 	int		 tls;		/* came by TLS: relayed */
 	STAILQ_HEAD(, cmd) held;	/* sent from ws_open, after ADOPT */
 	LIST_ENTRY(sq_ws) all;
 	/* the upgrade request's headers: "name\0value\0"..., then "\0",
-	 * then the subpath */
+	 * then the subpath, then the query */
 	char		 headers[];
 };
 
@@ -295,7 +296,7 @@ static void handover(evutil_socket_t fd, short what, void *arg);
  */
 static struct sq_ws *
 session_new(struct sq_inst *inst, struct evkeyvalq *h, const char *client,
-    const char *subpath)
+    const char *subpath, const char *query)
 {
 	struct evkeyval *kv;
 	struct sq_ws *w;
@@ -304,7 +305,9 @@ session_new(struct sq_inst *inst, struct evkeyvalq *h, const char *client,
 
 	if (subpath == NULL)
 		subpath = "";
-	hlen = 2 + strlen(subpath);
+	if (query == NULL)
+		query = "";
+	hlen = 3 + strlen(subpath) + strlen(query);
 	TAILQ_FOREACH(kv, h, next)
 		hlen += strlen(kv->key) + strlen(kv->value) + 2;
 	if (sqc_upgrade_protocols(h, &offered, &noffered) != 0)
@@ -330,7 +333,8 @@ session_new(struct sq_inst *inst, struct evkeyvalq *h, const char *client,
 		p = stpcpy(p, kv->value) + 1;
 	}
 	w->subpath = p + 1;	/* after the headers' closing "\0" */
-	strcpy(p + 1, subpath);
+	p = stpcpy(p + 1, subpath) + 1;
+	w->query = strcpy(p, query);
 	LIST_INSERT_HEAD(&all_sessions, w, all);
 	w->opening = 1;		/* until the hand-over: commands wait */
 	return w;
@@ -377,6 +381,7 @@ sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
     const char *subpath, const char *client, int deflate, int *status)
 {
 	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
+	const struct evhttp_uri *u;
 	struct sq_ws *w;
 	int rc;
 
@@ -387,7 +392,9 @@ sqc_ws_upgrade(struct evhttp_request *ev, struct sq_inst *inst,
 	if ((*status = sqc_upgrade_check(evhttp_request_get_command(ev) ==
 	    EVHTTP_REQ_GET, evhttp_request_get_uri(ev), h, hs_space)) != 0)
 		return -EINVAL;
-	if ((w = session_new(inst, h, client, subpath)) == NULL) {
+	u = evhttp_request_get_evhttp_uri(ev);
+	if ((w = session_new(inst, h, client, subpath,
+	    u ? evhttp_uri_get_query(u) : NULL)) == NULL) {
 		*status = 503;		/* out of memory: it was checked */
 		return -ENOMEM;
 	}
@@ -684,6 +691,12 @@ const char *
 sq_ws_subpath(struct sq_ws *ws)
 {
 	return ws->subpath;
+}
+
+const char *
+sq_ws_query(struct sq_ws *ws)
+{
+	return ws->query;
 }
 
 const char *

@@ -325,6 +325,9 @@ int		 sq_ws_tls(struct sq_ws *ws);	/* 1: came by wss */
  * ws_close returns.
  */
 const char	*sq_ws_subpath(struct sq_ws *ws);
+/* The upgrade request's query string, raw ("" if none), as sq_req_query;
+ * valid until ws_close returns. */
+const char	*sq_ws_query(struct sq_ws *ws);
 /* A header of the upgrade request (Origin, Host...), or NULL. */
 const char	*sq_ws_header(struct sq_ws *ws, const char *name);
 /*

@@ -119,17 +119,41 @@ table_grow(struct chat *c)
 	return 0;
 }
 
-static void
-set_counts(struct chat *c)
+/* What /status shows of the route: rooms, members, recoveries. */
+void
+chat_set_counts(struct chat *c)
 {
 	char v[32];
 
-	if (!c->per_path)
+	if (c->per_path) {
+		snprintf(v, sizeof(v), "%zu", c->nrooms);
+		(void)sq_inst_set_info(c->inst, "rooms", v);
+		snprintf(v, sizeof(v), "%zu", c->members);
+		(void)sq_inst_set_info(c->inst, "members", v);
+	}
+	if (!chat_broker_stream(c->broker))
 		return;
-	snprintf(v, sizeof(v), "%zu", c->nrooms);
-	(void)sq_inst_set_info(c->inst, "rooms", v);
-	snprintf(v, sizeof(v), "%zu", c->members);
-	(void)sq_inst_set_info(c->inst, "members", v);
+	snprintf(v, sizeof(v), "%llu", c->recovered);
+	(void)sq_inst_set_info(c->inst, "recovered", v);
+	snprintf(v, sizeof(v), "%llu", c->unrecovered);
+	(void)sq_inst_set_info(c->inst, "unrecovered", v);
+	snprintf(v, sizeof(v), "%llu", c->replayed);
+	(void)sq_inst_set_info(c->inst, "replayed", v);
+	snprintf(v, sizeof(v), "%llu", chat_broker_invalid_count(c->broker));
+	(void)sq_inst_set_info(c->inst, "invalid", v);
+}
+
+/* fn(r, arg) for each room of c. */
+void
+chat_rooms_each(struct chat *c, void (*fn)(struct room *, void *), void *arg)
+{
+	if (c->only)
+		fn(c->only, arg);
+	for (size_t i = 0; i < c->nbuckets; i++)
+		for (struct room *r = c->table[i], *next; r; r = next) {
+			next = r->hnext;
+			fn(r, arg);
+		}
 }
 
 static void
@@ -139,8 +163,9 @@ room_free(struct room *r)
 		free(r->lines[(r->first + i) % (size_t)r->chat->history]);
 	free(r->lines);
 	free(r->members);
+	free(r->tagged);
 	for (size_t i = 0; i < r->njoining; i++)
-		free(r->joining[i].line);
+		chat_joiner_free(r->joining[i]);
 	free(r->joining);
 	free(r->name);
 	free(r);
@@ -221,6 +246,11 @@ chat_free(struct chat *c)
 			break;
 		}
 	chat_origins_free(&c->origins);
+	if (c->broker) {	/* first: its callbacks find the rooms */
+		chat_broker_close(c->broker);
+		chat_broker_free(c->broker);
+		c->broker = NULL;
+	}
 	if (c->only)
 		room_free(c->only);
 	for (size_t i = 0; i < c->nbuckets; i++)
@@ -229,10 +259,6 @@ chat_free(struct chat *c)
 			room_free(r);
 		}
 	free(c->table);
-	if (c->broker) {
-		chat_broker_close(c->broker);
-		chat_broker_free(c->broker);
-	}
 	free(c);
 }
 
@@ -307,7 +333,7 @@ chat_create(struct sq_inst *inst, struct sq_opts *opts, void **state)
 		(void)sq_inst_set_info(inst, "broker", "down");
 		chat_broker_connect(c);
 	}
-	set_counts(c);
+	chat_set_counts(c);
 	if (sq_loop_base() != NULL) {
 		struct sq_stats st;
 
@@ -349,49 +375,265 @@ remember(struct room *r, const char *line)
 		r->lines[(r->first + r->nlines++) % (size_t)history] = copy;
 }
 
-/* Room in r->members for one more: 0 or -ENOMEM. */
-static int
-reserve(struct room *r)
-{
-	size_t cap = r->cap ? r->cap * 2 : 4;
-	struct sq_ws **m;
+/* ---- lines with their ids ---------------------------------------------- */
 
-	if (r->n < r->cap)
-		return 0;
-	if ((m = realloc(r->members, cap * sizeof(*m))) == NULL)
+int
+chat_lines_add(struct lines *l, const struct chat_sid *id, const char *line,
+    size_t len)
+{
+	struct said *v;
+	char *copy;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 8;
+
+		if ((v = realloc(l->v, cap * sizeof(*v))) == NULL)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	if ((copy = malloc(len)) == NULL)
 		return -ENOMEM;
-	r->members = m;
-	r->cap = cap;
+	memcpy(copy, line, len);
+	l->v[l->n].id = *id;
+	l->v[l->n].line = copy;
+	l->v[l->n++].len = len;
+	l->bytes += len;
 	return 0;
 }
 
-static int
-member_add(struct room *r, struct sq_ws *ws)
+void
+chat_lines_clear(struct lines *l)
 {
-	if (reserve(r) != 0)
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i].line);
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+static int
+has_id(const struct chat_sid *id)
+{
+	return id != NULL && (id->ms != 0 || id->seq != 0);
+}
+
+/*
+ * A line as ws hears it: the line itself, or with CHAT_PROTOCOL its
+ * stream id ("-" for none) and a space first. *buf holds what was made
+ * (free it).
+ */
+static const char *
+framed(const struct chat_sid *id, const char *line, size_t len, size_t *n,
+    char **buf)
+{
+	char sid[CHAT_SID_MAX] = "-";
+	size_t sl;
+
+	if (has_id(id))
+		chat_sid_format(id, sid);
+	sl = strlen(sid);
+	if ((*buf = malloc(sl + 1 + len)) == NULL)
+		return NULL;
+	memcpy(*buf, sid, sl);
+	(*buf)[sl] = ' ';
+	memcpy(*buf + sl + 1, line, len);
+	*n = sl + 1 + len;
+	return *buf;
+}
+
+static void
+send_line(struct sq_ws *ws, const struct chat_sid *id, const char *line,
+    size_t len)
+{
+	const char *f;
+	char *buf = NULL;
+	size_t n;
+
+	if (sq_ws_protocol(ws) == NULL)
+		sq_ws_send(ws, line, len, 0);
+	else if ((f = framed(id, line, len, &n, &buf)) != NULL)
+		sq_ws_send(ws, f, n, 0);
+	free(buf);
+}
+
+/* ---- members ------------------------------------------------------------ */
+
+/* Room in ws's list of r for one more: 0 or -ENOMEM. */
+static int
+reserve(struct room *r, struct sq_ws *ws)
+{
+	int tagged = sq_ws_protocol(ws) != NULL;
+	struct sq_ws ***list = tagged ? &r->tagged : &r->members;
+	size_t *n = tagged ? &r->ntagged : &r->n;
+	size_t *cap = tagged ? &r->captagged : &r->cap;
+	size_t ncap = *cap ? *cap * 2 : 4;
+	struct sq_ws **m;
+
+	if (*n < *cap)
+		return 0;
+	if ((m = realloc(*list, ncap * sizeof(*m))) == NULL)
 		return -ENOMEM;
-	r->members[r->n++] = ws;
+	*list = m;
+	*cap = ncap;
 	return 0;
 }
 
 static void	arm_pinger(struct room *);
 
-/* The first of those joining becomes a member; line was its own. */
-static void
-admit_first(struct room *r, int send_line)
+/* ws becomes a member of r: 0, or -ENOMEM (it is closed). */
+static int
+member_add(struct room *r, struct sq_ws *ws)
 {
-	struct joining j = r->joining[0];
-
-	memmove(r->joining, r->joining + 1, --r->njoining *
-	    sizeof(*r->joining));
-	if (member_add(r, j.ws) != 0)
-		sq_ws_close(j.ws, 1011, "out of memory");
-	else {
-		if (send_line)
-			sq_ws_send(j.ws, j.line, j.len, 0);
-		arm_pinger(r);
+	if (reserve(r, ws) != 0) {
+		sq_ws_close(ws, 1011, "out of memory");
+		return -ENOMEM;
 	}
-	free(j.line);
+	if (sq_ws_protocol(ws) != NULL)
+		r->tagged[r->ntagged++] = ws;
+	else
+		r->members[r->n++] = ws;
+	arm_pinger(r);
+	return 0;
+}
+
+static void
+member_remove(struct room *r, struct sq_ws *ws)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (r->members[i] == ws) {
+			r->members[i] = r->members[--r->n];
+			return;
+		}
+	for (size_t i = 0; i < r->ntagged; i++)
+		if (r->tagged[i] == ws) {
+			r->tagged[i] = r->tagged[--r->ntagged];
+			return;
+		}
+}
+
+/* ---- joiners ------------------------------------------------------------ */
+
+/*
+ * j leaves its room's list: freed now, or, while Redis has yet to
+ * answer for its past, orphaned, and freed by that answer.
+ */
+void
+chat_joiner_free(struct joiner *j)
+{
+	if (j->asked) {
+		j->room = NULL;
+		j->ws = NULL;
+		return;
+	}
+	free(j->line);
+	chat_lines_clear(&j->past);
+	chat_lines_clear(&j->meanwhile);
+	free(j);
+}
+
+/* Takes j out of its room's list (its order kept). */
+static void
+joiner_unlist(struct joiner *j)
+{
+	struct room *r = j->room;
+
+	for (size_t i = 0; i < r->njoining; i++)
+		if (r->joining[i] == j) {
+			memmove(r->joining + i, r->joining + i + 1,
+			    (r->njoining - i - 1) * sizeof(*r->joining));
+			r->njoining--;
+			return;
+		}
+}
+
+/* ws joins r, waiting for its line (copied): NULL when out of memory. */
+static struct joiner *
+joiner_add(struct room *r, struct sq_ws *ws, const char *line, size_t len)
+{
+	struct joiner *j;
+
+	if (r->njoining == r->capjoining) {
+		size_t cap = r->capjoining ? r->capjoining * 2 : 2;
+		struct joiner **v = realloc(r->joining, cap * sizeof(*v));
+
+		if (v == NULL)
+			return NULL;
+		r->joining = v;
+		r->capjoining = cap;
+	}
+	if ((j = calloc(1, sizeof(*j))) == NULL ||
+	    (j->line = malloc(len)) == NULL) {
+		free(j);
+		return NULL;
+	}
+	memcpy(j->line, line, len);
+	j->len = len;
+	j->room = r;
+	j->ws = ws;
+	r->joining[r->njoining++] = j;
+	return j;
+}
+
+/*
+ * j becomes a member. What it hears first: the lines of its past (the
+ * stream's history before its joined line, or the lines it missed),
+ * then, of what the room got while it waited, those after its past, from
+ * its joined line on. When its line never came back (the broker was lost,
+ * or dropped it), it gets everything it has, then its line.
+ */
+static void
+joiner_admit(struct joiner *j)
+{
+	struct room *r = j->room;
+	struct chat *c = r->chat;
+	size_t k = j->past.n, total = j->past.n, start, own = 0;
+	struct said *m;
+
+	/* M = past, then meanwhile after the past's top; k: own line in M */
+	for (size_t i = 0; i < j->meanwhile.n; i++) {
+		m = &j->meanwhile.v[i];
+		if (j->stream && has_id(&m->id) &&
+		    chat_sid_cmp(&m->id, &j->top) <= 0)
+			continue;
+		if (j->back && i == j->own_at) {
+			k = total;
+			own = 1;
+		}
+		total++;
+	}
+	if (!own)
+		k = total;
+	if (!j->stream)
+		start = k;	/* the history came at the join */
+	else if (j->recover)
+		start = 0;
+	else
+		start = k - (k < (size_t)c->history ? k : (size_t)c->history);
+	if (j->recover)
+		c->replayed += k;
+	for (size_t i = 0, idx = 0; i < j->past.n + j->meanwhile.n; i++) {
+		m = i < j->past.n ? &j->past.v[i] :
+		    &j->meanwhile.v[i - j->past.n];
+		if (i >= j->past.n && j->stream && has_id(&m->id) &&
+		    chat_sid_cmp(&m->id, &j->top) <= 0)
+			continue;
+		if (idx++ >= start)
+			send_line(j->ws, &m->id, m->line, m->len);
+	}
+	if (!own)
+		send_line(j->ws, NULL, j->line, j->len);
+	joiner_unlist(j);
+	(void)member_add(r, j->ws);
+	chat_joiner_free(j);
+	chat_set_counts(c);
+}
+
+/* j becomes a member once its line is back and its past read. */
+void
+chat_joiner_ready(struct joiner *j)
+{
+	if (j->room != NULL && !j->dead && j->back && !j->asked)
+		joiner_admit(j);
 }
 
 /*
@@ -399,67 +641,93 @@ admit_first(struct room *r, int send_line)
  * time: a member hears its own joined line first, then what was said
  * after it in the broker's order, never what was said before it (which
  * a second subscription of this process, a moved room's, may still be
- * delivering). So a newcomer waits among those joining until the
- * subscription brings its joined line back: our lines reach the broker,
- * and come back, in the order we published them, so it is the first of
- * those joining whose line this is. (Another process could publish the
- * same bytes in the same second, for a client of the same address: the
- * newcomer then starts a line early, no worse.)
+ * delivering). So a newcomer waits among those joining until the broker
+ * brings its joined line back: our lines reach the broker, and come
+ * back, in the order we sent them, so it is the first of those joining
+ * whose line this is. (Another process could send the same bytes in the
+ * same second, for a client of the same address: the newcomer then
+ * starts a line early, no worse.) It becomes a member at the end of
+ * chat_room_deliver, which gives it this line among those it waited for.
  */
 void
 chat_room_admit(struct room *r, const char *line, size_t len)
 {
-	if (r->njoining > 0 && r->joining[0].len == len &&
-	    memcmp(r->joining[0].line, line, len) == 0)
-		admit_first(r, 0);	/* chat_room_deliver() sends it the line */
-}
+	for (size_t i = 0; i < r->njoining; i++) {
+		struct joiner *j = r->joining[i];
 
-static void
-admit_all(struct room *r)
-{
-	while (r->njoining > 0)
-		admit_first(r, 1);
+		if (!j->back && j->len == len &&
+		    memcmp(j->line, line, len) == 0) {
+			j->back = 1;
+			j->own_at = j->meanwhile.n;
+			return;
+		}
+	}
 }
 
 /*
  * The broker is gone, or the route moves: their joined lines may never
  * come back, so those joining get theirs now and become members.
  */
+static void
+admit_all(struct room *r, void *unused)
+{
+	(void)unused;
+	for (size_t i = 0; i < r->njoining;)
+		if (r->joining[i]->dead)
+			i++;		/* its ws_close unlists it */
+		else
+			joiner_admit(r->joining[i]);
+}
+
 void
 chat_admit_all(struct chat *c)
 {
-	if (c->only)
-		admit_all(c->only);
-	for (size_t i = 0; i < c->nbuckets; i++)
-		for (struct room *r = c->table[i]; r; r = r->hnext)
-			admit_all(r);
+	chat_rooms_each(c, admit_all, NULL);
 }
 
-/* ws waits for its joined line (line, taken). 0 or -ENOMEM. */
-static int
-joining_add(struct room *r, struct sq_ws *ws, char *line, size_t len)
-{
-	if (r->njoining == r->capjoining) {
-		size_t cap = r->capjoining ? r->capjoining * 2 : 2;
-		struct joining *j = realloc(r->joining, cap * sizeof(*j));
-
-		if (j == NULL)
-			return -ENOMEM;
-		r->joining = j;
-		r->capjoining = cap;
-	}
-	r->joining[r->njoining].ws = ws;
-	r->joining[r->njoining].line = line;
-	r->joining[r->njoining++].len = len;
-	return 0;
-}
-
-/* A line for the members of this process (and its history). */
+/*
+ * A line for the members of this process (and its history), with its
+ * stream id (NULL: none). Those joining keep it until they are members;
+ * one whose past would grow beyond max_queue is closed, as a member that
+ * does not read would be.
+ */
 void
-chat_room_deliver(struct room *r, const char *line, size_t len)
+chat_room_deliver(struct room *r, const struct chat_sid *id,
+    const char *line, size_t len)
 {
+	static const struct chat_sid none;
+	const char *f;
+	char *buf = NULL;
+	size_t n;
+
+	if (id == NULL)
+		id = &none;
+	for (size_t i = 0; i < r->njoining; i++) {
+		struct joiner *j = r->joining[i];
+
+		if (j->dead)
+			continue;	/* its ws_close unlists it */
+		if (j->meanwhile.bytes + len > r->chat->max_queue) {
+			sq_ws_close(j->ws, 1008, "too much to catch up on");
+			j->dead = 1;
+		} else if (chat_lines_add(&j->meanwhile, id, line, len) != 0) {
+			sq_ws_close(j->ws, 1011, "out of memory");
+			j->dead = 1;
+		}
+	}
 	sq_ws_broadcast(r->members, r->n, line, len, 0);
+	if (r->ntagged > 0 && (f = framed(id, line, len, &n, &buf)) != NULL)
+		sq_ws_broadcast(r->tagged, r->ntagged, f, n, 0);
+	free(buf);
 	remember(r, line);
+	for (size_t i = 0; i < r->njoining;) {
+		struct joiner *j = r->joining[i];
+
+		if (!j->dead && j->back && !j->asked)
+			joiner_admit(j);	/* unlists it */
+		else
+			i++;
+	}
 }
 
 static void ping_all(int status, void *arg);
@@ -475,7 +743,7 @@ arm_pinger(struct room *r)
 {
 	struct chat *c = r->chat;
 
-	if (c->ping_interval <= 0 || r->n == 0)
+	if (c->ping_interval <= 0 || r->n + r->ntagged == 0)
 		return;
 	if (r->cancelling)
 		r->rearm = 1;	/* once the cancelled one has called back */
@@ -488,6 +756,7 @@ static void
 ping_all(int status, void *arg)
 {
 	struct room *r = arg;
+	uint64_t timeout = (uint64_t)r->chat->ping_timeout * 1000;
 
 	r->pinger = NULL;
 	if (status != 0) {
@@ -501,8 +770,9 @@ ping_all(int status, void *arg)
 		return;
 	}
 	for (size_t i = 0; i < r->n; i++)
-		sq_ws_ping(r->members[i],
-		    (uint64_t)r->chat->ping_timeout * 1000);
+		sq_ws_ping(r->members[i], timeout);
+	for (size_t i = 0; i < r->ntagged; i++)
+		sq_ws_ping(r->tagged[i], timeout);
 	arm_pinger(r);
 }
 
@@ -537,40 +807,98 @@ announce(struct room *r, enum chat_event ev, struct sq_ws *ws,
 	}
 }
 
-/* ws joins r: a member now, or once its joined line is back. */
+/*
+ * The id a returning member of CHAT_PROTOCOL last heard (?last_id=ID),
+ * if it is recent enough to ask the stream for what followed: 1, or 0
+ * (none given: *asked unset; too old or not an id: *asked set).
+ */
+static int
+last_id(struct chat *c, struct sq_ws *ws, struct chat_sid *id, int *asked)
+{
+	const char *q = sq_ws_query(ws), *v, *end;
+	long long window = chat_broker_recover_window(c->broker);
+	struct timespec now;
+
+	*asked = 0;
+	if (sq_ws_protocol(ws) == NULL)
+		return 0;
+	for (v = q; v && *v; v = strchr(v, '&') ? strchr(v, '&') + 1 : NULL)
+		if (strncmp(v, "last_id=", 8) == 0)
+			break;
+	if (v == NULL || *v == '\0')
+		return 0;
+	*asked = 1;
+	v += 8;
+	end = v + strcspn(v, "&");
+	clock_gettime(CLOCK_REALTIME, &now);
+	return window > 0 && chat_sid_parse(id, v, (size_t)(end - v)) == 0 &&
+	    id->ms + (uint64_t)window * 1000 >= (uint64_t)now.tv_sec * 1000;
+}
+
+/*
+ * ws joins r: a member now, or, on the broker, once its joined line is
+ * back (see chat_room_admit). A newcomer hears the last `history` lines
+ * first: the room's own here, or on a stream the stream's before its
+ * joined line, the same on every process; a member of CHAT_PROTOCOL
+ * returning with ?last_id= hears instead the lines it missed.
+ */
 static void
 join(struct room *r, struct sq_ws *ws)
 {
-	struct broker *b = r->chat->broker;
+	struct chat *c = r->chat;
+	struct broker *b = c->broker;
+	int stream = chat_broker_stream(b) && chat_broker_up(b), asked, back;
+	struct chat_sid last;
+	struct joiner *j;
 	char *line;
 	size_t n;
 
-	for (size_t i = 0; i < r->nlines; i++) {
-		const char *h = r->lines[(r->first + i) %
-		    (size_t)r->chat->history];
-
-		sq_ws_send(ws, h, strlen(h), 0);
-	}
 	if (b && chat_broker_idle(b))
-		chat_broker_connect(r->chat);	/* no member: no retrying */
+		chat_broker_connect(c);	/* no member: no retrying */
+	if (!(back = last_id(c, ws, &last, &asked)) && asked)
+		c->unrecovered++;
+	if (!stream)
+		for (size_t i = 0; i < r->nlines; i++) {
+			const char *h = r->lines[(r->first + i) %
+			    (size_t)c->history];
+
+			send_line(ws, NULL, h, strlen(h));
+		}
 	if ((line = stamp(CHAT_JOINED, ws, NULL, 0, &n)) == NULL) {
-		r->members[r->n++] = ws;
-		arm_pinger(r);
+		(void)member_add(r, ws);
 		return;
 	}
-	/* on the broker: a member once its line is back (see admit) */
-	if (b && chat_broker_up(b) && joining_add(r, ws, line, n) == 0) {
-		if (chat_broker_say(r, line, n))
-			return;
-		r->njoining--;	/* not published: delivered, or dropped */
-		r->members[r->n++] = ws;
-		sq_ws_send(ws, line, n, 0);
-	} else {
-		r->members[r->n++] = ws;
+	if (!(b && chat_broker_up(b)) ||
+	    (j = joiner_add(r, ws, line, n)) == NULL) {
+		(void)member_add(r, ws);
 		(void)chat_broker_say(r, line, n);
+		free(line);
+		return;
+	}
+	if (back && !stream)
+		c->unrecovered++;	/* the stream is away */
+	if (stream) {
+		j->stream = 1;
+		j->recover = back;
+		j->last = last;
+		chat_stream_room(r);
+		if (chat_stream_past(j) != 0 && j->recover) {
+			j->recover = 0;
+			c->unrecovered++;
+		}
+	}
+	/*
+	 * Its line comes back (or is said here at once) and admits it. One
+	 * the broker dropped never comes: it joins as soon as its past is
+	 * read, and hears its line last.
+	 */
+	if (chat_broker_say(r, line, n) == CHAT_DROPPED) {
+		j->back = 1;
+		j->own_at = (size_t)-1;
+		chat_joiner_ready(j);
 	}
 	free(line);
-	arm_pinger(r);
+	chat_set_counts(c);
 }
 
 static int
@@ -598,7 +926,10 @@ chat_open(void *state, struct sq_ws *ws)
 		c->full_logged |= c->nrooms >= (size_t)c->max_rooms;
 		return status;
 	}
-	if (reserve(r) != 0) {	/* so that joining cannot fail */
+	for (size_t i = 0; sq_ws_offered_protocol(ws, i) != NULL; i++)
+		if (strcmp(sq_ws_offered_protocol(ws, i), CHAT_PROTOCOL) == 0)
+			(void)sq_ws_select_protocol(ws, CHAT_PROTOCOL);
+	if (reserve(r, ws) != 0) {	/* so that joining cannot fail */
 		room_release(r);
 		return 503;
 	}
@@ -606,7 +937,7 @@ chat_open(void *state, struct sq_ws *ws)
 	sq_ws_set_data(ws, r);
 	c->members++;
 	join(r, ws);
-	set_counts(c);
+	chat_set_counts(c);
 	return 0;
 }
 
@@ -631,27 +962,25 @@ chat_close(void *state, struct sq_ws *ws, int code)
 	(void)code;
 	if (r == NULL)
 		return;		/* refused in chat_open */
-	for (size_t i = 0; i < r->n; i++)
-		if (r->members[i] == ws) {
-			r->members[i] = r->members[--r->n];
-			break;
-		}
+	member_remove(r, ws);
 	for (size_t i = 0; i < r->njoining; i++)
-		if (r->joining[i].ws == ws) {
-			free(r->joining[i].line);
-			memmove(r->joining + i, r->joining + i + 1,
-			    (r->njoining - i - 1) * sizeof(*r->joining));
-			r->njoining--;
+		if (r->joining[i]->ws == ws) {
+			struct joiner *j = r->joining[i];
+
+			joiner_unlist(j);
+			chat_joiner_free(j);
 			break;
 		}
 	c->members--;
-	if (r->n == 0 && r->pinger && !r->cancelling) {
+	if (r->n + r->ntagged == 0 && r->pinger && !r->cancelling) {
 		r->cancelling = 1;
 		sq_timer_cancel(r->pinger);	/* ping_all clears it */
 	}
 	announce(r, CHAT_LEFT, ws, NULL, 0);
+	if (r->n + r->ntagged + r->njoining == 0)
+		chat_stream_room_gone(r, NULL);
 	room_release(r);
-	set_counts(c);
+	chat_set_counts(c);
 }
 
 static void

@@ -1,20 +1,19 @@
 /*
  * chat_broker.c - a chat route's Redis broker: with broker =
  * redis://host:port (or unix:/path), each room spans every squalld on
- * that Redis. Each line is PUBLISHed once, by the process where it
- * happened, on its room's channel (the route's channel, or CHANNEL:NAME
- * for the rooms of a route ending in "*", which one pattern subscription
- * covers), and every process delivers what its subscription brings to
- * its own members, so all see the same lines in the broker's order. The client
- * is hiredis on the server's loop, its events watched through sq_io (so
- * a fault under them names this plugin): no thread, no blocking call.
- * Its readers build only the replies the plugin can be sent
- * (chat_resp.c): any other shape closes the connection, logged, rather
- * than tripping hiredis's asserts. While the broker is unreachable the
- * room is local: lines go straight to local members. What comes from
- * the broker is checked before anyone gets it: any client of that Redis
- * may publish on the channel. A reload that changes a route's broker
- * moves the members who joined before (chat_broker_move). Loop thread.
+ * that Redis. This file owns the two connections, their coming up, their
+ * loss and the backoff, the reload that moves a room to another broker,
+ * and the check of every line Redis brings; how lines travel is the
+ * mode's: PUBLISH and a subscription (chat_pubsub.c, the default) or a
+ * stream per room (chat_stream.c, broker_mode = stream). The client is
+ * hiredis on the server's loop, its events watched through sq_io (so a
+ * fault under them names this plugin): no thread, no blocking call. Its
+ * readers build only the replies the plugin can be sent (chat_resp.c):
+ * any other shape closes the connection, logged, rather than tripping
+ * hiredis's asserts. While the broker is unreachable the room is local:
+ * lines go straight to local members. What comes from the broker is
+ * checked before anyone gets it: any client of that Redis may publish on
+ * the channel, or add to the stream. Loop thread.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -24,13 +23,9 @@
 #include <string.h>
 #include <time.h>
 
-#include <hiredis/hiredis.h>
-#include <hiredis/async.h>
-
 #include <squall/plugin.h>
 
-#include "chat.h"
-#include "chat_resp.h"
+#include "chat_broker.h"
 
 /*
  * Reconnection backoff, how long a connection may take to be up (both
@@ -40,41 +35,7 @@
 #define RETRY_MIN_MS	100
 #define RETRY_MAX_MS	5000
 #define CONNECT_MS	2000
-#define PUB_MAX_PENDING	1000
-#define PUB_MAX_BYTES	(1 << 20)
 
-/*
- * The Redis broker of a room: one subscriber and one publisher
- * connection. It is up when the subscription is confirmed and the
- * publisher connected; only then are lines published rather than
- * delivered locally. A line is either published or delivered locally,
- * never both, so nothing is delivered twice.
- */
-struct broker {
-	char			*url;		/* as configured, for the log */
-	char			*host;		/* or NULL for unix */
-	char			*unix_path;
-	int			 port;
-	char			*password;	/* or NULL */
-	char			*channel;
-	redisAsyncContext	*sub, *pub;
-	int			 sub_ready, pub_ready;
-	int			 up;		/* both ready */
-	int			 ever_up;	/* for the log: lost or never */
-	int			 down_logged;	/* loss logged, return not yet */
-	size_t			 pending;	/* PUBLISH replies to come */
-	size_t			 pending_bytes;
-	unsigned long long	 dropped;	/* lines a slow broker cost */
-	int			 drop_logged;
-	uint64_t		 backoff_ms;
-	struct sq_timer		*retry;		/* pending reconnection */
-	int			 idle;		/* down, waiting for a member */
-	struct sq_timer		*watch;		/* is the attempt up in time? */
-	uint64_t		 attempt_ms;	/* when it began */
-	unsigned long long	 invalid;	/* lines from Redis refused */
-	int			 invalid_logged; /* since the last valid one */
-	char			 refused[160];	/* why a reply closed it */
-};
 
 /*
  * hiredis's event hooks for one connection, on the loop through sq_io,
@@ -101,6 +62,7 @@ chat_broker_free(struct broker *b)
 {
 	if (b == NULL)
 		return;
+	chat_stream_free(b);
 	free(b->url);
 	free(b->host);
 	free(b->unix_path);
@@ -219,8 +181,8 @@ schedule_retry(struct chat *ch)
  * A connection failed or was lost (dying is the one hiredis is freeing
  * itself, if any): the room goes local until both are back.
  */
-static void
-broker_down(struct chat *ch, const redisAsyncContext *dying, const char *why)
+void
+chat_broker_down(struct chat *ch, const redisAsyncContext *dying, const char *why)
 {
 	struct broker *b = ch->broker;
 
@@ -241,13 +203,15 @@ broker_down(struct chat *ch, const redisAsyncContext *dying, const char *why)
 		b->down_logged = 1;
 	}
 	b->refused[0] = '\0';
+	if (b->stream)
+		chat_stream_down(ch);
 	(void)sq_inst_set_info(ch->inst, "broker", "down");
 	chat_admit_all(ch);
 	schedule_retry(ch);
 }
 
-static void
-check_up(struct chat *ch)
+void
+chat_broker_ready(struct chat *ch)
 {
 	struct broker *b = ch->broker;
 
@@ -259,17 +223,20 @@ check_up(struct chat *ch)
 		sq_log(ch->inst, SQ_LOG_INFO, "broker %s back: the room spans "
 		    "its processes again", b->url);
 	else
-		sq_log(ch->inst, SQ_LOG_INFO, "broker %s up, channel%s %s%s",
-		    b->url, ch->per_path ? "s" : "", b->channel,
+		sq_log(ch->inst, SQ_LOG_INFO, "broker %s up, %s%s %s%s",
+		    b->url, b->stream ? "stream" : "channel",
+		    ch->per_path ? "s" : "", b->channel,
 		    ch->per_path ? ":ROOM" : "");
 	b->ever_up = 1;
 	b->down_logged = 0;
 	(void)sq_inst_set_info(ch->inst, "broker", "up");
+	if (b->stream)
+		chat_stream_resume(ch);
 }
 
 /* Which of ours ac is, or NULL when it is no longer ours. */
-static struct chat *
-owner(const redisAsyncContext *ac)
+struct chat *
+chat_broker_owner(const redisAsyncContext *ac)
 {
 	struct chat *ch = ac->data;
 
@@ -282,30 +249,30 @@ owner(const redisAsyncContext *ac)
 static void
 on_connect(const redisAsyncContext *ac, int status)
 {
-	struct chat *ch = owner(ac);
+	struct chat *ch = chat_broker_owner(ac);
 
 	if (ch == NULL)
 		return;
 	if (status != REDIS_OK)
-		broker_down(ch, ac, ac->errstr);
+		chat_broker_down(ch, ac, ac->errstr);
 	else if (ac == ch->broker->pub && ch->broker->password == NULL) {
 		ch->broker->pub_ready = 1;
-		check_up(ch);
+		chat_broker_ready(ch);
 	}
 }
 
 static void
 on_disconnect(const redisAsyncContext *ac, int status)
 {
-	struct chat *ch = owner(ac);
+	struct chat *ch = chat_broker_owner(ac);
 
 	if (ch != NULL)
-		broker_down(ch, ac, ch->broker->refused[0] ? ch->broker->refused :
+		chat_broker_down(ch, ac, ch->broker->refused[0] ? ch->broker->refused :
 		    status == REDIS_OK ? "closed" : ac->errstr);
 }
 
-static struct chat_resp *
-guard_of(const redisAsyncContext *ac)
+struct chat_resp *
+chat_broker_guard(const redisAsyncContext *ac)
 {
 	return &((struct conn *)ac->ev.data)->guard;
 }
@@ -342,7 +309,7 @@ static void
 conn_cleanup(void *p)
 {
 	struct conn *c = p;
-	struct chat *ch = owner(c->ac);
+	struct chat *ch = chat_broker_owner(c->ac);
 
 	if (ch != NULL && c->guard.why[0] != '\0')
 		snprintf(ch->broker->refused, sizeof(ch->broker->refused),
@@ -369,10 +336,10 @@ conn_ready(int fd, int what, void *arg)
 		return;
 	}
 	if (chat_resp_too_big(ac->c.reader, &c->guard) &&
-	    (ch = owner(ac)) != NULL) {
+	    (ch = chat_broker_owner(ac)) != NULL) {
 		snprintf(ch->broker->refused, sizeof(ch->broker->refused),
 		    "refused a reply: %s", c->guard.why);
-		broker_down(ch, NULL, ch->broker->refused);
+		chat_broker_down(ch, NULL, ch->broker->refused);
 		return;
 	}
 	redisAsyncHandleRead(ac);
@@ -392,9 +359,12 @@ conn_attach(struct chat *ch, redisAsyncContext *ac, int subscriber)
 		return -ENOMEM;
 	}
 	/* a line of ours, or a longer one of another process (dropped) */
-	chat_resp_install(ac->c.reader, &c->guard, subscriber,
+	chat_resp_install(ac->c.reader, &c->guard, ch->broker->stream ?
+	    (subscriber ? CHAT_RESP_XREAD : CHAT_RESP_XCMD) : !subscriber ?
+	    CHAT_RESP_CMD : ch->per_path ? CHAT_RESP_PSUB : CHAT_RESP_SUB,
 	    ch->max_message + LINE_OVERHEAD + strlen(ch->broker->channel) +
-	    65536, ch->per_path);
+	    65536);
+	c->guard.count = (size_t)ch->broker->history_max;
 	ac->ev.addRead = conn_add_read;
 	ac->ev.delRead = conn_del_read;
 	ac->ev.addWrite = conn_add_write;
@@ -406,118 +376,61 @@ conn_attach(struct chat *ch, redisAsyncContext *ac, int subscriber)
 }
 
 /*
- * A line from the broker, which any client of that Redis could have
- * published: only what this plugin could have said goes to the members
- * (chat_line_check: UTF-8, one chat line, no longer than max_message_size
- * allows). The rest is dropped and counted, and logged once for each run
- * of them, so that a flood of junk is one line in the log. A line for a
- * room without members here is nobody's.
+ * A line from the broker for room r (NULL: no member here), which any
+ * client of that Redis could have sent: only what this plugin could have
+ * said goes to the members (chat_line_check: UTF-8, one chat line, no
+ * longer than max_message_size allows). The rest is dropped and counted.
  */
-static void
-from_broker(struct chat *ch, const char *room, size_t rlen, const char *line,
-    size_t len)
+void
+chat_broker_line(struct chat *ch, struct room *r, const struct chat_sid *id,
+    const char *line, size_t len)
 {
-	struct broker *b = ch->broker;
-	struct room *r;
 	const char *why;
 
 	why = chat_line_check(line, len, ch->max_message + LINE_OVERHEAD);
-	if (why == NULL) {
-		b->invalid_logged = 0;
-		if ((r = chat_room_find(ch, room, rlen)) != NULL) {
-			chat_room_admit(r, line, len);
-			chat_room_deliver(r, line, len);
-		}
+	if (why != NULL) {
+		chat_broker_invalid(ch, len, why);
 		return;
 	}
-	b->invalid++;
-	if (!b->invalid_logged)
-		sq_log(ch->inst, SQ_LOG_WARN, "broker %s: dropped a line of "
-		    "%zu bytes from channel %s (%s; %llu so far); the next "
-		    "ones are not logged until a valid line comes", b->url,
-		    len, b->channel, why, b->invalid);
-	b->invalid_logged = 1;
-}
-
-/* A line of the pattern's: for the room its channel names. */
-static void
-pmessage(struct chat *ch, const redisReply *channel, const redisReply *data)
-{
-	const char *base = ch->broker->channel;
-	size_t blen = strlen(base);
-
-	if (channel->type != REDIS_REPLY_STRING || channel->len <= blen + 1 ||
-	    memcmp(channel->str, base, blen) != 0 || channel->str[blen] != ':')
-		return;
-	from_broker(ch, channel->str + blen + 1, channel->len - blen - 1,
-	    data->str, data->len);
-}
-
-/* Everything the subscription brings: confirmations, then lines. */
-static void
-sub_reply(redisAsyncContext *ac, void *reply, void *priv)
-{
-	struct chat *ch = owner(ac);
-	redisReply *rep = reply, *kind, *data;
-
-	(void)priv;
-	if (ch == NULL || rep == NULL)
-		return;
-	if (rep->type == REDIS_REPLY_ERROR) {
-		broker_down(ch, NULL, rep->str);
-		return;
+	ch->broker->invalid_logged = 0;
+	if (r != NULL) {
+		chat_room_admit(r, line, len);
+		chat_room_deliver(r, id, line, len);
 	}
-	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3)
-		return;
-	kind = rep->element[0];
-	data = rep->element[rep->elements - 1];
-	if (kind->type != REDIS_REPLY_STRING)
-		return;
-	if (strcmp(kind->str, "subscribe") == 0 ||
-	    strcmp(kind->str, "psubscribe") == 0) {
-		ch->broker->sub_ready = 1;
-		check_up(ch);
-	} else if (strcmp(kind->str, "message") == 0 &&
-	    data->type == REDIS_REPLY_STRING)
-		from_broker(ch, NULL, 0, data->str, data->len);
-	else if (strcmp(kind->str, "pmessage") == 0 && rep->elements == 4 &&
-	    data->type == REDIS_REPLY_STRING)
-		pmessage(ch, rep->element[2], data);
 }
 
 /*
- * A route of rooms subscribes to the pattern CHANNEL:*, the channel's
- * own glob characters escaped: every room at once, with no subscription
- * to make when a room is, nor to wait for before its first line.
+ * A line from the broker dropped (len: its size, 0 if unknown), logged
+ * once for each run of them, so that a flood of junk is one line in the
+ * log.
  */
+void
+chat_broker_invalid(struct chat *ch, size_t len, const char *why)
+{
+	struct broker *b = ch->broker;
+	char size[32] = "";
+
+	b->invalid++;
+	if (len > 0)
+		snprintf(size, sizeof(size), " of %zu bytes", len);
+	if (!b->invalid_logged)
+		sq_log(ch->inst, SQ_LOG_WARN, "broker %s: dropped a line%s "
+		    "from %s %s (%s; %llu so far); the next ones are not "
+		    "logged until a valid line comes", b->url, size,
+		    b->stream ? "stream" : "channel", b->channel, why,
+		    b->invalid);
+	b->invalid_logged = 1;
+	chat_set_counts(ch);
+}
+
+/* The subscriber (or the stream's reader) is connected: it starts. */
 static void
 subscribe(struct chat *ch)
 {
-	struct broker *b = ch->broker;
-	char *pattern, *p;
-	int rc;
-
-	if (!ch->per_path)
-		rc = redisAsyncCommand(b->sub, sub_reply, NULL, "SUBSCRIBE %b",
-		    b->channel, strlen(b->channel));
-	else if ((pattern = malloc(2 * strlen(b->channel) + 3)) == NULL)
-		rc = REDIS_ERR;
-	else {
-		p = pattern;
-		for (const char *s = b->channel; *s; s++) {
-			if (strchr("*?[]\\", *s))
-				*p++ = '\\';
-			*p++ = *s;
-		}
-		strcpy(p, ":*");
-		rc = redisAsyncCommand(b->sub, sub_reply, NULL,
-		    "PSUBSCRIBE %b", pattern, strlen(pattern));
-		free(pattern);
-	}
-	if (rc != REDIS_OK)
-		broker_down(ch, NULL, "cannot subscribe");
+	if (ch->broker->stream)
+		chat_stream_start(ch);
 	else
-		guard_of(b->sub)->subscribed = 1;
+		chat_pubsub_start(ch);
 }
 
 /*
@@ -527,42 +440,21 @@ subscribe(struct chat *ch)
 static void
 auth_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct chat *ch = owner(ac);
+	struct chat *ch = chat_broker_owner(ac);
 	redisReply *rep = reply;
 
 	(void)priv;
 	if (ch == NULL || rep == NULL)
 		return;
 	if (rep->type == REDIS_REPLY_ERROR) {
-		broker_down(ch, NULL, rep->str);
+		chat_broker_down(ch, NULL, rep->str);
 		return;
 	}
 	if (ac == ch->broker->sub)
 		subscribe(ch);
 	else {
 		ch->broker->pub_ready = 1;
-		check_up(ch);
-	}
-}
-
-static void
-pub_reply(redisAsyncContext *ac, void *reply, void *priv)
-{
-	struct chat *ch = owner(ac);
-	struct broker *b;
-	size_t len = (size_t)(uintptr_t)priv;
-
-	(void)reply;
-	if (ch == NULL || ac != ch->broker->pub)
-		return;
-	b = ch->broker;
-	if (b->pending > 0)
-		b->pending--;
-	b->pending_bytes -= len < b->pending_bytes ? len : b->pending_bytes;
-	if (b->pending == 0 && b->drop_logged) {
-		sq_log(ch->inst, SQ_LOG_INFO, "broker %s caught up (%llu "
-		    "lines dropped so far)", b->url, b->dropped);
-		b->drop_logged = 0;
+		chat_broker_ready(ch);
 	}
 }
 
@@ -604,7 +496,7 @@ open_conn(struct chat *ch, int subscriber, char *err, size_t errlen)
 		return NULL;
 	}
 	if (b->password)
-		chat_resp_sent(guard_of(ac));
+		chat_resp_sent(chat_broker_guard(ac));
 	return ac;
 }
 
@@ -629,7 +521,7 @@ watch_cb(int status, void *arg)
 		return;		/* up, or already down and retrying */
 	waited = now_ms() - b->attempt_ms;
 	if (waited >= CONNECT_MS)
-		broker_down(ch, NULL, "no answer within 2 seconds");
+		chat_broker_down(ch, NULL, "no answer within 2 seconds");
 	else
 		b->watch = sq_timer_start(ch->inst, CONNECT_MS - waited,
 		    watch_cb, ch);
@@ -647,7 +539,7 @@ chat_broker_connect(struct chat *ch)
 		return;		/* squalld -t: no loop */
 	if ((b->sub = open_conn(ch, 1, err, sizeof(err))) == NULL ||
 	    (b->pub = open_conn(ch, 0, err, sizeof(err))) == NULL) {
-		broker_down(ch, NULL, err);
+		chat_broker_down(ch, NULL, err);
 		return;
 	}
 	b->attempt_ms = now_ms();
@@ -695,6 +587,51 @@ nomem:
 	return -ENOMEM;
 }
 
+/* Options that only broker_mode = stream reads. */
+static const char *const stream_keys[] = {
+	"history_max", "recover_window", "stream_ttl"
+};
+
+/* broker_mode and the stream's options, into b. */
+static int
+mode_options(struct chat *ch, struct sq_opts *opts, struct broker *b)
+{
+	const char *mode = sq_opt_str(opts, "broker_mode", "pubsub");
+	int rc;
+
+	if (strcmp(mode, "stream") == 0)
+		b->stream = 1;
+	else if (strcmp(mode, "pubsub") != 0)
+		return sq_opt_error(opts, "broker_mode", "broker_mode \"%s\" "
+		    "is neither pubsub nor stream", mode);
+	if (!b->stream) {
+		for (size_t i = 0; i < sizeof(stream_keys) /
+		    sizeof(*stream_keys); i++)
+			if (sq_opt_str(opts, stream_keys[i], NULL) != NULL)
+				return sq_opt_error(opts, stream_keys[i],
+				    "%s needs broker_mode = stream",
+				    stream_keys[i]);
+		return 0;
+	}
+	rc = sq_opt_int(opts, "history_max", 1000, 1, 1000000,
+	    &b->history_max);
+	if (rc == 0)
+		rc = sq_opt_int(opts, "recover_window", 120, 0, 86400,
+		    &b->recover_window);
+	if (rc == 0)
+		rc = sq_opt_int(opts, "stream_ttl", 86400, 0, 366 * 86400,
+		    &b->stream_ttl);
+	if (rc == 0 && ch->history > b->history_max)
+		rc = sq_opt_error(opts, "history", "history = %lld is more "
+		    "than the %lld lines a stream keeps (history_max)",
+		    ch->history, b->history_max);
+	if (rc == 0 && b->stream_ttl > 0 && b->stream_ttl < b->recover_window)
+		rc = sq_opt_error(opts, "stream_ttl", "stream_ttl = %lld "
+		    "seconds is shorter than recover_window = %lld",
+		    b->stream_ttl, b->recover_window);
+	return rc;
+}
+
 /* The broker's options; *out stays NULL without one. */
 int
 chat_broker_create(struct chat *ch, struct sq_opts *opts, struct broker **out)
@@ -702,21 +639,42 @@ chat_broker_create(struct chat *ch, struct sq_opts *opts, struct broker **out)
 	const char *url = sq_opt_str(opts, "broker", "");
 	const char *channel = sq_opt_str(opts, "channel", NULL);
 	const char *password = sq_opt_str(opts, "password", NULL);
+	static const char *const needs[] = {
+		"channel", "password", "broker_mode", "history_max",
+		"recover_window", "stream_ttl"
+	};
 	int rc;
 
 	*out = NULL;
 	if (*url == '\0') {
-		if ((channel && *channel) || (password && *password))
-			return sq_opt_error(opts, channel && *channel ?
-			    "channel" : "password", "%s needs a broker",
-			    channel && *channel ? "channel" : "password");
+		for (size_t i = 0; i < sizeof(needs) / sizeof(*needs); i++) {
+			const char *v = sq_opt_str(opts, needs[i], NULL);
+
+			if (v && *v)
+				return sq_opt_error(opts, needs[i], "%s needs "
+				    "a broker", needs[i]);
+		}
 		return 0;
 	}
 	rc = broker_new(ch, url, channel, password, out);
 	if (rc == -EINVAL)
 		return sq_opt_error(opts, "broker", "broker \"%s\" is not "
 		    "redis://host[:port][/db] nor unix:/path", url);
+	if (rc == 0 && (rc = mode_options(ch, opts, *out)) != 0) {
+		chat_broker_free(*out);
+		*out = NULL;
+	}
 	return rc;
+}
+
+/* The mode and its settings, which a reload may change in place. */
+static void
+mode_copy(struct broker *to, const struct broker *from)
+{
+	to->stream = from->stream;
+	to->history_max = from->history_max;
+	to->recover_window = from->recover_window;
+	to->stream_ttl = from->stream_ttl;
 }
 
 static int
@@ -733,7 +691,7 @@ same_broker(const struct broker *a, const struct broker *b)
 		return a == b;
 	return strcmp(a->url, b->url) == 0 &&
 	    strcmp(a->channel, b->channel) == 0 &&
-	    same_str(a->password, b->password);
+	    same_str(a->password, b->password) && a->stream == b->stream;
 }
 
 /*
@@ -757,14 +715,20 @@ chat_broker_move(struct chat *o, struct chat *ch)
 	const char *from = b ? b->url : "none";
 
 	o->cfg_seq = ch->seq;
-	if (same_broker(b, ch->broker))
+	if (same_broker(b, ch->broker)) {
+		if (b != NULL)
+			mode_copy(b, ch->broker);
 		return;
+	}
 	if (ch->broker && broker_new(o, ch->broker->url, ch->broker->channel,
 	    ch->broker->password, &nb) != 0) {
 		sq_log(o->inst, SQ_LOG_ERROR, "cannot move the room to broker "
 		    "%s: out of memory", ch->broker->url);
 		return;
 	}
+	if (nb != NULL)
+		mode_copy(nb, ch->broker);
+	chat_rooms_each(o, chat_stream_room_gone, NULL);
 	sq_log(o->inst, SQ_LOG_INFO, "a reload changed the broker: the %zu "
 	    "member%s who joined before move%s from %s to %s", o->members,
 	    o->members == 1 ? "" : "s", o->members == 1 ? "s" : "", from,
@@ -791,6 +755,7 @@ chat_broker_move(struct chat *o, struct chat *ch)
 		b->port = nb->port;
 		b->password = nb->password;
 		b->channel = nb->channel;
+		mode_copy(b, nb);
 		b->ever_up = b->down_logged = b->drop_logged = 0;
 		b->invalid_logged = 0;
 		b->backoff_ms = RETRY_MIN_MS;
@@ -807,49 +772,40 @@ chat_broker_move(struct chat *o, struct chat *ch)
 
 /*
  * A line that happened here: published once when the broker is up (it
- * comes back through the subscription, to us as to every process), else
- * delivered to the local members only (1: published, 0: not). A broker
- * that falls behind by PUB_MAX_PENDING replies or PUB_MAX_BYTES costs
- * lines, not memory.
+ * comes back through the subscription or the stream, to us as to every
+ * process): 1. On a stream, a line said while the broker is away waits
+ * for it (chat_stream_hold): 1 too. Else delivered to the local members
+ * only, as if it had come back: CHAT_SAID_HERE. A broker that falls behind by
+ * PUB_MAX_PENDING replies or PUB_MAX_BYTES costs lines, not memory:
+ * CHAT_DROPPED.
  */
 int
 chat_broker_say(struct room *r, const char *line, size_t len)
 {
 	struct chat *ch = r->chat;
 	struct broker *b = ch->broker;
-	int rc;
 
-	if (b == NULL || !b->up) {
-		chat_room_deliver(r, line, len);
-		return 0;
-	}
-	/* one line larger than PUB_MAX_BYTES still goes, alone */
-	if (b->pending >= PUB_MAX_PENDING || (b->pending > 0 &&
-	    b->pending_bytes + len > PUB_MAX_BYTES)) {
-		b->dropped++;
-		if (!b->drop_logged)
-			sq_log(ch->inst, SQ_LOG_WARN, "broker %s too slow (%zu "
-			    "lines unanswered): dropping lines (%llu so far)",
-			    b->url, b->pending, b->dropped);
-		b->drop_logged = 1;
-		return 0;
-	}
-	if (ch->per_path)	/* the room's channel: CHANNEL:NAME */
-		rc = redisAsyncCommand(b->pub, pub_reply,
-		    (void *)(uintptr_t)len, "PUBLISH %b:%b %b", b->channel,
-		    strlen(b->channel), r->name, strlen(r->name), line, len);
-	else
-		rc = redisAsyncCommand(b->pub, pub_reply,
-		    (void *)(uintptr_t)len, "PUBLISH %b %b", b->channel,
-		    strlen(b->channel), line, len);
-	if (rc != REDIS_OK) {
-		chat_room_deliver(r, line, len); /* not published: no double */
-		return 0;
-	}
-	chat_resp_sent(guard_of(b->pub));
-	b->pending++;
-	b->pending_bytes += len;
-	return 1;
+	if (b != NULL && b->up) {
+		/* one line larger than PUB_MAX_BYTES still goes, alone */
+		if (b->pending >= PUB_MAX_PENDING || (b->pending > 0 &&
+		    b->pending_bytes + len > PUB_MAX_BYTES)) {
+			b->dropped++;
+			if (!b->drop_logged)
+				sq_log(ch->inst, SQ_LOG_WARN, "broker %s too "
+				    "slow (%zu lines unanswered): dropping "
+				    "lines (%llu so far)", b->url, b->pending,
+				    b->dropped);
+			b->drop_logged = 1;
+			return CHAT_DROPPED;
+		}
+		if (b->stream ? chat_stream_add(r, line, len) :
+		    chat_pubsub_publish(r, line, len))
+			return 1;
+	} else if (b != NULL && b->stream && chat_stream_hold(r, line, len))
+		return 1;
+	chat_room_admit(r, line, len);
+	chat_room_deliver(r, NULL, line, len);
+	return CHAT_SAID_HERE;
 }
 
 /* Whether the broker waits for a member to try again (an empty room). */
@@ -864,4 +820,25 @@ int
 chat_broker_up(const struct broker *b)
 {
 	return b->up;
+}
+
+/* Whether rooms are streams (broker_mode = stream). */
+int
+chat_broker_stream(const struct broker *b)
+{
+	return b != NULL && b->stream;
+}
+
+/* How old a line a returning member may name (seconds; 0: none). */
+long long
+chat_broker_recover_window(const struct broker *b)
+{
+	return chat_broker_stream(b) ? b->recover_window : 0;
+}
+
+/* Lines from Redis dropped (not UTF-8, not a chat line, another shape). */
+unsigned long long
+chat_broker_invalid_count(const struct broker *b)
+{
+	return b->invalid;
 }

@@ -4,6 +4,8 @@
  * (tests/fuzz/fuzz_chat.c). Pure functions, callable from any thread.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -257,4 +259,55 @@ chat_line_check(const char *line, size_t len, size_t max)
 	    p[0] == ':' && p[1] == ' ')
 		return NULL;
 	return "not a chat line";
+}
+
+/* Reads n decimal digits of p into *v, without overflow: 0 or -EINVAL. */
+static int
+decimal(const char *p, size_t n, uint64_t *v)
+{
+	*v = 0;
+	if (n == 0 || n > 20 || (n > 1 && p[0] == '0'))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9' ||
+		    *v > (UINT64_MAX - (uint64_t)(p[i] - '0')) / 10)
+			return -EINVAL;
+		*v = *v * 10 + (uint64_t)(p[i] - '0');
+	}
+	return 0;
+}
+
+/*
+ * A stream entry id as Redis writes it, "MS-SEQ" in decimal without
+ * leading zeros: 0, or -EINVAL for anything else (the first len bytes
+ * of s; no NUL needed).
+ */
+int
+chat_sid_parse(struct chat_sid *id, const char *s, size_t len)
+{
+	const char *dash = memchr(s, '-', len);
+
+	if (dash == NULL)
+		return -EINVAL;
+	if (decimal(s, (size_t)(dash - s), &id->ms) != 0 ||
+	    decimal(dash + 1, len - (size_t)(dash - s) - 1, &id->seq) != 0)
+		return -EINVAL;
+	return 0;
+}
+
+/* <0, 0 or >0 as a is before, the same as or after b. */
+int
+chat_sid_cmp(const struct chat_sid *a, const struct chat_sid *b)
+{
+	if (a->ms != b->ms)
+		return a->ms < b->ms ? -1 : 1;
+	if (a->seq != b->seq)
+		return a->seq < b->seq ? -1 : 1;
+	return 0;
+}
+
+void
+chat_sid_format(const struct chat_sid *id, char buf[CHAT_SID_MAX])
+{
+	snprintf(buf, CHAT_SID_MAX, "%" PRIu64 "-%" PRIu64, id->ms, id->seq);
 }

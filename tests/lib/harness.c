@@ -1570,6 +1570,12 @@ t_make_cert(const char *dir, const char *name, const char *san)
 pid_t
 t_redis_start(const char *dir, int port, const char *password)
 {
+	return t_redis_start_aof(dir, port, password, 0);
+}
+
+pid_t
+t_redis_start_aof(const char *dir, int port, const char *password, int aof)
+{
 	char portarg[16], logf[300];
 	long deadline = t_now_ms() + 10000;
 	pid_t pid;
@@ -1579,7 +1585,8 @@ t_redis_start(const char *dir, int port, const char *password)
 	if ((pid = fork()) == 0) {
 		t_close_inherited();
 		execlp("redis-server", "redis-server", "--port", portarg,
-		    "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		    "--bind", "127.0.0.1", "--save", "", "--appendonly",
+		    aof ? "yes" : "no", "--appendfsync", "always",
 		    "--dir", dir, "--logfile", logf, "--daemonize", "no",
 		    password ? "--requirepass" : (char *)NULL, password,
 		    (char *)NULL);

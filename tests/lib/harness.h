@@ -122,6 +122,10 @@ void	 t_expect_served(int fd, const char *why);
  * no persistence, its files and log in dir; waits until it accepts.
  */
 pid_t	 t_redis_start(const char *dir, int port, const char *password);
+/* The same, with aof: every write in an append-only file, synced (a
+ * redis-server killed and started again on dir keeps what it answered). */
+pid_t	 t_redis_start_aof(const char *dir, int port, const char *password,
+	    int aof);
 /* A loopback port that nothing listens on right now. */
 int	 t_free_port(void);
 /* GET path and fail the test unless the status is the one expected. */

@@ -1,0 +1,91 @@
+/*
+ * chat_broker.h - what the broker's two files share: its connections,
+ * their state and their up and down (chat_broker.c), and the stream
+ * mode's reading and writing (chat_stream.c). Private to the chat
+ * plugin; loop thread.
+ */
+#ifndef SQUALL_CHAT_BROKER_H
+#define SQUALL_CHAT_BROKER_H
+
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+#include "chat.h"
+#include "chat_resp.h"
+
+/* The most a slow broker may hold of ours. */
+#define PUB_MAX_PENDING	1000
+#define PUB_MAX_BYTES	(1 << 20)
+
+/*
+ * The Redis broker of a route: two connections, the subscriber (with
+ * broker_mode = stream, the reader: a blocking XREAD) and the publisher
+ * (the stream's commands). It is up when the subscription is confirmed
+ * (the reader knows its client id) and the publisher connected; only
+ * then are lines published rather than delivered locally. A line is
+ * either published or delivered locally, never both, so nothing is
+ * delivered twice.
+ */
+struct broker {
+	char			*url;		/* as configured, for the log */
+	char			*host;		/* or NULL for unix */
+	char			*unix_path;
+	int			 port;
+	char			*password;	/* or NULL */
+	char			*channel;	/* or the streams' key prefix */
+	int			 stream;	/* broker_mode = stream */
+	long long		 history_max;	/* a stream's MAXLEN ~ */
+	long long		 recover_window; /* seconds */
+	long long		 stream_ttl;	/* seconds, 0: kept */
+	redisAsyncContext	*sub, *pub;
+	int			 sub_ready, pub_ready;
+	int			 up;		/* both ready */
+	int			 ever_up;	/* for the log: lost or never */
+	int			 down_logged;	/* loss logged, return not yet */
+	size_t			 pending;	/* PUBLISH/XADD replies to come */
+	size_t			 pending_bytes;
+	unsigned long long	 dropped;	/* lines a slow broker cost */
+	int			 drop_logged;
+	uint64_t		 backoff_ms;
+	struct sq_timer		*retry;		/* pending reconnection */
+	int			 idle;		/* down, waiting for a member */
+	struct sq_timer		*watch;		/* is the attempt up in time? */
+	uint64_t		 attempt_ms;	/* when it began */
+	unsigned long long	 invalid;	/* lines from Redis refused */
+	int			 invalid_logged; /* since the last valid one */
+	char			 refused[160];	/* why a reply closed it */
+	/* broker_mode = stream (chat_stream.c) */
+	long long		 reader_id;	/* CLIENT ID; -1: polls */
+	int			 reading;	/* an XREAD is out */
+	int			 unblocking;	/* CLIENT UNBLOCK sent for it */
+	int			 careful;	/* read one entry at a time */
+	unsigned long long	 refused_adds;	/* XADDs Redis refused */
+	int			 add_logged;
+	struct held		*held, **held_tail; /* lines said while down */
+	size_t			 nheld, held_bytes;
+	int			 held_logged;	/* full, said once */
+};
+
+/* chat_broker.c, for chat_stream.c */
+struct chat *chat_broker_owner(const redisAsyncContext *ac);
+struct chat_resp *chat_broker_guard(const redisAsyncContext *ac);
+void	 chat_broker_down(struct chat *ch, const redisAsyncContext *dying,
+	    const char *why);
+void	 chat_broker_ready(struct chat *ch);
+void	 chat_broker_line(struct chat *ch, struct room *r,
+	    const struct chat_sid *id, const char *line, size_t len);
+void	 chat_broker_invalid(struct chat *ch, size_t len, const char *why);
+
+/* chat_pubsub.c and chat_stream.c, for chat_broker.c */
+void	 chat_pubsub_start(struct chat *ch);
+int	 chat_pubsub_publish(struct room *r, const char *line, size_t len);
+void	 chat_stream_start(struct chat *ch);
+void	 chat_stream_resume(struct chat *ch);
+void	 chat_stream_down(struct chat *ch);
+int	 chat_stream_add(struct room *r, const char *line, size_t len);
+int	 chat_stream_hold(struct room *r, const char *line, size_t len);
+void	 chat_stream_free(struct broker *b);
+
+#endif /* SQUALL_CHAT_BROKER_H */

@@ -1,0 +1,447 @@
+/*
+ * test_stream.c - the chat on a Redis stream (broker_mode = stream), with
+ * real redis-servers of the test's own: two processes that see one order
+ * and the same history, a Redis killed and started again under traffic
+ * without a line lost or doubled, a member that comes back with the id
+ * of the last line it heard and gets what it missed, entries of another
+ * shape dropped and counted, a Redis that refuses lines (OOM), and the
+ * options' errors.
+ */
+#include "config.h"
+
+#include <criterion/criterion.h>
+#include <regex.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct srv s1, s2;
+static char rdir[256];
+static pid_t redis = -1;
+static int rport;
+
+static void
+redis_stop(void)
+{
+	int status;
+
+	if (redis > 0) {
+		kill(redis, SIGKILL);
+		waitpid(redis, &status, 0);
+	}
+	redis = -1;
+}
+
+static void
+teardown(void)
+{
+	srv_cleanup(&s1);
+	srv_cleanup(&s2);
+	redis_stop();
+	if (rdir[0])
+		t_rm_rf(rdir);
+	rdir[0] = '\0';
+}
+
+TestSuite(stream, .fini = teardown, .timeout = 90);
+
+#define CHAT "[route /chat]\nplugin = chat\nbroker = redis://127.0.0.1:%d\n" \
+	"broker_mode = stream\n"
+#define STATUS "[route /status]\nplugin = status\n"
+#define V1 "Sec-WebSocket-Protocol: squall.chat.v1\r\n"
+
+static void
+redis_up(int aof)
+{
+	t_tmpdir(rdir, sizeof(rdir));
+	rport = t_free_port();
+	redis = t_redis_start_aof(rdir, rport, NULL, aof);
+}
+
+/* Starts srv on the stream room (more: extra options), waits for it. */
+static void
+start(struct srv *srv, const char *more)
+{
+	srv_start(srv, CHAT "%s" STATUS, rport, more);
+	cr_assert_eq(srv_wait_log(srv, " up, stream squall:chat:/chat", 1,
+	    5000), 0, "the broker did not come up");
+}
+
+static void
+expect(struct wsc *c, const char *pattern)
+{
+	free(ws_expect_line(c, pattern));
+}
+
+/* A command to Redis in its protocol (args, NULL-ended): its reply. */
+static char *
+redis_cmd(const char *arg, ...)
+{
+	static char req[1 << 18];
+	char *out;
+	size_t n = 0, argc = 0;
+	const char *args[16];
+	va_list ap;
+
+	va_start(ap, arg);
+	for (const char *a = arg; a && argc < 16; a = va_arg(ap, const char *))
+		args[argc++] = a;
+	va_end(ap);
+	n = (size_t)snprintf(req, sizeof(req), "*%zu\r\n", argc);
+	for (size_t i = 0; i < argc; i++)
+		n += (size_t)snprintf(req + n, sizeof(req) - n,
+		    "$%zu\r\n%s\r\n", strlen(args[i]), args[i]);
+	/* QUIT: Redis answers it and closes, which ends the exchange */
+	n += (size_t)snprintf(req + n, sizeof(req) - n, "*1\r\n$4\r\nQUIT\r\n");
+	cr_assert_lt(n, sizeof(req));
+	out = raw_exchange(rport, req, n, 2000, NULL);
+	cr_assert_not_null(out, "redis did not answer %s", arg);
+	return out;
+}
+
+/* A member of the protocol: "ID line", the id kept in last. */
+static char *
+expect_v1(struct wsc *c, const char *pattern, char *last, size_t lastlen)
+{
+	char *msg = ws_recv_text(c, 5000), *sp;
+	regex_t re;
+
+	cr_assert_not_null(msg, "no frame (wanted %s)", pattern);
+	sp = strchr(msg, ' ');
+	cr_assert_not_null(sp, "a frame without an id: \"%s\"", msg);
+	cr_assert_eq(regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB), 0);
+	cr_assert_eq(regexec(&re, sp + 1, 0, NULL, 0), 0,
+	    "\"%s\" does not match %s", msg, pattern);
+	regfree(&re);
+	if (last != NULL) {
+		cr_assert(sp - msg > 2 && strchr(msg, '-') < sp,
+		    "\"%s\": no stream id", msg);
+		snprintf(last, lastlen, "%.*s", (int)(sp - msg), msg);
+	}
+	return msg;
+}
+
+/* The route's state in /status, as its JSON text. */
+static char *
+state(struct srv *srv)
+{
+	struct resp r;
+	char *p, *end, *out;
+
+	cr_assert_eq(http_get(srv->port, "/status", &r), 0);
+	p = strstr(r.body, "\"route\":\"/chat\"");
+	cr_assert_not_null(p, "%s", r.body);
+	p = strstr(p, "\"state\":");
+	cr_assert_not_null(p, "%s", r.body);
+	end = strchr(p, '}');
+	out = strndup(p, (size_t)(end + 1 - p));
+	resp_free(&r);
+	return out;
+}
+
+static void
+lines_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* The next n lines of c. */
+static char **
+lines_n(struct wsc *c, size_t n)
+{
+	char **v = calloc(n, sizeof(*v));
+
+	for (size_t i = 0; i < n; i++) {
+		v[i] = ws_recv_text(c, 10000);
+		cr_assert_not_null(v[i], "line %zu of %zu did not come", i, n);
+	}
+	return v;
+}
+
+Test(stream, two_processes_one_order_one_history)
+{
+	struct wsc a, b, c, d;
+	char **va, **vb, **vc, **vd;
+
+	redis_up(0);
+	start(&s1, "history = 3\n");
+	start(&s2, "history = 3\n");
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, "^" IP " joined at " TS "$");
+	cr_assert_eq(ws_connect(&b, s2.port, "/chat", NULL), 101);
+	/* b's history is a's joined line, from the stream */
+	expect(&b, "^" IP " joined at " TS "$");
+	expect(&b, "^" IP " joined at " TS "$");
+	expect(&a, "^" IP " joined at " TS "$");
+	for (int i = 0; i < 5; i++)
+		ws_expect_same_order(&a, "from-a", &b, "from-b");
+	cr_assert_eq(ws_send(&a, 1, "before-c", 8), 0);
+	/* c joins s1, d joins s2: each hears the 3 lines before its own */
+	cr_assert_eq(ws_connect(&c, s1.port, "/chat", NULL), 101);
+	vc = lines_n(&c, 4);
+	cr_assert_eq(ws_connect(&d, s2.port, "/chat", NULL), 101);
+	vd = lines_n(&d, 4);
+	/* a (on s1) and b (on s2) heard the same, in one order */
+	va = lines_n(&a, 3);
+	vb = lines_n(&b, 3);
+	for (size_t i = 0; i < 3; i++)
+		cr_assert_str_eq(va[i], vb[i], "line %zu differs", i);
+	cr_assert_not_null(strstr(va[0], ": before-c"), "%s", va[0]);
+	cr_assert_not_null(strstr(va[1], " joined at "), "%s", va[1]);
+	cr_assert_not_null(strstr(va[2], " joined at "), "%s", va[2]);
+	/* c's history ends with before-c, d's with c's joined line */
+	cr_assert_str_eq(vc[2], va[0]);
+	cr_assert_str_eq(vc[3], va[1]);
+	cr_assert_str_eq(vd[0], vc[1]);
+	cr_assert_str_eq(vd[1], va[0]);
+	cr_assert_str_eq(vd[2], va[1]);
+	cr_assert_str_eq(vd[3], va[2]);
+	cr_assert_not_null(strstr(vc[0], ": from-"), "%s", vc[0]);
+	lines_free(va, 3);
+	lines_free(vb, 3);
+	lines_free(vc, 4);
+	lines_free(vd, 4);
+	ws_disconnect(&a);
+	ws_disconnect(&b);
+	ws_disconnect(&c);
+	ws_disconnect(&d);
+}
+
+/* Reads lines of c until both "end-a" and "end-b" came; the said ones. */
+static char **
+said_until_ends(struct wsc *c, size_t *n)
+{
+	char **v = NULL, *l, *p;
+	int ends = 0;
+
+	*n = 0;
+	while (ends < 2) {
+		l = ws_recv_text(c, 20000);
+		cr_assert_not_null(l, "lines stopped after %zu", *n);
+		if ((p = strstr(l, ": ")) == NULL) {
+			free(l);
+			continue;
+		}
+		ends += strncmp(p + 2, "end-", 4) == 0;
+		v = realloc(v, (*n + 1) * sizeof(*v));
+		v[(*n)++] = strdup(p + 2);
+		free(l);
+	}
+	return v;
+}
+
+Test(stream, a_redis_killed_and_back_loses_nothing)
+{
+	struct wsc a, b;
+	char **va, **vb, word[32];
+	size_t na, nb, seen_a = 0;
+
+	redis_up(1);
+	start(&s1, "");
+	start(&s2, "");
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, " joined at ");
+	cr_assert_eq(ws_connect(&b, s2.port, "/chat", NULL), 101);
+	expect(&b, " joined at ");
+	expect(&a, " joined at ");
+	for (int i = 0; i < 60; i++) {
+		if (i == 20)
+			redis_stop();
+		if (i == 40) {
+			redis = t_redis_start_aof(rdir, rport, NULL, 1);
+			cr_assert_eq(srv_wait_log(&s1, " back: ", 1, 10000), 0);
+			cr_assert_eq(srv_wait_log(&s2, " back: ", 1, 10000), 0);
+		}
+		snprintf(word, sizeof(word), "a%d", i);
+		cr_assert_eq(ws_send(&a, 1, word, strlen(word)), 0);
+		snprintf(word, sizeof(word), "b%d", i);
+		cr_assert_eq(ws_send(&b, 1, word, strlen(word)), 0);
+		usleep(20000);
+	}
+	cr_assert_eq(ws_send(&a, 1, "end-a", 5), 0);
+	cr_assert_eq(ws_send(&b, 1, "end-b", 5), 0);
+	va = said_until_ends(&a, &na);
+	vb = said_until_ends(&b, &nb);
+	/* one order, each line once, on both processes */
+	cr_assert_eq(na, nb, "s1's member heard %zu lines, s2's %zu", na,
+	    nb);
+	for (size_t i = 0; i < na; i++) {
+		cr_assert_str_eq(va[i], vb[i], "line %zu differs", i);
+		for (size_t k = 0; k < i; k++)
+			cr_assert_str_neq(va[i], va[k], "\"%s\" came twice",
+			    va[i]);
+		seen_a += va[i][0] == 'a';
+	}
+	/*
+	 * What waited while Redis was away came too. Only a line on its
+	 * way when Redis was killed (its XADD sent, not answered) may be
+	 * lost, for everyone: its sender never heard it either.
+	 */
+	cr_assert_geq(na, 118, "lines lost: %zu of 122 came", na);
+	cr_assert_gt(seen_a, 55);
+	lines_free(va, na);
+	lines_free(vb, nb);
+	ws_disconnect(&a);
+	ws_disconnect(&b);
+}
+
+Test(stream, a_member_back_with_its_last_id_gets_the_gap)
+{
+	struct wsc a, m;
+	char last[64], path[128], *st;
+
+	redis_up(0);
+	start(&s1, "history = 2\n");
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, " joined at ");
+	cr_assert_eq(ws_connect_with(&m, s1.port, "/chat", V1), 101);
+	st = ws_response_header(&m, "Sec-WebSocket-Protocol");
+	cr_assert_str_eq(st, "squall.chat.v1");
+	free(st);
+	/* history (a's joined line), then its own, each with its id */
+	free(expect_v1(&m, " joined at " TS "$", last, sizeof(last)));
+	free(expect_v1(&m, " joined at " TS "$", last, sizeof(last)));
+	expect(&a, " joined at ");
+	cr_assert_eq(ws_send(&a, 1, "heard", 5), 0);
+	free(expect_v1(&m, ": heard$", last, sizeof(last)));
+	ws_disconnect(&m);
+	expect(&a, ": heard$");
+	expect(&a, " left at ");
+	cr_assert_eq(ws_send(&a, 1, "missed1", 7), 0);
+	expect(&a, ": missed1$");
+	cr_assert_eq(ws_send(&a, 1, "missed2", 7), 0);
+	expect(&a, ": missed2$");
+	snprintf(path, sizeof(path), "/chat?last_id=%s", last);
+	cr_assert_eq(ws_connect_with(&m, s1.port, path, V1), 101);
+	free(expect_v1(&m, " left at " TS "$", NULL, 0));
+	free(expect_v1(&m, ": missed1$", NULL, 0));
+	free(expect_v1(&m, ": missed2$", NULL, 0));
+	free(expect_v1(&m, " joined at " TS "$", NULL, 0));
+	cr_assert_eq(ws_send(&a, 1, "live", 4), 0);
+	free(expect_v1(&m, ": live$", NULL, 0));
+	st = state(&s1);
+	cr_assert_not_null(strstr(st, "\"recovered\":\"1\""), "%s", st);
+	cr_assert_not_null(strstr(st, "\"replayed\":\"3\""), "%s", st);
+	free(st);
+	ws_disconnect(&m);
+	expect(&a, " joined at ");
+	expect(&a, ": live$");
+	expect(&a, " left at ");
+	/* an id the stream never had: a newcomer's history instead */
+	cr_assert_eq(ws_connect_with(&m, s1.port, "/chat?last_id=1-1", V1),
+	    101);
+	free(expect_v1(&m, ": live$", NULL, 0));
+	free(expect_v1(&m, " left at " TS "$", NULL, 0));
+	free(expect_v1(&m, " joined at " TS "$", NULL, 0));
+	st = state(&s1);
+	cr_assert_not_null(strstr(st, "\"unrecovered\":\"1\""), "%s", st);
+	free(st);
+	ws_disconnect(&m);
+	ws_disconnect(&a);
+}
+
+Test(stream, plain_lines_stay_byte_for_byte)
+{
+	struct wsc a;
+	char *l;
+
+	redis_up(0);
+	start(&s1, "");
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	cr_assert_null(ws_response_header(&a, "Sec-WebSocket-Protocol"));
+	l = ws_expect_line(&a, "^" IP " joined at " TS "$");
+	free(l);
+	cr_assert_eq(ws_send(&a, 1, "hello", 5), 0);
+	expect(&a, "^" IP " at " TS ": hello$");
+	ws_disconnect(&a);
+}
+
+Test(stream, bad_entries_are_dropped_and_counted)
+{
+	static char big[100000];
+	struct wsc a;
+	char *r, *st;
+
+	redis_up(0);
+	start(&s1, "max_message_size = 100\n");
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, " joined at ");
+	free(redis_cmd("XADD", "squall:chat:/chat", "*", "text", "x", NULL));
+	free(redis_cmd("XADD", "squall:chat:/chat", "*", "line",
+	    "[1.2.3.4] at 2026-01-01 00:00:00: x", "more", "y", NULL));
+	free(redis_cmd("XADD", "squall:chat:/chat", "*", "line",
+	    "[1.2.3.4] at 2026-01-01 00:00:00: \xff\xfe", NULL));
+	free(redis_cmd("XADD", "squall:chat:/chat", "*", "line",
+	    "not a chat line", NULL));
+	memset(big, 'x', sizeof(big) - 1);
+	free(redis_cmd("XADD", "squall:chat:/chat", "*", "line", big, NULL));
+	r = redis_cmd("XADD", "squall:chat:/chat", "*", "line",
+	    "[1.2.3.4] at 2026-01-01 00:00:00: from elsewhere", NULL);
+	free(r);
+	expect(&a, "^\\[1\\.2\\.3\\.4\\] at 2026-01-01 00:00:00: "
+	    "from elsewhere$");
+	cr_assert_eq(ws_send(&a, 1, "after", 5), 0);
+	expect(&a, ": after$");
+	cr_assert_eq(srv_wait_log(&s1, "dropped a line", 1, 3000), 0);
+	st = state(&s1);
+	cr_assert_not_null(strstr(st, "\"invalid\":\"5\""), "%s", st);
+	free(st);
+	ws_disconnect(&a);
+}
+
+Test(stream, a_full_redis_leaves_the_room_local)
+{
+	struct wsc a;
+
+	redis_up(0);
+	start(&s1, "");
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, " joined at ");
+	free(redis_cmd("CONFIG", "SET", "maxmemory", "1", NULL));
+	cr_assert_eq(ws_send(&a, 1, "while-full", 10), 0);
+	expect(&a, ": while-full$");
+	cr_assert_eq(srv_wait_log(&s1, "refused a line (OOM", 1, 3000), 0);
+	t_expect_status(s1.port, "/status", 200);
+	free(redis_cmd("CONFIG", "SET", "maxmemory", "0", NULL));
+	cr_assert_eq(ws_send(&a, 1, "again", 5), 0);
+	expect(&a, ": again$");
+	cr_assert_eq(srv_wait_log(&s1, "takes lines again", 1, 3000), 0);
+	ws_disconnect(&a);
+}
+
+Test(stream, options_are_checked)
+{
+	static const struct {
+		const char *ini, *err;
+	} cases[] = {
+		{ "broker_mode = stream\n", "broker_mode needs a broker" },
+		{ "broker = redis://127.0.0.1:1\nbroker_mode = kafka\n",
+		  "broker_mode \"kafka\" is neither pubsub nor stream" },
+		{ "broker = redis://127.0.0.1:1\nrecover_window = 5\n",
+		  "recover_window needs broker_mode = stream" },
+		{ "broker = redis://127.0.0.1:1\nbroker_mode = stream\n"
+		  "history = 5\nhistory_max = 2\n",
+		  "history = 5 is more than the 2 lines a stream keeps" },
+		{ "broker = redis://127.0.0.1:1\nbroker_mode = stream\n"
+		  "recover_window = 600\nstream_ttl = 60\n",
+		  "stream_ttl = 60 seconds is shorter than recover_window" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		char *out;
+
+		cr_assert_eq(t_check_ini(&out, NULL, 0, "[route /chat]\n"
+		    "plugin = chat\n%s", cases[i].ini), 1, "case %zu", i);
+		cr_assert_not_null(strstr(out, cases[i].err), "case %zu: %s",
+		    i, out);
+		free(out);
+	}
+}

@@ -596,9 +596,11 @@ static const char *const stream_keys[] = {
 static int
 mode_options(struct chat *ch, struct sq_opts *opts, struct broker *b)
 {
-	const char *mode = sq_opt_str(opts, "broker_mode", "pubsub");
+	const char *mode = sq_opt_str(opts, "broker_mode", "");
 	int rc;
 
+	if (*mode == '\0')
+		mode = "pubsub";
 	if (strcmp(mode, "stream") == 0)
 		b->stream = 1;
 	else if (strcmp(mode, "pubsub") != 0)

@@ -1,7 +1,8 @@
 /*
  * chat_line - the chat room's Origin check and the lines it says, kept
  * apart from chat.c so that they can be fuzzed without a server
- * (tests/fuzz/fuzz_chat.c). Pure functions, callable from any thread.
+ * (tests/fuzz/fuzz_chat.c), and the ids of a stream's entries. Pure
+ * functions, callable from any thread.
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -657,7 +657,7 @@ Test(deploy, chat_spans_both_backends_with_the_broker)
 	int rport = t_free_port(), seen[2] = { 0, 0 }, ba, bb = -1;
 
 	start_deployment_variant(NULL, rport);
-	snprintf(up, sizeof(up), "broker redis://127.0.0.1:%d up, channel "
+	snprintf(up, sizeof(up), "broker redis://127.0.0.1:%d up, stream "
 	    "squall:chat:/chat", rport);
 	for (long end = t_now_ms() + 10000; log_count(0, up) < 1 ||
 	    log_count(1, up) < 1; usleep(20 * 1000))
@@ -688,8 +688,8 @@ Test(deploy, chat_spans_both_backends_with_the_broker)
 }
 
 /*
- * squall-broker.ini is squall.ini with xheaders on and a broker: nothing
- * else drifts apart (the header comment aside).
+ * squall-broker.ini is squall.ini with xheaders on and a broker on a
+ * stream: nothing else drifts apart (the header comment aside).
  */
 Test(deploy, broker_ini_is_the_default_with_a_broker)
 {
@@ -713,12 +713,16 @@ Test(deploy, broker_ini_is_the_default_with_a_broker)
 		else if (strncmp(dl, "broker = ", 9) == 0)
 			cr_assert(strncmp(bl, "broker = redis://127.0.0.1:6379 ",
 			    32) == 0, "%s", bl);
+		else if (strncmp(dl, "broker_mode =", 13) == 0)
+			cr_assert(strncmp(bl, "broker_mode = stream", 20) == 0,
+			    "%s", bl);
 		else
 			cr_assert_fail("squall-broker.ini has \"%s\" where "
 			    "squall.ini has \"%s\"", bl, dl);
 	}
 	cr_assert(dl == NULL && bl == NULL, "one file is longer");
-	cr_assert_eq(differ, 3);	/* xheaders, and both brokers */
+	/* xheaders, and both brokers and their modes */
+	cr_assert_eq(differ, 5);
 	free(def);
 	free(brk);
 }

@@ -445,3 +445,76 @@ Test(stream, options_are_checked)
 		free(out);
 	}
 }
+
+#define ROOMS "[route /rooms/*]\nplugin = chat\nbroker = redis://127.0.0.1:%d\n" \
+	"broker_mode = stream\nhistory = 2\n"
+
+Test(stream, each_room_is_its_own_stream)
+{
+	struct wsc a, b, c, d;
+	char *r;
+
+	redis_up(0);
+	srv_start(&s1, ROOMS, rport);
+	srv_start(&s2, ROOMS, rport);
+	cr_assert_eq(srv_wait_log(&s1, " up, streams squall:chat:/rooms/*:ROOM",
+	    1, 5000), 0);
+	cr_assert_eq(srv_wait_log(&s2, " up, streams ", 1, 5000), 0);
+	cr_assert_eq(ws_connect(&a, s1.port, "/rooms/x", NULL), 101);
+	expect(&a, " joined at ");
+	cr_assert_eq(ws_connect(&b, s2.port, "/rooms/x", NULL), 101);
+	expect(&b, " joined at ");	/* a's, its history */
+	expect(&b, " joined at ");
+	expect(&a, " joined at ");
+	cr_assert_eq(ws_connect(&c, s2.port, "/rooms/y", NULL), 101);
+	expect(&c, " joined at ");
+	cr_assert_eq(ws_send(&a, 1, "in-x", 4), 0);
+	expect(&a, ": in-x$");
+	expect(&b, ": in-x$");
+	cr_assert_eq(ws_send(&c, 1, "in-y", 4), 0);
+	expect(&c, ": in-y$");
+	cr_assert_null(ws_recv_text(&b, 300), "b heard room y");
+	r = redis_cmd("XLEN", "squall:chat:/rooms/*:x", NULL);
+	cr_assert(strncmp(r, ":3\r\n", 4) == 0, "%s", r);
+	free(r);
+	r = redis_cmd("PTTL", "squall:chat:/rooms/*:y", NULL);
+	cr_assert(r[0] == ':' && atol(r + 1) > 86000000L, "%s", r);
+	free(r);
+	/* a newcomer to x on s1 hears x's last 2 lines, not y's */
+	cr_assert_eq(ws_connect(&d, s1.port, "/rooms/x", NULL), 101);
+	expect(&d, " joined at ");
+	expect(&d, ": in-x$");
+	expect(&d, " joined at ");
+	ws_disconnect(&a);
+	ws_disconnect(&b);
+	ws_disconnect(&c);
+	ws_disconnect(&d);
+}
+
+/*
+ * A reload from pub/sub to a stream moves the room: the member who
+ * joined before stays, and meets those who join after.
+ */
+Test(stream, a_reload_onto_a_stream_moves_the_room)
+{
+	struct wsc a, b;
+
+	redis_up(0);
+	srv_start(&s1, "[route /chat]\nplugin = chat\n"
+	    "broker = redis://127.0.0.1:%d\n", rport);
+	cr_assert_eq(srv_wait_log(&s1, " up, channel ", 1, 5000), 0);
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, " joined at ");
+	t_write(s1.ini, "[server]\nlisten = 127.0.0.1:0\nplugin_dir = %s\n"
+	    CHAT, t_plugin_dir(), rport);
+	cr_assert_eq(srv_reload(&s1), 0);
+	cr_assert_eq(srv_wait_log(&s1, "a reload changed the broker", 1,
+	    5000), 0);
+	cr_assert_eq(srv_wait_log(&s1, " up, stream ", 2, 5000), 0);
+	cr_assert_eq(ws_connect(&b, s1.port, "/chat", NULL), 101);
+	expect(&b, " joined at ");
+	expect(&a, " joined at ");
+	ws_expect_same_order(&a, "old", &b, "new");
+	ws_disconnect(&a);
+	ws_disconnect(&b);
+}

@@ -157,3 +157,35 @@ Test(chat_line, built_lines_pass)
 				free(line);
 			}
 }
+
+/* Stream ids as Redis writes them; anything else is not one. */
+Test(chat_line, stream_ids)
+{
+	static const char *bad[] = { "", "-", "1", "1-", "-1", "01-1", "1-01",
+	    "1-1-1", "a-1", "1-b", " 1-1", "18446744073709551616-0",
+	    "1-18446744073709551616", "1- 1", "+1-1" };
+	struct chat_sid a, b;
+	char buf[CHAT_SID_MAX];
+
+	cr_assert_eq(chat_sid_parse(&a, "1733370000000-12", 16), 0);
+	cr_assert_eq(a.ms, 1733370000000ULL);
+	cr_assert_eq(a.seq, 12);
+	chat_sid_format(&a, buf);
+	cr_assert_str_eq(buf, "1733370000000-12");
+	cr_assert_eq(chat_sid_parse(&b, "0-0", 3), 0);
+	cr_assert_lt(chat_sid_cmp(&b, &a), 0);
+	cr_assert_gt(chat_sid_cmp(&a, &b), 0);
+	cr_assert_eq(chat_sid_parse(&b, "1733370000000-9", 15), 0);
+	cr_assert_lt(chat_sid_cmp(&b, &a), 0);
+	cr_assert_eq(chat_sid_cmp(&a, &a), 0);
+	cr_assert_eq(chat_sid_parse(&b, "18446744073709551615-"
+	    "18446744073709551615", 41), 0);
+	chat_sid_format(&b, buf);
+	cr_assert_str_eq(buf, "18446744073709551615-18446744073709551615");
+	/* the length given is all that is read */
+	cr_assert_eq(chat_sid_parse(&b, "5-6junk", 3), 0);
+	cr_assert_eq(b.seq, 6);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+		cr_assert_neq(chat_sid_parse(&a, bad[i], strlen(bad[i])), 0,
+		    "\"%s\" parsed", bad[i]);
+}

@@ -620,7 +620,13 @@ joiner_admit(struct joiner *j)
 		if (idx++ >= start)
 			send_line(j->ws, &m->id, m->line, m->len);
 	}
-	if (!own)
+	/*
+	 * Its line did not come back. The broker dropped it: it hears it
+	 * now. The broker was lost: on a stream, the line comes with the
+	 * others when the broker is back if it reached Redis, and is lost
+	 * for everyone alike if not, so it is not said here.
+	 */
+	if (!own && (j->back || !j->stream))
 		send_line(j->ws, NULL, j->line, j->len);
 	joiner_unlist(j);
 	(void)member_add(r, j->ws);

@@ -48,8 +48,8 @@ struct conn {
 	struct chat_resp	 guard;
 };
 
-static uint64_t
-now_ms(void)
+uint64_t
+chat_now_ms(void)
 {
 	struct timespec ts;
 
@@ -191,8 +191,15 @@ chat_broker_down(struct chat *ch, const redisAsyncContext *dying, const char *wh
 	if (b->pub == dying)
 		b->pub = NULL;
 	chat_broker_close(b);
+	if (!b->down_logged)
+		b->down_ms = chat_now_ms();
 	if (!b->down_logged) {
-		if (b->ever_up)
+		if (b->ever_up && b->stream)
+			sq_log(ch->inst, SQ_LOG_WARN, "broker %s lost (%s): "
+			    "lines wait for it up to %d s, then the room is "
+			    "local until it returns", b->url,
+			    why && *why ? why : "closed", CHAT_HOLD_MS / 1000);
+		else if (b->ever_up)
 			sq_log(ch->inst, SQ_LOG_WARN, "broker %s lost (%s): "
 			    "the room is local until it returns", b->url,
 			    why && *why ? why : "closed");
@@ -519,7 +526,7 @@ watch_cb(int status, void *arg)
 	b->watch = NULL;
 	if (status != 0 || b->up || (b->sub == NULL && b->pub == NULL))
 		return;		/* up, or already down and retrying */
-	waited = now_ms() - b->attempt_ms;
+	waited = chat_now_ms() - b->attempt_ms;
 	if (waited >= CONNECT_MS)
 		chat_broker_down(ch, NULL, "no answer within 2 seconds");
 	else
@@ -542,7 +549,7 @@ chat_broker_connect(struct chat *ch)
 		chat_broker_down(ch, NULL, err);
 		return;
 	}
-	b->attempt_ms = now_ms();
+	b->attempt_ms = chat_now_ms();
 	if (b->watch == NULL)
 		b->watch = sq_timer_start(ch->inst, CONNECT_MS, watch_cb, ch);
 	if (b->password == NULL)

@@ -18,6 +18,8 @@
 /* The most a slow broker may hold of ours. */
 #define PUB_MAX_PENDING	1000
 #define PUB_MAX_BYTES	(1 << 20)
+/* How long lines wait for a stream's lost broker before the room is local. */
+#define CHAT_HOLD_MS	10000
 
 /*
  * The Redis broker of a route: two connections, the subscriber (with
@@ -66,9 +68,11 @@ struct broker {
 	struct held		*held, **held_tail; /* lines said while down */
 	size_t			 nheld, held_bytes;
 	int			 held_logged;	/* full, said once */
+	uint64_t		 down_ms;	/* when it was lost */
 };
 
 /* chat_broker.c, for chat_stream.c */
+uint64_t chat_now_ms(void);	/* monotonic */
 struct chat *chat_broker_owner(const redisAsyncContext *ac);
 struct chat_resp *chat_broker_guard(const redisAsyncContext *ac);
 void	 chat_broker_down(struct chat *ch, const redisAsyncContext *dying,

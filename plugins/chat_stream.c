@@ -422,16 +422,13 @@ static void
 renew_ttl(struct room *r, const char *key, size_t klen)
 {
 	struct broker *b = r->chat->broker;
-	struct timespec ts;
-	uint64_t now;
+	uint64_t now = chat_now_ms();
 	char ms[24];
 	const char *argv[3] = { "PEXPIRE", key, ms };
 	size_t lens[3] = { 7, klen, 0 };
 
 	if (b->stream_ttl <= 0)
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 	if (now < r->ttl_due)
 		return;
 	lens[2] = (size_t)snprintf(ms, sizeof(ms), "%lld",
@@ -510,11 +507,33 @@ struct held {
 	char		 line[];
 };
 
+/* The lines that waited, said here after all (the room went local). */
+static void
+say_held(struct chat *ch)
+{
+	struct broker *b = ch->broker;
+	struct held *h;
+	struct room *r;
+
+	while ((h = b->held) != NULL) {
+		b->held = h->next;
+		if ((r = chat_room_find(ch, h->name, strlen(h->name))) != NULL) {
+			chat_room_admit(r, h->line, h->len);
+			chat_room_deliver(r, NULL, h->line, h->len);
+		}
+		free(h->name);
+		free(h);
+	}
+	b->nheld = b->held_bytes = 0;
+}
+
 /*
  * A line said while the broker is away waits for it, so that it reaches
  * every process in the stream's order, and its sender hears it when it
- * has: 1. Up to PUB_MAX_PENDING lines or PUB_MAX_BYTES wait; past that,
- * the room is local (0: the caller says it here), logged once.
+ * has: 1. Not for ever: after CHAT_HOLD_MS, or past PUB_MAX_PENDING lines
+ * or PUB_MAX_BYTES, the room is local (0: the caller says it here), and
+ * the lines that waited are said here first, logged once. A broker never
+ * up leaves the room local from the start.
  */
 int
 chat_stream_hold(struct room *r, const char *line, size_t len)
@@ -523,15 +542,17 @@ chat_stream_hold(struct room *r, const char *line, size_t len)
 	struct broker *b = ch->broker;
 	struct held *h = NULL;
 
-	if (b->nheld >= PUB_MAX_PENDING || b->held_bytes + len > PUB_MAX_BYTES ||
+	if (!b->ever_up || chat_now_ms() - b->down_ms > CHAT_HOLD_MS ||
+	    b->nheld >= PUB_MAX_PENDING || b->held_bytes + len > PUB_MAX_BYTES ||
 	    (h = malloc(sizeof(*h) + len)) == NULL ||
 	    (h->name = strdup(r->name)) == NULL) {
 		free(h);
-		if (!b->held_logged)
-			sq_log(ch->inst, SQ_LOG_WARN, "broker %s: %zu lines "
-			    "wait for it; the next ones reach this process's "
-			    "members only", b->url, b->nheld);
-		b->held_logged = 1;
+		if (b->ever_up && !b->held_logged)
+			sq_log(ch->inst, SQ_LOG_WARN, "broker %s away too long "
+			    "(%zu lines waited): the room is local until it "
+			    "returns", b->url, b->nheld);
+		b->held_logged = b->ever_up;
+		say_held(ch);
 		return 0;
 	}
 	memcpy(h->line, line, len);

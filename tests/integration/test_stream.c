@@ -518,3 +518,18 @@ Test(stream, a_reload_onto_a_stream_moves_the_room)
 	ws_disconnect(&a);
 	ws_disconnect(&b);
 }
+
+/* A Redis never reached: the room is this process's from the start. */
+Test(stream, a_redis_never_up_leaves_the_room_local)
+{
+	struct wsc a;
+
+	rport = t_free_port();
+	srv_start(&s1, CHAT "%s" STATUS, rport, "");
+	cr_assert_eq(srv_wait_log(&s1, " unreachable ", 1, 5000), 0);
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, "^" IP " joined at " TS "$");
+	cr_assert_eq(ws_send(&a, 1, "alone", 5), 0);
+	expect(&a, ": alone$");
+	ws_disconnect(&a);
+}

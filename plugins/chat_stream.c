@@ -471,8 +471,8 @@ add(struct chat *ch, const char *name, struct room *r, const char *line,
 	argv[4] = max;
 	argv[5] = "*";
 	argv[6] = "line";
-	argv[7] = line;
-	for (int i = 0; i < 8; i++)
+	argv[7] = line;		/* not NUL-ended */
+	for (int i = 0; i < 7; i++)
 		lens[i] = strlen(argv[i]);
 	lens[1] = klen;
 	lens[7] = len;

@@ -193,8 +193,10 @@ chat_broker_down(struct chat *ch, const redisAsyncContext *dying, const char *wh
 	chat_broker_close(b);
 	if (!b->down_logged)
 		b->down_ms = chat_now_ms();
+	if (why != NULL && strncmp(why, "refused a reply", 15) == 0)
+		b->hostile = 1;	/* no waiting for it: not a restart */
 	if (!b->down_logged) {
-		if (b->ever_up && b->stream)
+		if (b->ever_up && b->stream && !b->hostile)
 			sq_log(ch->inst, SQ_LOG_WARN, "broker %s lost (%s): "
 			    "lines wait for it up to %d s, then the room is "
 			    "local until it returns", b->url,
@@ -225,6 +227,7 @@ chat_broker_ready(struct chat *ch)
 	if (b->up || !b->sub_ready || !b->pub_ready)
 		return;
 	b->up = 1;
+	b->hostile = 0;
 	b->backoff_ms = RETRY_MIN_MS;
 	if (b->ever_up && b->down_logged)
 		sq_log(ch->inst, SQ_LOG_INFO, "broker %s back: the room spans "

@@ -19,7 +19,7 @@
 #define PUB_MAX_PENDING	1000
 #define PUB_MAX_BYTES	(1 << 20)
 /* How long lines wait for a stream's lost broker before the room is local. */
-#define CHAT_HOLD_MS	10000
+#define CHAT_HOLD_MS	5000
 
 /*
  * The Redis broker of a route: two connections, the subscriber (with
@@ -69,6 +69,7 @@ struct broker {
 	size_t			 nheld, held_bytes;
 	int			 held_logged;	/* full, said once */
 	uint64_t		 down_ms;	/* when it was lost */
+	int			 hostile;	/* it answered what Redis never does */
 };
 
 /* chat_broker.c, for chat_stream.c */

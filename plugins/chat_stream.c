@@ -533,7 +533,8 @@ say_held(struct chat *ch)
  * has: 1. Not for ever: after CHAT_HOLD_MS, or past PUB_MAX_PENDING lines
  * or PUB_MAX_BYTES, the room is local (0: the caller says it here), and
  * the lines that waited are said here first, logged once. A broker never
- * up leaves the room local from the start.
+ * up, or one that answered what Redis never sends (not a restart), leaves
+ * the room local at once.
  */
 int
 chat_stream_hold(struct room *r, const char *line, size_t len)
@@ -542,7 +543,8 @@ chat_stream_hold(struct room *r, const char *line, size_t len)
 	struct broker *b = ch->broker;
 	struct held *h = NULL;
 
-	if (!b->ever_up || chat_now_ms() - b->down_ms > CHAT_HOLD_MS ||
+	if (!b->ever_up || b->hostile ||
+	    chat_now_ms() - b->down_ms > CHAT_HOLD_MS ||
 	    b->nheld >= PUB_MAX_PENDING || b->held_bytes + len > PUB_MAX_BYTES ||
 	    (h = malloc(sizeof(*h) + len)) == NULL ||
 	    (h->name = strdup(r->name)) == NULL) {

@@ -580,35 +580,6 @@ Test(broker, invalid_lines_from_the_broker_are_dropped)
 
 /* ---- brokers that do not answer in time ----------------------------- */
 
-/* A listening socket on 127.0.0.1:port with this backlog, never served. */
-static int
-listen_on(int port, int backlog)
-{
-	struct sockaddr_in sa;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-
-	cr_assert_geq(fd, 0);
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t)port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	cr_assert_eq(listen(fd, backlog), 0);
-	return fd;
-}
-
-/* The next connection to lfd within timeout_ms, or -1. */
-static int
-accept_within(int lfd, int timeout_ms)
-{
-	struct pollfd pfd = { lfd, POLLIN, 0 };
-
-	if (poll(&pfd, 1, timeout_ms) != 1)
-		return -1;
-	return accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-}
-
 /* Does the peer close fd within timeout_ms (what it sent is skipped)? */
 static int
 closed_within(int fd, int timeout_ms)
@@ -664,13 +635,13 @@ Test(broker, broker_that_never_answers_times_out)
 	struct wsc a;
 	int rport = t_free_port(), lfd, first[2], later;
 
-	lfd = listen_on(rport, 64);
+	lfd = t_listen(rport, 64);
 	srv_start(&s1, "[route /chat]\nplugin = chat\n"
 	    "broker = redis://127.0.0.1:%d\n", rport);
 	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
 	expect(&a, "^" IP " joined at " TS "$");
 	for (int i = 0; i < 2; i++)
-		cr_assert_geq(first[i] = accept_within(lfd, 5000), 0,
+		cr_assert_geq(first[i] = t_accept_within(lfd, 5000), 0,
 		    "squalld did not connect");
 	cr_assert_eq(srv_wait_log(&s1, "unreachable (no answer within 2 "
 	    "seconds): the room is local", 1, 5000), 0,
@@ -680,7 +651,7 @@ Test(broker, broker_that_never_answers_times_out)
 		    "the attempt that timed out is still open", i);
 		close(first[i]);
 	}
-	cr_assert_geq(later = accept_within(lfd, 5000), 0, "no new attempt");
+	cr_assert_geq(later = t_accept_within(lfd, 5000), 0, "no new attempt");
 	close(later);
 	/* the room is local meanwhile */
 	cr_assert_eq(ws_send(&a, 1, "local", 5), 0);
@@ -703,7 +674,7 @@ Test(broker, connect_that_never_completes_times_out)
 	int rport = t_free_port(), lfd, filler;
 	long t0;
 
-	lfd = listen_on(rport, 0);
+	lfd = t_listen(rport, 0);
 	cr_assert_geq(filler = t_connect(rport), 0);	/* queue now full */
 	t0 = t_now_ms();
 	srv_start(&s1, "[route /chat]\nplugin = chat\n"
@@ -826,12 +797,12 @@ Test(broker, hostile_replies_are_refused)
 		char buf[512];
 		struct wsc a;
 
-		lfd = listen_on(rport, 8);
+		lfd = t_listen(rport, 8);
 		srv_start(&s1, "[route /chat]\nplugin = chat\n"
 		    "broker = redis://127.0.0.1:%d\n[route /hello]\n"
 		    "plugin = hello\n", rport);
 		for (int k = 0; k < 2; k++)
-			cr_assert_geq(fd[k] = accept_within(lfd, 5000), 0,
+			cr_assert_geq(fd[k] = t_accept_within(lfd, 5000), 0,
 			    "case %zu: squalld did not connect", i);
 		/* the subscriber is the one that sends SUBSCRIBE */
 		for (int k = 0; k < 2; k++)

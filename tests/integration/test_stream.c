@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <criterion/criterion.h>
+#include <poll.h>
 #include <regex.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -532,4 +533,87 @@ Test(stream, a_redis_never_up_leaves_the_room_local)
 	cr_assert_eq(ws_send(&a, 1, "alone", 5), 0);
 	expect(&a, ": alone$");
 	ws_disconnect(&a);
+}
+
+/*
+ * Whatever answers on the broker's address cannot stop squalld on a
+ * stream either: a "Redis" of the test's own answers CLIENT ID, then the
+ * XREAD, with shapes Redis never sends; each is refused, logged with its
+ * reason, and the room goes on here.
+ */
+Test(stream, hostile_replies_are_refused)
+{
+	static const struct {
+		const char *id, *read, *why;
+	} cases[] = {
+		{ "*3\r\n:1\r\n:2\r\n:3\r\n", NULL,
+		  "an array longer than asked for" },
+		{ ":7\r\n", "*1\r\n*3\r\n$1\r\nk\r\n*0\r\n*0\r\n",
+		  "a stream that is not [key, entries]" },
+		{ ":7\r\n", "*1\r\n*2\r\n$17\r\nsquall:chat:/chat\r\n"
+		  "*2147483647\r\n", "more entries than asked for" },
+		{ ":7\r\n", "*1\r\n*2\r\n$17\r\nsquall:chat:/chat\r\n*1\r\n"
+		  "*2\r\n$3\r\n1-1\r\n*17\r\n", "an entry of too many" },
+		{ ":7\r\n", "*1\r\n*2\r\n$17\r\nsquall:chat:/chat\r\n*1\r\n"
+		  "*2\r\n$3\r\n1-1\r\n*2\r\n$4\r\nline\r\n:5\r\n",
+		  "an integer where a string belongs" },
+	};
+	char buf[4096], want[160];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		int lfd, fd[2], rd, cmd, n;
+		struct pollfd pfd[2];
+		struct wsc a;
+
+		rport = t_free_port();
+		lfd = t_listen(rport, 8);
+		srv_start(&s1, CHAT "%s", rport, "");
+		for (int k = 0; k < 2; k++)
+			cr_assert_geq(fd[k] = t_accept_within(lfd, 5000), 0,
+			    "case %zu: squalld did not connect", i);
+		/* the reader is the one that asks CLIENT ID */
+		for (int k = 0; k < 2; k++)
+			pfd[k] = (struct pollfd){ fd[k], POLLIN, 0 };
+		cr_assert_gt(poll(pfd, 2, 5000), 0, "case %zu: no CLIENT ID",
+		    i);
+		rd = (pfd[0].revents & POLLIN) ? 0 : 1;
+		cmd = 1 - rd;
+		cr_assert_gt(read(fd[rd], buf, sizeof(buf)), 0);
+		cr_assert_eq(write(fd[rd], cases[i].id, strlen(cases[i].id)),
+		    (ssize_t)strlen(cases[i].id));
+		if (cases[i].read != NULL) {
+			cr_assert_eq(srv_wait_log(&s1, " up, stream ", 1,
+			    5000), 0, "case %zu", i);
+			cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL),
+			    101);
+			/* XREVRANGE COUNT 1: an empty stream; then XADD */
+			n = (int)read(fd[cmd], buf, sizeof(buf));
+			cr_assert_gt(n, 0);
+			cr_assert_eq(write(fd[cmd], "*0\r\n", 4), 4);
+			/* the XREAD that follows gets the hostile answer */
+			cr_assert_gt(read(fd[rd], buf, sizeof(buf)), 0,
+			    "case %zu: no XREAD", i);
+			(void)!write(fd[rd], cases[i].read,
+			    strlen(cases[i].read));
+		}
+		snprintf(want, sizeof(want), "(refused a reply: %s",
+		    cases[i].why);
+		cr_assert_eq(srv_wait_log(&s1, want, 1, 5000), 0,
+		    "case %zu: no \"%s\" in the log:\n%s", i, want,
+		    t_read(s1.log, NULL));
+		if (cases[i].read == NULL) {
+			cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL),
+			    101);
+			free(ws_expect_line(&a, " joined at "));
+		}
+		/* the member stays, in a room local to this process */
+		cr_assert_eq(ws_send(&a, 1, "still", 5), 0);
+		free(ws_expect_line(&a, ": still$"));
+		ws_disconnect(&a);
+		close(fd[0]);
+		close(fd[1]);
+		close(lfd);
+		cr_assert_eq(srv_stop(&s1), 0, "case %zu", i);
+		srv_cleanup(&s1);
+	}
 }

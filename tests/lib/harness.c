@@ -651,6 +651,35 @@ t_free_port(void)
 	return port;
 }
 
+/* A listening socket on 127.0.0.1:port with this backlog, never served. */
+int
+t_listen(int port, int backlog)
+{
+	struct sockaddr_in sa;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	cr_assert_geq(fd, 0);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(fd, backlog), 0);
+	return fd;
+}
+
+/* The next connection to lfd within timeout_ms, or -1. */
+int
+t_accept_within(int lfd, int timeout_ms)
+{
+	struct pollfd pfd = { lfd, POLLIN, 0 };
+
+	if (poll(&pfd, 1, timeout_ms) != 1)
+		return -1;
+	return accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+}
+
 char *
 raw_exchange(int port, const void *data, size_t len, int timeout_ms,
     size_t *outlen)

@@ -106,6 +106,11 @@ void	 resp_free(struct resp *r);
 char	*raw_exchange(int port, const void *data, size_t len, int timeout_ms,
 	    size_t *outlen);
 int	 t_connect(int port);
+/* A listening socket on 127.0.0.1:port with this backlog, never served
+ * (a broker of the test's own making); the next connection to it within
+ * timeout_ms, or -1. */
+int	 t_listen(int port, int backlog);
+int	 t_accept_within(int lfd, int timeout_ms);
 /* With a small SO_RCVBUF, for a client that reads slowly. */
 int	 t_connect_rcvbuf(int port, int rcvbuf);
 /* Descriptors process pid has open now. */

@@ -457,7 +457,14 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_ESTABLISHED:
 		return on_established(wsi, pl);
 	case LWS_CALLBACK_RECEIVE:
-		return l == NULL ? -1 : sqc_link_receive(wsi, l, in, len);
+		if (l == NULL)
+			return -1;
+		/*
+		 * Nothing after the client's close frame (RFC 6455 5.5.1):
+		 * lws' byte parser drops it, but its bulk path for payload
+		 * (lws_ws_frame_rest_is_payload) delivers it.
+		 */
+		return l->peer_closed ? 0 : sqc_link_receive(wsi, l, in, len);
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		return l == NULL ? -1 : on_writable(wsi, l);
 	case LWS_CALLBACK_GET_THREAD_ID:

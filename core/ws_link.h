@@ -65,6 +65,9 @@ struct link {
 	unsigned	 lws_closing:1;	/* lws is closing it: write no more */
 	unsigned	 pong_wait:1;	/* our ping is out, no pong yet */
 	unsigned	 lws_failed:1;	/* closing, not for a handshake */
+	unsigned	 peer_refused:1;	/* its close answered 1002/1007 */
+	unsigned	 rx_held:1;	/* lws reads nothing until its close
+					 * frame is out (ws_lws.c on_drop) */
 	unsigned	 lws_busy:1;	/* lws asked to write: wait for it */
 	/* the message being received */
 	unsigned	 in_msg:1, binary:1, compressed:1;

@@ -257,17 +257,25 @@ on_writable(struct lws *wsi, struct link *l)
 {
 	l->lws_busy = 0;
 	if (l->lws_closing) {
+		if (lws_partial_buffered(wsi))
+			return 0;	/* lws calls again once it is out */
 		/*
 		 * The connection failed and the close frame is out: lws'
 		 * parser stopped inside a frame, so it would not see the
 		 * client's answer and would wait 5 s for it. Our side of TCP
-		 * ends now (a FIN: lws still reads what the client sends, so
-		 * no reset), and lws closes at the client's end, or in 1 s.
+		 * ends now (a FIN: lws reads on, below, what the client
+		 * sends, so no reset), and lws closes at the client's end,
+		 * or in 1 s.
 		 */
-		if (l->lws_failed && !lws_partial_buffered(wsi)) {
+		if (l->lws_failed) {
 			l->lws_failed = 0;
 			shutdown(lws_get_socket_fd(wsi), SHUT_WR);
 			lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_ACK, 1);
+		}
+		/* the close frame is out: nothing can spoil it now */
+		if (l->rx_held) {
+			l->rx_held = 0;
+			lws_rx_flow_control(wsi, 1);
 		}
 		return 0;
 	}
@@ -360,25 +368,41 @@ on_peer_close(struct lws *wsi, struct link *l, const unsigned char *in,
 	if (len == 1 || code > 4999) {
 		lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR,
 		    (unsigned char *)"bad close frame", 15);
-		return -1;
+		goto refuse;
 	}
 	if (len > 2 && (sqc_utf8_check(&st, in + 2, len - 2) != 0 ||
 	    st != 0)) {
 		lws_close_reason(wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD,
 		    (unsigned char *)"bad utf8", 8);
-		return -1;
+		goto refuse;
 	}
 	if (l && len >= 2)
 		l->peer_code = code;
 	return 0;
+refuse:
+	/* lws sends our close frame, not its echo (on_drop) */
+	if (l)
+		l->peer_refused = 1;
+	return -1;
 }
 
 /*
  * lws is closing the connection (before its close frame, on every close
  * path): nothing of ours goes out after this. lws sends the close frame
  * with the code set again here (a ping's payload may have taken its
- * place): ours, or the failure's (sqc_link_fail); it answers the
- * client's close itself.
+ * place): ours, or the failure's (sqc_link_fail), or the refusal of a
+ * bad close frame (on_peer_close); it answers a good one itself.
+ *
+ * Until that frame is out, lws reads nothing more (rx_held; on_writable
+ * lets it read again), as RFC 6455 7.1.7 asks of a failed connection.
+ * lws does not stop parsing when it fails a connection, and writes its
+ * close frame at the connection's next POLLOUT. Its poll loop serves
+ * POLLOUT before POLLIN, but on the libev loop the two are separate
+ * watchers and the read comes first: lws parsed the next bytes the
+ * client had sent, and a ping among them put its payload where the close
+ * code was (an oversize pong got a Close with code 5), or a second error
+ * ended the connection without a close frame. Only this connection
+ * stops reading, and only until its close frame is written.
  */
 static void
 on_drop(struct lws *wsi, struct link *l)
@@ -387,15 +411,20 @@ on_drop(struct lws *wsi, struct link *l)
 
 	l->lws_closing = 1;
 	sqc_link_drop_output(l);
-	if (closing || l->peer_closed || atomic_load(&quitting))
+	if (closing || atomic_load(&quitting) ||
+	    (l->peer_closed && !l->peer_refused))
 		return;
-	if (l->close_code)
+	if (l->peer_refused) {
+		/* on_peer_close set the code (1002 or 1007) */
+	} else if (l->close_code)
 		lws_close_reason(wsi, (enum lws_close_status)l->close_code,
 		    (unsigned char *)l->close_reason, strlen(l->close_reason));
 	else {
 		l->lws_failed = 1;
 		sqc_link_fail(wsi, l);
 	}
+	l->rx_held = 1;
+	lws_rx_flow_control(wsi, 0);
 }
 
 /* lws' callback: one handler per reason */
@@ -428,7 +457,14 @@ on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_ESTABLISHED:
 		return on_established(wsi, pl);
 	case LWS_CALLBACK_RECEIVE:
-		return l == NULL ? -1 : sqc_link_receive(wsi, l, in, len);
+		if (l == NULL)
+			return -1;
+		/*
+		 * Nothing after the client's close frame (RFC 6455 5.5.1):
+		 * lws' byte parser drops it, but its bulk path for payload
+		 * (lws_ws_frame_rest_is_payload) delivers it.
+		 */
+		return l->peer_closed ? 0 : sqc_link_receive(wsi, l, in, len);
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		return l == NULL ? -1 : on_writable(wsi, l);
 	case LWS_CALLBACK_GET_THREAD_ID:

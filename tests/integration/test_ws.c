@@ -128,6 +128,36 @@ Test(ws, bad_messages_get_their_close_codes)
 	cr_assert_eq(srv_stop(&s), 0);
 }
 
+/*
+ * A message after the client's close frame is not delivered (RFC 6455
+ * 5.5.1): lws' bulk path for payload passed it on. Both frames go in one
+ * write; the other member's next line is the closer's "left".
+ */
+Test(ws, nothing_is_delivered_after_the_clients_close)
+{
+	struct wsc a, b;
+	unsigned char *f = NULL;
+	size_t flen = 0;
+
+	srv_start(&s, "[route /chat]\nplugin = chat\n");
+	cr_assert_eq(ws_connect(&a, s.port, "/chat", NULL), 101);
+	expect_line(&a, "joined at");
+	cr_assert_eq(ws_connect(&b, s.port, "/chat", NULL), 101);
+	expect_line(&b, "joined at");
+	expect_line(&a, "joined at");
+	ws_frame_append(&f, &flen, 0x88, "\x03\xe8", 2);
+	ws_frame_append(&f, &flen, 0x81, "after close", 11);
+	cr_assert_eq(ws_write(&b, f, flen, 0), 0);
+	free(f);
+	cr_assert_eq(ws_wait_close(&b, 5000), 1000);
+	ws_disconnect(&b);
+	expect_line(&a, " left at ");
+	cr_assert_eq(ws_send(&a, 1, "still here", 10), 0);
+	expect_line(&a, ": still here$");
+	ws_disconnect(&a);
+	cr_assert_eq(srv_stop(&s), 0);
+}
+
 Test(ws, upgrade_checks)
 {
 	const char *h9[] = { "Upgrade: websocket", "Connection: Upgrade",

@@ -78,7 +78,6 @@ struct conn {
 	char		*part;	/* a fragmented message being read */
 	size_t		 plen, pcap;
 	int		 pop, pcomp;
-	int		 piecewise;	/* the last bytes went in pieces */
 };
 
 /* A control frame, or a whole data message. */
@@ -267,7 +266,6 @@ flush(struct conn *k, struct fb *b, size_t chunk)
 {
 	/* the server may fail the connection before the last bytes: what
 	 * it sent until then is still read */
-	k->piecewise = chunk > 0 && chunk < b->n;
 	if (ws_write(&k->c, b->p, b->n, chunk) != 0)
 		cr_assert(errno == EPIPE || errno == ECONNRESET, "write (%zu "
 		    "bytes in chunks of %zu): %s", b->n, chunk,
@@ -318,16 +316,6 @@ expect_close(struct conn *k, int want, const void *allow, size_t allow_len,
 
 		if (next_event(k, &e, 5000) != 0) {
 			expect_alive(what);
-			/*
-			 * A known libwebsockets 4.1 limit (squall-chat(7)
-			 * BUGS): when the bad bytes come in pieces, its
-			 * parser may fail again on the next piece before its
-			 * Close frame is out, and then it drops the
-			 * connection without one. RFC 6455 7.1.7 makes that
-			 * frame a SHOULD: a prompt end is what is checked.
-			 */
-			if (k->piecewise && t_now_ms() - t0 < 4900)
-				return ANY_CODE;
 			cr_assert_fail("%s: %s", what, t_now_ms() - t0 < 4900 ?
 			    "the connection ended without a Close frame (RFC "
 			    "6455 7.1.7)" : "no Close frame within 5 s");

@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -465,6 +466,69 @@ Test(wsc, fragmented_messages_with_control_frames_between)
 	cr_assert_eq(ws_send_frame(&c, 0x81, "b", 1), 0);
 	cr_assert_eq(ws_wait_close(&c, 5000), 1002);
 	ws_disconnect(&c);
+	cr_assert_eq(srv_stop(&s), 0);
+}
+
+/*
+ * A control frame over 125 bytes (RFC 6455 5.5: a pong or a ping with an
+ * extended length) is a protocol error: 1002, whatever the client sent
+ * after it. lws does not stop parsing when it fails a connection, and
+ * the WebSocket thread's libev loop served the next read before the
+ * write of the close frame: a ping in that read put its payload where
+ * the code was (a Close with code 773 here, or 5 in the fuzzer's case),
+ * and a second error there ended the connection without any Close.
+ *
+ * All in one write, inside a fragmented text message: the frame's header
+ * and extended length, a zero mask key, then as its "payload" units of
+ * 32 bytes, two unmasked pings of payload 03 05 (at 0 and 14) among
+ * zeros. Wherever lws' next read begins, it then parses one of the pings
+ * before any error: zeros are empty pongs and continuations, and a ping
+ * whose first byte lws takes for a length byte is a masked frame of 9
+ * bytes, which ends where the other ping begins.
+ */
+Test(wsc, oversize_control_frames_get_1002_whatever_follows)
+{
+	static const int b0s[] = { 0x8a, 0x89 };
+	static const size_t lens[] = { 4096, 70000 };
+	static const unsigned char ping[4] = { 0x89, 2, 3, 5 };
+	struct wsc c;
+	int code;
+
+	start_echo(NULL, NULL);
+	for (size_t i = 0; i < sizeof(b0s) / sizeof(b0s[0]); i++)
+		for (size_t j = 0; j < sizeof(lens) / sizeof(lens[0]); j++) {
+			size_t n = lens[j], flen;
+			unsigned char *f = calloc(1, 20 + n);
+
+			cr_assert_not_null(f);
+			/* a text message's first frame, masked, empty */
+			memcpy(f, "\x01\x80\0\0\0\0", 6);
+			flen = 6;
+			f[flen++] = (unsigned char)b0s[i];
+			if (n < 65536) {
+				f[flen++] = 0x80 | 126;
+				f[flen++] = (unsigned char)(n >> 8);
+				f[flen++] = (unsigned char)n;
+			} else {
+				f[flen++] = 0x80 | 127;
+				for (int k = 7; k >= 0; k--)
+					f[flen++] = (unsigned char)((uint64_t)n >>
+					    (8 * k));
+			}
+			flen += 4;			/* the mask key: 0 */
+			for (size_t k = 0; k + 32 <= n; k += 32) {
+				memcpy(f + flen + k, ping, 4);
+				memcpy(f + flen + k + 14, ping, 4);
+			}
+			flen += n;
+			cr_assert_eq(ws_connect(&c, s.port, "/echo", NULL), 101);
+			cr_assert_eq(ws_write(&c, f, flen, 0), 0);
+			code = ws_wait_close(&c, 5000);
+			cr_expect_eq(code, 1002, "opcode %d, %zu bytes: "
+			    "close code %d", b0s[i] & 0x0f, n, code);
+			ws_disconnect(&c);
+			free(f);
+		}
 	cr_assert_eq(srv_stop(&s), 0);
 }
 

@@ -70,18 +70,7 @@ join(struct wsc *c, int port, const char *path)
 static char *
 state(struct srv *srv)
 {
-	struct resp r;
-	char *p, *end, *out;
-
-	cr_assert_eq(http_get(srv->port, "/status", &r), 0);
-	p = strstr(r.body, "\"route\":\"/rooms/*\"");
-	cr_assert_not_null(p, "%s", r.body);
-	p = strstr(p, "\"state\":");
-	cr_assert_not_null(p, "%s", r.body);
-	end = strchr(p, '}');
-	out = strndup(p, (size_t)(end + 1 - p));
-	resp_free(&r);
-	return out;
+	return t_route_state(srv->port, "/rooms/*");
 }
 
 /* Waits until the route's state is want. */

@@ -128,22 +128,11 @@ expect_v1(struct wsc *c, const char *pattern, char *last, size_t lastlen)
 	return msg;
 }
 
-/* The route's state in /status, as its JSON text. */
+/* The chat route's state in /status, as its JSON text. */
 static char *
 state(struct srv *srv)
 {
-	struct resp r;
-	char *p, *end, *out;
-
-	cr_assert_eq(http_get(srv->port, "/status", &r), 0);
-	p = strstr(r.body, "\"route\":\"/chat\"");
-	cr_assert_not_null(p, "%s", r.body);
-	p = strstr(p, "\"state\":");
-	cr_assert_not_null(p, "%s", r.body);
-	end = strchr(p, '}');
-	out = strndup(p, (size_t)(end + 1 - p));
-	resp_free(&r);
-	return out;
+	return t_route_state(srv->port, "/chat");
 }
 
 static void

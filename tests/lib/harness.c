@@ -708,6 +708,24 @@ raw_exchange(int port, const void *data, size_t len, int timeout_ms,
 	return b.p ? b.p : strdup("");
 }
 
+char *
+t_route_state(int port, const char *route)
+{
+	struct resp r;
+	char key[300], *p, *end, *out;
+
+	snprintf(key, sizeof(key), "\"route\":\"%s\"", route);
+	cr_assert_eq(http_get(port, "/status", &r), 0);
+	p = strstr(r.body, key);
+	cr_assert_not_null(p, "no route %s in %s", route, r.body);
+	p = strstr(p, "\"state\":");
+	cr_assert_not_null(p, "no state for %s in %s", route, r.body);
+	end = strchr(p, '}');
+	out = strndup(p, (size_t)(end + 1 - p));
+	resp_free(&r);
+	return out;
+}
+
 void
 t_expect_status(int port, const char *path, long status)
 {

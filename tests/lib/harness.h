@@ -135,6 +135,8 @@ pid_t	 t_redis_start_aof(const char *dir, int port, const char *password,
 int	 t_free_port(void);
 /* GET path and fail the test unless the status is the one expected. */
 void	 t_expect_status(int port, const char *path, long status);
+/* The "state" of route in /status (JSON), as its text: "state":{...}. */
+char	*t_route_state(int port, const char *route);
 
 /* A GET in a thread of its own, for requests that must overlap. */
 struct bg {

@@ -63,6 +63,7 @@ chat_broker_free(struct broker *b)
 	if (b == NULL)
 		return;
 	chat_stream_free(b);
+	chat_sentinel_free(b);
 	free(b->url);
 	free(b->host);
 	free(b->unix_path);
@@ -87,6 +88,8 @@ broker_parse(struct broker *b, const char *url)
 			return -EINVAL;
 		return (b->unix_path = strdup(url + 5)) ? 0 : -ENOMEM;
 	}
+	if (strncmp(url, "sentinel://", 11) == 0)
+		return chat_sentinel_parse(b, url + 11);
 	if (strncmp(url, "redis://", 8) != 0)
 		return -EINVAL;
 	p = url + 8;
@@ -123,19 +126,22 @@ broker_parse(struct broker *b, const char *url)
 	return 0;
 }
 
-/* Drop both connections; their callbacks then find nothing of ours. */
+/* Drop the connections; their callbacks then find nothing of ours. */
 void
 chat_broker_close(struct broker *b)
 {
-	redisAsyncContext *sub = b->sub, *pub = b->pub;
+	redisAsyncContext *sub = b->sub, *pub = b->pub, *sen = b->sen;
 
-	b->sub = b->pub = NULL;
+	b->sub = b->pub = b->sen = NULL;
 	b->sub_ready = b->pub_ready = b->up = 0;
 	b->pending = b->pending_bytes = 0;
+	b->resolved = 0;	/* a Sentinel is asked again */
 	if (sub)
 		redisAsyncFree(sub);
 	if (pub)
 		redisAsyncFree(pub);
+	if (sen)
+		redisAsyncFree(sen);
 }
 
 /*
@@ -190,6 +196,10 @@ chat_broker_down(struct chat *ch, const redisAsyncContext *dying, const char *wh
 		b->sub = NULL;
 	if (b->pub == dying)
 		b->pub = NULL;
+	if (b->sen == dying)
+		b->sen = NULL;
+	if (b->master != NULL)	/* the next attempt asks the next one */
+		b->sentinel_i = (b->sentinel_i + 1) % b->nsentinels;
 	chat_broker_close(b);
 	if (!b->down_logged)
 		b->down_ms = chat_now_ms();
@@ -250,8 +260,8 @@ chat_broker_owner(const redisAsyncContext *ac)
 {
 	struct chat *ch = ac->data;
 
-	if (ch == NULL || ch->broker == NULL ||
-	    (ac != ch->broker->sub && ac != ch->broker->pub))
+	if (ch == NULL || ch->broker == NULL || (ac != ch->broker->sub &&
+	    ac != ch->broker->pub && ac != ch->broker->sen))
 		return NULL;
 	return ch;
 }
@@ -357,7 +367,7 @@ conn_ready(int fd, int what, void *arg)
 
 /* Instead of hiredis's libevent adapter: see struct conn. */
 static int
-conn_attach(struct chat *ch, redisAsyncContext *ac, int subscriber)
+conn_attach(struct chat *ch, redisAsyncContext *ac, enum chat_resp_kind kind)
 {
 	struct conn *c;
 
@@ -369,11 +379,8 @@ conn_attach(struct chat *ch, redisAsyncContext *ac, int subscriber)
 		return -ENOMEM;
 	}
 	/* a line of ours, or a longer one of another process (dropped) */
-	chat_resp_install(ac->c.reader, &c->guard, ch->broker->stream ?
-	    (subscriber ? CHAT_RESP_XREAD : CHAT_RESP_XCMD) : !subscriber ?
-	    CHAT_RESP_CMD : ch->per_path ? CHAT_RESP_PSUB : CHAT_RESP_SUB,
-	    ch->max_message + LINE_OVERHEAD + strlen(ch->broker->channel) +
-	    65536);
+	chat_resp_install(ac->c.reader, &c->guard, kind, ch->max_message +
+	    LINE_OVERHEAD + strlen(ch->broker->channel) + 65536);
 	c->guard.count = (size_t)ch->broker->history_max;
 	ac->ev.addRead = conn_add_read;
 	ac->ev.delRead = conn_del_read;
@@ -468,14 +475,18 @@ auth_reply(redisAsyncContext *ac, void *reply, void *priv)
 	}
 }
 
-static redisAsyncContext *
-open_conn(struct chat *ch, int subscriber, char *err, size_t errlen)
+/*
+ * A connection to host:port (NULL: the broker's unix socket) whose
+ * reader builds only what kind may get, on the loop; or NULL with err.
+ */
+redisAsyncContext *
+chat_broker_open(struct chat *ch, const char *host, int port,
+    enum chat_resp_kind kind, char *err, size_t errlen)
 {
-	struct broker *b = ch->broker;
 	redisAsyncContext *ac;
 
-	ac = b->host ? redisAsyncConnect(b->host, b->port) :
-	    redisAsyncConnectUnix(b->unix_path);
+	ac = host ? redisAsyncConnect(host, port) :
+	    redisAsyncConnectUnix(ch->broker->unix_path);
 	if (ac == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
@@ -487,18 +498,34 @@ open_conn(struct chat *ch, int subscriber, char *err, size_t errlen)
 	}
 	ac->data = ch;
 	/* a broker's host that vanishes is found in about half a minute */
-	if (b->host && redisEnableKeepAlive(&ac->c) != REDIS_OK) {
+	if (host && redisEnableKeepAlive(&ac->c) != REDIS_OK) {
 		snprintf(err, errlen, "%s", ac->errstr);
 		redisAsyncFree(ac);
 		return NULL;
 	}
-	if (conn_attach(ch, ac, subscriber) != 0) {
+	if (conn_attach(ch, ac, kind) != 0) {
 		snprintf(err, errlen, "cannot attach to the loop");
 		redisAsyncFree(ac);
 		return NULL;
 	}
 	redisAsyncSetConnectCallback(ac, on_connect);
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	return ac;
+}
+
+/* One of the broker's two connections, AUTH sent if need be. */
+static redisAsyncContext *
+open_conn(struct chat *ch, int subscriber, char *err, size_t errlen)
+{
+	struct broker *b = ch->broker;
+	redisAsyncContext *ac;
+
+	ac = chat_broker_open(ch, b->host, b->port, b->stream ?
+	    (subscriber ? CHAT_RESP_XREAD : CHAT_RESP_XCMD) : !subscriber ?
+	    CHAT_RESP_CMD : ch->per_path ? CHAT_RESP_PSUB : CHAT_RESP_SUB,
+	    err, errlen);
+	if (ac == NULL)
+		return NULL;
 	if (b->password && redisAsyncCommand(ac, auth_reply, NULL, "AUTH %s",
 	    b->password) != REDIS_OK) {
 		snprintf(err, errlen, "cannot send AUTH");
@@ -527,7 +554,8 @@ watch_cb(int status, void *arg)
 	if (b == NULL)
 		return;
 	b->watch = NULL;
-	if (status != 0 || b->up || (b->sub == NULL && b->pub == NULL))
+	if (status != 0 || b->up ||
+	    (b->sub == NULL && b->pub == NULL && b->sen == NULL))
 		return;		/* up, or already down and retrying */
 	waited = chat_now_ms() - b->attempt_ms;
 	if (waited >= CONNECT_MS)
@@ -547,12 +575,23 @@ chat_broker_connect(struct chat *ch)
 	b->idle = 0;
 	if (sq_loop_base() == NULL || b->sub || b->pub)
 		return;		/* squalld -t: no loop */
+	if (b->master != NULL && !b->resolved) {
+		if (b->sen == NULL) {
+			b->attempt_ms = chat_now_ms();
+			if (b->watch == NULL)
+				b->watch = sq_timer_start(ch->inst,
+				    CONNECT_MS, watch_cb, ch);
+		}
+		chat_sentinel_ask(ch);	/* then here again */
+		return;
+	}
 	if ((b->sub = open_conn(ch, 1, err, sizeof(err))) == NULL ||
 	    (b->pub = open_conn(ch, 0, err, sizeof(err))) == NULL) {
 		chat_broker_down(ch, NULL, err);
 		return;
 	}
-	b->attempt_ms = chat_now_ms();
+	if (b->master == NULL)
+		b->attempt_ms = chat_now_ms();	/* else since the asking */
 	if (b->watch == NULL)
 		b->watch = sq_timer_start(ch->inst, CONNECT_MS, watch_cb, ch);
 	if (b->password == NULL)
@@ -671,7 +710,8 @@ chat_broker_create(struct chat *ch, struct sq_opts *opts, struct broker **out)
 	rc = broker_new(ch, url, channel, password, out);
 	if (rc == -EINVAL)
 		return sq_opt_error(opts, "broker", "broker \"%s\" is not "
-		    "redis://host[:port][/db] nor unix:/path", url);
+		    "redis://host[:port][/db], unix:/path nor "
+		    "sentinel://host:port[,host:port...]/NAME", url);
 	if (rc == 0 && (rc = mode_options(ch, opts, *out)) != 0) {
 		chat_broker_free(*out);
 		*out = NULL;
@@ -767,6 +807,11 @@ chat_broker_move(struct chat *o, struct chat *ch)
 		b->port = nb->port;
 		b->password = nb->password;
 		b->channel = nb->channel;
+		chat_sentinel_free(b);
+		b->master = nb->master;
+		b->sentinels = nb->sentinels;
+		b->nsentinels = nb->nsentinels;
+		b->sentinel_i = 0;
 		mode_copy(b, nb);
 		b->ever_up = b->down_logged = b->drop_logged = 0;
 		b->invalid_logged = 0;

@@ -37,6 +37,12 @@ struct broker {
 	int			 port;
 	char			*password;	/* or NULL */
 	char			*channel;	/* or the streams' key prefix */
+	/* sentinel://: the master's address comes from a Sentinel */
+	char			*master;	/* its name, or NULL */
+	char			**sentinels;	/* "host:port" */
+	size_t			 nsentinels, sentinel_i; /* the one to ask */
+	int			 resolved;	/* host and port are the master's */
+	redisAsyncContext	*sen;		/* asking, then watching */
 	int			 stream;	/* broker_mode = stream */
 	long long		 history_max;	/* a stream's MAXLEN ~ */
 	long long		 recover_window; /* seconds */
@@ -72,7 +78,9 @@ struct broker {
 	int			 hostile;	/* it answered what Redis never does */
 };
 
-/* chat_broker.c, for chat_stream.c */
+/* chat_broker.c, for chat_stream.c and chat_sentinel.c */
+redisAsyncContext *chat_broker_open(struct chat *ch, const char *host,
+	    int port, enum chat_resp_kind kind, char *err, size_t errlen);
 uint64_t chat_now_ms(void);	/* monotonic */
 struct chat *chat_broker_owner(const redisAsyncContext *ac);
 struct chat_resp *chat_broker_guard(const redisAsyncContext *ac);
@@ -83,7 +91,10 @@ void	 chat_broker_line(struct chat *ch, struct room *r,
 	    const struct chat_sid *id, const char *line, size_t len);
 void	 chat_broker_invalid(struct chat *ch, size_t len, const char *why);
 
-/* chat_pubsub.c and chat_stream.c, for chat_broker.c */
+/* chat_pubsub.c, chat_stream.c and chat_sentinel.c, for chat_broker.c */
+int	 chat_sentinel_parse(struct broker *b, const char *url);
+void	 chat_sentinel_ask(struct chat *ch);
+void	 chat_sentinel_free(struct broker *b);
 void	 chat_pubsub_start(struct chat *ch);
 int	 chat_pubsub_publish(struct room *r, const char *line, size_t len);
 void	 chat_stream_start(struct chat *ch);

@@ -30,7 +30,15 @@ refuse(struct chat_resp *g, const char *fmt, ...)
 static int
 pubsub(const struct chat_resp *g)
 {
-	return g->kind == CHAT_RESP_SUB || g->kind == CHAT_RESP_PSUB;
+	return g->kind == CHAT_RESP_SUB || g->kind == CHAT_RESP_PSUB ||
+	    (g->kind == CHAT_RESP_SENTINEL && g->subscribed);
+}
+
+/* A Sentinel before its subscription: the answer is [ip, port]. */
+static int
+asking(const struct chat_resp *g)
+{
+	return g->kind == CHAT_RESP_SENTINEL && !g->subscribed;
 }
 
 /* A reply of its own (not an element): is one due? */
@@ -96,7 +104,7 @@ same(const char *str, size_t len, const char *s)
 static int
 kind_ok(const struct chat_resp *g, const char *str, size_t len, size_t n)
 {
-	if (g->kind == CHAT_RESP_SUB)
+	if (g->kind != CHAT_RESP_PSUB)
 		return n == 3 && (same(str, len, "message") ||
 		    same(str, len, "subscribe"));
 	return (n == 3 && same(str, len, "psubscribe")) ||
@@ -220,6 +228,8 @@ create_string(const redisReadTask *t, char *str, size_t len)
 		return refuse(g, "a status or error inside an array");
 	if (pubsub(g))
 		return pubsub_string(t, str, len);
+	if (asking(g))		/* the address's ip or port */
+		return g->dflt->createString(t, str, len);
 	if ((why = stream_string(t, str, len, depth(t))) != NULL)
 		return refuse(g, "%s (\"%.*s\")", why,
 		    (int)(len < 32 ? len : 32), str);
@@ -232,6 +242,15 @@ create_array(const redisReadTask *t, int n)
 	struct chat_resp *g = t->privdata;
 	const char *why;
 
+	if (asking(g)) {
+		if (t->parent != NULL)
+			return refuse(g, "an array inside an array");
+		if (n > 2)
+			return refuse(g, "an address of %d elements", n);
+		if (!due(g))
+			return refuse(g, "an array where none was asked for");
+		return g->dflt->createArray(t, n);
+	}
 	if (g->kind == CHAT_RESP_CMD || (pubsub(g) && !g->subscribed))
 		return refuse(g, "an array of %d elements where none was "
 		    "asked for", n);

@@ -18,6 +18,8 @@
  *    CHAT_RESP_FIELDS bulk strings;
  *  - on a stream's command connection, XREVRANGE's: at most `count` such
  *    entries;
+ *  - on a Sentinel, a master's address (an array of two strings, or nil),
+ *    then, once subscribed, what a subscriber gets;
  *  - on any connection, as many single replies as commands were sent;
  *    no string over max_len.
  * A refusal inside a stream entry names the entry (poisoned, key, id),
@@ -39,7 +41,8 @@ enum chat_resp_kind {
 	CHAT_RESP_SUB,		/* SUBSCRIBE */
 	CHAT_RESP_PSUB,		/* PSUBSCRIBE */
 	CHAT_RESP_XREAD,	/* CLIENT ID, XREAD */
-	CHAT_RESP_XCMD		/* XADD, XREVRANGE, PEXPIRE, CLIENT UNBLOCK */
+	CHAT_RESP_XCMD,		/* XADD, XREVRANGE, PEXPIRE, CLIENT UNBLOCK */
+	CHAT_RESP_SENTINEL	/* get-master-addr-by-name, then SUBSCRIBE */
 };
 
 struct chat_resp {

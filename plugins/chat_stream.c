@@ -403,6 +403,18 @@ add_reply(redisAsyncContext *ac, void *reply, void *priv)
 		ask_free(a);
 		return;
 	}
+	if (strncmp(rep->str, "READONLY", 8) == 0) {
+		/* a master demoted under us: the next attempt finds the new
+		 * one (with a Sentinel), and the line waits for it */
+		chat_broker_down(ch, NULL, rep->str);
+		if ((r = ask_room(ch, a)) != NULL &&
+		    !chat_stream_hold(r, a->line, a->len)) {
+			chat_room_admit(r, a->line, a->len);
+			chat_room_deliver(r, NULL, a->line, a->len);
+		}
+		ask_free(a);
+		return;
+	}
 	b->refused_adds++;
 	if (!b->add_logged)
 		sq_log(ch->inst, SQ_LOG_WARN, "broker %s refused a line (%s): "

@@ -3,7 +3,7 @@
  * broker's bytes (plugins/chat_resp.c), the reply path of its Redis
  * connections.
  *
- * Input: a flags byte (bits 0-2: the connection's kind, modulo 5, in
+ * Input: a flags byte (bits 0-2: the connection's kind, modulo 6, in
  * the order of enum chat_resp_kind; bit 3: subscribed; bits 4-6: how
  * many commands were sent), then the bytes the "broker" sends, fed to a
  * hiredis reader in two parts (the second byte says where to cut).
@@ -13,7 +13,8 @@
  * "message" or "subscribe" reply of three elements with the kinds of
  * element it expects ("psubscribe" of three, "pmessage" of four, with
  * patterns); a stream's answers are XREAD's or XREVRANGE's, within the
- * counts asked; elsewhere no array and no more replies than commands;
+ * counts asked; a Sentinel's address two strings at most; elsewhere no
+ * array and no more replies than commands;
  * no string over max_len; and a reader that refused a reply says why.
  */
 #include "config.h"
@@ -118,6 +119,15 @@ check_reply(const redisReply *rep, enum chat_resp_kind kind, int subscribed)
 	case CHAT_RESP_XCMD:
 		check_entries(rep);
 		break;
+	case CHAT_RESP_SENTINEL:
+		if (subscribed) {
+			check_pubsub(rep, 0);
+			break;
+		}
+		FUZZ_CHECK(rep->elements <= 2);
+		for (size_t i = 0; i < rep->elements; i++)
+			FUZZ_CHECK(short_string(rep->element[i]));
+		break;
 	}
 }
 
@@ -134,7 +144,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 2)
 		return 0;
-	kind = (enum chat_resp_kind)((data[0] & 7) % 5);
+	kind = (enum chat_resp_kind)((data[0] & 7) % 6);
 	subscribed = (data[0] >> 3) & 1;
 	sent = (data[0] >> 4) & 7;
 	cut = data[1] <= size - 2 ? data[1] : size - 2;
@@ -161,7 +171,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			freeReplyObject(reply);
 		}
 	}
-	if (!(subscribed && (kind == CHAT_RESP_SUB || kind == CHAT_RESP_PSUB)))
+	if (!(subscribed && (kind == CHAT_RESP_SUB || kind == CHAT_RESP_PSUB ||
+	    kind == CHAT_RESP_SENTINEL)))
 		FUZZ_CHECK(replies <= sent);
 	if (status != REDIS_OK && r->err == REDIS_ERR_OOM)
 		FUZZ_CHECK(g.why[0] != '\0');

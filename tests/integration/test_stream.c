@@ -24,7 +24,7 @@
 
 static struct srv s1, s2;
 static char rdir[256];
-static pid_t redis = -1;
+static pid_t redis = -1, others[2] = { -1, -1 };
 static int rport;
 
 static void
@@ -42,9 +42,17 @@ redis_stop(void)
 static void
 teardown(void)
 {
+	int status;
+
 	srv_cleanup(&s1);
 	srv_cleanup(&s2);
 	redis_stop();
+	for (int i = 0; i < 2; i++)
+		if (others[i] > 0) {
+			kill(others[i], SIGKILL);
+			waitpid(others[i], &status, 0);
+			others[i] = -1;
+		}
 	if (rdir[0])
 		t_rm_rf(rdir);
 	rdir[0] = '\0';
@@ -80,20 +88,17 @@ expect(struct wsc *c, const char *pattern)
 	free(ws_expect_line(c, pattern));
 }
 
-/* A command to Redis in its protocol (args, NULL-ended): its reply. */
+/* A command to the Redis on port in its protocol: its reply. */
 static char *
-redis_cmd(const char *arg, ...)
+redis_vcmd(int port, const char *arg, va_list ap)
 {
 	static char req[1 << 18];
 	char *out;
 	size_t n = 0, argc = 0;
 	const char *args[16];
-	va_list ap;
 
-	va_start(ap, arg);
 	for (const char *a = arg; a && argc < 16; a = va_arg(ap, const char *))
 		args[argc++] = a;
-	va_end(ap);
 	n = (size_t)snprintf(req, sizeof(req), "*%zu\r\n", argc);
 	for (size_t i = 0; i < argc; i++)
 		n += (size_t)snprintf(req + n, sizeof(req) - n,
@@ -101,8 +106,33 @@ redis_cmd(const char *arg, ...)
 	/* QUIT: Redis answers it and closes, which ends the exchange */
 	n += (size_t)snprintf(req + n, sizeof(req) - n, "*1\r\n$4\r\nQUIT\r\n");
 	cr_assert_lt(n, sizeof(req));
-	out = raw_exchange(rport, req, n, 2000, NULL);
+	out = raw_exchange(port, req, n, 2000, NULL);
 	cr_assert_not_null(out, "redis did not answer %s", arg);
+	return out;
+}
+
+/* A command to the test's Redis (args, NULL-ended): its reply. */
+static char *
+redis_cmd(const char *arg, ...)
+{
+	va_list ap;
+	char *out;
+
+	va_start(ap, arg);
+	out = redis_vcmd(rport, arg, ap);
+	va_end(ap);
+	return out;
+}
+
+static char *
+redis_cmd_at(int port, const char *arg, ...)
+{
+	va_list ap;
+	char *out;
+
+	va_start(ap, arg);
+	out = redis_vcmd(port, arg, ap);
+	va_end(ap);
 	return out;
 }
 
@@ -423,6 +453,10 @@ Test(stream, options_are_checked)
 		{ "broker = redis://127.0.0.1:1\nbroker_mode = stream\n"
 		  "recover_window = 600\nstream_ttl = 60\n",
 		  "stream_ttl = 60 seconds is shorter than recover_window" },
+		{ "broker = sentinel://127.0.0.1/m\n",
+		  "nor sentinel://host:port[,host:port...]/NAME" },
+		{ "broker = sentinel://127.0.0.1:26379,127.0.0.1:26380\n",
+		  "is not redis://" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
@@ -605,4 +639,97 @@ Test(stream, hostile_replies_are_refused)
 		cr_assert_eq(srv_stop(&s1), 0, "case %zu", i);
 		srv_cleanup(&s1);
 	}
+}
+
+/* redis-server with these arguments after its own, until it accepts. */
+static pid_t
+redis_exec(int port, const char *const *args)
+{
+	char portarg[16], logf[300];
+	const char *argv[32];
+	size_t n = 0;
+	pid_t pid;
+
+	snprintf(portarg, sizeof(portarg), "%d", port);
+	snprintf(logf, sizeof(logf), "%s/redis-%d.log", rdir, port);
+	argv[n++] = "redis-server";
+	for (; *args && n < 20; args++)
+		argv[n++] = *args;
+	for (const char *a[] = { "--port", portarg, "--bind", "127.0.0.1",
+	    "--daemonize", "no", "--logfile", logf, NULL }, **p = a; *p; p++)
+		argv[n++] = *p;
+	argv[n] = NULL;
+	if ((pid = fork()) == 0) {
+		t_close_inherited();
+		execvp("redis-server", (char *const *)argv);
+		_exit(127);
+	}
+	for (long end = t_now_ms() + 10000; t_now_ms() < end; usleep(20000)) {
+		int fd = t_connect(port);
+
+		if (fd >= 0) {
+			close(fd);
+			return pid;
+		}
+	}
+	cr_assert_fail("redis-server did not start on port %d", port);
+	return -1;
+}
+
+/*
+ * broker = sentinel://: the master comes from a Sentinel, and a failover
+ * (SENTINEL FAILOVER, the replica promoted) moves both processes' room
+ * to the new master, where it goes on whole.
+ */
+Test(stream, a_sentinel_failover_is_followed)
+{
+	char conf[300], rep[16], sport_s[16], *r, want[100];
+	int sport = t_free_port(), rport2;
+	struct wsc a, b;
+
+	redis_up(0);
+	rport2 = t_free_port();
+	snprintf(rep, sizeof(rep), "%d", rport);
+	others[0] = redis_exec(rport2, (const char *const[]){ "--save", "",
+	    "--appendonly", "no", "--replicaof", "127.0.0.1", rep, NULL });
+	snprintf(conf, sizeof(conf), "%s/sentinel.conf", rdir);
+	t_write(conf, "sentinel monitor m 127.0.0.1 %d 1\n"
+	    "sentinel down-after-milliseconds m 1000\n"
+	    "sentinel failover-timeout m 3000\n", rport);
+	others[1] = redis_exec(sport, (const char *const[]){ conf, "--sentinel",
+	    NULL });
+	snprintf(rep, sizeof(rep), "%d", rport2);
+	for (long end = t_now_ms() + 15000;; usleep(100000)) {
+		r = redis_cmd_at(sport, "SENTINEL", "replicas", "m", NULL);
+		if (strstr(r, rep) != NULL)
+			break;
+		free(r);
+		cr_assert_lt(t_now_ms(), end, "the Sentinel found no replica");
+	}
+	free(r);
+	snprintf(sport_s, sizeof(sport_s), "%d", sport);
+	srv_start(&s1, "[route /chat]\nplugin = chat\n"
+	    "broker = sentinel://127.0.0.1:%d/m\nbroker_mode = stream\n", sport);
+	srv_start(&s2, "[route /chat]\nplugin = chat\n"
+	    "broker = sentinel://127.0.0.1:%d/m\nbroker_mode = stream\n", sport);
+	snprintf(want, sizeof(want), "master m is at 127.0.0.1:%d", rport);
+	cr_assert_eq(srv_wait_log(&s1, want, 1, 5000), 0);
+	cr_assert_eq(srv_wait_log(&s1, " up, stream ", 1, 5000), 0);
+	cr_assert_eq(srv_wait_log(&s2, " up, stream ", 1, 5000), 0);
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, " joined at ");
+	cr_assert_eq(ws_connect(&b, s2.port, "/chat", NULL), 101);
+	expect(&b, " joined at ");
+	expect(&a, " joined at ");
+	ws_expect_same_order(&a, "before-a", &b, "before-b");
+	free(redis_cmd_at(sport, "SENTINEL", "FAILOVER", "m", NULL));
+	snprintf(want, sizeof(want), "master m is at 127.0.0.1:%d", rport2);
+	cr_assert_eq(srv_wait_log(&s1, want, 1, 15000), 0, "s1 did not "
+	    "follow the failover:\n%s", t_read(s1.log, NULL));
+	cr_assert_eq(srv_wait_log(&s2, want, 1, 15000), 0);
+	cr_assert_eq(srv_wait_log(&s1, " back: ", 1, 5000), 0);
+	cr_assert_eq(srv_wait_log(&s2, " back: ", 1, 5000), 0);
+	ws_expect_same_order(&a, "after-a", &b, "after-b");
+	ws_disconnect(&a);
+	ws_disconnect(&b);
 }

@@ -1,6 +1,7 @@
 /*
  * chat.h - what the chat plugin's parts share: the route and its rooms
- * (chat.c: members, lines and limits) and the route's Redis broker
+ * (chat.c: the rooms, options and callbacks; chat_room.c: members, those
+ * joining, lines, pings) and the route's Redis broker
  * (chat_broker.c: its connections; chat_stream.c: a room in a Redis
  * stream).
  * Private to the plugin; loop thread, as every plugin callback.
@@ -120,19 +121,32 @@ struct chat {
 	uint64_t	 reloads_ok;	/* when it was created */
 };
 
-/* ---- chat.c: the rooms, as the broker reaches them --------------------- */
+/* ---- chat.c: the rooms of a route ------------------------------------- */
 
 /* The room named name (NULL: the route's only room), if it exists. */
 struct room *chat_room_find(struct chat *c, const char *name, size_t len);
+void	 chat_room_release(struct room *r);
+void	 chat_set_counts(struct chat *c);
+void	 chat_rooms_each(struct chat *c, void (*fn)(struct room *, void *),
+	    void *arg);
+
+/* ---- chat_room.c: members, joiners, lines ------------------------------- */
+
 void	 chat_room_deliver(struct room *r, const struct chat_sid *id,
 	    const char *line, size_t len);
 void	 chat_room_admit(struct room *r, const char *line, size_t len);
 void	 chat_admit_all(struct chat *c);
+int	 chat_member_reserve(struct room *r, struct sq_ws *ws);
+int	 chat_member_add(struct room *r, struct sq_ws *ws);
+void	 chat_member_remove(struct room *r, struct sq_ws *ws);
+struct joiner *chat_joiner_add(struct room *r, struct sq_ws *ws,
+	    const char *line, size_t len);
+void	 chat_joiner_unlist(struct joiner *j);
 void	 chat_joiner_ready(struct joiner *j);
 void	 chat_joiner_free(struct joiner *j);
-void	 chat_set_counts(struct chat *c);
-void	 chat_rooms_each(struct chat *c, void (*fn)(struct room *, void *),
-	    void *arg);
+void	 chat_send_line(struct sq_ws *ws, const struct chat_sid *id,
+	    const char *line, size_t len);
+void	 chat_arm_pinger(struct room *r);
 int	 chat_lines_add(struct lines *l, const struct chat_sid *id,
 	    const char *line, size_t len);
 void	 chat_lines_clear(struct lines *l);

@@ -15,6 +15,8 @@
 #include "chat.h"
 #include "chat_resp.h"
 
+/* The first wait before connecting again, doubled up to 5 s. */
+#define RETRY_MIN_MS	100
 /* The most a slow broker may hold of ours. */
 #define PUB_MAX_PENDING	1000
 #define PUB_MAX_BYTES	(1 << 20)
@@ -101,7 +103,11 @@ void	 chat_stream_start(struct chat *ch);
 void	 chat_stream_resume(struct chat *ch);
 void	 chat_stream_down(struct chat *ch);
 int	 chat_stream_add(struct room *r, const char *line, size_t len);
-int	 chat_stream_hold(struct room *r, const char *line, size_t len);
-void	 chat_stream_free(struct broker *b);
+int	 chat_stream_add_to(struct chat *ch, const char *name, struct room *r,
+	    const char *line, size_t len);
+/* chat_hold.c */
+int	 chat_hold_line(struct room *r, const char *line, size_t len);
+void	 chat_hold_send(struct chat *ch);
+void	 chat_hold_free(struct broker *b);
 
 #endif /* SQUALL_CHAT_BROKER_H */

@@ -14,7 +14,8 @@
  * then interrupted (CLIENT UNBLOCK) so that the next one reads it too.
  * A newcomer's history, or the lines a returning member missed (its
  * ?last_id=), are read with XREVRANGE on the command connection; see
- * struct joiner for how they meet the live lines.
+ * struct joiner for how they meet the live lines. Lines said while the
+ * broker is away wait in chat_hold.c.
  *
  * Entries are checked as lines from pub/sub are: one of another shape,
  * too long or not UTF-8 is dropped and counted. One that the reply guard
@@ -408,7 +409,7 @@ add_reply(redisAsyncContext *ac, void *reply, void *priv)
 		 * one (with a Sentinel), and the line waits for it */
 		chat_broker_down(ch, NULL, rep->str);
 		if ((r = ask_room(ch, a)) != NULL &&
-		    !chat_stream_hold(r, a->line, a->len)) {
+		    !chat_hold_line(r, a->line, a->len)) {
 			chat_room_admit(r, a->line, a->len);
 			chat_room_deliver(r, NULL, a->line, a->len);
 		}
@@ -450,9 +451,9 @@ renew_ttl(struct room *r, const char *key, size_t klen)
 }
 
 /* XADDs line to room `name` of ch (r: the room, if here): 0 or -EIO. */
-static int
-add(struct chat *ch, const char *name, struct room *r, const char *line,
-    size_t len)
+int
+chat_stream_add_to(struct chat *ch, const char *name, struct room *r,
+    const char *line, size_t len)
 {
 	struct broker *b = ch->broker;
 	char key[CHAT_KEY_MAX], max[24];
@@ -506,111 +507,7 @@ add(struct chat *ch, const char *name, struct room *r, const char *line,
 int
 chat_stream_add(struct room *r, const char *line, size_t len)
 {
-	return add(r->chat, r->name, r, line, len) == 0;
-}
-
-/* ---- lines said while the broker is away -------------------------------- */
-
-/* A line waiting for the broker, for the room named name. */
-struct held {
-	struct held	*next;
-	char		*name;
-	size_t		 len;
-	char		 line[];
-};
-
-/* The lines that waited, said here after all (the room went local). */
-static void
-say_held(struct chat *ch)
-{
-	struct broker *b = ch->broker;
-	struct held *h;
-	struct room *r;
-
-	while ((h = b->held) != NULL) {
-		b->held = h->next;
-		if ((r = chat_room_find(ch, h->name, strlen(h->name))) != NULL) {
-			chat_room_admit(r, h->line, h->len);
-			chat_room_deliver(r, NULL, h->line, h->len);
-		}
-		free(h->name);
-		free(h);
-	}
-	b->nheld = b->held_bytes = 0;
-}
-
-/*
- * A line said while the broker is away waits for it, so that it reaches
- * every process in the stream's order, and its sender hears it when it
- * has: 1. Not for ever: after CHAT_HOLD_MS, or past PUB_MAX_PENDING lines
- * or PUB_MAX_BYTES, the room is local (0: the caller says it here), and
- * the lines that waited are said here first, logged once. A broker never
- * up, or one that answered what Redis never sends (not a restart), leaves
- * the room local at once.
- */
-int
-chat_stream_hold(struct room *r, const char *line, size_t len)
-{
-	struct chat *ch = r->chat;
-	struct broker *b = ch->broker;
-	struct held *h = NULL;
-
-	if (!b->ever_up || b->hostile ||
-	    chat_now_ms() - b->down_ms > CHAT_HOLD_MS ||
-	    b->nheld >= PUB_MAX_PENDING || b->held_bytes + len > PUB_MAX_BYTES ||
-	    (h = malloc(sizeof(*h) + len)) == NULL ||
-	    (h->name = strdup(r->name)) == NULL) {
-		free(h);
-		if (b->ever_up && !b->held_logged)
-			sq_log(ch->inst, SQ_LOG_WARN, "broker %s away too long "
-			    "(%zu lines waited): the room is local until it "
-			    "returns", b->url, b->nheld);
-		b->held_logged = b->ever_up;
-		say_held(ch);
-		return 0;
-	}
-	memcpy(h->line, line, len);
-	h->len = len;
-	h->next = NULL;
-	if (b->held == NULL)
-		b->held_tail = &b->held;
-	*b->held_tail = h;
-	b->held_tail = &h->next;
-	b->nheld++;
-	b->held_bytes += len;
-	return 1;
-}
-
-/* The broker is back: the lines that waited go, in their order. */
-static void
-send_held(struct chat *ch)
-{
-	struct broker *b = ch->broker;
-	struct held *h;
-
-	while ((h = b->held) != NULL) {
-		if (add(ch, h->name, chat_room_find(ch, h->name,
-		    strlen(h->name)), h->line, h->len) != 0)
-			return;		/* down again: they wait on */
-		b->held = h->next;
-		b->nheld--;
-		b->held_bytes -= h->len;
-		free(h->name);
-		free(h);
-	}
-	b->held_logged = 0;
-}
-
-void
-chat_stream_free(struct broker *b)
-{
-	for (struct held *h = b->held, *next; h; h = next) {
-		next = h->next;
-		free(h->name);
-		free(h);
-	}
-	b->held = NULL;
-	b->nheld = b->held_bytes = 0;
+	return chat_stream_add_to(r->chat, r->name, r, line, len) == 0;
 }
 
 /* ---- reading ------------------------------------------------------------ */
@@ -867,7 +764,7 @@ chat_stream_resume(struct chat *ch)
 {
 	chat_rooms_each(ch, resume_room, NULL);
 	read_more(ch);
-	send_held(ch);
+	chat_hold_send(ch);
 }
 
 static void

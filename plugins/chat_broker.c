@@ -117,7 +117,8 @@ schedule_retry(struct chat *ch)
  * itself, if any): the room goes local until both are back.
  */
 void
-chat_broker_down(struct chat *ch, const redisAsyncContext *dying, const char *why)
+chat_broker_down(struct chat *ch, const redisAsyncContext *dying,
+    const char *why)
 {
 	struct broker *b = ch->broker;
 

@@ -31,7 +31,8 @@ say_held(struct chat *ch)
 
 	while ((h = b->held) != NULL) {
 		b->held = h->next;
-		if ((r = chat_room_find(ch, h->name, strlen(h->name))) != NULL) {
+		r = chat_room_find(ch, h->name, strlen(h->name));
+		if (r != NULL) {
 			chat_room_admit(r, h->line, h->len);
 			chat_room_deliver(r, NULL, h->line, h->len);
 		}
@@ -59,7 +60,8 @@ chat_hold_line(struct room *r, const char *line, size_t len)
 
 	if (!b->ever_up || b->hostile ||
 	    chat_now_ms() - b->down_ms > CHAT_HOLD_MS ||
-	    b->nheld >= PUB_MAX_PENDING || b->held_bytes + len > PUB_MAX_BYTES ||
+	    b->nheld >= PUB_MAX_PENDING ||
+	    b->held_bytes + len > PUB_MAX_BYTES ||
 	    (h = malloc(sizeof(*h) + len)) == NULL ||
 	    (h->name = strdup(r->name)) == NULL) {
 		free(h);

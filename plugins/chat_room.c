@@ -229,6 +229,14 @@ chat_joiner_add(struct room *r, struct sq_ws *ws, const char *line, size_t len)
 	return j;
 }
 
+/* A line j got meanwhile that its past already holds. */
+static int
+in_past(const struct joiner *j, const struct said *m)
+{
+	return j->stream && has_id(&m->id) &&
+	    chat_sid_cmp(&m->id, &j->top) <= 0;
+}
+
 /*
  * j becomes a member. What it hears first: the lines of its past (the
  * stream's history before its joined line, or the lines it missed),
@@ -247,8 +255,7 @@ joiner_admit(struct joiner *j)
 	/* M = past, then meanwhile after the past's top; k: own line in M */
 	for (size_t i = 0; i < j->meanwhile.n; i++) {
 		m = &j->meanwhile.v[i];
-		if (j->stream && has_id(&m->id) &&
-		    chat_sid_cmp(&m->id, &j->top) <= 0)
+		if (in_past(j, m))
 			continue;
 		if (j->back && i == j->own_at) {
 			k = total;
@@ -269,8 +276,7 @@ joiner_admit(struct joiner *j)
 	for (size_t i = 0, idx = 0; i < j->past.n + j->meanwhile.n; i++) {
 		m = i < j->past.n ? &j->past.v[i] :
 		    &j->meanwhile.v[i - j->past.n];
-		if (i >= j->past.n && j->stream && has_id(&m->id) &&
-		    chat_sid_cmp(&m->id, &j->top) <= 0)
+		if (i >= j->past.n && in_past(j, m))
 			continue;
 		if (idx++ >= start)
 			chat_send_line(j->ws, &m->id, m->line, m->len);

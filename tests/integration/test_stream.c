@@ -111,19 +111,7 @@ redis_vcmd(int port, const char *arg, va_list ap)
 	return out;
 }
 
-/* A command to the test's Redis (args, NULL-ended): its reply. */
-static char *
-redis_cmd(const char *arg, ...)
-{
-	va_list ap;
-	char *out;
-
-	va_start(ap, arg);
-	out = redis_vcmd(rport, arg, ap);
-	va_end(ap);
-	return out;
-}
-
+/* A command to the Redis on port (args, NULL-ended): its reply. */
 static char *
 redis_cmd_at(int port, const char *arg, ...)
 {
@@ -394,16 +382,18 @@ Test(stream, bad_entries_are_dropped_and_counted)
 	start(&s1, "max_message_size = 100\n");
 	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
 	expect(&a, " joined at ");
-	free(redis_cmd("XADD", "squall:chat:/chat", "*", "text", "x", NULL));
-	free(redis_cmd("XADD", "squall:chat:/chat", "*", "line",
+	free(redis_cmd_at(rport, "XADD", "squall:chat:/chat", "*", "text", "x",
+	    NULL));
+	free(redis_cmd_at(rport, "XADD", "squall:chat:/chat", "*", "line",
 	    "[1.2.3.4] at 2026-01-01 00:00:00: x", "more", "y", NULL));
-	free(redis_cmd("XADD", "squall:chat:/chat", "*", "line",
+	free(redis_cmd_at(rport, "XADD", "squall:chat:/chat", "*", "line",
 	    "[1.2.3.4] at 2026-01-01 00:00:00: \xff\xfe", NULL));
-	free(redis_cmd("XADD", "squall:chat:/chat", "*", "line",
+	free(redis_cmd_at(rport, "XADD", "squall:chat:/chat", "*", "line",
 	    "not a chat line", NULL));
 	memset(big, 'x', sizeof(big) - 1);
-	free(redis_cmd("XADD", "squall:chat:/chat", "*", "line", big, NULL));
-	r = redis_cmd("XADD", "squall:chat:/chat", "*", "line",
+	free(redis_cmd_at(rport, "XADD", "squall:chat:/chat", "*", "line", big,
+	    NULL));
+	r = redis_cmd_at(rport, "XADD", "squall:chat:/chat", "*", "line",
 	    "[1.2.3.4] at 2026-01-01 00:00:00: from elsewhere", NULL);
 	free(r);
 	expect(&a, "^\\[1\\.2\\.3\\.4\\] at 2026-01-01 00:00:00: "
@@ -425,12 +415,12 @@ Test(stream, a_full_redis_leaves_the_room_local)
 	start(&s1, "");
 	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
 	expect(&a, " joined at ");
-	free(redis_cmd("CONFIG", "SET", "maxmemory", "1", NULL));
+	free(redis_cmd_at(rport, "CONFIG", "SET", "maxmemory", "1", NULL));
 	cr_assert_eq(ws_send(&a, 1, "while-full", 10), 0);
 	expect(&a, ": while-full$");
 	cr_assert_eq(srv_wait_log(&s1, "refused a line (OOM", 1, 3000), 0);
 	t_expect_status(s1.port, "/status", 200);
-	free(redis_cmd("CONFIG", "SET", "maxmemory", "0", NULL));
+	free(redis_cmd_at(rport, "CONFIG", "SET", "maxmemory", "0", NULL));
 	cr_assert_eq(ws_send(&a, 1, "again", 5), 0);
 	expect(&a, ": again$");
 	cr_assert_eq(srv_wait_log(&s1, "takes lines again", 1, 3000), 0);
@@ -498,10 +488,10 @@ Test(stream, each_room_is_its_own_stream)
 	cr_assert_eq(ws_send(&c, 1, "in-y", 4), 0);
 	expect(&c, ": in-y$");
 	cr_assert_null(ws_recv_text(&b, 300), "b heard room y");
-	r = redis_cmd("XLEN", "squall:chat:/rooms/*:x", NULL);
+	r = redis_cmd_at(rport, "XLEN", "squall:chat:/rooms/*:x", NULL);
 	cr_assert(strncmp(r, ":3\r\n", 4) == 0, "%s", r);
 	free(r);
-	r = redis_cmd("PTTL", "squall:chat:/rooms/*:y", NULL);
+	r = redis_cmd_at(rport, "PTTL", "squall:chat:/rooms/*:y", NULL);
 	cr_assert(r[0] == ':' && atol(r + 1) > 86000000L, "%s", r);
 	free(r);
 	/* a newcomer to x on s1 hears x's last 2 lines, not y's */

@@ -17,7 +17,8 @@
 # table: deliveries, deliveries/s from the earliest send to the latest
 # delivery over all pairs (CLOCK_MONOTONIC is one clock for all), the
 # latency quantiles of all deliveries (the wsloads' histograms merged),
-# lost, dup, the servers' CPU per delivery, and the load average.
+# lost, dup, the servers' CPU per delivery, the wsloads' CPU over the
+# burst (summed), and the load average.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -145,16 +146,17 @@ for n in "${sizes[@]}"; do
 				d += v["deliveries"]; rooms += v["rooms"]
 				lost += v["lost"]; dup += v["dup"]
 				cpu += v["server_cpu_s"]
+				ccpu += v["client_cpu_s"]
 				if (t0 == "" || v["t_first_ns"] + 0 < t0)
 					t0 = v["t_first_ns"] + 0
 				if (v["t_last_ns"] + 0 > t1) t1 = v["t_last_ns"] + 0
 				if (v["lat_max_us"] + 0 > mx) mx = v["lat_max_us"] + 0
 			}
 			s = (t1 - t0) / 1e9
-			printf "| %d | %d | %d | %d | %.3f | %.0f | %.1f | %.1f | %.1f | %d | %d | %.2f | %s → %s |\n",
+			printf "| %d | %d | %d | %d | %.3f | %.0f | %.1f | %.1f | %.1f | %d | %d | %.2f | %.2f | %s → %s |\n",
 			    n, k, rooms, d, s, (s > 0 ? d / s : 0),
 			    q(0.50) / 1000, q(0.99) / 1000, mx / 1000, lost,
-			    dup, (d > 0 ? cpu * 1e6 / d : 0), load0, load1
+			    dup, (d > 0 ? cpu * 1e6 / d : 0), ccpu, load0, load1
 		    }')")
 	fi
 	t0=$(date +%s.%N)
@@ -182,8 +184,8 @@ if [ "$BURST" = 1 ]; then
 	echo
 	echo "One line of $BURST_SIZE bytes in every room:"
 	echo
-	echo "| N | servers | rooms | deliveries | s | deliveries/s | p50 ms | p99 ms | max ms | lost | dup | server CPU µs/delivery | load average before → after |"
-	echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+	echo "| N | servers | rooms | deliveries | s | deliveries/s | p50 ms | p99 ms | max ms | lost | dup | server CPU µs/delivery | wsload CPU s | load average before → after |"
+	echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 	printf '%s\n' "${bursts[@]}"
 fi
 echo

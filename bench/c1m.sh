@@ -10,12 +10,23 @@
 # with all of them open. Limits are raised here only, as far as this
 # machine lets a process go; past that, N is spread over several squalld
 # (one room's members on one of them), each with its own wsload.
+#
+# BURST=1: after the idle hold, one line in every room at about the same
+# time (`wsload -b -S`: every wsload sends on the same SIGUSR1, the first
+# member of each room one line of BURST_SIZE bytes, 64), and a second
+# table: deliveries, deliveries/s from the earliest send to the latest
+# delivery over all pairs (CLOCK_MONOTONIC is one clock for all), the
+# latency quantiles of all deliveries (the wsloads' histograms merged),
+# lost, dup, the servers' CPU per delivery, the wsloads' CPU over the
+# burst (summed), and the load average.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ROOM=${ROOM:-100}
 HOLD=${HOLD:-10}
+BURST=${BURST:-0}
+BURST_SIZE=${BURST_SIZE:-64}
 sizes=("$@")
 [ ${#sizes[@]} -eq 0 ] && sizes=(10000 19000)
 
@@ -23,7 +34,7 @@ sq_build >/dev/null
 if [ ! -x bench/wsload ] || [ bench/wsload.c -nt bench/wsload ]; then
 	# shellcheck disable=SC2046
 	cc -O2 -Wall -o bench/wsload bench/wsload.c \
-	    $(pkg-config --cflags --libs libevent libevent_openssl openssl)
+	    $(pkg-config --cflags --libs libevent libevent_openssl openssl) -lz
 fi
 # One descriptor per connection on each side, and some. Where the limit
 # cannot be raised far enough, N is spread over several pairs of a
@@ -51,9 +62,15 @@ ws_ticks() { # the WebSocket threads of the servers, in clock ticks
 	echo $t
 }
 
+bursts=()
 echo "| N | servers | open/s | RSS KiB/conn | slab KiB/conn | open CPU s | ws idle CPU % | SIGTERM s |"
 echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for n in "${sizes[@]}"; do
+	load0=$(cut -d' ' -f1-3 /proc/loadavg)
+	bargs=()
+	[ "$BURST" = 1 ] && bargs=(-b -S -z "$BURST_SIZE")
+	wpids=()
+	rm -f "$work"/*.out "$work"/*.lat
 	k=$(((n + per - 1) / per))
 	each=$(((n / k + ROOM - 1) / ROOM * ROOM))
 	spids=()
@@ -77,7 +94,10 @@ for n in "${sizes[@]}"; do
 		done
 		taskset -c 1 bench/wsload -u "ws://127.0.0.1:$port/rooms/s${i}r" \
 		    -n "$each" -i -r "$ROOM" -c 500 -H "$((HOLD + 600))" -t 120 \
-		    -p "${spids[-1]}" >"$work/$i.out" 2>"$work/$i.err" &
+		    -p "${spids[-1]}" "${bargs[@]}" \
+		    ${bargs[0]:+-l "$work/$i.lat"} \
+		    >"$work/$i.out" 2>"$work/$i.err" &
+		wpids+=($!)
 	done
 	for i in $(seq 1 "$k"); do
 		while ! grep -q "wsload settled" "$work/$i.out" 2>/dev/null; do
@@ -91,6 +111,54 @@ for n in "${sizes[@]}"; do
 	c0=$(ws_ticks)
 	sleep "$HOLD"
 	c1=$(ws_ticks)
+	if [ "$BURST" = 1 ]; then
+		kill -USR1 "${wpids[@]}"
+		for i in $(seq 1 "$k"); do
+			while ! grep -q "mode=burst" "$work/$i.out"; do
+				if grep -q "mode=idle" "$work/$i.out"; then
+					cat "$work/$i.err"; exit 1
+				fi
+				sleep 0.1
+			done
+		done
+		# shellcheck disable=SC2016
+		bursts+=("$(cat "$work"/*.lat | awk '
+		    { c[$1] += $2; total += $2 }
+		    END { for (u in c) print u, c[u] }' | sort -n | awk \
+		    -v n="$((each * k))" -v k="$k" -v load0="$load0" \
+		    -v load1="$(cut -d' ' -f1-3 /proc/loadavg)" \
+		    -v outs="$(grep -h mode=burst "$work"/*.out)" '
+		    { u[NR] = $1; c[NR] = $2; total += $2 }
+		    function q(p,   want, seen, i) {
+			want = int(p * total); if (want < 1) want = 1
+			for (i = 1; i <= NR; i++)
+				if ((seen += c[i]) >= want) return u[i]
+			return u[NR]
+		    }
+		    END {
+			nl = split(outs, lines, "\n")
+			for (j = 1; j <= nl; j++) {
+				delete v
+				m = split(lines[j], f, " ")
+				for (i = 1; i <= m; i++) {
+					split(f[i], kv, "="); v[kv[1]] = kv[2]
+				}
+				d += v["deliveries"]; rooms += v["rooms"]
+				lost += v["lost"]; dup += v["dup"]
+				cpu += v["server_cpu_s"]
+				ccpu += v["client_cpu_s"]
+				if (t0 == "" || v["t_first_ns"] + 0 < t0)
+					t0 = v["t_first_ns"] + 0
+				if (v["t_last_ns"] + 0 > t1) t1 = v["t_last_ns"] + 0
+				if (v["lat_max_us"] + 0 > mx) mx = v["lat_max_us"] + 0
+			}
+			s = (t1 - t0) / 1e9
+			printf "| %d | %d | %d | %d | %.3f | %.0f | %.1f | %.1f | %.1f | %d | %d | %.2f | %.2f | %s → %s |\n",
+			    n, k, rooms, d, s, (s > 0 ? d / s : 0),
+			    q(0.50) / 1000, q(0.99) / 1000, mx / 1000, lost,
+			    dup, (d > 0 ? cpu * 1e6 / d : 0), ccpu, load0, load1
+		    }')")
+	fi
 	t0=$(date +%s.%N)
 	kill -TERM "${spids[@]}"
 	for p in "${spids[@]}"; do wait "$p" || true; done
@@ -112,7 +180,15 @@ for n in "${sizes[@]}"; do
 		    100 * (c1 - c0) / hz / hold, t1 - t0
 	    }'
 done
+if [ "$BURST" = 1 ]; then
+	echo
+	echo "One line of $BURST_SIZE bytes in every room:"
+	echo
+	echo "| N | servers | rooms | deliveries | s | deliveries/s | p50 ms | p99 ms | max ms | lost | dup | server CPU µs/delivery | wsload CPU s | load average before → after |"
+	echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+	printf '%s\n' "${bursts[@]}"
+fi
 echo
-echo "(bench/c1m.sh ${sizes[*]}, ROOM=$ROOM HOLD=$HOLD; $(nproc) CPUs," \
+echo "(BURST=$BURST bench/c1m.sh ${sizes[*]}, ROOM=$ROOM HOLD=$HOLD; $(nproc) CPUs," \
     "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
     "ulimit -n $(ulimit -n), $(date -u +%Y-%m-%dT%H:%MZ))"

@@ -8,12 +8,13 @@
  *
  * Build (bench/run does it):
  *   cc -O2 -Wall -o bench/wsload bench/wsload.c \
- *       $(pkg-config --cflags --libs libevent libevent_openssl openssl)
+ *       $(pkg-config --cflags --libs libevent libevent_openssl openssl) -lz
  *
  * Usage:
  *   wsload -u ws[s]://HOST:PORT/PATH [-n CLIENTS] [-m MESSAGES] [-s SENDERS]
  *          [-w WINDOW] [-z SIZE] [-c HANDSHAKES] [-t TIMEOUT]
- *          [-p PID[,PID...]] [-o ORIGIN] [-i [-r ROOMSIZE] [-H SECS]]
+ *          [-p PID[,PID...]] [-o ORIGIN] [-Z]
+ *          [-i [-r ROOMSIZE] [-H SECS] [-b [-S] [-l FILE]]]
  *
  *   -u, --url URL         the chat route, ws:// or wss:// (TLS through
  *                         libevent's OpenSSL bufferevents, the server's
@@ -49,11 +50,40 @@
  *                         server has closed them all) and report the
  *                         server's CPU over them, its WebSocket thread's
  *                         (squalld-ws) alone too
+ *   -b, --burst           idle mode on a route of rooms (-r): once every
+ *                         member has joined, the first member of every
+ *                         room sends one line ("ROOM 0 T " padded to -z),
+ *                         all in one loop turn; each member checks it
+ *                         gets its own room's line once. Reported on a
+ *                         "wsload mode=burst" line as soon as every
+ *                         member has it (or after -t seconds without
+ *                         one): deliveries, deliveries/s from the first
+ *                         send to the last delivery, latency, lost (a
+ *                         member open at the send that did not get its
+ *                         room's line), dup; the times are CLOCK_MONOTONIC
+ *                         ns, so that several wsloads can be summed
+ *   -S, --on-signal       with -b: send the lines on SIGUSR1 (once
+ *                         settled) rather than at once, so that a script
+ *                         starts the bursts of several wsloads together
+ *   -l, --latencies FILE  with -b: write the latency histogram to FILE,
+ *                         one "MICROSECONDS COUNT" line per bucket, to be
+ *                         merged with other wsloads'
+ *   -Z, --deflate         offer permessage-deflate with
+ *                         client_no_context_takeover and
+ *                         server_no_context_takeover (a server accepting
+ *                         must answer server_no_context_takeover); a
+ *                         compressed message is inflated on its own
+ *                         (RFC 7692: raw DEFLATE, 00 00 ff ff appended),
+ *                         and each text message sent is compressed on its
+ *                         own (a fresh deflate, the trailing 00 00 ff ff
+ *                         stripped, RSV1 set). Needs zlib (-lz)
  *
  * Examples:
  *   wsload -u ws://127.0.0.1:8888/chat -n 100 -m 20000 -w 16 -z 64 -p PID
  *   wsload -u ws://127.0.0.1:8888/chat -n 10000 -i -p PID
  *   wsload -u ws://127.0.0.1:8888/rooms/r -n 100000 -i -r 100 -p PID
+ *   wsload -u ws://127.0.0.1:8888/rooms/r -n 19000 -i -r 100 -b -p PID
+ *   wsload -u ws://127.0.0.1:8888/chat -n 1000 -m 2000 -z 2048 -Z -p PID
  *
  * Output: one line on stdout, "wsload key=value ...", and a readable
  * summary on stderr. Exit status 0 when every member got every message
@@ -97,6 +127,8 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
+#include <zlib.h>
+
 #define MAX_FRAME	(16u << 20)	/* a larger server frame is an error */
 #define MAX_HEADER	16384		/* of the handshake response */
 #define MAX_PIDS	16
@@ -120,6 +152,9 @@ struct conn {
 	size_t			 fraglen, fragcap;
 	int			 fragop;	/* 0: none under way */
 	uint8_t			*seen;		/* S * M bits: got seq q of s */
+	unsigned		 pmd:1;		/* permessage-deflate agreed */
+	unsigned		 fragz:1;	/* the fragmented one is */
+	unsigned		 got:1;		/* -b: its room's line came */
 };
 
 struct sender {
@@ -148,6 +183,11 @@ static struct {
 	int		 idle;
 	unsigned	 room;		/* -r: members per room, 0: one room */
 	unsigned	 hold;		/* -H: seconds held open, idle */
+	int		 burst;		/* -b: one line in every room */
+	int		 burst_sig;	/* -S: on SIGUSR1 */
+	const char	*latfile;	/* -l */
+	int		 deflate;	/* -Z */
+	double		 burst_timeout;
 	pid_t		 pids[MAX_PIDS];
 	int		 npids;
 } opt = {
@@ -173,6 +213,13 @@ static uint64_t	 deliveries, dups, bad, bogus;
 static uint64_t	 completed, sent_total;
 static int	 settled, measuring, finished, stalled;
 static int	 errors_shown;
+static unsigned	 pmd_members;		/* -Z: agreed to compress */
+static uint64_t	 zin_msgs;		/* compressed messages received */
+
+/* -b */
+static int	 burst_asked, burst_sent, burst_done;
+static uint64_t	 burst_want, burst_rooms;
+static double	 burst_cpu0, burst_self0;
 
 static uint64_t	 t_start, t_handshakes, t_settled, t_first, t_last;
 static uint64_t	 last_progress;
@@ -189,6 +236,7 @@ static uint64_t	 rnd_state;
 static void	conn_open(unsigned);
 static void	conn_lost(struct conn *, const char *, int);
 static void	finish(void);
+static void	burst_over(void);
 
 static uint64_t
 now_ns(void)
@@ -502,7 +550,7 @@ lat_quantile(double p)
 
 /* --- frames out ------------------------------------------------------- */
 
-/* One masked frame (FIN set) with opcode op. */
+/* One masked frame (FIN set) with opcode op (| 0x40: RSV1, compressed). */
 static void
 ws_send(struct conn *c, int op, const void *data, size_t len)
 {
@@ -544,6 +592,108 @@ ws_send(struct conn *c, int op, const void *data, size_t len)
 	}
 }
 
+/* --- permessage-deflate (-Z), without context takeover either way --- */
+
+/* what ends every compressed message (RFC 7692 7.2.1), not on the wire */
+static const unsigned char pmd_tail[4] = { 0x00, 0x00, 0xff, 0xff };
+static z_stream	 zin, zout;
+static int	 zin_ready, zout_ready;
+static unsigned char *zibuf, *zobuf;
+static size_t	 zicap, zocap;
+
+/*
+ * Inflates one whole compressed message (a fresh stream: the server does
+ * not take its context over) into zibuf; its length, or -1 if it is not
+ * valid DEFLATE data or inflates past MAX_FRAME.
+ */
+static long
+pmd_inflate(const unsigned char *p, size_t len)
+{
+	size_t n = 0;
+	int rc;
+
+	if (!zin_ready) {
+		if (inflateInit2(&zin, -15) != Z_OK)
+			die("inflateInit2 failed");
+		zin_ready = 1;
+	} else if (inflateReset(&zin) != Z_OK)
+		die("inflateReset failed");
+	for (int pass = 0; pass < 2; pass++) {
+		zin.next_in = (unsigned char *)(pass ? pmd_tail : p);
+		zin.avail_in = (uInt)(pass ? sizeof(pmd_tail) : len);
+		for (;;) {
+			if (zicap - n < 16384) {
+				size_t cap = zicap ? zicap * 2 : 65536;
+				unsigned char *b;
+
+				if (n > MAX_FRAME)
+					return -1;
+				if ((b = realloc(zibuf, cap)) == NULL)
+					die("out of memory");
+				zibuf = b;
+				zicap = cap;
+			}
+			zin.next_out = zibuf + n;
+			zin.avail_out = (uInt)(zicap - n);
+			rc = inflate(&zin, Z_SYNC_FLUSH);
+			n = zicap - zin.avail_out;
+			if (rc == Z_STREAM_END)
+				return (long)n;	/* BFINAL: the rest ignored */
+			if (rc == Z_BUF_ERROR && zin.avail_out > 0)
+				break;		/* all input taken */
+			if (rc != Z_OK && rc != Z_BUF_ERROR)
+				return -1;
+			if (zin.avail_in == 0 && zin.avail_out > 0)
+				break;
+		}
+	}
+	return (long)n;
+}
+
+/*
+ * Compresses one message on its own (a fresh stream, no context taken
+ * over) into zobuf, the trailing 00 00 ff ff stripped; its length.
+ */
+static size_t
+pmd_deflate(const void *in, size_t len)
+{
+	size_t cap = compressBound((uLong)len) + 64, n;
+
+	if (!zout_ready) {
+		if (deflateInit2(&zout, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15,
+		    8, Z_DEFAULT_STRATEGY) != Z_OK)
+			die("deflateInit2 failed");
+		zout_ready = 1;
+	} else if (deflateReset(&zout) != Z_OK)
+		die("deflateReset failed");
+	if (zocap < cap) {
+		if ((zobuf = realloc(zobuf, cap)) == NULL)
+			die("out of memory");
+		zocap = cap;
+	}
+	zout.next_in = (unsigned char *)in;
+	zout.avail_in = (uInt)len;
+	zout.next_out = zobuf;
+	zout.avail_out = (uInt)zocap;
+	if (deflate(&zout, Z_SYNC_FLUSH) != Z_OK || zout.avail_in != 0 ||
+	    zout.avail_out == 0)
+		die("deflate failed");
+	n = zocap - zout.avail_out;
+	if (n >= 4 && memcmp(zobuf + n - 4, pmd_tail, 4) == 0)
+		n -= 4;
+	return n;
+}
+
+/* A text message, compressed where permessage-deflate was agreed. */
+static void
+send_text(struct conn *c, const void *data, size_t len)
+{
+	if (c->pmd)
+		ws_send(c, 0x40 | 0x1, zobuf, pmd_deflate(data, len));
+	else
+		ws_send(c, 0x1, data, len);
+}
+
 /* --- the fan-out ------------------------------------------------------ */
 
 static int
@@ -583,7 +733,7 @@ sender_fill(struct sender *s)
 		    s->sent, t);
 
 		memset(buf + n, 'x', opt.size - (size_t)n);
-		ws_send(s->c, 0x1, buf, opt.size);
+		send_text(s->c, buf, opt.size);
 		if (t_first == 0)
 			t_first = t;
 		s->remaining[s->sent] = open_now;
@@ -646,6 +796,26 @@ on_said(struct conn *c, const char *p, size_t len, uint64_t now)
 	uint64_t sidx, seq, t;
 	struct sender *s;
 
+	if (opt.burst) {
+		/* "ROOM 0 T ": the line of c's own room, once */
+		if (!burst_sent || field(&p, &len, &sidx) != 0 ||
+		    field(&p, &len, &seq) != 0 || field(&p, &len, &t) != 0 ||
+		    sidx != c->idx / opt.room || seq != 0) {
+			bogus++;
+			return;
+		}
+		if (c->got) {
+			dups++;
+			return;
+		}
+		c->got = 1;
+		deliveries++;
+		lat_add(now > t ? now - t : 0);
+		last_progress = t_last = now;
+		if (deliveries == burst_want)
+			burst_over();
+		return;
+	}
 	if (!measuring || field(&p, &len, &sidx) != 0 ||
 	    field(&p, &len, &seq) != 0 || field(&p, &len, &t) != 0 ||
 	    sidx >= opt.senders || seq >= senders[sidx].sent) {
@@ -676,6 +846,113 @@ start_measuring(void)
 		sender_fill(&senders[i]);
 }
 
+/*
+ * -b: the first member of every room sends one line, "ROOM 0 T " padded
+ * to the size, all queued in this loop turn. A member counts as waiting
+ * for its room's line if it is open now.
+ */
+static void
+burst_send(void)
+{
+	char buf[65536];
+	unsigned rooms = (opt.n + opt.room - 1) / opt.room;
+
+	burst_sent = 1;
+	burst_cpu0 = server_cpu();
+	burst_self0 = self_cpu();
+	for (unsigned i = 0; i < opt.n; i++)
+		if (conns[i].state == C_OPEN)
+			burst_want++;
+	for (unsigned r = 0; r < rooms; r++) {
+		struct conn *c = &conns[r * opt.room];
+		uint64_t t = now_ns();
+		int n;
+
+		if (c->state != C_OPEN)
+			continue;	/* its room's members count as lost */
+		n = snprintf(buf, sizeof(buf), "%u 0 %" PRIu64 " ", r, t);
+		memset(buf + n, 'x', opt.size - (size_t)n);
+		send_text(c, buf, opt.size);
+		if (t_first == 0)
+			t_first = t;
+		burst_rooms++;
+	}
+	progress();
+	if (burst_want == 0)
+		burst_over();
+}
+
+/*
+ * -b: every member has its room's line, or none came for -t seconds:
+ * the "wsload mode=burst" line, the histogram to -l's file.
+ */
+static void
+burst_over(void)
+{
+	double secs = t_last > t_first ? (double)(t_last - t_first) / 1e9 : 0;
+	double cpu1b = server_cpu(), self1b = self_cpu();
+	uint64_t lost = burst_want - deliveries;
+	char per[32];
+
+	if (burst_done)
+		return;
+	burst_done = 1;
+	if (burst_cpu0 >= 0 && cpu1b >= 0 && deliveries > 0)
+		snprintf(per, sizeof(per), "%.3f", (cpu1b - burst_cpu0) * 1e6 /
+		    (double)deliveries);
+	else
+		snprintf(per, sizeof(per), "-");
+	printf("wsload mode=burst n=%u room=%u rooms=%" PRIu64 " size=%zu "
+	    "deflate=%u want=%" PRIu64 " deliveries=%" PRIu64 " secs=%.3f "
+	    "deliveries_per_s=%.0f lat_p50_us=%.0f lat_p99_us=%.0f "
+	    "lat_max_us=%.0f lost=%" PRIu64 " dup=%" PRIu64 " bogus=%" PRIu64
+	    " bad=%" PRIu64 " compressed_in=%" PRIu64 " server_cpu_s=%.2f "
+	    "cpu_us_per_delivery=%s client_cpu_s=%.2f t_first_ns=%" PRIu64
+	    " t_last_ns=%" PRIu64 "\n", opt.n, opt.room, burst_rooms,
+	    opt.size, pmd_members, burst_want, deliveries, secs,
+	    secs > 0 ? (double)deliveries / secs : 0, lat_quantile(0.50),
+	    lat_quantile(0.99), (double)lat_max / 1000, lost, dups, bogus, bad,
+	    zin_msgs, cpu1b - burst_cpu0, per, self1b - burst_self0, t_first,
+	    t_last);
+	fflush(stdout);
+	fprintf(stderr, "one line in each of %" PRIu64 " rooms of %u: %" PRIu64
+	    " of %" PRIu64 " deliveries in %.3f s = %.0f/s; latency p50 %.3f "
+	    "ms, p99 %.3f ms, max %.3f ms; lost %" PRIu64 ", duplicated %"
+	    PRIu64 "\n", burst_rooms, opt.room, deliveries, burst_want, secs,
+	    secs > 0 ? (double)deliveries / secs : 0,
+	    lat_quantile(0.50) / 1000, lat_quantile(0.99) / 1000,
+	    (double)lat_max / 1e6, lost, dups);
+	if (opt.latfile) {
+		FILE *f = fopen(opt.latfile, "w");
+
+		if (f == NULL)
+			warnx_limited("%s: %s", opt.latfile, strerror(errno));
+		else {
+			for (uint64_t b = 0; b < H_BUCKETS; b++)
+				if (hist[b])
+					fprintf(f, "%.0f %" PRIu64 "\n",
+					    b < H_FINE ? (double)b :
+					    (double)(b - H_FINE + H_FINE /
+					    1000) * 1000, hist[b]);
+			fclose(f);
+		}
+	}
+	if (opt.hold == 0)
+		finish();
+}
+
+/* -S: SIGUSR1 starts the burst (at once if settled, else then). */
+static void
+burst_signal(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what, (void)arg;
+	if (burst_asked)
+		return;
+	burst_asked = 1;
+	if (settled && !burst_sent)
+		burst_send();
+}
+
 static double hold_cpu0, hold_ws0, hold_cpu1 = -1, hold_ws1 = -1;
 
 static void
@@ -700,16 +977,22 @@ check_settled(void)
 		rss1 = server_rss();
 		cpu1 = server_cpu();
 		self1 = self_cpu();
-		if (opt.hold == 0) {
+		if (opt.hold == 0 && !opt.burst) {
 			finish();
 			return;
 		}
-		hold_cpu0 = server_cpu();
-		hold_ws0 = server_thread_cpu("squalld-ws");
-		printf("wsload settled, holding %u s\n", opt.hold);
+		if (opt.hold) {
+			hold_cpu0 = server_cpu();
+			hold_ws0 = server_thread_cpu("squalld-ws");
+			printf("wsload settled, holding %u s\n", opt.hold);
+			opt.timeout += opt.hold;	/* quiet is the point */
+			event_base_once(base, -1, EV_TIMEOUT, hold_over, NULL,
+			    &tv);
+		} else
+			printf("wsload settled\n");
 		fflush(stdout);
-		opt.timeout += opt.hold;	/* quiet is the point */
-		event_base_once(base, -1, EV_TIMEOUT, hold_over, NULL, &tv);
+		if (opt.burst && (!opt.burst_sig || burst_asked))
+			burst_send();
 		return;
 	}
 	if (failed > 0) {
@@ -749,11 +1032,39 @@ on_line(struct conn *c, const unsigned char *p, size_t len, uint64_t now)
 		bad++;
 }
 
-/* Returns -1 when c must be dropped (close frame or protocol error). */
+/* A whole text message, inflated first if z (RSV1 was set). */
+static void
+on_text(struct conn *c, int z, const unsigned char *p, size_t len,
+    uint64_t now)
+{
+	long n;
+
+	if (z) {
+		zin_msgs++;
+		if ((n = pmd_inflate(p, len)) < 0) {
+			warnx_limited("member %u: a compressed message that "
+			    "does not inflate", c->idx);
+			bad++;
+			return;
+		}
+		p = zibuf;
+		len = (size_t)n;
+	}
+	on_line(c, p, len, now);
+}
+
+/*
+ * Returns -1 when c must be dropped (close frame or protocol error).
+ * z: RSV1, on the first frame of a message only (RFC 7692).
+ */
 static int
-on_frame(struct conn *c, int fin, int op, const unsigned char *p,
+on_frame(struct conn *c, int fin, int op, int z, const unsigned char *p,
     size_t len, uint64_t now)
 {
+	if (z && (op != 0x1 && op != 0x2)) {
+		warnx_limited("member %u: RSV1 on opcode %d", c->idx, op);
+		return -1;
+	}
 	switch (op) {
 	case 0x0:			/* continuation */
 		if (c->fragop == 0) {
@@ -777,7 +1088,9 @@ on_frame(struct conn *c, int fin, int op, const unsigned char *p,
 		c->fraglen += len;
 		if (fin) {
 			if (c->fragop == 0x1)
-				on_line(c, c->frag, c->fraglen, now);
+				on_text(c, c->fragz, c->frag, c->fraglen, now);
+			else
+				bad++;
 			c->fragop = 0;
 			c->fraglen = 0;
 		}
@@ -790,11 +1103,12 @@ on_frame(struct conn *c, int fin, int op, const unsigned char *p,
 		}
 		if (!fin) {
 			c->fragop = op;
+			c->fragz = z != 0;
 			c->fraglen = 0;
-			return on_frame(c, 0, 0x0, p, len, now);
+			return on_frame(c, 0, 0x0, 0, p, len, now);
 		}
 		if (op == 0x1)
-			on_line(c, p, len, now);
+			on_text(c, z, p, len, now);
 		else
 			bad++;
 		return 0;
@@ -829,7 +1143,7 @@ on_frames(struct conn *c, uint64_t now)
 		if (avail < 2)
 			return 0;
 		evbuffer_copyout(in, h, avail < 10 ? avail : 10);
-		if (h[0] & 0x70) {
+		if (h[0] & (c->pmd ? 0x30 : 0x70)) {
 			warnx_limited("member %u: reserved bits set", c->idx);
 			return -1;
 		}
@@ -861,7 +1175,8 @@ on_frames(struct conn *c, uint64_t now)
 			return 0;
 		if ((p = evbuffer_pullup(in, (ev_ssize_t)(hl + len))) == NULL)
 			die("out of memory");
-		rc = on_frame(c, h[0] & 0x80, h[0] & 0x0f, p + hl, len, now);
+		rc = on_frame(c, h[0] & 0x80, h[0] & 0x0f, h[0] & 0x40, p + hl,
+		    len, now);
 		evbuffer_drain(in, hl + len);
 		if (rc != 0)
 			return rc;
@@ -915,6 +1230,28 @@ on_response(struct conn *c)
 		    c->idx);
 		free(hdr);
 		return -1;
+	}
+	/*
+	 * -Z: an answer (one line) must be ours, with the server's
+	 * no_context_takeover: each message is inflated on its own
+	 */
+	if (opt.deflate && (a = strcasestr(hdr,
+	    "\r\nSec-WebSocket-Extensions:")) != NULL) {
+		size_t el = strcspn(a + 2, "\r\n");
+		char *ext = strndup(a + 2, el);
+
+		if (ext == NULL)
+			die("out of memory");
+		if (strcasestr(ext, "permessage-deflate") == NULL ||
+		    strcasestr(ext, "server_no_context_takeover") == NULL) {
+			warnx_limited("member %u: %s", c->idx, ext);
+			free(ext);
+			free(hdr);
+			return -1;
+		}
+		free(ext);
+		c->pmd = 1;
+		pmd_members++;
 	}
 	free(hdr);
 	return 1;
@@ -980,9 +1317,13 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		    "Connection: Upgrade\r\n"
 		    "Sec-WebSocket-Key: %s\r\n"
 		    "Sec-WebSocket-Version: 13\r\n"
+		    "%s"
 		    "%s%s%s"
 		    "\r\n", targets[c->idx % opt.nurls].path, room,
 		    targets[c->idx % opt.nurls].hosthdr, key64,
+		    opt.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+		    "client_no_context_takeover; server_no_context_takeover\r\n" :
+		    "",
 		    opt.origin ? "Origin: " : "", opt.origin ? opt.origin : "",
 		    opt.origin ? "\r\n" : "");
 		c->state = C_HANDSHAKE;
@@ -1104,6 +1445,13 @@ static void
 ticker_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what, (void)arg;
+	if (burst_sent && !burst_done &&
+	    (double)(now_ns() - last_progress) / 1e9 >= opt.burst_timeout) {
+		warnx_limited("burst: no line for %.0f s: giving up",
+		    opt.burst_timeout);
+		stalled = 1;
+		burst_over();
+	}
 	if ((double)(now_ns() - last_progress) / 1e9 >= opt.timeout) {
 		stalled = 1;
 		warnx_limited("no progress for %.0f s: giving up",
@@ -1177,7 +1525,8 @@ report(void)
 		    "101s after %s s, all joins heard after %s s; server RSS "
 		    "%ld -> %ld KiB, %s KiB per connection; server CPU %s s\n",
 		    opt.n, failed, closed, hs, st, rss0, rss1, growth, cpu);
-		bad_run = failed || closed || stalled || bad;
+		bad_run = failed || closed || stalled || bad || dups ||
+		    bogus || (opt.burst && deliveries < burst_want);
 	} else {
 		uint64_t want = (uint64_t)ok * sent_total;
 		uint64_t lost = want > deliveries ? want - deliveries : 0;
@@ -1202,12 +1551,13 @@ report(void)
 		    " failed=%u closed=%u server_cpu_s=%s "
 		    "server_main_thread_cpu_s=%s "
 		    "cpu_us_per_delivery=%s client_cpu_s=%.2f join_s=%s "
-		    "stalled=%d\n",
+		    "deflate=%u compressed_in=%" PRIu64 " stalled=%d\n",
 		    opt.n, opt.senders, opt.messages, opt.window, opt.size,
 		    sent_total, deliveries, secs, rate, lat_quantile(0.50),
 		    lat_quantile(0.99), (double)lat_max / 1000, lost, dups, bad,
 		    bogus, failed, closed, cpu, mcpu, per,
-		    measuring ? self1 - self0 : 0, st, stalled);
+		    measuring ? self1 - self0 : 0, st, pmd_members, zin_msgs,
+		    stalled);
 		fflush(stdout);
 		fprintf(stderr, "%u members, %u sender(s), %" PRIu64 " of %"
 		    PRIu64 " messages sent: %" PRIu64 " deliveries in %.3f s "
@@ -1314,7 +1664,8 @@ usage(void)
 	    "[-m MESSAGES] [-s SENDERS]\n"
 	    "              [-w WINDOW] [-z SIZE] [-c HANDSHAKES] "
 	    "[-t TIMEOUT] [-p PID[,PID...]]\n"
-	    "              [-o ORIGIN] [-i]\n"
+	    "              [-o ORIGIN] [-Z] [-i [-r ROOMSIZE] [-H SECS] "
+	    "[-b [-S] [-l FILE]]]\n"
 	    "(the comment at the top of bench/wsload.c explains them)\n");
 	exit(1);
 }
@@ -1336,14 +1687,19 @@ main(int argc, char **argv)
 		{ "idle", no_argument, NULL, 'i' },
 		{ "rooms", required_argument, NULL, 'r' },
 		{ "hold", required_argument, NULL, 'H' },
+		{ "burst", no_argument, NULL, 'b' },
+		{ "on-signal", no_argument, NULL, 'S' },
+		{ "latencies", required_argument, NULL, 'l' },
+		{ "deflate", no_argument, NULL, 'Z' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct rlimit rl;
 	struct timeval tick = { 0, 100000 };
+	struct event *usr1 = NULL;
 	int ch, rc;
 
-	while ((ch = getopt_long(argc, argv, "u:n:m:s:w:z:c:t:p:o:ir:H:h", longs,
+	while ((ch = getopt_long(argc, argv, "u:n:m:s:w:z:c:t:p:o:ir:H:bSl:Zh", longs,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'u':
@@ -1388,6 +1744,18 @@ main(int argc, char **argv)
 		case 'H':
 			opt.hold = (unsigned)number(optarg, "-H", 1, 86400);
 			break;
+		case 'b':
+			opt.burst = 1;
+			break;
+		case 'S':
+			opt.burst_sig = 1;
+			break;
+		case 'l':
+			opt.latfile = optarg;
+			break;
+		case 'Z':
+			opt.deflate = 1;
+			break;
 		default:
 			usage();
 		}
@@ -1396,8 +1764,13 @@ main(int argc, char **argv)
 		usage();
 	if (!opt.idle && opt.senders > opt.n)
 		die("more senders (%u) than clients (%u)", opt.senders, opt.n);
-	if ((opt.room || opt.hold) && !opt.idle)
-		die("-r and -H are for the idle mode (-i)");
+	if ((opt.room || opt.hold || opt.burst) && !opt.idle)
+		die("-r, -H and -b are for the idle mode (-i)");
+	if (opt.burst && !opt.room)
+		die("-b needs rooms (-r)");
+	if ((opt.burst_sig || opt.latfile) && !opt.burst)
+		die("-S and -l go with -b");
+	opt.burst_timeout = opt.timeout;
 	if ((room_ok = calloc(opt.room ? opt.n / opt.room + 1 : 1,
 	    sizeof(*room_ok))) == NULL)
 		die("out of memory");
@@ -1440,6 +1813,11 @@ main(int argc, char **argv)
 		die("event_base_new failed");
 	ticker = event_new(base, -1, EV_PERSIST, ticker_cb, NULL);
 	event_add(ticker, &tick);
+	if (opt.burst_sig) {
+		usr1 = evsignal_new(base, SIGUSR1, burst_signal, NULL);
+		if (usr1 == NULL || event_add(usr1, NULL) != 0)
+			die("cannot catch SIGUSR1");
+	}
 
 	rss0 = server_rss();
 	cpu0 = server_cpu();
@@ -1464,6 +1842,8 @@ main(int argc, char **argv)
 	free(senders);
 	free(conns);
 	event_free(ticker);
+	if (usr1)
+		event_free(usr1);
 	event_base_free(base);
 	for (int i = 0; i < opt.nurls; i++) {
 		free(targets[i].path);

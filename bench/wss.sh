@@ -29,7 +29,7 @@ pid=
 trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || :; fi; rm -rf "$dir"' EXIT
 
 cc -O2 -Wall -o "$dir/wsload" bench/wsload.c \
-    $(pkg-config --cflags --libs libevent libevent_openssl openssl)
+    $(pkg-config --cflags --libs libevent libevent_openssl openssl) -lz
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
     -days 2 -subj /CN=bench -addext subjectAltName=IP:127.0.0.1 \
     -keyout "$dir/key.pem" -out "$dir/cert.pem" >/dev/null 2>&1

@@ -11,6 +11,11 @@
 //
 // With CERT and KEY (PEM files) it listens over https, so the room is
 // wss:// (Node's TLS defaults), for bench/wss.sh.
+//
+// With WS_DEFLATE=1 in the environment it accepts permessage-deflate
+// (ws's perMessageDeflate: true, its defaults: messages under 1024 bytes
+// go out as they are, zlib's default level, each connection its own
+// compressor), for the compressing room of bench/README.md (issue 18).
 'use strict';
 const fs = require('fs');
 const http = require('http');
@@ -33,7 +38,11 @@ function when() {
     two(d.getMinutes()) + ':' + two(d.getSeconds());
 }
 
-const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
+const wss = new WebSocketServer({
+  noServer: true,
+  maxPayload: 64 * 1024,
+  perMessageDeflate: process.env.WS_DEFLATE === '1',
+});
 
 function broadcast(line) {
   for (const c of wss.clients)

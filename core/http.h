@@ -2,8 +2,9 @@
  * http.h - what the files of the HTTP server share: the server, its
  * connections and requests, and the steps each file takes for the
  * others. Private to http.c (the server and its listeners), http_conn.c
- * (connections, accept throttling, the header limit) and http_req.c
- * (requests and the plugin API). Loop thread only.
+ * (connections, accept throttling, the header limit), http_req.c
+ * (dispatch and the request API) and http_resp.c (answers and the
+ * response API). Loop thread only.
  */
 #ifndef SQUALL_HTTP_H
 #define SQUALL_HTTP_H
@@ -153,11 +154,17 @@ void	 sqc_http_conn_release(void);
 
 void	 sqc_http_dispatch(struct evhttp_request *ev, void *arg);
 int	 sqc_http_over_tls(struct evhttp_request *ev);
-int	 sqc_http_finish(struct sq_req *req, int status, struct evbuffer *buf);
+void	 sqc_http_req_free(struct sq_req *req);
 void	 sqc_http_req_gone(struct sq_req *req);
-const char *sqc_http_reason(int status);
 long long sqc_http_since_start(const struct conn *c);
 void	 sqc_http_log_access(struct evhttp_request *ev, const char *client,
 	    int status, size_t bytes);
+
+/* ---- http_resp.c ------------------------------------------------------ */
+
+const char *sqc_http_reason(int status);
+void	 sqc_http_send(struct evhttp_request *ev, const char *client,
+	    int status, struct evbuffer *buf, size_t bytes);
+int	 sqc_http_finish(struct sq_req *req, int status, struct evbuffer *buf);
 
 #endif /* SQUALL_HTTP_H */

@@ -1,9 +1,9 @@
 /*
  * http_req.c - the HTTP server's requests: dispatch (limits, routing, the
  * upgrade to a WebSocket, the plugin's handler), the request object
- * plugins see (struct sq_req and the sq_req_* / sq_resp_* functions), the
- * access log line, and abort notification when a client leaves before
- * its response. Loop thread only.
+ * plugins see (struct sq_req and the sq_req_* functions; answers are
+ * http_resp.c's), the access log line, and abort notification when a
+ * client leaves before its response. Loop thread only.
  *
  * Lifetimes: a struct sq_req wraps one evhttp_request and holds a
  * reference on its instance. It lives until the response is sent, or
@@ -13,7 +13,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +28,6 @@
 #include <event2/http.h>
 #include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
-#include <json-c/json.h>
 
 #include "core.h"
 #include "http.h"
@@ -111,82 +109,6 @@ sqc_http_log_access(struct evhttp_request *ev, const char *client,
 	    evcon)) : -1, sqc_http_over_tls(ev));
 }
 
-/* The reason phrase of an HTTP status. */
-const char *
-sqc_http_reason(int status)
-{
-	switch (status) {
-	case 100: return "Continue";
-	case 101: return "Switching Protocols";
-	case 200: return "OK";
-	case 201: return "Created";
-	case 202: return "Accepted";
-	case 204: return "No Content";
-	case 206: return "Partial Content";
-	case 301: return "Moved Permanently";
-	case 302: return "Found";
-	case 303: return "See Other";
-	case 304: return "Not Modified";
-	case 307: return "Temporary Redirect";
-	case 308: return "Permanent Redirect";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 406: return "Not Acceptable";
-	case 408: return "Request Timeout";
-	case 409: return "Conflict";
-	case 410: return "Gone";
-	case 411: return "Length Required";
-	case 412: return "Precondition Failed";
-	case 413: return "Payload Too Large";
-	case 414: return "URI Too Long";
-	case 415: return "Unsupported Media Type";
-	case 416: return "Range Not Satisfiable";
-	case 417: return "Expectation Failed";
-	case 422: return "Unprocessable Content";
-	case 426: return "Upgrade Required";
-	case 429: return "Too Many Requests";
-	case 431: return "Request Header Fields Too Large";
-	case 499: return "Client Closed Request";
-	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	case 505: return "HTTP Version Not Supported";
-	}
-	/* a status of the plugin's own: its class */
-	switch (status / 100) {
-	case 1: return "Informational";
-	case 2: return "Success";
-	case 3: return "Redirection";
-	case 4: return "Client Error";
-	default: return "Server Error";
-	}
-}
-
-/*
- * A HEAD answer says how long the GET one's body is, and has none:
- * evhttp 2.1 leaves Content-Length out for HEAD but would send a body it
- * is given. Returns 1 for HEAD: the caller then sends no body.
- */
-static int
-head_only(struct evhttp_request *ev, size_t len)
-{
-	struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
-	char n[32];
-
-	if (evhttp_request_get_command(ev) != EVHTTP_REQ_HEAD)
-		return 0;
-	if (evhttp_find_header(out, "Content-Length") == NULL) {
-		snprintf(n, sizeof(n), "%zu", len);
-		evhttp_add_header(out, "Content-Length", n);
-	}
-	return 1;
-}
-
 /* Answers a request that never reached a plugin. */
 static void
 reply_plain(const struct sqc_server *s, struct evhttp_request *ev,
@@ -195,7 +117,6 @@ reply_plain(const struct sqc_server *s, struct evhttp_request *ev,
 	struct evbuffer *b = evbuffer_new();
 	struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
 	char client[INET6_ADDRSTRLEN];
-	size_t len;
 
 	client_addr(s, ev, client, sizeof(client));
 	evhttp_add_header(out, "Content-Type", "text/plain; charset=utf-8");
@@ -204,11 +125,7 @@ reply_plain(const struct sqc_server *s, struct evhttp_request *ev,
 	if (b)
 		evbuffer_add_printf(b, "%d %s\n", status,
 		    sqc_http_reason(status));
-	len = b ? evbuffer_get_length(b) : 0;
-	if (head_only(ev, len))
-		len = 0;
-	sqc_http_log_access(ev, client, status, len);
-	evhttp_send_reply(ev, status, sqc_http_reason(status), len ? b : NULL);
+	sqc_http_send(ev, client, status, b, b ? evbuffer_get_length(b) : 0);
 	if (b)
 		evbuffer_free(b);
 }
@@ -236,8 +153,9 @@ is_upgrade(struct evhttp_request *ev)
 	return u && strcasecmp(u, "websocket") == 0;
 }
 
-static void
-req_free(struct sq_req *req)
+/* Ends req (its answer sent, or its client gone and told). */
+void
+sqc_http_req_free(struct sq_req *req)
 {
 	struct sqc_server *s = req->srv;
 
@@ -285,7 +203,7 @@ sqc_http_req_gone(struct sq_req *req)
 		req->in_abort = 1;
 		req->abort_cb(req, req->abort_arg);
 		sqc_inst_leave(prev);
-		req_free(req);
+		sqc_http_req_free(req);
 	}
 }
 
@@ -647,134 +565,3 @@ sq_req_on_abort(struct sq_req *req, void (*cb)(struct sq_req *, void *),
 	req->abort_cb = cb;
 	req->abort_arg = arg;
 }
-
-int
-sq_resp_header(struct sq_req *req, const char *name, const char *value)
-{
-	if (req->ev == NULL)
-		return 0;
-	if (evhttp_add_header(evhttp_request_get_output_headers(req->ev),
-	    name, value) != 0)
-		return -EINVAL;
-	return 0;
-}
-
-/* Sends the reply with buf as its body (NULL: none) and ends req. */
-int
-sqc_http_finish(struct sq_req *req, int status, struct evbuffer *buf)
-{
-	size_t bytes = buf ? evbuffer_get_length(buf) : 0;
-
-	if (req->in_abort)
-		return 0;	/* the caller ends req after the callback */
-	if (req->ev) {
-		struct evkeyvalq *out;
-
-		out = evhttp_request_get_output_headers(req->ev);
-		if (evhttp_find_header(out, "Content-Type") == NULL)
-			evhttp_add_header(out, "Content-Type",
-			    "text/plain; charset=utf-8");
-		if (head_only(req->ev, bytes)) {
-			bytes = 0;
-			buf = NULL;
-		}
-		sqc_http_log_access(req->ev, req->client, status, bytes);
-		evhttp_send_reply(req->ev, status, sqc_http_reason(status),
-		    buf);
-		req->ev = NULL;
-	}
-	req_free(req);
-	return 0;
-}
-
-int
-sq_resp_send(struct sq_req *req, int status, const void *body, size_t len)
-{
-	struct evbuffer *b;
-	int rc;
-
-	if (status < 100 || status > 999)
-		status = 500;
-	if (req->ev == NULL || len == 0)
-		return sqc_http_finish(req, status, NULL);
-	if ((b = evbuffer_new()) == NULL || evbuffer_add(b, body, len) != 0) {
-		if (b)
-			evbuffer_free(b);
-		sqc_http_finish(req, 500, NULL);
-		return -ENOMEM;
-	}
-	rc = sqc_http_finish(req, status, b);
-	evbuffer_free(b);
-	return rc;
-}
-
-int
-sq_resp_printf(struct sq_req *req, int status, const char *fmt, ...)
-{
-	char *s;
-	va_list ap;
-	int n, rc;
-
-	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0) {
-		sq_resp_send(req, 500, NULL, 0);
-		return -ENOMEM;
-	}
-	rc = sq_resp_send(req, status, s, (size_t)n);
-	free(s);
-	return rc;
-}
-
-int
-sq_resp_json(struct sq_req *req, int status, struct json_object *obj)
-{
-	const char *s;
-	size_t len;
-
-	s = json_object_to_json_string_length(obj,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
-	    &len);
-	if (s == NULL)
-		return sq_resp_send(req, 500, NULL, 0);
-	if (req->ev && evhttp_find_header(evhttp_request_get_output_headers(
-	    req->ev), "Content-Type") == NULL)
-		sq_resp_header(req, "Content-Type", "application/json");
-	return sq_resp_send(req, status, s, len);
-}
-
-int
-sq_resp_file_take(struct sq_req *req, int status, int fd, int64_t offset,
-    int64_t len)
-{
-	struct evbuffer *b;
-	int rc;
-
-	if (req->ev == NULL || len <= 0) {
-		close(fd);
-		return sqc_http_finish(req, status, NULL);
-	}
-	if ((b = evbuffer_new()) == NULL) {
-		close(fd);
-		sqc_http_finish(req, 500, NULL);
-		return -ENOMEM;
-	}
-	/* evbuffer_add_file owns fd from here, even on failure */
-	if (evbuffer_add_file(b, fd, offset, len) != 0) {
-		evbuffer_free(b);
-		sqc_http_finish(req, 500, NULL);
-		return -EIO;
-	}
-	rc = sqc_http_finish(req, status, b);
-	evbuffer_free(b);
-	return rc;
-}
-
-int
-sq_resp_error(struct sq_req *req, int status)
-{
-	return sq_resp_printf(req, status, "%d %s\n", status,
-	    sqc_http_reason(status));
-}
-

@@ -130,19 +130,6 @@ reply_plain(const struct sqc_server *s, struct evhttp_request *ev,
 		evbuffer_free(b);
 }
 
-static size_t
-headers_size(struct evhttp_request *ev)
-{
-	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
-	const char *uri = evhttp_request_get_uri(ev);
-	struct evkeyval *kv;
-	size_t n = uri ? strlen(uri) + 16 : 16;
-
-	TAILQ_FOREACH(kv, h, next)
-		n += strlen(kv->key) + strlen(kv->value) + 4;
-	return n;
-}
-
 static int
 is_upgrade(struct evhttp_request *ev)
 {
@@ -246,6 +233,28 @@ watch_start(struct conn *c)
 	event_add(c->watch, NULL);
 }
 
+#define TCHARS	"!#$%&'*+-.^_`|~0123456789" \
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+/* The length of name when it is a token (RFC 7230 3.2.6), else 0. */
+static size_t
+token_len(const char *name)
+{
+	static unsigned char tchar[256];
+	static int made;
+	const char *p;
+	size_t n = 0;
+
+	if (!made) {
+		for (p = TCHARS; *p != '\0'; p++)
+			tchar[(unsigned char)*p] = 1;
+		made = 1;
+	}
+	while (tchar[(unsigned char)name[n]])
+		n++;
+	return name[n] == '\0' ? n : 0;
+}
+
 /*
  * A request's body framing must be unambiguous, or a proxy in front of
  * us may have taken another body, and the bytes after it for another
@@ -257,19 +266,21 @@ watch_start(struct conn *c)
  * twice or with a Content-Length (400), a coding other than chunked
  * (501), and a header name that is not a token (400). Returns 0 or the
  * status; the connection closes after it, since what follows in it
- * cannot be trusted.
+ * cannot be trusted. The same walk counts the header section's size in
+ * *size (the request target and each name and value, with room for the
+ * separators).
  */
-#define TCHARS	"!#$%&'*+-.^_`|~0123456789" \
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
 static int
-framing_status(struct evhttp_request *ev)
+framing_status(struct evhttp_request *ev, size_t *size)
 {
 	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
+	const char *uri = evhttp_request_get_uri(ev);
 	const char *cl = NULL, *te = NULL;
 	struct evkeyval *kv;
+	size_t n;
 	int nte = 0;
 
+	*size = uri ? strlen(uri) + 16 : 16;
 	TAILQ_FOREACH(kv, h, next) {
 		const char *v = kv->value;
 
@@ -280,15 +291,16 @@ framing_status(struct evhttp_request *ev)
 		 * be read as the next request. A name must be a token (RFC
 		 * 7230 3.2.6); whitespace before the colon gets 400 (3.2.4).
 		 */
-		if (kv->key[0] == '\0' || kv->key[strspn(kv->key, TCHARS)] !=
-		    '\0')
+		if ((n = token_len(kv->key)) == 0)
 			return 400;
-		if (strcasecmp(kv->key, "Content-Length") == 0) {
+		*size += n + strlen(v) + 4;
+		if (n == 14 && strcasecmp(kv->key, "Content-Length") == 0) {
 			if (v[0] == '\0' || v[strspn(v, "0123456789")] != '\0' ||
 			    (cl != NULL && strcmp(cl, v) != 0))
 				return 400;
 			cl = v;
-		} else if (strcasecmp(kv->key, "Transfer-Encoding") == 0) {
+		} else if (n == 17 &&
+		    strcasecmp(kv->key, "Transfer-Encoding") == 0) {
 			te = v;
 			nte++;
 		}
@@ -308,9 +320,10 @@ framing_status(struct evhttp_request *ev)
 static int
 refused(struct sqc_server *s, struct evhttp_request *ev)
 {
+	size_t size;
 	int status;
 
-	if ((status = framing_status(ev)) != 0) {
+	if ((status = framing_status(ev, &size)) != 0) {
 		char client[INET6_ADDRSTRLEN];
 
 		client_addr(s, ev, client, sizeof(client));
@@ -324,7 +337,7 @@ refused(struct sqc_server *s, struct evhttp_request *ev)
 		reply_plain(s, ev, 503, "Connection", "close");
 		return 1;
 	}
-	if (headers_size(ev) > s->max_header_size) {
+	if (size > s->max_header_size) {
 		reply_plain(s, ev, 431, "Connection", "close");
 		return 1;
 	}

@@ -413,6 +413,7 @@ sqc_http_free(struct sqc_server *s)
 	if (sqc_http_current == s)
 		sqc_http_current = NULL;
 	free(s->bound);
+	sqc_http_spares_free(s);
 	sqc_idmap_free(&s->by_evcon);
 	sqc_tls_free(s->tls);
 	free(s);

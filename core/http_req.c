@@ -7,7 +7,8 @@
  *
  * Lifetimes: a struct sq_req wraps one evhttp_request and holds a
  * reference on its instance. It lives until the response is sent, or
- * until the client has gone and the plugin's abort callback has run.
+ * until the client has gone and the plugin's abort callback has run;
+ * the object is then kept for a later request (SPARE_REQS of them).
  */
 #include "config.h"
 
@@ -140,6 +141,50 @@ is_upgrade(struct evhttp_request *ev)
 	return u && strcasecmp(u, "websocket") == 0;
 }
 
+/*
+ * A request object, from the server's spares when it has some (zeroed
+ * either way): a keep-alive connection's requests reuse the same few.
+ */
+static struct sq_req *
+req_new(struct sqc_server *s)
+{
+	struct sq_req *req = LIST_FIRST(&s->spare);
+
+	if (req == NULL)
+		return calloc(1, sizeof(*req));
+	LIST_REMOVE(req, link);
+	s->nspare--;
+	memset(req, 0, sizeof(*req));
+	return req;
+}
+
+/* Frees req's path and keeps req as a spare, or frees it. */
+static void
+req_put(struct sqc_server *s, struct sq_req *req)
+{
+	if (req->path != req->path_in)
+		free(req->path);
+	if (s->nspare + 1 > SPARE_REQS) {
+		free(req);
+		return;
+	}
+	LIST_INSERT_HEAD(&s->spare, req, link);
+	s->nspare++;
+}
+
+/* At exit: the spare request objects. */
+void
+sqc_http_spares_free(struct sqc_server *s)
+{
+	struct sq_req *req;
+
+	while ((req = LIST_FIRST(&s->spare)) != NULL) {
+		LIST_REMOVE(req, link);
+		free(req);
+	}
+	s->nspare = 0;
+}
+
 /* Ends req (its answer sent, or its client gone and told). */
 void
 sqc_http_req_free(struct sq_req *req)
@@ -159,8 +204,7 @@ sqc_http_req_free(struct sq_req *req)
 		evhttp_clear_headers(&req->args);
 	sqc_inst_unref(req->inst);
 	free(req->body);
-	free(req->path);
-	free(req);
+	req_put(s, req);
 }
 
 /*
@@ -345,34 +389,38 @@ refused(struct sqc_server *s, struct evhttp_request *ev)
 }
 
 /*
- * The request's normalised path (malloc'ed) and the instance of its
- * route (*inst, and the rest of the path in *rest); NULL when it
- * answered instead (400, or 404 for no route).
+ * The request's normalised path into req (in req->path_in when it fits)
+ * and the instance of its route (req->inst, not yet referenced, and the
+ * rest of the path in req->subpath); -1 when it answered instead (400,
+ * or 404 for no route).
  */
-static char *
+static int
 routed_path(struct sqc_server *s, struct evhttp_request *ev,
-    struct sq_inst **inst, const char **rest)
+    struct sq_req *req)
 {
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
 	const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
-	char *path;
+	size_t n = raw ? strlen(raw) + 1 : 0;
 
-	if (raw == NULL || *raw != '/' || (path = strdup(raw)) == NULL) {
+	if (n <= sizeof(req->path_in))
+		req->path = req->path_in;
+	else
+		req->path = malloc(n);
+	if (raw == NULL || *raw != '/' || req->path == NULL) {
 		reply_plain(s, ev, 400, "Connection", "close");
-		return NULL;
+		return -1;
 	}
-	if (sqc_path_normalize(path) != 0) {
-		free(path);
+	memcpy(req->path, raw, n);
+	if (sqc_path_normalize(req->path) != 0) {
 		reply_plain(s, ev, 400, NULL, NULL);
-		return NULL;
+		return -1;
 	}
-	if (s->gen == NULL ||
-	    (*inst = sqc_gen_route(s->gen, path, rest)) == NULL) {
-		free(path);
+	if (s->gen == NULL || (req->inst = sqc_gen_route(s->gen, req->path,
+	    &req->subpath)) == NULL) {
 		reply_plain(s, ev, 404, NULL, NULL);
-		return NULL;
+		return -1;
 	}
-	return path;
+	return 0;
 }
 
 /* Did ev come over a TLS listener? */
@@ -413,30 +461,20 @@ upgrade(struct sqc_server *s, struct evhttp_request *ev,
  */
 static void
 handle(struct sqc_server *s, struct evhttp_request *ev, struct conn *c,
-    struct sq_inst *inst, char *path, const char *rest)
+    struct sq_req *req)
 {
-	struct sq_req *req;
-
-	if ((req = calloc(1, sizeof(*req))) == NULL) {
-		free(path);
-		reply_plain(s, ev, 503, NULL, NULL);
-		return;
-	}
 	req->ev = ev;
 	req->tls = sqc_http_over_tls(ev);
 	req->version = ev->major * 10 + ev->minor;
 	req->srv = s;
-	req->path = path;
-	req->subpath = rest;
-	req->inst = inst;
-	sqc_inst_ref(inst);
+	sqc_inst_ref(req->inst);
 	client_addr(s, ev, req->client, sizeof(req->client));
 	LIST_INSERT_HEAD(&s->inflight, req, link);
 	s->ninflight++;
 	if ((req->conn = c) != NULL)
 		c->req = req;
 	s->dispatching = req;
-	sqc_call_handle(inst, req);
+	sqc_call_handle(req->inst, req);
 	if (s->dispatching == req) {
 		s->dispatching = NULL;
 		if (req->conn)
@@ -455,23 +493,26 @@ sqc_http_dispatch(struct evhttp_request *ev, void *arg)
 	struct sqc_server *s = arg;
 	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
 	struct conn *c = evcon ? sqc_http_conn_get(s, evcon) : NULL;
-	const char *rest;
-	struct sq_inst *inst;
-	char *path;
+	struct sq_req *req;
 
 	if (c)
 		sqc_http_hdr_restart(c);
-	if (refused(s, ev) || (path = routed_path(s, ev, &inst, &rest)) ==
-	    NULL)
+	if (refused(s, ev))
 		return;
-	if (is_upgrade(ev)) {
-		upgrade(s, ev, inst, rest);
-		free(path);
-	} else if (!sqc_inst_handles_http(inst)) {
-		free(path);
+	if ((req = req_new(s)) == NULL) {
+		reply_plain(s, ev, 503, NULL, NULL);
+		return;
+	}
+	if (routed_path(s, ev, req) != 0)
+		req_put(s, req);
+	else if (is_upgrade(ev)) {
+		upgrade(s, ev, req->inst, req->subpath);
+		req_put(s, req);
+	} else if (!sqc_inst_handles_http(req->inst)) {
 		reply_plain(s, ev, 400, NULL, NULL);
+		req_put(s, req);
 	} else
-		handle(s, ev, c, inst, path, rest);
+		handle(s, ev, c, req);
 }
 
 /* ---- the plugin-facing request API ----------------------------------- */

@@ -22,6 +22,9 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_struct.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
@@ -158,6 +161,25 @@ add_headers(struct evhttp_request *ev, int status, size_t bytes)
 }
 
 /*
+ * evhttp_send_reply queues the answer and enables writing: the socket's
+ * write interest is added to epoll (one epoll_ctl), the next loop turn
+ * finds the socket writable and writes, and the interest is removed (a
+ * second epoll_ctl). Running the bufferevent's write event in this turn
+ * instead writes the answer now, plain or TLS, by libevent's own write
+ * path; the interest it added and removed within the turn cancels out in
+ * the changelist (main.c), so no epoll_ctl is made for it. When the
+ * socket cannot take it all, the event stays pending as before. (The
+ * event is reached through bufferevent_struct.h, libevent 2.1's public
+ * but deprecated layout, as http_struct.h is for the request.)
+ */
+static void
+write_now(struct bufferevent *bev)
+{
+	if (bev != NULL && evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+		event_active(&bev->ev_write, EV_WRITE, 1);
+}
+
+/*
  * Sends ev's answer, logged for client, with its body in buf (NULL:
  * none) or already in ev's output buffer: bytes long either way. A HEAD
  * answer sends none of it.
@@ -166,12 +188,16 @@ void
 sqc_http_send(struct evhttp_request *ev, const char *client, int status,
     struct evbuffer *buf, size_t bytes)
 {
+	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
+
 	if (add_headers(ev, status, bytes)) {
 		bytes = 0;
 		buf = NULL;
 	}
 	sqc_http_log_access(ev, client, status, bytes);
 	evhttp_send_reply(ev, status, sqc_http_reason(status), buf);
+	if (evcon != NULL)
+		write_now(evhttp_connection_get_bufferevent(evcon));
 }
 
 int

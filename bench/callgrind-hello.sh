@@ -10,7 +10,9 @@
 #   N:   the same, then N more GET /hello on one keep-alive connection
 # Prints both totals (Ir, all threads) and (Ir(N) - Ir(0)) / N, the cost
 # of one steady-state request. N defaults to 2000. KEEP=DIR keeps the
-# callgrind.out files in DIR.
+# callgrind.out files in DIR. TLS=1: over a TLS listener (a P-256
+# certificate made here by `openssl req`; the handshake is in both runs,
+# so the difference is the keep-alive requests' TLS records and all).
 set -euo pipefail
 
 build=$(cd "${1:?usage: $0 BUILD [N]}" && pwd)
@@ -24,6 +26,7 @@ py=/usr/bin/python3
 [ -x $py ] || py=python3
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/sq-callgrind.XXXXXX")
+tls=${TLS:-0}
 pid=
 cleanup() {
 	[ -n "$pid" ] && kill "$pid" 2>/dev/null
@@ -31,6 +34,14 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+tls_keys=
+if [ "$tls" = 1 ]; then
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	    -days 2 -subj /CN=localhost -keyout "$work/key.pem" \
+	    -out "$work/cert.pem" >/dev/null 2>&1
+	tls_keys="tls_certificate = $work/cert.pem
+tls_certificate_key = $work/key.pem"
+fi
 
 # run COUNT: prints the Ir total of one squalld run that served 1 + COUNT
 run() {
@@ -39,11 +50,12 @@ run() {
 	out=$work/callgrind.out.$count
 	cat >"$work/squall.ini" <<-EOF
 	[server]
-	listen = 127.0.0.1:$port
+	listen = 127.0.0.1:$port$([ "$tls" = 1 ] && echo " tls")
 	plugin_dir = $build/plugins/.libs
 	access_log = off
 	log_level = error
 	offload_threads = 1
+	$tls_keys
 
 	[route /hello]
 	plugin = hello
@@ -65,10 +77,17 @@ run() {
 		kill -0 "$pid" 2>/dev/null || { cat "$work/stderr.$count" >&2; exit 1; }
 		sleep 0.1
 	done
-	$py - "$port" "$count" <<-'EOF'
-	import http.client, sys
+	$py - "$port" "$count" "$tls" <<-'EOF'
+	import http.client, ssl, sys
 	port, count = int(sys.argv[1]), int(sys.argv[2])
-	c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+	if sys.argv[3] == "1":
+	    ctx = ssl.create_default_context()
+	    ctx.check_hostname = False
+	    ctx.verify_mode = ssl.CERT_NONE
+	    c = http.client.HTTPSConnection("127.0.0.1", port, timeout=60,
+	        context=ctx)
+	else:
+	    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 	for i in range(1 + count):      # one warm-up request, then count
 	    c.request("GET", "/hello")
 	    r = c.getresponse()

@@ -2,8 +2,8 @@
  * http.c - the HTTP server: its listeners (bound, kept or dropped across
  * a reload, SO_REUSEPORT for workers, plain or TLS), evhttp's set-up and
  * limits, and the server's numbers and shutdown. Connections are http_conn.c's,
- * requests http_req.c's; http.h is what the three share. Loop thread
- * only.
+ * requests http_req.c's, answers http_resp.c's; http.h is what the four
+ * share. Loop thread only.
  */
 #include "config.h"
 
@@ -413,6 +413,7 @@ sqc_http_free(struct sqc_server *s)
 	if (sqc_http_current == s)
 		sqc_http_current = NULL;
 	free(s->bound);
+	sqc_http_spares_free(s);
 	sqc_idmap_free(&s->by_evcon);
 	sqc_tls_free(s->tls);
 	free(s);

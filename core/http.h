@@ -2,8 +2,9 @@
  * http.h - what the files of the HTTP server share: the server, its
  * connections and requests, and the steps each file takes for the
  * others. Private to http.c (the server and its listeners), http_conn.c
- * (connections, accept throttling, the header limit) and http_req.c
- * (requests and the plugin API). Loop thread only.
+ * (connections, accept throttling, the header limit), http_req.c
+ * (dispatch and the request API) and http_resp.c (answers and the
+ * response API). Loop thread only.
  */
 #ifndef SQUALL_HTTP_H
 #define SQUALL_HTTP_H
@@ -61,12 +62,30 @@ struct listener {
 	int		 tls;		/* on https, not http */
 };
 
+#define PATH_INLINE	112	/* shorter paths live in the request */
+/*
+ * Request objects kept for reuse; none under ASan (gcc's macro, clang's
+ * feature, or configure's --enable-sanitizers), which would then miss a
+ * use after the end.
+ */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SQ_ASAN	1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(SQ_SANITIZERS) || \
+    defined(SQ_ASAN)
+#define SPARE_REQS	0
+#else
+#define SPARE_REQS	64
+#endif
+
 struct sq_req {
 	struct evhttp_request *ev;	/* NULL once the client is gone */
 	struct sqc_server *srv;
 	struct conn	*conn;
 	struct sq_inst	*inst;
-	char		*path;
+	char		*path;		/* path_in, or malloc'ed */
 	const char	*subpath;
 	struct evkeyvalq args;
 	int		 args_parsed;
@@ -78,7 +97,8 @@ struct sq_req {
 	int		 in_abort;	/* inside the abort callback */
 	int		 tls;		/* came over a TLS listener */
 	int		 version;	/* HTTP/1.1: 11 */
-	LIST_ENTRY(sq_req) link;	/* in inflight */
+	LIST_ENTRY(sq_req) link;	/* in inflight, or spare */
+	char		 path_in[PATH_INLINE];
 };
 
 struct sqc_server {
@@ -113,6 +133,8 @@ struct sqc_server {
 
 	LIST_HEAD(, sq_req) inflight;
 	size_t		 ninflight;
+	LIST_HEAD(, sq_req) spare;	/* ended, kept for reuse */
+	size_t		 nspare;
 
 	struct sqc_idmap by_evcon;	/* the conns */
 	LIST_HEAD(, conn) conns;	/* attached to their evcon */
@@ -153,11 +175,18 @@ void	 sqc_http_conn_release(void);
 
 void	 sqc_http_dispatch(struct evhttp_request *ev, void *arg);
 int	 sqc_http_over_tls(struct evhttp_request *ev);
-int	 sqc_http_finish(struct sq_req *req, int status, struct evbuffer *buf);
+void	 sqc_http_req_free(struct sq_req *req);
+void	 sqc_http_spares_free(struct sqc_server *s);
 void	 sqc_http_req_gone(struct sq_req *req);
-const char *sqc_http_reason(int status);
 long long sqc_http_since_start(const struct conn *c);
 void	 sqc_http_log_access(struct evhttp_request *ev, const char *client,
 	    int status, size_t bytes);
+
+/* ---- http_resp.c ------------------------------------------------------ */
+
+const char *sqc_http_reason(int status);
+void	 sqc_http_send(struct evhttp_request *ev, const char *client,
+	    int status, struct evbuffer *buf, size_t bytes);
+int	 sqc_http_finish(struct sq_req *req, int status, struct evbuffer *buf);
 
 #endif /* SQUALL_HTTP_H */

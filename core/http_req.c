@@ -1,19 +1,19 @@
 /*
  * http_req.c - the HTTP server's requests: dispatch (limits, routing, the
  * upgrade to a WebSocket, the plugin's handler), the request object
- * plugins see (struct sq_req and the sq_req_* / sq_resp_* functions), the
- * access log line, and abort notification when a client leaves before
- * its response. Loop thread only.
+ * plugins see (struct sq_req and the sq_req_* functions; answers are
+ * http_resp.c's), the access log line, and abort notification when a
+ * client leaves before its response. Loop thread only.
  *
  * Lifetimes: a struct sq_req wraps one evhttp_request and holds a
  * reference on its instance. It lives until the response is sent, or
- * until the client has gone and the plugin's abort callback has run.
+ * until the client has gone and the plugin's abort callback has run;
+ * the object is then kept for a later request (SPARE_REQS of them).
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +29,6 @@
 #include <event2/http.h>
 #include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
-#include <json-c/json.h>
 
 #include "core.h"
 #include "http.h"
@@ -111,82 +110,6 @@ sqc_http_log_access(struct evhttp_request *ev, const char *client,
 	    evcon)) : -1, sqc_http_over_tls(ev));
 }
 
-/* The reason phrase of an HTTP status. */
-const char *
-sqc_http_reason(int status)
-{
-	switch (status) {
-	case 100: return "Continue";
-	case 101: return "Switching Protocols";
-	case 200: return "OK";
-	case 201: return "Created";
-	case 202: return "Accepted";
-	case 204: return "No Content";
-	case 206: return "Partial Content";
-	case 301: return "Moved Permanently";
-	case 302: return "Found";
-	case 303: return "See Other";
-	case 304: return "Not Modified";
-	case 307: return "Temporary Redirect";
-	case 308: return "Permanent Redirect";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 406: return "Not Acceptable";
-	case 408: return "Request Timeout";
-	case 409: return "Conflict";
-	case 410: return "Gone";
-	case 411: return "Length Required";
-	case 412: return "Precondition Failed";
-	case 413: return "Payload Too Large";
-	case 414: return "URI Too Long";
-	case 415: return "Unsupported Media Type";
-	case 416: return "Range Not Satisfiable";
-	case 417: return "Expectation Failed";
-	case 422: return "Unprocessable Content";
-	case 426: return "Upgrade Required";
-	case 429: return "Too Many Requests";
-	case 431: return "Request Header Fields Too Large";
-	case 499: return "Client Closed Request";
-	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	case 505: return "HTTP Version Not Supported";
-	}
-	/* a status of the plugin's own: its class */
-	switch (status / 100) {
-	case 1: return "Informational";
-	case 2: return "Success";
-	case 3: return "Redirection";
-	case 4: return "Client Error";
-	default: return "Server Error";
-	}
-}
-
-/*
- * A HEAD answer says how long the GET one's body is, and has none:
- * evhttp 2.1 leaves Content-Length out for HEAD but would send a body it
- * is given. Returns 1 for HEAD: the caller then sends no body.
- */
-static int
-head_only(struct evhttp_request *ev, size_t len)
-{
-	struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
-	char n[32];
-
-	if (evhttp_request_get_command(ev) != EVHTTP_REQ_HEAD)
-		return 0;
-	if (evhttp_find_header(out, "Content-Length") == NULL) {
-		snprintf(n, sizeof(n), "%zu", len);
-		evhttp_add_header(out, "Content-Length", n);
-	}
-	return 1;
-}
-
 /* Answers a request that never reached a plugin. */
 static void
 reply_plain(const struct sqc_server *s, struct evhttp_request *ev,
@@ -195,7 +118,6 @@ reply_plain(const struct sqc_server *s, struct evhttp_request *ev,
 	struct evbuffer *b = evbuffer_new();
 	struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
 	char client[INET6_ADDRSTRLEN];
-	size_t len;
 
 	client_addr(s, ev, client, sizeof(client));
 	evhttp_add_header(out, "Content-Type", "text/plain; charset=utf-8");
@@ -204,26 +126,9 @@ reply_plain(const struct sqc_server *s, struct evhttp_request *ev,
 	if (b)
 		evbuffer_add_printf(b, "%d %s\n", status,
 		    sqc_http_reason(status));
-	len = b ? evbuffer_get_length(b) : 0;
-	if (head_only(ev, len))
-		len = 0;
-	sqc_http_log_access(ev, client, status, len);
-	evhttp_send_reply(ev, status, sqc_http_reason(status), len ? b : NULL);
+	sqc_http_send(ev, client, status, b, b ? evbuffer_get_length(b) : 0);
 	if (b)
 		evbuffer_free(b);
-}
-
-static size_t
-headers_size(struct evhttp_request *ev)
-{
-	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
-	const char *uri = evhttp_request_get_uri(ev);
-	struct evkeyval *kv;
-	size_t n = uri ? strlen(uri) + 16 : 16;
-
-	TAILQ_FOREACH(kv, h, next)
-		n += strlen(kv->key) + strlen(kv->value) + 4;
-	return n;
 }
 
 static int
@@ -236,8 +141,53 @@ is_upgrade(struct evhttp_request *ev)
 	return u && strcasecmp(u, "websocket") == 0;
 }
 
+/*
+ * A request object, from the server's spares when it has some (zeroed
+ * either way): a keep-alive connection's requests reuse the same few.
+ */
+static struct sq_req *
+req_new(struct sqc_server *s)
+{
+	struct sq_req *req = LIST_FIRST(&s->spare);
+
+	if (req == NULL)
+		return calloc(1, sizeof(*req));
+	LIST_REMOVE(req, link);
+	s->nspare--;
+	memset(req, 0, sizeof(*req));
+	return req;
+}
+
+/* Frees req's path and keeps req as a spare, or frees it. */
 static void
-req_free(struct sq_req *req)
+req_put(struct sqc_server *s, struct sq_req *req)
+{
+	if (req->path != req->path_in)
+		free(req->path);
+	if (s->nspare + 1 > SPARE_REQS) {
+		free(req);
+		return;
+	}
+	LIST_INSERT_HEAD(&s->spare, req, link);
+	s->nspare++;
+}
+
+/* At exit: the spare request objects. */
+void
+sqc_http_spares_free(struct sqc_server *s)
+{
+	struct sq_req *req;
+
+	while ((req = LIST_FIRST(&s->spare)) != NULL) {
+		LIST_REMOVE(req, link);
+		free(req);
+	}
+	s->nspare = 0;
+}
+
+/* Ends req (its answer sent, or its client gone and told). */
+void
+sqc_http_req_free(struct sq_req *req)
 {
 	struct sqc_server *s = req->srv;
 
@@ -254,8 +204,7 @@ req_free(struct sq_req *req)
 		evhttp_clear_headers(&req->args);
 	sqc_inst_unref(req->inst);
 	free(req->body);
-	free(req->path);
-	free(req);
+	req_put(s, req);
 }
 
 /*
@@ -285,7 +234,7 @@ sqc_http_req_gone(struct sq_req *req)
 		req->in_abort = 1;
 		req->abort_cb(req, req->abort_arg);
 		sqc_inst_leave(prev);
-		req_free(req);
+		sqc_http_req_free(req);
 	}
 }
 
@@ -328,6 +277,28 @@ watch_start(struct conn *c)
 	event_add(c->watch, NULL);
 }
 
+#define TCHARS	"!#$%&'*+-.^_`|~0123456789" \
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+/* The length of name when it is a token (RFC 7230 3.2.6), else 0. */
+static size_t
+token_len(const char *name)
+{
+	static unsigned char tchar[256];
+	static int made;
+	const char *p;
+	size_t n = 0;
+
+	if (!made) {
+		for (p = TCHARS; *p != '\0'; p++)
+			tchar[(unsigned char)*p] = 1;
+		made = 1;
+	}
+	while (tchar[(unsigned char)name[n]])
+		n++;
+	return name[n] == '\0' ? n : 0;
+}
+
 /*
  * A request's body framing must be unambiguous, or a proxy in front of
  * us may have taken another body, and the bytes after it for another
@@ -339,19 +310,21 @@ watch_start(struct conn *c)
  * twice or with a Content-Length (400), a coding other than chunked
  * (501), and a header name that is not a token (400). Returns 0 or the
  * status; the connection closes after it, since what follows in it
- * cannot be trusted.
+ * cannot be trusted. The same walk counts the header section's size in
+ * *size (the request target and each name and value, with room for the
+ * separators).
  */
-#define TCHARS	"!#$%&'*+-.^_`|~0123456789" \
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
 static int
-framing_status(struct evhttp_request *ev)
+framing_status(struct evhttp_request *ev, size_t *size)
 {
 	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
+	const char *uri = evhttp_request_get_uri(ev);
 	const char *cl = NULL, *te = NULL;
 	struct evkeyval *kv;
+	size_t n;
 	int nte = 0;
 
+	*size = uri ? strlen(uri) + 16 : 16;
 	TAILQ_FOREACH(kv, h, next) {
 		const char *v = kv->value;
 
@@ -362,15 +335,16 @@ framing_status(struct evhttp_request *ev)
 		 * be read as the next request. A name must be a token (RFC
 		 * 7230 3.2.6); whitespace before the colon gets 400 (3.2.4).
 		 */
-		if (kv->key[0] == '\0' || kv->key[strspn(kv->key, TCHARS)] !=
-		    '\0')
+		if ((n = token_len(kv->key)) == 0)
 			return 400;
-		if (strcasecmp(kv->key, "Content-Length") == 0) {
+		*size += n + strlen(v) + 4;
+		if (n == 14 && strcasecmp(kv->key, "Content-Length") == 0) {
 			if (v[0] == '\0' || v[strspn(v, "0123456789")] != '\0' ||
 			    (cl != NULL && strcmp(cl, v) != 0))
 				return 400;
 			cl = v;
-		} else if (strcasecmp(kv->key, "Transfer-Encoding") == 0) {
+		} else if (n == 17 &&
+		    strcasecmp(kv->key, "Transfer-Encoding") == 0) {
 			te = v;
 			nte++;
 		}
@@ -390,9 +364,10 @@ framing_status(struct evhttp_request *ev)
 static int
 refused(struct sqc_server *s, struct evhttp_request *ev)
 {
+	size_t size;
 	int status;
 
-	if ((status = framing_status(ev)) != 0) {
+	if ((status = framing_status(ev, &size)) != 0) {
 		char client[INET6_ADDRSTRLEN];
 
 		client_addr(s, ev, client, sizeof(client));
@@ -406,7 +381,7 @@ refused(struct sqc_server *s, struct evhttp_request *ev)
 		reply_plain(s, ev, 503, "Connection", "close");
 		return 1;
 	}
-	if (headers_size(ev) > s->max_header_size) {
+	if (size > s->max_header_size) {
 		reply_plain(s, ev, 431, "Connection", "close");
 		return 1;
 	}
@@ -414,34 +389,38 @@ refused(struct sqc_server *s, struct evhttp_request *ev)
 }
 
 /*
- * The request's normalised path (malloc'ed) and the instance of its
- * route (*inst, and the rest of the path in *rest); NULL when it
- * answered instead (400, or 404 for no route).
+ * The request's normalised path into req (in req->path_in when it fits)
+ * and the instance of its route (req->inst, not yet referenced, and the
+ * rest of the path in req->subpath); -1 when it answered instead (400,
+ * or 404 for no route).
  */
-static char *
+static int
 routed_path(struct sqc_server *s, struct evhttp_request *ev,
-    struct sq_inst **inst, const char **rest)
+    struct sq_req *req)
 {
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
 	const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
-	char *path;
+	size_t n = raw ? strlen(raw) + 1 : 0;
 
-	if (raw == NULL || *raw != '/' || (path = strdup(raw)) == NULL) {
+	if (n <= sizeof(req->path_in))
+		req->path = req->path_in;
+	else
+		req->path = malloc(n);
+	if (raw == NULL || *raw != '/' || req->path == NULL) {
 		reply_plain(s, ev, 400, "Connection", "close");
-		return NULL;
+		return -1;
 	}
-	if (sqc_path_normalize(path) != 0) {
-		free(path);
+	memcpy(req->path, raw, n);
+	if (sqc_path_normalize(req->path) != 0) {
 		reply_plain(s, ev, 400, NULL, NULL);
-		return NULL;
+		return -1;
 	}
-	if (s->gen == NULL ||
-	    (*inst = sqc_gen_route(s->gen, path, rest)) == NULL) {
-		free(path);
+	if (s->gen == NULL || (req->inst = sqc_gen_route(s->gen, req->path,
+	    &req->subpath)) == NULL) {
 		reply_plain(s, ev, 404, NULL, NULL);
-		return NULL;
+		return -1;
 	}
-	return path;
+	return 0;
 }
 
 /* Did ev come over a TLS listener? */
@@ -482,30 +461,20 @@ upgrade(struct sqc_server *s, struct evhttp_request *ev,
  */
 static void
 handle(struct sqc_server *s, struct evhttp_request *ev, struct conn *c,
-    struct sq_inst *inst, char *path, const char *rest)
+    struct sq_req *req)
 {
-	struct sq_req *req;
-
-	if ((req = calloc(1, sizeof(*req))) == NULL) {
-		free(path);
-		reply_plain(s, ev, 503, NULL, NULL);
-		return;
-	}
 	req->ev = ev;
 	req->tls = sqc_http_over_tls(ev);
 	req->version = ev->major * 10 + ev->minor;
 	req->srv = s;
-	req->path = path;
-	req->subpath = rest;
-	req->inst = inst;
-	sqc_inst_ref(inst);
+	sqc_inst_ref(req->inst);
 	client_addr(s, ev, req->client, sizeof(req->client));
 	LIST_INSERT_HEAD(&s->inflight, req, link);
 	s->ninflight++;
 	if ((req->conn = c) != NULL)
 		c->req = req;
 	s->dispatching = req;
-	sqc_call_handle(inst, req);
+	sqc_call_handle(req->inst, req);
 	if (s->dispatching == req) {
 		s->dispatching = NULL;
 		if (req->conn)
@@ -524,23 +493,26 @@ sqc_http_dispatch(struct evhttp_request *ev, void *arg)
 	struct sqc_server *s = arg;
 	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
 	struct conn *c = evcon ? sqc_http_conn_get(s, evcon) : NULL;
-	const char *rest;
-	struct sq_inst *inst;
-	char *path;
+	struct sq_req *req;
 
 	if (c)
 		sqc_http_hdr_restart(c);
-	if (refused(s, ev) || (path = routed_path(s, ev, &inst, &rest)) ==
-	    NULL)
+	if (refused(s, ev))
 		return;
-	if (is_upgrade(ev)) {
-		upgrade(s, ev, inst, rest);
-		free(path);
-	} else if (!sqc_inst_handles_http(inst)) {
-		free(path);
+	if ((req = req_new(s)) == NULL) {
+		reply_plain(s, ev, 503, NULL, NULL);
+		return;
+	}
+	if (routed_path(s, ev, req) != 0)
+		req_put(s, req);
+	else if (is_upgrade(ev)) {
+		upgrade(s, ev, req->inst, req->subpath);
+		req_put(s, req);
+	} else if (!sqc_inst_handles_http(req->inst)) {
 		reply_plain(s, ev, 400, NULL, NULL);
+		req_put(s, req);
 	} else
-		handle(s, ev, c, inst, path, rest);
+		handle(s, ev, c, req);
 }
 
 /* ---- the plugin-facing request API ----------------------------------- */
@@ -647,134 +619,3 @@ sq_req_on_abort(struct sq_req *req, void (*cb)(struct sq_req *, void *),
 	req->abort_cb = cb;
 	req->abort_arg = arg;
 }
-
-int
-sq_resp_header(struct sq_req *req, const char *name, const char *value)
-{
-	if (req->ev == NULL)
-		return 0;
-	if (evhttp_add_header(evhttp_request_get_output_headers(req->ev),
-	    name, value) != 0)
-		return -EINVAL;
-	return 0;
-}
-
-/* Sends the reply with buf as its body (NULL: none) and ends req. */
-int
-sqc_http_finish(struct sq_req *req, int status, struct evbuffer *buf)
-{
-	size_t bytes = buf ? evbuffer_get_length(buf) : 0;
-
-	if (req->in_abort)
-		return 0;	/* the caller ends req after the callback */
-	if (req->ev) {
-		struct evkeyvalq *out;
-
-		out = evhttp_request_get_output_headers(req->ev);
-		if (evhttp_find_header(out, "Content-Type") == NULL)
-			evhttp_add_header(out, "Content-Type",
-			    "text/plain; charset=utf-8");
-		if (head_only(req->ev, bytes)) {
-			bytes = 0;
-			buf = NULL;
-		}
-		sqc_http_log_access(req->ev, req->client, status, bytes);
-		evhttp_send_reply(req->ev, status, sqc_http_reason(status),
-		    buf);
-		req->ev = NULL;
-	}
-	req_free(req);
-	return 0;
-}
-
-int
-sq_resp_send(struct sq_req *req, int status, const void *body, size_t len)
-{
-	struct evbuffer *b;
-	int rc;
-
-	if (status < 100 || status > 999)
-		status = 500;
-	if (req->ev == NULL || len == 0)
-		return sqc_http_finish(req, status, NULL);
-	if ((b = evbuffer_new()) == NULL || evbuffer_add(b, body, len) != 0) {
-		if (b)
-			evbuffer_free(b);
-		sqc_http_finish(req, 500, NULL);
-		return -ENOMEM;
-	}
-	rc = sqc_http_finish(req, status, b);
-	evbuffer_free(b);
-	return rc;
-}
-
-int
-sq_resp_printf(struct sq_req *req, int status, const char *fmt, ...)
-{
-	char *s;
-	va_list ap;
-	int n, rc;
-
-	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0) {
-		sq_resp_send(req, 500, NULL, 0);
-		return -ENOMEM;
-	}
-	rc = sq_resp_send(req, status, s, (size_t)n);
-	free(s);
-	return rc;
-}
-
-int
-sq_resp_json(struct sq_req *req, int status, struct json_object *obj)
-{
-	const char *s;
-	size_t len;
-
-	s = json_object_to_json_string_length(obj,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
-	    &len);
-	if (s == NULL)
-		return sq_resp_send(req, 500, NULL, 0);
-	if (req->ev && evhttp_find_header(evhttp_request_get_output_headers(
-	    req->ev), "Content-Type") == NULL)
-		sq_resp_header(req, "Content-Type", "application/json");
-	return sq_resp_send(req, status, s, len);
-}
-
-int
-sq_resp_file_take(struct sq_req *req, int status, int fd, int64_t offset,
-    int64_t len)
-{
-	struct evbuffer *b;
-	int rc;
-
-	if (req->ev == NULL || len <= 0) {
-		close(fd);
-		return sqc_http_finish(req, status, NULL);
-	}
-	if ((b = evbuffer_new()) == NULL) {
-		close(fd);
-		sqc_http_finish(req, 500, NULL);
-		return -ENOMEM;
-	}
-	/* evbuffer_add_file owns fd from here, even on failure */
-	if (evbuffer_add_file(b, fd, offset, len) != 0) {
-		evbuffer_free(b);
-		sqc_http_finish(req, 500, NULL);
-		return -EIO;
-	}
-	rc = sqc_http_finish(req, status, b);
-	evbuffer_free(b);
-	return rc;
-}
-
-int
-sq_resp_error(struct sq_req *req, int status)
-{
-	return sq_resp_printf(req, status, "%d %s\n", status,
-	    sqc_http_reason(status));
-}
-

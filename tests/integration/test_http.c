@@ -408,6 +408,53 @@ Test(http, keep_alive_serves_several_requests)
 	free(out);
 }
 
+/*
+ * The requests of one keep-alive connection, in request objects the
+ * server reuses (a path that fits in the object, one too long for it,
+ * then a short one again): each answer is its own request's, and each
+ * HTTP/1.1 answer carries the Date and Content-Length squall adds.
+ */
+Test(http, keep_alive_requests_each_get_their_own_answer)
+{
+	const char *segs[3] = { "a", NULL, "b" };
+	char longseg[151], req[1024], want[200], *out, *p, *end, *v;
+	size_t n = 0;
+	long len;
+	int i;
+
+	memset(longseg, 'x', sizeof(longseg) - 1);
+	longseg[sizeof(longseg) - 1] = '\0';
+	segs[1] = longseg;
+	for (i = 0; i < 3; i++)
+		n += (size_t)snprintf(req + n, sizeof(req) - n,
+		    "GET /echo/%s HTTP/1.1\r\nHost: x\r\n%s\r\n", segs[i],
+		    i == 2 ? "Connection: close\r\n" : "");
+	cr_assert_lt(n, sizeof(req));
+	srv_start(&s, "[route /echo/*]\nplugin = %s\n", t_test_plugin("echo"));
+	out = raw_exchange(s.port, req, n, 3000, NULL);
+	p = out;
+	for (i = 0; i < 3; i++) {
+		cr_assert(strncmp(p, "HTTP/1.1 200 ", 13) == 0, "answer %d: %s",
+		    i, p);
+		cr_assert_not_null(end = strstr(p, "\r\n\r\n"), "%s", p);
+		*end = '\0';
+		cr_assert_not_null(v = strstr(p, "\r\nDate: "), "%s", p);
+		cr_assert(strncmp(v + 8 + 25, " GMT", 4) == 0, "%s", p);
+		cr_assert_not_null(v = strstr(p, "\r\nContent-Length: "), "%s",
+		    p);
+		len = strtol(v + 18, NULL, 10);
+		p = end + 4;
+		cr_assert(len > 0 && strlen(p) >= (size_t)len, "answer %d", i);
+		snprintf(want, sizeof(want), "\"subpath\":\"%s\"", segs[i]);
+		end = p + len;
+		v = strstr(p, want);
+		cr_assert(v != NULL && v < end, "answer %d: %s", i, p);
+		p = end;
+	}
+	cr_assert_str_eq(p, "", "more than 3 answers");
+	free(out);
+}
+
 Test(http, websocket_upgrade_to_plain_route_is_400)
 {
 	const char *h[] = { "Upgrade: websocket", "Connection: Upgrade",

@@ -224,7 +224,7 @@ chat_room_release(struct room *r)
 	struct chat *c = r->chat;
 	struct room **p;
 
-	if (!c->per_path || r->n > 0 || r->njoining > 0 || r->pinger ||
+	if (!c->per_path || r->n + r->ntagged + r->njoining > 0 || r->pinger ||
 	    r->cancelling)
 		return;
 	for (p = &c->table[bucket(c, r->name, strlen(r->name))]; *p != r;

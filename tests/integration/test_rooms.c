@@ -126,6 +126,26 @@ Test(rooms, lines_stay_in_their_room)
 	expect_state(&s, "\"state\":{\"rooms\":\"0\",\"members\":\"0\"}");
 }
 
+/* A member of squall.chat.v1 keeps its room when the last plain one goes. */
+Test(rooms, a_subprotocol_member_keeps_its_room)
+{
+	struct wsc v, p;
+
+	srv_start(&s, ROOMS STATUS);
+	cr_assert_eq(ws_connect_with(&v, s.port, "/rooms/a",
+	    "Sec-WebSocket-Protocol: squall.chat.v1\r\n"), 101);
+	expect(&v, "^- " IP " joined at " TS "$");
+	join(&p, s.port, "/rooms/a");
+	expect(&v, "^- " IP " joined at " TS "$");
+	ws_disconnect(&p);
+	expect(&v, "^- " IP " left at " TS "$");
+	expect_state(&s, "\"state\":{\"rooms\":\"1\",\"members\":\"1\"}");
+	cr_assert_eq(ws_send(&v, 1, "still here", 10), 0);
+	expect(&v, "^- " IP " at " TS ": still here$");
+	ws_disconnect(&v);
+	expect_state(&s, "\"state\":{\"rooms\":\"0\",\"members\":\"0\"}");
+}
+
 Test(rooms, bad_names_get_404_before_the_upgrade)
 {
 	static const char *const bad[] = {

@@ -10,10 +10,18 @@
 // while the Node client stays on plain ws://PORT: one room, both ways.
 // With ROOM in the environment, the page is opened with ?room=ROOM and
 // must talk to /rooms/ROOM, where the Node client joins it.
+// With NODE_PORT, the Node client talks to that port (a second squalld
+// on the same Redis). With STOP and START (shell commands: kill the
+// page's squalld, start it again on PORT), /chat is on a Redis stream:
+// the page must speak squall.chat.v1; its squalld is stopped, the Node
+// client says three lines meanwhile, its squalld is started again, and
+// the page must come back by itself with ?last_id= and show the three
+// lines, once each and in order, and nothing it had shown before again;
+// /status must count the return.
 //
 //     node --experimental-websocket chat.mjs PORT [TLSPORT]
 // Exits 0 when the page works, 1 otherwise (saying why).
-import { spawn } from 'node:child_process';
+import { execSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -128,6 +136,54 @@ async function until(expression, what) {
     await evaluate('document.body.innerText'));
 }
 
+// The page's lines now.
+async function pageLines() {
+  return evaluate(`[...document.querySelectorAll('#lines li')].map(
+    (li) => li.textContent)`);
+}
+
+// Node's client waits for its lines to come back (they are then in the
+// stream).
+async function nodeHears(re, what) {
+  for (let i = 0; i < 200 && !nodeLines.some((l) => re.test(l)); i++)
+    await new Promise((r) => setTimeout(r, 50));
+  if (!nodeLines.some((l) => re.test(l)))
+    await die(`the node client did not hear ${what}: ${nodeLines}`);
+}
+
+async function recover() {
+  const proto = await evaluate('socket.protocol');
+  if (proto !== 'squall.chat.v1')
+    await die(`the page's subprotocol is "${proto}", not squall.chat.v1`);
+  const before = await pageLines();
+  execSync(process.env.STOP);
+  await until(`document.getElementById('state').textContent !==
+    'connected'`, 'the page did not see its connection drop');
+  for (let i = 1; i <= 3; i++)
+    node.send(`missed ${i}`);
+  await nodeHears(/: missed 3$/, 'its third line');
+  execSync(process.env.START, { stdio: ['ignore', 'ignore', 'inherit'] });
+  await until(`[...document.querySelectorAll('#lines li')].some(
+    (li) => / at .*: missed 3$/.test(li.textContent))`,
+    'the page did not catch up after its server came back');
+  if (!/\?last_id=\d+-\d+$/.test(pageSocket))
+    await die(`the page came back without ?last_id=: ${pageSocket}`);
+  const after = await pageLines();
+  if (after.slice(0, before.length).join('\n') !== before.join('\n'))
+    await die(`the lines shown before changed: ${after}`);
+  const added = after.slice(before.length);
+  const missed = added.filter((l) => / at .*: missed \d$/.test(l));
+  if (missed.length !== 3 || !missed.every((l, i) =>
+    l.endsWith(`: missed ${i + 1}`)))
+    await die(`the page shows the missed lines as ${missed}`);
+  // the gap, then its joined line; nothing said before comes again
+  if (added.some((l) => !/ joined at /.test(l) && before.includes(l)))
+    await die(`the page showed lines again: ${added}`);
+  const status = await (await fetch(`http://127.0.0.1:${port}/status`)).text();
+  if (!/"recovered": *"1"/.test(status) || !/"replayed": *"3"/.test(status))
+    await die(`/status does not count the return: ${status}`);
+}
+
 await send('Page.enable');
 await send('Network.enable');
 await send('Page.navigate', { url: page });
@@ -144,7 +200,8 @@ if (!(pageSocket || '').endsWith(chatPath))
 if (!/^permessage-deflate\b/.test(pageExtensions || ''))
   await die(`the page's handshake did not agree to compression: ` +
     `${pageExtensions}`);
-const node = new WebSocket(`ws://127.0.0.1:${port}${chatPath}`);
+const nodePort = process.env.NODE_PORT || port;
+const node = new WebSocket(`ws://127.0.0.1:${nodePort}${chatPath}`);
 const nodeLines = [];
 node.onmessage = (event) => nodeLines.push(event.data);
 await new Promise((resolve) => { node.onopen = resolve; });
@@ -164,9 +221,12 @@ for (let i = 0; i < 100 && !nodeLines.some(
   await new Promise((r) => setTimeout(r, 50));
 if (!nodeLines.some((l) => /^\[127\.0\.0\.1\] at .*: hello from chromium$/.test(l)))
   await die(`the node client did not get the page's line: ${nodeLines}`);
+if (process.env.START)
+  await recover();
 node.close();
 console.log(`ok: the chat page (${page}, ${pageSocket}) connected, ` +
-  'joined, sent and received, compressed, with a node client in the room');
+  'joined, sent and received, compressed, with a node client in the room' +
+  (process.env.START ? ', and caught up after its server was killed' : ''));
 ws.close();
 finished = true;
 await cleanup();

@@ -19,6 +19,13 @@
 # latency quantiles of all deliveries (the wsloads' histograms merged),
 # lost, dup, the servers' CPU per delivery, the wsloads' CPU over the
 # burst (summed), and the load average.
+#
+# SERVERS="squall node kore" runs the same N against the peers in the
+# same run, one after the other: Node + ws (bench/peers/node_chat.js
+# PORT '/rooms/*') and Kore 4.1 (bench/peers/kore/chat, route
+# ^/rooms/...), each with a room per path like squall's; for them the
+# idle CPU column is the whole server process's (for squall its
+# WebSocket thread's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -27,10 +34,21 @@ ROOM=${ROOM:-100}
 HOLD=${HOLD:-10}
 BURST=${BURST:-0}
 BURST_SIZE=${BURST_SIZE:-64}
+SERVERS=${SERVERS:-squall}
 sizes=("$@")
 [ ${#sizes[@]} -eq 0 ] && sizes=(10000 19000)
 
 sq_build >/dev/null
+case " $SERVERS " in *" node "*)
+	[ -f bench/peers/node_modules/ws/package.json ] ||
+	    (cd bench/peers && npm ci --no-audit --no-fund >/dev/null)
+esac
+case " $SERVERS " in *" kore "*)
+	if [ ! -f bench/peers/kore/chat/chat.so ] ||
+	    [ bench/peers/kore/chat/src/chat.c -nt bench/peers/kore/chat/chat.so ]; then
+		(cd bench/peers/kore/chat && kodev build >/dev/null)
+	fi
+esac
 if [ ! -x bench/wsload ] || [ bench/wsload.c -nt bench/wsload ]; then
 	# shellcheck disable=SC2046
 	cc -O2 -Wall -o bench/wsload bench/wsload.c \
@@ -53,30 +71,26 @@ spids=()
 trap 'for p in "${spids[@]}"; do kill -9 $p 2>/dev/null; done; rm -rf "$work"' EXIT
 
 slab() { awk '/^Slab:/ { print $2 }' /proc/meminfo; }
-ws_ticks() { # the WebSocket threads of the servers, in clock ticks
+ws_ticks() { # squalld's WebSocket threads, the peers' processes, in ticks
 	local t=0 f
-	for p in "${spids[@]}"; do
-		f=$(grep -l squalld-ws /proc/"$p"/task/*/comm | head -n 1)
-		t=$((t + $(awk '{ print $14 + $15 }' "${f%/comm}/stat")))
+	for p in "${mpids[@]}"; do
+		if [ "$srv" = squall ]; then
+			f=$(grep -l squalld-ws /proc/"$p"/task/*/comm | head -n 1)
+			f=${f%/comm}/stat
+		else
+			f=/proc/$p/stat
+		fi
+		t=$((t + $(awk '{ print $14 + $15 }' "$f")))
 	done
 	echo $t
 }
 
-bursts=()
-echo "| N | servers | open/s | RSS KiB/conn | slab KiB/conn | open CPU s | ws idle CPU % | SIGTERM s |"
-echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-for n in "${sizes[@]}"; do
-	load0=$(cut -d' ' -f1-3 /proc/loadavg)
-	bargs=()
-	[ "$BURST" = 1 ] && bargs=(-b -S -z "$BURST_SIZE")
-	wpids=()
-	rm -f "$work"/*.out "$work"/*.lat
-	k=$(((n + per - 1) / per))
-	each=$(((n / k + ROOM - 1) / ROOM * ROOM))
-	spids=()
-	s0=$(slab)
-	for i in $(seq 1 "$k"); do
-		port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# start_server I PORT EACH: server I of this N (CPU 0) on PORT, ready;
+# its pid in spids (the one to stop), the one to measure in mpids.
+start_server() {
+	local i=$1 port=$2 each=$3 child
+	case $srv in
+	squall)
 		cat > "$work/$i.ini" <<-EOF
 		[server]
 		listen = 127.0.0.1:$port
@@ -89,12 +103,61 @@ for n in "${sizes[@]}"; do
 		EOF
 		taskset -c 0 core/squalld -c "$work/$i.ini" >"$work/$i.log" 2>&1 &
 		spids+=($!)
+		mpids+=($!)
 		while ! grep -q "ready:" "$work/$i.log" 2>/dev/null; do
 			sleep 0.05
 		done
+		;;
+	node)
+		taskset -c 0 node bench/peers/node_chat.js "$port" '/rooms/*' \
+		    >"$work/$i.log" 2>&1 &
+		spids+=($!)
+		mpids+=($!)
+		;;
+	kore)
+		sed -e "s|^\tbind .*|\tbind 127.0.0.1 $port|" \
+		    -e "s|^load .*|load $PWD/bench/peers/kore/chat/chat.so|" \
+		    -e "s|^worker_max_connections .*|worker_max_connections $((each + 100))|" \
+		    -e "s|^worker_rlimit_nofiles .*|worker_rlimit_nofiles $((each + 500))|" \
+		    bench/peers/kore/chat/conf/chat.conf > "$work/$i.conf"
+		echo "pidfile $work/$i.pid" >> "$work/$i.conf"
+		taskset -c 0 kore -fnr -c "$work/$i.conf" >"$work/$i.log" 2>&1 &
+		spids+=($!)
+		for _ in $(seq 1 100); do
+			child=$(pgrep -P "${spids[-1]}" | head -n 1) && break
+			sleep 0.05
+		done
+		[ -n "$child" ] || { say "kore started no worker"; exit 1; }
+		mpids+=("$child")
+		;;
+	esac
+	until python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' \
+	    "$port" 2>/dev/null; do
+		kill -0 "${spids[-1]}" 2>/dev/null || { cat "$work/$i.log"; exit 1; }
+		sleep 0.05
+	done
+}
+
+bursts=()
+echo "| server | N | servers | open/s | RSS KiB/conn | slab KiB/conn | open CPU s | idle CPU % | SIGTERM s |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+for srv in $SERVERS; do
+for n in "${sizes[@]}"; do
+	load0=$(cut -d' ' -f1-3 /proc/loadavg)
+	bargs=()
+	[ "$BURST" = 1 ] && bargs=(-b -S -z "$BURST_SIZE")
+	wpids=()
+	rm -f "$work"/*.out "$work"/*.lat
+	k=$(((n + per - 1) / per))
+	each=$(((n / k + ROOM - 1) / ROOM * ROOM))
+	spids=() mpids=()
+	s0=$(slab)
+	for i in $(seq 1 "$k"); do
+		port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+		start_server "$i" "$port" "$each"
 		taskset -c 1 bench/wsload -u "ws://127.0.0.1:$port/rooms/s${i}r" \
 		    -n "$each" -i -r "$ROOM" -c 500 -H "$((HOLD + 600))" -t 120 \
-		    -p "${spids[-1]}" "${bargs[@]}" \
+		    -p "${mpids[-1]}" "${bargs[@]}" \
 		    ${bargs[0]:+-l "$work/$i.lat"} \
 		    >"$work/$i.out" 2>"$work/$i.err" &
 		wpids+=($!)
@@ -125,7 +188,7 @@ for n in "${sizes[@]}"; do
 		bursts+=("$(cat "$work"/*.lat | awk '
 		    { c[$1] += $2; total += $2 }
 		    END { for (u in c) print u, c[u] }' | sort -n | awk \
-		    -v n="$((each * k))" -v k="$k" -v load0="$load0" \
+		    -v n="$((each * k))" -v k="$k" -v load0="$load0" -v srv="$srv" \
 		    -v load1="$(cut -d' ' -f1-3 /proc/loadavg)" \
 		    -v outs="$(grep -h mode=burst "$work"/*.out)" '
 		    { u[NR] = $1; c[NR] = $2; total += $2 }
@@ -153,8 +216,8 @@ for n in "${sizes[@]}"; do
 				if (v["lat_max_us"] + 0 > mx) mx = v["lat_max_us"] + 0
 			}
 			s = (t1 - t0) / 1e9
-			printf "| %d | %d | %d | %d | %.3f | %.0f | %.1f | %.1f | %.1f | %d | %d | %.2f | %.2f | %s → %s |\n",
-			    n, k, rooms, d, s, (s > 0 ? d / s : 0),
+			printf "| %s | %d | %d | %d | %d | %.3f | %.0f | %.1f | %.1f | %.1f | %d | %d | %.2f | %.2f | %s → %s |\n",
+			    srv, n, k, rooms, d, s, (s > 0 ? d / s : 0),
 			    q(0.50) / 1000, q(0.99) / 1000, mx / 1000, lost,
 			    dup, (d > 0 ? cpu * 1e6 / d : 0), ccpu, load0, load1
 		    }')")
@@ -167,7 +230,7 @@ for n in "${sizes[@]}"; do
 	wait
 	cat "$work"/*.out | awk -v n="$((each * k))" -v k="$k" -v s0="$s0" \
 	    -v s1="$s1" -v c0="$c0" -v c1="$c1" -v hz="$(getconf CLK_TCK)" \
-	    -v hold="$HOLD" -v t0="$t0" -v t1="$t1" '
+	    -v hold="$HOLD" -v t0="$t0" -v t1="$t1" -v srv="$srv" '
 	    /mode=idle/ {
 		for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
 		if (v["open_s"] > open) open = v["open_s"]
@@ -175,20 +238,21 @@ for n in "${sizes[@]}"; do
 		cpu += v["server_cpu_s"]
 	    }
 	    END {
-		printf "| %d | %d | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
-		    n, k, n / open, rss / n, (s1 - s0) / n, cpu,
+		printf "| %s | %d | %d | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
+		    srv, n, k, n / open, rss / n, (s1 - s0) / n, cpu,
 		    100 * (c1 - c0) / hz / hold, t1 - t0
 	    }'
+done
 done
 if [ "$BURST" = 1 ]; then
 	echo
 	echo "One line of $BURST_SIZE bytes in every room:"
 	echo
-	echo "| N | servers | rooms | deliveries | s | deliveries/s | p50 ms | p99 ms | max ms | lost | dup | server CPU µs/delivery | wsload CPU s | load average before → after |"
-	echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+	echo "| server | N | servers | rooms | deliveries | s | deliveries/s | p50 ms | p99 ms | max ms | lost | dup | server CPU µs/delivery | wsload CPU s | load average before → after |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 	printf '%s\n' "${bursts[@]}"
 fi
 echo
-echo "(BURST=$BURST bench/c1m.sh ${sizes[*]}, ROOM=$ROOM HOLD=$HOLD; $(nproc) CPUs," \
+echo "(SERVERS=\"$SERVERS\" BURST=$BURST bench/c1m.sh ${sizes[*]}, ROOM=$ROOM HOLD=$HOLD; $(nproc) CPUs," \
     "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
     "ulimit -n $(ulimit -n), $(date -u +%Y-%m-%dT%H:%MZ))"

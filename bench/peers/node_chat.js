@@ -12,6 +12,10 @@
 // With CERT and KEY (PEM files) it listens over https, so the room is
 // wss:// (Node's TLS defaults), for bench/wss.sh.
 //
+// With PATH ending in "/*" (node_chat.js PORT /rooms/*, for bench/c1m.sh),
+// each NAME of PATH's prefix plus NAME ([A-Za-z0-9._-]{1,64}) is a room
+// of its own, made at its first join and gone with its last member.
+//
 // With WS_DEFLATE=1 in the environment it accepts permessage-deflate
 // (ws's perMessageDeflate: true, its defaults: messages under 1024 bytes
 // go out as they are, zlib's default level, each connection its own
@@ -44,16 +48,34 @@ const wss = new WebSocketServer({
   perMessageDeflate: process.env.WS_DEFLATE === '1',
 });
 
-function broadcast(line) {
-  for (const c of wss.clients)
+// Rooms: a prefix of PATH/* maps NAME to its members' Set.
+const prefix = route.endsWith('/*') ? route.slice(0, -1) : null;
+const rooms = new Map();
+
+function broadcast(room, line) {
+  for (const c of room || wss.clients)
     if (c.readyState === WebSocket.OPEN)
       c.send(line);
 }
 
 wss.on('connection', (ws, req) => {
   const ip = req.socket.remoteAddress;
+  let room = null;
 
-  broadcast(`[${ip}] joined at ${when()}`);
+  if (prefix) {
+    const name = req.url.split('?')[0].slice(prefix.length);
+    room = rooms.get(name);
+    if (!room)
+      rooms.set(name, room = new Set());
+    room.add(ws);
+    ws.on('close', () => {
+      room.delete(ws);
+      if (room.size === 0)
+        rooms.delete(name);
+    });
+  }
+  const broadcastHere = (line) => broadcast(room, line);
+  broadcastHere(`[${ip}] joined at ${when()}`);
   ws.on('message', (data, isBinary) => {
     if (isBinary) {
       ws.close(1003, 'text only');
@@ -63,9 +85,9 @@ wss.on('connection', (ws, req) => {
     const nul = msg.indexOf('\0');  // the seed's "%s": ends at a NUL
     if (nul >= 0)
       msg = msg.slice(0, nul);
-    broadcast(`[${ip}] at ${when()}: ${msg}`);
+    broadcastHere(`[${ip}] at ${when()}: ${msg}`);
   });
-  ws.on('close', () => broadcast(`[${ip}] left at ${when()}`));
+  ws.on('close', () => broadcastHere(`[${ip}] left at ${when()}`));
   ws.on('error', () => {});
 });
 
@@ -82,7 +104,10 @@ const server = certFile && keyFile ?
   http.createServer(notWs);
 
 server.on('upgrade', (req, socket, head) => {
-  if (req.url.split('?')[0] !== route) {
+  const path = req.url.split('?')[0];
+  if (prefix ? !(path.startsWith(prefix) &&
+      /^[A-Za-z0-9._-]{1,64}$/.test(path.slice(prefix.length))) :
+    path !== route) {
     socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
     return;
   }

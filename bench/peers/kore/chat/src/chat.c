@@ -7,11 +7,18 @@
  *   [IP] left at YYYY-MM-DD HH:MM:SS          to those who remain
  * sent with kore_websocket_broadcast (every WebSocket of the worker: one
  * room). No Origin check. Built with kodev (see bench/README.md).
+ *
+ * Rooms, for bench/c1m.sh: a WebSocket on /rooms/NAME (route
+ * ^/rooms/[A-Za-z0-9._-]+$) is in the room NAME, made at its first join
+ * and freed with its last member; its lines go to that room's members
+ * only, with kore_websocket_send to each.
  */
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -23,6 +30,40 @@ int	page(struct http_request *);
 void	ws_connect(struct connection *);
 void	ws_message(struct connection *, u_int8_t, void *, size_t);
 void	ws_disconnect(struct connection *);
+
+struct room;
+
+/* A member of a room: its connection's hdlr_extra (Kore frees it). */
+struct member {
+	TAILQ_ENTRY(member)	 link;
+	struct room		*room;
+	struct connection	*c;
+};
+
+struct room {
+	struct room		*next;		/* in its bucket */
+	TAILQ_HEAD(, member)	 members;
+	char			 name[65];
+};
+
+#define BUCKETS		4096
+static struct room	*rooms[BUCKETS];
+/* The path of the upgrade under way: ws_connect runs inside it. */
+static const char	*joining;
+
+static struct room **
+room_slot(const char *name)
+{
+	unsigned int h = 5381;
+	struct room **p;
+
+	for (const char *s = name; *s; s++)
+		h = h * 33 + (unsigned char)*s;
+	for (p = &rooms[h % BUCKETS]; *p; p = &(*p)->next)
+		if (strcmp((*p)->name, name) == 0)
+			break;
+	return p;
+}
 
 static void
 client_ip(struct connection *c, char *ip, size_t len)
@@ -56,8 +97,16 @@ say(struct connection *c, struct connection *src, const char *mid,
 		kore_buf_append(buf, ": ", 2);
 		kore_buf_append(buf, msg, msglen);
 	}
-	kore_websocket_broadcast(src, WEBSOCKET_OP_TEXT, buf->data,
-	    buf->offset, WEBSOCKET_BROADCAST_LOCAL);
+	if (c->hdlr_extra != NULL) {
+		struct member *m, *me = c->hdlr_extra;
+
+		TAILQ_FOREACH(m, &me->room->members, link)
+			if (m->c != src)
+				kore_websocket_send(m->c, WEBSOCKET_OP_TEXT,
+				    buf->data, buf->offset);
+	} else
+		kore_websocket_broadcast(src, WEBSOCKET_OP_TEXT, buf->data,
+		    buf->offset, WEBSOCKET_BROADCAST_LOCAL);
 	kore_buf_free(buf);
 }
 
@@ -77,14 +126,33 @@ kore_parent_configure(int argc, char **argv)
 int
 page(struct http_request *req)
 {
+	joining = req->path;
 	kore_websocket_handshake(req, "ws_connect", "ws_message",
 	    "ws_disconnect");
+	joining = NULL;
 	return (KORE_RESULT_OK);
 }
 
 void
 ws_connect(struct connection *c)
 {
+	if (joining != NULL && strncmp(joining, "/rooms/", 7) == 0 &&
+	    strlen(joining + 7) < sizeof(((struct room *)0)->name)) {
+		struct room **p = room_slot(joining + 7), *r = *p;
+		struct member *m;
+
+		if (r == NULL) {
+			r = kore_calloc(1, sizeof(*r));
+			TAILQ_INIT(&r->members);
+			strcpy(r->name, joining + 7);
+			*p = r;
+		}
+		m = kore_calloc(1, sizeof(*m));
+		m->room = r;
+		m->c = c;
+		TAILQ_INSERT_TAIL(&r->members, m, link);
+		c->hdlr_extra = m;
+	}
 	say(c, NULL, "joined at", NULL, 0);
 }
 
@@ -102,5 +170,17 @@ ws_message(struct connection *c, u_int8_t op, void *data, size_t len)
 void
 ws_disconnect(struct connection *c)
 {
+	struct member *m = c->hdlr_extra;
+	struct room **p;
+
 	say(c, c, "left at", NULL, 0);
+	if (m == NULL)
+		return;
+	TAILQ_REMOVE(&m->room->members, m, link);
+	if (TAILQ_EMPTY(&m->room->members)) {
+		p = room_slot(m->room->name);
+		*p = m->room->next;
+		kore_free(m->room);
+	}
+	/* m itself: Kore frees hdlr_extra with the connection */
 }

@@ -5,7 +5,9 @@
 # opening N members in rooms of ROOM (100) at once, then holding them
 # HOLD seconds (10). Reported per N: the opening rate, the server's RSS
 # and the kernel's slab growth per connection (Slab in /proc/meminfo,
-# both ends of each loopback connection), the server's CPU to open them,
+# both ends of each loopback connection; and the servers' whole RSS per
+# connection, for servers that allocate for their connections up front,
+# as Kore does), the server's CPU to open them,
 # the WebSocket thread's CPU while they idle, and how long SIGTERM takes
 # with all of them open. Limits are raised here only, as far as this
 # machine lets a process go; past that, N is spread over several squalld
@@ -19,6 +21,11 @@
 # latency quantiles of all deliveries (the wsloads' histograms merged),
 # lost, dup, the servers' CPU per delivery, the wsloads' CPU over the
 # burst (summed), and the load average.
+#
+# STAGGER=1 starts each pair once the one before has settled, so that
+# a large N is not opened by dozens of servers on one core at once (at
+# 1,000,000, 53 pairs, some handshakes then time out); the opening rate
+# is then N over the time from the first start to the last settled.
 #
 # SERVERS="squall node kore" runs the same N against the peers in the
 # same run, one after the other: Node + ws (bench/peers/node_chat.js
@@ -34,6 +41,7 @@ ROOM=${ROOM:-100}
 HOLD=${HOLD:-10}
 BURST=${BURST:-0}
 BURST_SIZE=${BURST_SIZE:-64}
+STAGGER=${STAGGER:-0}
 SERVERS=${SERVERS:-squall}
 sizes=("$@")
 [ ${#sizes[@]} -eq 0 ] && sizes=(10000 19000)
@@ -83,6 +91,17 @@ ws_ticks() { # squalld's WebSocket threads, the peers' processes, in ticks
 		t=$((t + $(awk '{ print $14 + $15 }' "$f")))
 	done
 	echo $t
+}
+
+# settled I: waits until pair I's members have all joined and heard
+# their rooms' joined lines (exits if it failed).
+settled() {
+	while ! grep -q "wsload settled" "$work/$1.out" 2>/dev/null; do
+		if grep -q "mode=idle" "$work/$1.out" 2>/dev/null; then
+			cat "$work/$1.err"; exit 1
+		fi
+		sleep 0.2
+	done
 }
 
 # start_server I PORT EACH: server I of this N (CPU 0) on PORT, ready;
@@ -139,8 +158,8 @@ start_server() {
 }
 
 bursts=()
-echo "| server | N | servers | open/s | RSS KiB/conn | slab KiB/conn | open CPU s | idle CPU % | SIGTERM s |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| server | N | servers | open/s | RSS growth KiB/conn | RSS KiB/conn | slab KiB/conn | open CPU s | idle CPU % | SIGTERM s |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for srv in $SERVERS; do
 for n in "${sizes[@]}"; do
 	load0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -152,6 +171,7 @@ for n in "${sizes[@]}"; do
 	each=$(((n / k + ROOM - 1) / ROOM * ROOM))
 	spids=() mpids=()
 	s0=$(slab)
+	topen=$(date +%s.%N)
 	for i in $(seq 1 "$k"); do
 		port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 		start_server "$i" "$port" "$each"
@@ -161,15 +181,12 @@ for n in "${sizes[@]}"; do
 		    ${bargs[0]:+-l "$work/$i.lat"} \
 		    >"$work/$i.out" 2>"$work/$i.err" &
 		wpids+=($!)
+		[ "$STAGGER" = 1 ] && settled "$i"
 	done
 	for i in $(seq 1 "$k"); do
-		while ! grep -q "wsload settled" "$work/$i.out" 2>/dev/null; do
-			if grep -q "mode=idle" "$work/$i.out" 2>/dev/null; then
-				cat "$work/$i.err"; exit 1
-			fi
-			sleep 0.2
-		done
+		settled "$i"
 	done
+	topen=$(awk -v a="$topen" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
 	s1=$(slab)
 	c0=$(ws_ticks)
 	sleep "$HOLD"
@@ -230,16 +247,19 @@ for n in "${sizes[@]}"; do
 	wait
 	cat "$work"/*.out | awk -v n="$((each * k))" -v k="$k" -v s0="$s0" \
 	    -v s1="$s1" -v c0="$c0" -v c1="$c1" -v hz="$(getconf CLK_TCK)" \
-	    -v hold="$HOLD" -v t0="$t0" -v t1="$t1" -v srv="$srv" '
+	    -v hold="$HOLD" -v t0="$t0" -v t1="$t1" -v srv="$srv" \
+	    -v stagger="$STAGGER" -v topen="$topen" '
 	    /mode=idle/ {
 		for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
 		if (v["open_s"] > open) open = v["open_s"]
 		rss += v["rss_after_kib"] - v["rss_before_kib"]
+		rsstot += v["rss_after_kib"]
 		cpu += v["server_cpu_s"]
 	    }
 	    END {
-		printf "| %s | %d | %d | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
-		    srv, n, k, n / open, rss / n, (s1 - s0) / n, cpu,
+		if (stagger == 1) open = topen
+		printf "| %s | %d | %d | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
+		    srv, n, k, n / open, rss / n, rsstot / n, (s1 - s0) / n, cpu,
 		    100 * (c1 - c0) / hz / hold, t1 - t0
 	    }'
 done

@@ -93,6 +93,26 @@ ws_ticks() { # squalld's WebSocket threads, the peers' processes, in ticks
 	echo $t
 }
 
+# free_port: a free port below the ephemeral range: with many members
+# open, their connections hold every ephemeral port of 127.0.0.1, and a
+# port picked by bind(0) (from that range) fails with EADDRINUSE.
+free_port() {
+	python3 - <<-'EOF'
+	import socket
+	low = int(open('/proc/sys/net/ipv4/ip_local_port_range').read().split()[0])
+	for port in range(low - 1, 1024, -1):
+	    s = socket.socket()
+	    try:
+	        s.bind(('127.0.0.1', port))
+	    except OSError:
+	        continue
+	    finally:
+	        s.close()
+	    print(port)
+	    break
+	EOF
+}
+
 # settled I: waits until pair I's members have all joined and heard
 # their rooms' joined lines (exits if it failed).
 settled() {
@@ -173,7 +193,7 @@ for n in "${sizes[@]}"; do
 	s0=$(slab)
 	topen=$(date +%s.%N)
 	for i in $(seq 1 "$k"); do
-		port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+		port=$(free_port)
 		start_server "$i" "$port" "$each"
 		taskset -c 1 bench/wsload -u "ws://127.0.0.1:$port/rooms/s${i}r" \
 		    -n "$each" -i -r "$ROOM" -c 500 -H "$((HOLD + 600))" -t 120 \

@@ -441,6 +441,8 @@ join(struct room *r, struct sq_ws *ws)
 		chat_broker_connect(c);	/* no member: no retrying */
 	if (!(back = last_id(c, ws, &last, &asked)) && asked)
 		c->unrecovered++;
+	else if (back && !stream)
+		c->unrecovered++;	/* the stream is away */
 	if (!stream)
 		for (size_t i = 0; i < r->nlines; i++) {
 			const char *h = r->lines[(r->first + i) %
@@ -459,8 +461,6 @@ join(struct room *r, struct sq_ws *ws)
 		free(line);
 		return;
 	}
-	if (back && !stream)
-		c->unrecovered++;	/* the stream is away */
 	if (stream) {
 		j->stream = 1;
 		j->recover = back;

@@ -90,6 +90,7 @@ struct room {
 	struct chat_sid	 pos;		/* the last entry read */
 	int		 pos_known;	/* read from pos on; else being set */
 	int		 loading;	/* pos asked of Redis */
+	int		 broken;	/* Redis refuses its stream: local */
 	struct chat_sid	 floor;		/* the past is read after it */
 	uint64_t	 ttl_due;	/* when the stream's TTL is renewed */
 	struct room	*hnext;		/* in the chat's table */
@@ -143,6 +144,7 @@ struct joiner *chat_joiner_add(struct room *r, struct sq_ws *ws,
 	    const char *line, size_t len);
 void	 chat_joiner_unlist(struct joiner *j);
 void	 chat_joiner_ready(struct joiner *j);
+void	 chat_room_caught_up(struct room *r);
 void	 chat_joiner_free(struct joiner *j);
 void	 chat_send_line(struct sq_ws *ws, const struct chat_sid *id,
 	    const char *line, size_t len);

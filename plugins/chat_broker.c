@@ -337,6 +337,8 @@ chat_broker_line(struct chat *ch, struct room *r, const struct chat_sid *id,
 	why = chat_line_check(line, len, ch->max_message + LINE_OVERHEAD);
 	if (why != NULL) {
 		chat_broker_invalid(ch, len, why);
+		if (r != NULL)
+			chat_room_caught_up(r);	/* a joiner may wait */
 		return;
 	}
 	ch->broker->invalid_logged = 0;

@@ -70,7 +70,9 @@ struct broker {
 	long long		 reader_id;	/* CLIENT ID; -1: polls */
 	int			 reading;	/* an XREAD is out */
 	int			 unblocking;	/* CLIENT UNBLOCK sent for it */
-	int			 careful;	/* read one entry at a time */
+	int			 careful;	/* reads left of one entry a
+						 * stream, to find a refused one */
+	size_t			 checking;	/* TYPE answers awaited */
 	unsigned long long	 refused_adds;	/* XADDs Redis refused */
 	int			 add_logged;
 	struct held		*held, **held_tail; /* lines said while down */
@@ -108,6 +110,7 @@ int	 chat_stream_add_to(struct chat *ch, const char *name, struct room *r,
 /* chat_hold.c */
 int	 chat_hold_line(struct room *r, const char *line, size_t len);
 void	 chat_hold_send(struct chat *ch);
+void	 chat_hold_say(struct chat *ch);
 void	 chat_hold_free(struct broker *b);
 
 #endif /* SQUALL_CHAT_BROKER_H */

@@ -275,13 +275,19 @@ chat_broker_move(struct chat *o, struct chat *ch)
 		o->broker = nb;
 	} else if (nb == NULL) {
 		chat_admit_all(o);
+		chat_hold_say(o);
 		chat_broker_close(b);
 		chat_broker_free(b);
 		o->broker = NULL;
 	} else {
-		/* in place: the pending timers hold o, and find b */
+		/* in place: the pending timers hold o, and find b; what was
+		 * read or asked of the old streams is of no use on the new */
 		chat_admit_all(o);
+		chat_hold_say(o);
 		chat_broker_close(b);
+		if (b->stream)
+			chat_stream_down(o);
+		b->careful = 0;
 		free(b->url);
 		free(b->host);
 		free(b->unix_path);

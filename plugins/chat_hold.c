@@ -21,9 +21,12 @@ struct held {
 	char		 line[];
 };
 
-/* The lines that waited, said here after all (the room went local). */
-static void
-say_held(struct chat *ch)
+/*
+ * The lines that waited, said here after all: the room went local, or a
+ * reload moves it to another broker (or none).
+ */
+void
+chat_hold_say(struct chat *ch)
 {
 	struct broker *b = ch->broker;
 	struct held *h;
@@ -70,7 +73,7 @@ chat_hold_line(struct room *r, const char *line, size_t len)
 			    "(%zu lines waited): the room is local until it "
 			    "returns", b->url, b->nheld);
 		b->held_logged = b->ever_up;
-		say_held(ch);
+		chat_hold_say(ch);
 		return 0;
 	}
 	memcpy(h->line, line, len);

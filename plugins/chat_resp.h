@@ -45,6 +45,9 @@ enum chat_resp_kind {
 	CHAT_RESP_SENTINEL	/* get-master-addr-by-name, then SUBSCRIBE */
 };
 
+/* The longest stream key the chat names (its channel, ":" and a room). */
+#define CHAT_KEY_MAX	512
+
 struct chat_resp {
 	enum chat_resp_kind kind;
 	int		 subscribed;	/* SUBSCRIBE sent */
@@ -52,7 +55,7 @@ struct chat_resp {
 	size_t		 max_len;	/* longest string of a reply */
 	size_t		 streams;	/* XREAD: keys asked */
 	size_t		 count;		/* most entries asked of one stream */
-	char		 key[256];	/* XREAD: the stream being read */
+	char		 key[CHAT_KEY_MAX]; /* XREAD: the stream being read */
 	char		 id[48];	/* the entry being read */
 	int		 entry;		/* inside the entry id names */
 	int		 entry_idx;	/* which of its stream's, from 0 */

@@ -295,12 +295,44 @@ joiner_admit(struct joiner *j)
 	chat_set_counts(c);
 }
 
-/* j becomes a member once its line is back and its past read. */
+/*
+ * Can j become a member: its line back, its past read, and, on a
+ * stream, the room's reader at or past the top of that past? A joiner
+ * whose line never came back (dropped, or Redis refused it) is let in
+ * early, and its past may end ahead of what the reader has delivered:
+ * the entries between would come to it twice (in its past, then live),
+ * and, when its past is history, after lines older than its history. So
+ * it waits for the reader; what the reader brings meanwhile up to the
+ * top, its past already holds (in_past).
+ */
+static int
+joiner_due(const struct joiner *j)
+{
+	const struct room *r = j->room;
+
+	return r != NULL && !j->dead && j->back && !j->asked &&
+	    (!j->stream || !r->pos_known ||
+	    chat_sid_cmp(&r->pos, &j->top) >= 0);
+}
+
+/* j becomes a member once due. */
 void
 chat_joiner_ready(struct joiner *j)
 {
-	if (j->room != NULL && !j->dead && j->back && !j->asked)
+	if (joiner_due(j))
 		joiner_admit(j);
+}
+
+/* The reader moved r's position (maybe over entries it did not deliver):
+ * those joining who waited for it become members. */
+void
+chat_room_caught_up(struct room *r)
+{
+	for (size_t i = 0; i < r->njoining;)
+		if (joiner_due(r->joining[i]))
+			joiner_admit(r->joining[i]);	/* unlists it */
+		else
+			i++;
 }
 
 /*
@@ -374,6 +406,9 @@ chat_room_deliver(struct room *r, const struct chat_sid *id,
 
 		if (j->dead)
 			continue;	/* its ws_close unlists it */
+		if (!j->asked && j->stream && has_id(id) &&
+		    chat_sid_cmp(id, &j->top) <= 0)
+			continue;	/* its past holds it */
 		if (j->meanwhile.bytes + len > r->chat->max_queue) {
 			sq_ws_close(j->ws, 1008, "too much to catch up on");
 			j->dead = 1;
@@ -387,14 +422,7 @@ chat_room_deliver(struct room *r, const struct chat_sid *id,
 		sq_ws_broadcast(r->tagged, r->ntagged, f, n, 0);
 	free(buf);
 	remember(r, line);
-	for (size_t i = 0; i < r->njoining;) {
-		struct joiner *j = r->joining[i];
-
-		if (!j->dead && j->back && !j->asked)
-			joiner_admit(j);	/* unlists it */
-		else
-			i++;
-	}
+	chat_room_caught_up(r);
 }
 
 static void ping_all(int status, void *arg);

@@ -48,7 +48,6 @@ struct ask {
 };
 
 /* The key of r's stream, in buf (CHAT_KEY_MAX). */
-#define CHAT_KEY_MAX	512
 static size_t
 room_key(const struct room *r, char *buf)
 {
@@ -133,15 +132,16 @@ command(struct chat *ch, redisCallbackFn *fn, void *priv, int argc,
 static void
 poisoned_past(const redisAsyncContext *ac, struct room *r)
 {
-	struct chat_resp *g;
+	struct chat_resp *g = chat_broker_guard(ac);
 	struct chat_sid id;
 
-	if (r == NULL)
-		return;
-	g = chat_broker_guard(ac);
-	if (!g->poisoned || chat_sid_parse(&id, g->id, strlen(g->id)) != 0)
+	/* the answer was this callback's even when its room is gone: the
+	 * flag must not pass to the next one, another room's */
+	if (!g->poisoned)
 		return;
 	g->poisoned = 0;
+	if (r == NULL || chat_sid_parse(&id, g->id, strlen(g->id)) != 0)
+		return;
 	if (chat_sid_cmp(&id, &r->floor) > 0)
 		r->floor = id;
 	chat_broker_invalid(r->chat, 0, "an entry the reply guard refused");
@@ -175,7 +175,18 @@ entry_line(struct chat *ch, const redisReply *e, struct chat_sid *id,
 
 /* ---- where a room's stream ends ---------------------------------------- */
 
-/* XREVRANGE KEY + MIN COUNT n, MIN after r's floor. */
+/* Is r's floor the largest id there is (nothing can come after it)? */
+static int
+floor_is_last(const struct room *r)
+{
+	return r->floor.ms == UINT64_MAX && r->floor.seq == UINT64_MAX;
+}
+
+/*
+ * XREVRANGE KEY + MIN COUNT n, MIN after r's floor: 0, -EIO, or -ERANGE
+ * when the floor is the largest id (an entry someone added with it,
+ * refused and stepped over: nothing can follow it, so nothing is asked).
+ */
 static int
 revrange(struct room *r, long long n, redisCallbackFn *fn, void *priv)
 {
@@ -184,6 +195,8 @@ revrange(struct room *r, long long n, redisCallbackFn *fn, void *priv)
 	const char *argv[6];
 	size_t lens[6];
 
+	if (floor_is_last(r))
+		return -ERANGE;
 	if (after.ms || after.seq) {
 		if (++after.seq == 0)
 			after.ms++;
@@ -206,6 +219,36 @@ revrange(struct room *r, long long n, redisCallbackFn *fn, void *priv)
 
 static void	read_more(struct chat *);
 
+/*
+ * An error about a key rather than the connection: WRONGTYPE (the key
+ * holds something else than a stream), or another command's refusal of
+ * the key. Connection-wide ones (READONLY, NOAUTH, LOADING...) are not.
+ */
+static int
+key_error(const char *err)
+{
+	return strncmp(err, "WRONGTYPE", 9) == 0;
+}
+
+/*
+ * Redis refuses r's stream (its key holds something else): r is read no
+ * more and its lines, which Redis refuses too, are said here only, until
+ * the room empties or the broker comes back. Said once in the log.
+ */
+static void
+room_broken(struct room *r, const char *why)
+{
+	struct chat *ch = r->chat;
+	char key[CHAT_KEY_MAX];
+
+	r->broken = 1;
+	r->pos_known = 0;
+	room_key(r, key);
+	sq_log(ch->inst, SQ_LOG_WARN, "broker %s refused the stream %s (%s): "
+	    "the room is local until it empties or the broker returns",
+	    ch->broker->url, key, why);
+}
+
 static void
 load_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
@@ -224,7 +267,10 @@ load_reply(redisAsyncContext *ac, void *reply, void *priv)
 	    !room_busy(r))
 		return;
 	if (rep->type == REDIS_REPLY_ERROR) {
-		chat_broker_down(ch, NULL, rep->str);
+		if (key_error(rep->str))
+			room_broken(r, rep->str);
+		else
+			chat_broker_down(ch, NULL, rep->str);
 		return;
 	}
 	r->pos = r->floor;
@@ -248,8 +294,14 @@ chat_stream_room(struct room *r)
 	struct broker *b = r->chat->broker;
 	struct ask *a;
 
-	if (b == NULL || !b->stream || !b->up || r->pos_known || r->loading)
+	if (b == NULL || !b->stream || !b->up || r->pos_known || r->loading ||
+	    r->broken)
 		return;
+	if (floor_is_last(r)) {
+		r->pos = r->floor;	/* nothing can come after it */
+		r->pos_known = 1;
+		return;
+	}
 	if ((a = ask_new(r)) == NULL)
 		return;
 	if (revrange(r, 1, load_reply, a) != 0) {
@@ -268,10 +320,33 @@ chat_stream_room_gone(struct room *r, void *unused)
 {
 	(void)unused;
 	r->pos_known = 0;
+	r->broken = 0;
 	r->floor.ms = r->floor.seq = 0;
 }
 
 /* ---- a joiner's past ---------------------------------------------------- */
+
+/*
+ * What the first n entries of an XREVRANGE answer weigh in frames: a
+ * returning member's gap. One over half of max_queue is not replayed
+ * (the core would drop the member for it, and it would come back with
+ * the same id): it gets the newcomer's history instead.
+ */
+static size_t
+gap_bytes(const redisReply *rep, size_t n)
+{
+	size_t bytes = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const redisReply *e = rep->element[i];
+
+		if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
+		    e->element[1]->type == REDIS_REPLY_ARRAY &&
+		    e->element[1]->elements == 2)
+			bytes += e->element[1]->element[1]->len + CHAT_SID_MAX;
+	}
+	return bytes;
+}
 
 static void
 past_reply(redisAsyncContext *ac, void *reply, void *priv)
@@ -323,6 +398,10 @@ past_reply(redisAsyncContext *ac, void *reply, void *priv)
 		ch->unrecovered++;	/* trimmed away, or never there */
 		j->recover = 0;
 	}
+	if (j->recover && gap_bytes(rep, from) > ch->max_queue / 2) {
+		ch->unrecovered++;	/* it would be dropped for it */
+		j->recover = 0;
+	}
 	if (j->recover) {
 		ch->recovered++;
 		keep = from;
@@ -353,10 +432,13 @@ chat_stream_past(struct joiner *j)
 	struct room *r = j->room;
 	struct chat *ch = r->chat;
 	long long n = j->recover ? ch->broker->history_max : ch->history;
+	int rc;
 
-	if (n <= 0)
+	if (n <= 0 || r->broken)
 		return 0;
-	if (revrange(r, n, past_reply, j) != 0)
+	if ((rc = revrange(r, n, past_reply, j)) == -ERANGE)
+		return 0;
+	if (rc != 0)
 		return -EIO;
 	j->asked = 1;
 	return 0;
@@ -528,6 +610,8 @@ entry(struct chat *ch, struct room *r, const redisReply *e)
 	r->pos = id;
 	if ((line = entry_line(ch, e, &id, &len, 1)) != NULL)
 		chat_broker_line(ch, r, &id, line, len);
+	else
+		chat_room_caught_up(r);	/* a joiner may wait for pos */
 }
 
 /*
@@ -555,8 +639,61 @@ poisoned_read(struct chat *ch, const redisAsyncContext *ac)
 			r->pos = id;
 		ch->broker->careful = 0;
 		chat_broker_invalid(ch, 0, "an entry the reply guard refused");
-	} else
-		ch->broker->careful = 1;
+		chat_room_caught_up(r);
+	} else	/* it is among the next READ_COUNT - 1 of its stream */
+		ch->broker->careful = READ_COUNT;
+}
+
+static void
+type_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct ask *a = priv;
+	struct chat *ch = chat_broker_owner(ac);
+	redisReply *rep = reply;
+	struct room *r;
+
+	if (ch != NULL && rep != NULL && (r = ask_room(ch, a)) != NULL &&
+	    rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "stream") &&
+	    strcmp(rep->str, "none"))
+		room_broken(r, "WRONGTYPE: it holds a Redis type of its own");
+	ask_free(a);
+	if (ch != NULL && rep != NULL && ch->broker->checking > 0 &&
+	    --ch->broker->checking == 0)
+		read_more(ch);
+}
+
+static void
+check_key(struct room *r, void *arg)
+{
+	struct chat *ch = arg;
+	char key[CHAT_KEY_MAX];
+	const char *argv[2] = { "TYPE", key };
+	size_t lens[2] = { 4, 0 };
+	struct ask *a;
+
+	if (!r->pos_known || !room_busy(r) || (a = ask_new(r)) == NULL)
+		return;
+	lens[1] = room_key(r, key);
+	if (command(ch, type_reply, a, 2, argv, lens) != 0) {
+		ask_free(a);
+		return;
+	}
+	ch->broker->checking++;
+}
+
+/*
+ * XREAD was refused for one of its keys (WRONGTYPE: someone wrote
+ * something else there): each room read asks its key's TYPE, those that
+ * hold something else are left out (room_broken), and the reads go on
+ * for the others once every answer is in.
+ */
+static void
+check_keys(struct chat *ch, const char *why)
+{
+	ch->broker->checking = 0;
+	chat_rooms_each(ch, check_key, ch);
+	if (ch->broker->checking == 0)
+		chat_broker_down(ch, NULL, why);	/* none could be asked */
 }
 
 static void
@@ -576,11 +713,17 @@ read_reply(redisAsyncContext *ac, void *reply, void *priv)
 		return;
 	ch->broker->reading = 0;
 	if (rep->type == REDIS_REPLY_ERROR) {
-		chat_broker_down(ch, NULL, rep->str);
+		if (key_error(rep->str))
+			check_keys(ch, rep->str);
+		else
+			chat_broker_down(ch, NULL, rep->str);
 		return;
 	}
 	if (rep->type == REDIS_REPLY_ARRAY) {
-		ch->broker->careful = 0;
+		/* one entry a stream at a time, until the refused one is the
+		 * first (poisoned_read steps over it), READ_COUNT reads at most */
+		if (ch->broker->careful > 0)
+			ch->broker->careful--;
 		for (size_t i = 0; i < rep->elements; i++) {
 			const redisReply *s = rep->element[i], *es;
 			struct room *r;
@@ -651,7 +794,8 @@ read_more(struct chat *ch)
 	char *buf;
 	int rc;
 
-	if (b == NULL || !b->stream || !b->up || b->sub == NULL)
+	if (b == NULL || !b->stream || !b->up || b->sub == NULL ||
+	    b->checking > 0)
 		return;
 	if (b->reading) {
 		char id[24];
@@ -754,6 +898,7 @@ static void
 resume_room(struct room *r, void *unused)
 {
 	(void)unused;
+	r->broken = 0;		/* asked again */
 	if (room_busy(r))
 		chat_stream_room(r);
 }
@@ -779,5 +924,6 @@ void
 chat_stream_down(struct chat *ch)
 {
 	ch->broker->reading = ch->broker->unblocking = 0;
+	ch->broker->checking = 0;
 	chat_rooms_each(ch, unload_room, NULL);
 }

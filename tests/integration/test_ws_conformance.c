@@ -355,6 +355,60 @@ Test(wsc, compressed_and_uncompressed_clients_share_a_chat_room)
 	cr_assert_eq(srv_stop(&s), 0);
 }
 
+/*
+ * A line long enough to be compressed, said in a room of two compressing
+ * members with different windows and a plain one: each compressing
+ * member gets it compressed (RSV1, far smaller) and whole, the plain one
+ * as it is. (That the room compresses it once per window, not once per
+ * member, is bench/README.md's "A room of compressing members".)
+ */
+Test(wsc, a_compressing_room_gets_long_lines_compressed)
+{
+	struct wsc z1, z2, p;
+	char *long_line = malloc(3001), *data, *pat, *v;
+	size_t len;
+	int b0;
+
+	for (int i = 0; i < 3000; i++)
+		long_line[i] = "abc"[i % 3];
+	long_line[3000] = '\0';
+	cr_assert_not_null(pat = malloc(3100));
+	snprintf(pat, 3100, "^" IP " at " TS ": %s$", long_line);
+	srv_start(&s, "[route /chat]\nplugin = chat\n");
+	cr_assert_eq(ws_connect_with(&z1, s.port, "/chat", OFFER), 101);
+	free(ws_expect_line(&z1, " joined at "));
+	cr_assert_eq(ws_connect_with(&z2, s.port, "/chat",
+	    "Sec-WebSocket-Extensions: permessage-deflate; "
+	    "server_max_window_bits=10; client_max_window_bits\r\n"), 101);
+	v = ws_response_header(&z2, "Sec-WebSocket-Extensions");
+	cr_assert(v && strstr(v, "server_max_window_bits=10"), "%s", z2.head);
+	free(v);
+	free(ws_expect_line(&z2, " joined at "));
+	free(ws_expect_line(&z1, " joined at "));
+	cr_assert_eq(ws_connect(&p, s.port, "/chat", NULL), 101);
+	for (struct wsc *c = &z1; c; c = c == &z1 ? &z2 : c == &z2 ? &p : NULL)
+		free(ws_expect_line(c, " joined at "));
+	cr_assert_eq(ws_send(&p, 1, long_line, 3000), 0);
+	cr_assert_eq(ws_recv_frame(&z1, &b0, &data, &len, 3000), 0);
+	cr_assert_eq(b0, 0x80 | 0x40 | 1, "frame 0x%02x: not one compressed "
+	    "text frame", b0);
+	cr_assert_lt(len, 300, "%zu bytes for a line of 3,000 repeating", len);
+	free(data);
+	free(ws_expect_line(&z2, pat));
+	free(ws_expect_line(&p, pat));
+	/* and the other way, inflated by the test's client */
+	cr_assert_eq(ws_send(&z2, 1, long_line, 3000), 0);
+	free(ws_expect_line(&z1, pat));
+	free(ws_expect_line(&z2, pat));
+	free(ws_expect_line(&p, pat));
+	ws_disconnect(&p);
+	ws_disconnect(&z2);
+	ws_disconnect(&z1);
+	free(pat);
+	free(long_line);
+	cr_assert_eq(srv_stop(&s), 0);
+}
+
 /* ---- subprotocols ---------------------------------------------------- */
 
 static void

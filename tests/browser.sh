@@ -70,7 +70,8 @@ stream_scripts() {
 	echo "kill -KILL $pid" > "$dir/stop.sh"
 	cat > "$dir/start.sh" <<-EOF
 		. "$top/tests/lib/squalld.sh"
-		"$build/core/squalld" -c "$dir/again.ini" >"$dir/again.log" 2>&1 &
+		: > "$dir/again.log"	# there before sq_wait_log reads it
+		"$build/core/squalld" -c "$dir/again.ini" >>"$dir/again.log" 2>&1 &
 		echo \$! > "$dir/pid"
 		sq_wait_log "$dir/again.log" \$! "ready:" >&2
 	EOF

@@ -168,6 +168,14 @@ chat_broker_ready(struct chat *ch)
 		return;
 	b->up = 1;
 	b->hostile = 0;
+	if (b->readonly) {
+		/* a replica still, maybe: the outage goes on (its lines keep
+		 * waiting from its start, nothing logged, the retries slow)
+		 * until a line is taken (chat_stream.c, add_reply) */
+		(void)sq_inst_set_info(ch->inst, "broker", "up");
+		chat_stream_resume(ch);
+		return;
+	}
 	b->backoff_ms = RETRY_MIN_MS;
 	if (b->ever_up && b->down_logged)
 		sq_log(ch->inst, SQ_LOG_INFO, "broker %s back: the room spans "

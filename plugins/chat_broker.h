@@ -73,6 +73,11 @@ struct broker {
 	int			 careful;	/* reads left of one entry a
 						 * stream, to find a refused one */
 	size_t			 checking;	/* TYPE answers awaited */
+	int			 readonly;	/* writes refused as a replica's,
+						 * none taken since */
+	const void		*readonly_ac;	/* the connection a READONLY
+						 * came on: the XADDs behind it
+						 * were refused too */
 	unsigned long long	 refused_adds;	/* XADDs Redis refused */
 	int			 add_logged;
 	struct held		*held, **held_tail; /* lines said while down */

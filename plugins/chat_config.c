@@ -306,6 +306,7 @@ chat_broker_move(struct chat *o, struct chat *ch)
 		b->sentinel_i = 0;
 		mode_copy(b, nb);
 		b->ever_up = b->down_logged = b->drop_logged = 0;
+		b->readonly = 0;
 		b->invalid_logged = 0;
 		b->backoff_ms = RETRY_MIN_MS;
 		free(nb);

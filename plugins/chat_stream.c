@@ -454,6 +454,19 @@ ignore_reply(redisAsyncContext *ac, void *reply, void *priv)
 	(void)priv;
 }
 
+/* a's line waits for the broker, or, too long away, is said here. */
+static void
+hold_or_say(struct chat *ch, struct ask *a)
+{
+	struct room *r = ask_room(ch, a);
+
+	if (r != NULL && !chat_hold_line(r, a->line, a->len)) {
+		chat_room_admit(r, a->line, a->len);
+		chat_room_deliver(r, NULL, a->line, a->len);
+	}
+	ask_free(a);
+}
+
 /*
  * Redis refused a line (OOM, or the key holds something else): it is
  * said here only, as when the broker is away; and said once in the log
@@ -463,11 +476,18 @@ static void
 add_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
 	struct ask *a = priv;
-	struct chat *ch = chat_broker_owner(ac);
+	struct chat *ch = chat_broker_owner(ac), *any = ac->data;
 	redisReply *rep = reply;
 	struct broker *b;
 	struct room *r;
 
+	if (rep == NULL && any != NULL && any->broker != NULL &&
+	    any->broker->readonly_ac == ac) {
+		/* behind a READONLY on this connection: refused as well, so
+		 * not added; it waits for the new master like that one */
+		hold_or_say(any, a);
+		return;
+	}
 	if (ch == NULL || rep == NULL) {
 		ask_free(a);
 		return;
@@ -478,6 +498,13 @@ add_reply(redisAsyncContext *ac, void *reply, void *priv)
 	b->pending_bytes -= a->len < b->pending_bytes ? a->len :
 	    b->pending_bytes;
 	if (rep->type != REDIS_REPLY_ERROR) {
+		if (b->readonly) {
+			b->readonly = 0;
+			b->down_logged = 0;
+			b->backoff_ms = RETRY_MIN_MS;
+			sq_log(ch->inst, SQ_LOG_INFO, "broker %s back: it takes "
+			    "lines again", b->url);
+		}
 		if (b->add_logged)
 			sq_log(ch->inst, SQ_LOG_INFO, "broker %s takes lines "
 			    "again (%llu refused so far)", b->url,
@@ -488,14 +515,13 @@ add_reply(redisAsyncContext *ac, void *reply, void *priv)
 	}
 	if (strncmp(rep->str, "READONLY", 8) == 0) {
 		/* a master demoted under us: the next attempt finds the new
-		 * one (with a Sentinel), and the line waits for it */
+		 * one (with a Sentinel), and the line waits for it, with
+		 * those sent after it on this connection (their answers,
+		 * lost with it, come next) */
+		b->readonly_ac = ac;
+		b->readonly = 1;
 		chat_broker_down(ch, NULL, rep->str);
-		if ((r = ask_room(ch, a)) != NULL &&
-		    !chat_hold_line(r, a->line, a->len)) {
-			chat_room_admit(r, a->line, a->len);
-			chat_room_deliver(r, NULL, a->line, a->len);
-		}
-		ask_free(a);
+		hold_or_say(ch, a);
 		return;
 	}
 	b->refused_adds++;
@@ -907,6 +933,7 @@ resume_room(struct room *r, void *unused)
 void
 chat_stream_resume(struct chat *ch)
 {
+	ch->broker->readonly_ac = NULL;
 	chat_rooms_each(ch, resume_room, NULL);
 	read_more(ch);
 	chat_hold_send(ch);

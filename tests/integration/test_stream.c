@@ -1064,3 +1064,41 @@ Test(stream, a_key_of_another_type_does_not_flap_the_broker)
 	    losses, t_read(s1.log, NULL));
 	ws_disconnect(&a);
 }
+
+/*
+ * Redis turned into a replica under us (a demoted master, whose master
+ * is nowhere here): the first XADD gets READONLY, and those sent behind
+ * it on the same connection lose their answers with it. They were all
+ * refused, so all wait for a master, and when none comes in time the
+ * room is local and says them, in order.
+ */
+Test(stream, lines_behind_a_readonly_wait_with_it)
+{
+	char dead[16];
+	struct wsc a;
+
+	redis_up(0);
+	start(&s1, "");
+	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
+	expect(&a, " joined at ");
+	snprintf(dead, sizeof(dead), "%d", t_free_port());
+	free(redis_cmd_at(rport, "REPLICAOF", "127.0.0.1", dead, NULL));
+	for (int i = 1; i <= 3; i++) {
+		char word[8];
+
+		snprintf(word, sizeof(word), "l%d", i);
+		cr_assert_eq(ws_send(&a, 1, word, strlen(word)), 0);
+	}
+	cr_assert_eq(srv_wait_log(&s1, "READONLY", 1, 5000), 0);
+	/* after the 5 s a line may wait */
+	for (int i = 1; i <= 3; i++) {
+		char *l = ws_recv_text(&a, 10000), want[8];
+
+		snprintf(want, sizeof(want), ": l%d", i);
+		cr_assert(l != NULL && strstr(l, want) != NULL, "wanted \"%s\","
+		    " got \"%s\":\n%s", want, l ? l : "nothing",
+		    t_read(s1.log, NULL));
+		free(l);
+	}
+	ws_disconnect(&a);
+}

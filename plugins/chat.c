@@ -168,6 +168,7 @@ room_free(struct room *r)
 	for (size_t i = 0; i < r->njoining; i++)
 		chat_joiner_free(r->joining[i]);
 	free(r->joining);
+	chat_lines_clear(&r->unsent);
 	free(r->name);
 	free(r);
 }

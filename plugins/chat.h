@@ -91,6 +91,8 @@ struct room {
 	int		 pos_known;	/* read from pos on; else being set */
 	int		 loading;	/* pos asked of Redis */
 	int		 broken;	/* Redis refuses its stream: local */
+	struct lines	 unsent;	/* said while pos is asked: they go
+					 * after its answer (chat_stream.c) */
 	struct chat_sid	 floor;		/* the past is read after it */
 	uint64_t	 ttl_due;	/* when the stream's TTL is renewed */
 	struct room	*hnext;		/* in the chat's table */

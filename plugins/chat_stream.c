@@ -218,6 +218,7 @@ revrange(struct room *r, long long n, redisCallbackFn *fn, void *priv)
 }
 
 static void	read_more(struct chat *);
+static void	send_unsent(struct room *);
 
 /*
  * An error about a key rather than the connection: WRONGTYPE (the key
@@ -267,9 +268,10 @@ load_reply(redisAsyncContext *ac, void *reply, void *priv)
 	    !room_busy(r))
 		return;
 	if (rep->type == REDIS_REPLY_ERROR) {
-		if (key_error(rep->str))
+		if (key_error(rep->str)) {
 			room_broken(r, rep->str);
-		else
+			send_unsent(r);		/* refused: said here */
+		} else
 			chat_broker_down(ch, NULL, rep->str);
 		return;
 	}
@@ -281,6 +283,7 @@ load_reply(redisAsyncContext *ac, void *reply, void *priv)
 	    chat_sid_cmp(&id, &r->pos) > 0)
 		r->pos = id;
 	r->pos_known = 1;
+	send_unsent(r);
 	read_more(ch);
 }
 
@@ -319,6 +322,8 @@ void
 chat_stream_room_gone(struct room *r, void *unused)
 {
 	(void)unused;
+	if (r->unsent.n > 0 && r->chat->broker != NULL)
+		send_unsent(r);	/* its last lines: no position needed */
 	r->pos_known = 0;
 	r->broken = 0;
 	r->floor.ms = r->floor.seq = 0;
@@ -559,9 +564,9 @@ renew_ttl(struct room *r, const char *key, size_t klen)
 }
 
 /* XADDs line to room `name` of ch (r: the room, if here): 0 or -EIO. */
-int
-chat_stream_add_to(struct chat *ch, const char *name, struct room *r,
-    const char *line, size_t len)
+static int
+xadd(struct chat *ch, const char *name, struct room *r, const char *line,
+    size_t len)
 {
 	struct broker *b = ch->broker;
 	char key[CHAT_KEY_MAX], max[24];
@@ -606,6 +611,62 @@ chat_stream_add_to(struct chat *ch, const char *name, struct room *r,
 	if (r != NULL)
 		renew_ttl(r, key, klen);
 	return 0;
+}
+
+/*
+ * Adds line to room `name` of ch (r: the room, if here): 0, or -EIO or
+ * -ENOMEM. While r's position is being asked, the line waits for the
+ * answer (r->unsent): sent with the question, it would be in the stream
+ * before the answer, and if the connection broke between the two, the
+ * position asked again would be after it, and this process would never
+ * read it.
+ */
+int
+chat_stream_add_to(struct chat *ch, const char *name, struct room *r,
+    const char *line, size_t len)
+{
+	if (r != NULL && r->loading && !r->pos_known) {
+		static const struct chat_sid none;
+
+		if (chat_lines_add(&r->unsent, &none, line, len) != 0)
+			return -ENOMEM;
+		ch->broker->pending++;	/* as if sent: the same limits */
+		ch->broker->pending_bytes += len;
+		return 0;
+	}
+	return xadd(ch, name, r, line, len);
+}
+
+/*
+ * r's lines that waited for its position: sent now (the position is
+ * known, or the room is empty and needs none), or, when they cannot be,
+ * held for the broker or said here, as any line said while it is away.
+ */
+static void
+send_unsent(struct room *r)
+{
+	struct chat *ch = r->chat;
+	struct lines l = r->unsent;
+	int sent = ch->broker->up;
+
+	memset(&r->unsent, 0, sizeof(r->unsent));
+	for (size_t i = 0; i < l.n; i++) {
+		struct said *m = &l.v[i];
+		struct broker *b = ch->broker;
+
+		if (b->pending > 0)
+			b->pending--;
+		b->pending_bytes -= m->len < b->pending_bytes ? m->len :
+		    b->pending_bytes;
+		if (sent && xadd(ch, r->name, r, m->line, m->len) == 0)
+			continue;
+		sent = 0;
+		if (!chat_hold_line(r, m->line, m->len)) {
+			chat_room_admit(r, m->line, m->len);
+			chat_room_deliver(r, NULL, m->line, m->len);
+		}
+	}
+	chat_lines_clear(&l);
 }
 
 /*
@@ -944,6 +1005,8 @@ unload_room(struct room *r, void *unused)
 {
 	(void)unused;
 	r->loading = 0;
+	if (r->unsent.n > 0)
+		send_unsent(r);		/* the broker is down: held */
 }
 
 /* Down: what was asked is lost with the connections. */

@@ -16,14 +16,17 @@
 
 #include "chat.h"
 
+/* line (len bytes, not NUL-ended) joins r's history ring. */
 static void
-remember(struct room *r, const char *line)
+remember(struct room *r, const char *line, size_t len)
 {
 	long long history = r->chat->history;
 	char *copy;
 
-	if (history <= 0 || (copy = strdup(line)) == NULL)
+	if (history <= 0 || (copy = malloc(len + 1)) == NULL)
 		return;
+	memcpy(copy, line, len);
+	copy[len] = '\0';
 	if (r->nlines == (size_t)history) {
 		free(r->lines[r->first]);
 		r->lines[r->first] = copy;
@@ -421,7 +424,7 @@ chat_room_deliver(struct room *r, const struct chat_sid *id,
 	if (r->ntagged > 0 && (f = framed(id, line, len, &n, &buf)) != NULL)
 		sq_ws_broadcast(r->tagged, r->ntagged, f, n, 0);
 	free(buf);
-	remember(r, line);
+	remember(r, line, len);
 	chat_room_caught_up(r);
 }
 

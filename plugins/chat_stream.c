@@ -799,6 +799,13 @@ read_reply(redisAsyncContext *ac, void *reply, void *priv)
 	if (ch == NULL)
 		return;
 	ch->broker->reading = 0;
+	if (rep->type == REDIS_REPLY_ERROR &&
+	    strncmp(rep->str, "UNBLOCKED", 9) == 0) {
+		/* the instance changed role (a master made a replica): it
+		 * still reads, and writes find out for themselves */
+		read_more(ch);
+		return;
+	}
 	if (rep->type == REDIS_REPLY_ERROR) {
 		if (key_error(rep->str))
 			check_keys(ch, rep->str);

@@ -23,6 +23,13 @@
  * the connection; the guard names the entry, and the reader steps over
  * it (reading one entry at a time to find it when it was not the first
  * of its stream), so that one bad entry cannot stop a room for good.
+ *
+ * A room's lines wait while its position is asked (r->unsent), so that
+ * none can land before a position that a lost answer would move past
+ * them. A room whose key holds something else (WRONGTYPE) is left out of
+ * the reads and is local; the others go on. A READONLY (a master
+ * demoted) is an outage: the refused line and those behind it wait in
+ * chat_hold.c, from the first refusal, until a line is taken again.
  * Loop thread.
  */
 #define _GNU_SOURCE

@@ -137,7 +137,8 @@ void	 chat_rooms_each(struct chat *c, void (*fn)(struct room *, void *),
 
 void	 chat_room_deliver(struct room *r, const struct chat_sid *id,
 	    const char *line, size_t len);
-void	 chat_room_admit(struct room *r, const char *line, size_t len);
+void	 chat_room_hear(struct room *r, const struct chat_sid *id,
+	    const char *line, size_t len);
 void	 chat_admit_all(struct chat *c);
 int	 chat_member_reserve(struct room *r, struct sq_ws *ws);
 int	 chat_member_add(struct room *r, struct sq_ws *ws);

@@ -350,10 +350,8 @@ chat_broker_line(struct chat *ch, struct room *r, const struct chat_sid *id,
 		return;
 	}
 	ch->broker->invalid_logged = 0;
-	if (r != NULL) {
-		chat_room_admit(r, line, len);
-		chat_room_deliver(r, id, line, len);
-	}
+	if (r != NULL)
+		chat_room_hear(r, id, line, len);
 }
 
 /*
@@ -571,8 +569,7 @@ chat_broker_say(struct room *r, const char *line, size_t len)
 			return 1;
 	} else if (b != NULL && b->stream && chat_hold_line(r, line, len))
 		return 1;
-	chat_room_admit(r, line, len);
-	chat_room_deliver(r, NULL, line, len);
+	chat_room_hear(r, NULL, line, len);
 	return CHAT_SAID_HERE;
 }
 

@@ -36,8 +36,7 @@ chat_hold_say(struct chat *ch)
 		b->held = h->next;
 		r = chat_room_find(ch, h->name, strlen(h->name));
 		if (r != NULL) {
-			chat_room_admit(r, h->line, h->len);
-			chat_room_deliver(r, NULL, h->line, h->len);
+			chat_room_hear(r, NULL, h->line, h->len);
 		}
 		free(h->name);
 		free(h);

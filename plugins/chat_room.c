@@ -351,7 +351,7 @@ chat_room_caught_up(struct room *r)
  * starts a line early, no worse.) It becomes a member at the end of
  * chat_room_deliver, which gives it this line among those it waited for.
  */
-void
+static void
 chat_room_admit(struct room *r, const char *line, size_t len)
 {
 	for (size_t i = 0; i < r->njoining; i++) {
@@ -364,6 +364,19 @@ chat_room_admit(struct room *r, const char *line, size_t len)
 			return;
 		}
 	}
+}
+
+/*
+ * A line for r's members (id: its stream id, or NULL), from the broker
+ * or said here when the broker could not take it: those joining who
+ * wait for it are admitted, then it is delivered.
+ */
+void
+chat_room_hear(struct room *r, const struct chat_sid *id, const char *line,
+    size_t len)
+{
+	chat_room_admit(r, line, len);
+	chat_room_deliver(r, id, line, len);
 }
 
 /*

@@ -466,16 +466,22 @@ ignore_reply(redisAsyncContext *ac, void *reply, void *priv)
 	(void)priv;
 }
 
-/* a's line waits for the broker, or, too long away, is said here. */
+/* A line of r's waits for the broker, or, too long away, is said here. */
 static void
-hold_or_say(struct chat *ch, struct ask *a)
+hold_or_say(struct room *r, const char *line, size_t len)
+{
+	if (!chat_hold_line(r, line, len))
+		chat_room_hear(r, NULL, line, len);
+}
+
+/* The same for the line of a refused XADD. */
+static void
+hold_or_say_ask(struct chat *ch, struct ask *a)
 {
 	struct room *r = ask_room(ch, a);
 
-	if (r != NULL && !chat_hold_line(r, a->line, a->len)) {
-		chat_room_admit(r, a->line, a->len);
-		chat_room_deliver(r, NULL, a->line, a->len);
-	}
+	if (r != NULL)
+		hold_or_say(r, a->line, a->len);
 	ask_free(a);
 }
 
@@ -497,7 +503,7 @@ add_reply(redisAsyncContext *ac, void *reply, void *priv)
 	    any->broker->readonly_ac == ac) {
 		/* behind a READONLY on this connection: refused as well, so
 		 * not added; it waits for the new master like that one */
-		hold_or_say(any, a);
+		hold_or_say_ask(any, a);
 		return;
 	}
 	if (ch == NULL || rep == NULL) {
@@ -533,7 +539,7 @@ add_reply(redisAsyncContext *ac, void *reply, void *priv)
 		b->readonly_ac = ac;
 		b->readonly = 1;
 		chat_broker_down(ch, NULL, rep->str);
-		hold_or_say(ch, a);
+		hold_or_say_ask(ch, a);
 		return;
 	}
 	b->refused_adds++;
@@ -543,10 +549,8 @@ add_reply(redisAsyncContext *ac, void *reply, void *priv)
 		    "them again (%llu refused so far)", b->url, rep->str,
 		    b->refused_adds);
 	b->add_logged = 1;
-	if ((r = ask_room(ch, a)) != NULL) {
-		chat_room_admit(r, a->line, a->len);
-		chat_room_deliver(r, NULL, a->line, a->len);
-	}
+	if ((r = ask_room(ch, a)) != NULL)
+		chat_room_hear(r, NULL, a->line, a->len);
 	ask_free(a);
 }
 
@@ -668,10 +672,7 @@ send_unsent(struct room *r)
 		if (sent && xadd(ch, r->name, r, m->line, m->len) == 0)
 			continue;
 		sent = 0;
-		if (!chat_hold_line(r, m->line, m->len)) {
-			chat_room_admit(r, m->line, m->len);
-			chat_room_deliver(r, NULL, m->line, m->len);
-		}
+		hold_or_say(r, m->line, m->len);
 	}
 	chat_lines_clear(&l);
 }

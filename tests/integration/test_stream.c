@@ -794,8 +794,34 @@ resp_cmd(char *req, size_t size, size_t n, const char *arg, ...)
 }
 
 /* An entry the reply guard refuses: 9 field-value pairs (18 strings). */
-#define POISON(key) "XADD", key, "*", "f1", "v", "f2", "v", "f3", "v", \
-	"f4", "v", "f5", "v", "f6", "v", "f7", "v", "f8", "v", "f9", "v"
+#define POISON_ID(key, id) "XADD", key, id, "f1", "v", "f2", "v", "f3", \
+	"v", "f4", "v", "f5", "v", "f6", "v", "f7", "v", "f8", "v", "f9", "v"
+#define POISON(key) POISON_ID(key, "*")
+
+/* Adds a refused entry with id (or "*") to key: Redis's answer. */
+static char *
+poison(const char *key, const char *id)
+{
+	char req[1024];
+	size_t n;
+
+	n = resp_cmd(req, sizeof(req), 0, POISON_ID(key, id), NULL);
+	n = resp_cmd(req, sizeof(req), n, "QUIT", NULL);
+	return raw_exchange(rport, req, n, 2000, NULL);
+}
+
+/* s1 with a route of rooms on a stream, and m a member of room a whose
+ * XREAD is out. */
+static void
+rooms_with_a_member(struct wsc *m)
+{
+	redis_up(0);
+	srv_start(&s1, ROOMS, rport);
+	cr_assert_eq(srv_wait_log(&s1, " up, streams ", 1, 5000), 0);
+	cr_assert_eq(ws_connect(m, s1.port, "/rooms/a", NULL), 101);
+	expect(m, " joined at ");
+	usleep(200000);
+}
 
 /*
  * A poisoned entry behind N good ones, all in one XREAD answer. The
@@ -874,21 +900,11 @@ redis_pause(int port, const char *ms)
 Test(stream, an_orphans_poison_is_not_another_rooms_floor)
 {
 	struct wsc m, j, k;
-	char *r, req[1024];
-	size_t n;
+	char *r;
 
-	redis_up(0);
-	srv_start(&s1, ROOMS, rport);
-	cr_assert_eq(srv_wait_log(&s1, " up, streams ", 1, 5000), 0);
 	/* m keeps room a read, so that a's next joiner asks no position */
-	cr_assert_eq(ws_connect(&m, s1.port, "/rooms/a", NULL), 101);
-	expect(&m, " joined at ");
-	usleep(200000);
-	n = resp_cmd(req, sizeof(req), 0, "XADD", "squall:chat:/rooms/*:a",
-	    "99999999999999-0", "f1", "v", "f2", "v", "f3", "v", "f4", "v",
-	    "f5", "v", "f6", "v", "f7", "v", "f8", "v", "f9", "v", NULL);
-	n = resp_cmd(req, sizeof(req), n, "QUIT", NULL);
-	r = raw_exchange(rport, req, n, 2000, NULL);
+	rooms_with_a_member(&m);
+	r = poison("squall:chat:/rooms/*:a", "99999999999999-0");
 	cr_assert(r && strstr(r, "99999999999999-0") != NULL, "%s", r);
 	free(r);
 	/* a's reader steps over it (one reconnection) */
@@ -931,20 +947,11 @@ Test(stream, an_orphans_poison_is_not_another_rooms_floor)
 Test(stream, a_new_rooms_first_lines_survive_a_lost_position)
 {
 	struct wsc m, j, k;
-	char *r, req[1024];
-	size_t n;
+	char *r;
 
-	redis_up(0);
-	srv_start(&s1, ROOMS, rport);
-	cr_assert_eq(srv_wait_log(&s1, " up, streams ", 1, 5000), 0);
-	cr_assert_eq(ws_connect(&m, s1.port, "/rooms/a", NULL), 101);
-	expect(&m, " joined at ");
-	usleep(200000);
+	rooms_with_a_member(&m);
 	/* the poison: the newest entry of a, which j's history will ask */
-	n = resp_cmd(req, sizeof(req), 0, POISON("squall:chat:/rooms/*:a"),
-	    NULL);
-	n = resp_cmd(req, sizeof(req), n, "QUIT", NULL);
-	free(raw_exchange(rport, req, n, 2000, NULL));
+	free(poison("squall:chat:/rooms/*:a", "*"));
 	cr_assert_eq(srv_wait_log(&s1, " back: ", 1, 5000), 0);
 	redis_pause(rport, "1000");
 	cr_assert_eq(ws_connect(&j, s1.port, "/rooms/a", NULL), 101);
@@ -972,18 +979,12 @@ Test(stream, a_new_rooms_first_lines_survive_a_lost_position)
 Test(stream, the_largest_id_does_not_wrap_the_floor)
 {
 	struct wsc a;
-	char req[1024];
-	size_t n;
 	int losses;
 
 	redis_up(0);
 	start(&s1, "");
-	n = resp_cmd(req, sizeof(req), 0, "XADD", "squall:chat:/chat",
-	    "18446744073709551615-18446744073709551615", "f1", "v", "f2", "v",
-	    "f3", "v", "f4", "v", "f5", "v", "f6", "v", "f7", "v", "f8", "v",
-	    "f9", "v", NULL);
-	n = resp_cmd(req, sizeof(req), n, "QUIT", NULL);
-	free(raw_exchange(rport, req, n, 2000, NULL));
+	free(poison("squall:chat:/chat",
+	    "18446744073709551615-18446744073709551615"));
 	cr_assert_eq(ws_connect(&a, s1.port, "/chat", NULL), 101);
 	sleep(3);
 	losses = srv_log_count(&s1, " lost (refused a reply");
